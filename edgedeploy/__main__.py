@@ -1,0 +1,3 @@
+from edgedeploy.cli.main import main
+
+main()

@@ -1,0 +1,162 @@
+"""Atomic writes: files via temp+fsync+os.replace, directories via a staging dir
+published by one rename, and signal deferral so Ctrl-C never leaves half an artifact.
+
+SIGINT/SIGTERM raised inside torch's C++ exporter while it calls back into Python can
+abort the interpreter, so the first signal only sets a flag that is checked at safe
+points (``checkpoint()``); a second signal interrupts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+from .errors import BadInput, Interrupted
+
+STAGING_PREFIX = ".edgedeploy-staging-"
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class _SignalGuard:
+    def __init__(self):
+        self.pending: int | None = None
+        self._old = {}
+
+    def _handler(self, signum, frame):
+        if self.pending is not None:  # second signal: stop now
+            raise Interrupted(f"interrupted by signal {signum}")
+        self.pending = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False
+
+    def check(self):
+        if self.pending is not None:
+            raise Interrupted(f"interrupted by signal {self.pending}; nothing was published")
+
+
+_active_guard: _SignalGuard | None = None
+
+
+def checkpoint() -> None:
+    """Raise Interrupted here if a signal arrived since the last checkpoint."""
+    if _active_guard is not None:
+        _active_guard.check()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_staging(parent: Path, name: str) -> None:
+    for entry in parent.glob(f"{STAGING_PREFIX}{name}-*"):
+        try:
+            pid = int(entry.name.rsplit("-", 2)[-2])
+        except (ValueError, IndexError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def check_output_dir(out: Path, force: bool, is_artifact) -> None:
+    """Refuse to overwrite without --force, and never replace a non-artifact folder."""
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise BadInput(f"{out}: already exists; pass --force to replace it")
+        if not out.is_dir() or not is_artifact(out):
+            raise BadInput(f"{out}: exists and is not an edgedeploy artifact; refusing to replace it even with --force")
+
+
+@contextlib.contextmanager
+def staged_directory(out: Path, force: bool = False, is_artifact=lambda p: False):
+    """Yield a staging dir next to ``out``; on clean exit publish it with one rename.
+
+    On any exception (including a deferred Ctrl-C) the staging dir is removed and
+    ``out`` is untouched.
+    """
+    global _active_guard
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_output_dir(out, force, is_artifact)
+    _remove_stale_staging(out.parent, out.name)
+    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{STAGING_PREFIX}{out.name}-{os.getpid()}-"))
+    guard = _SignalGuard()
+    previous, _active_guard = _active_guard, guard
+    try:
+        with guard:
+            yield stage
+            guard.check()
+            _publish(stage, out, force, is_artifact)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        _active_guard = previous
+
+
+def _publish(stage: Path, out: Path, force: bool, is_artifact) -> None:
+    for f in stage.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(stage)
+    if out.exists():
+        check_output_dir(out, force, is_artifact)
+        trash = out.parent / f"{STAGING_PREFIX}{out.name}-{os.getpid()}-old"
+        os.rename(out, trash)
+        try:
+            os.rename(stage, out)
+        except BaseException:
+            os.rename(trash, out)
+            raise
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.rename(stage, out)
+    _fsync_dir(out.parent)

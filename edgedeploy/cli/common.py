@@ -1,0 +1,40 @@
+"""Shared CLI helpers: --json output, one-line errors, the exit-code contract."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def table(rows: list[list], headers: list[str]) -> str:
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells]
+    return "\n".join(out)
+
+
+def fmt_ms(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def fmt_bytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def warn(msg: str) -> None:
+    click.echo(f"edgedeploy: warning: {msg}", err=True)
+
+
+def fail_line(msg: str) -> None:
+    click.echo(f"edgedeploy: error: {msg}", err=True)
+    sys.stderr.flush()

@@ -1,0 +1,78 @@
+"""The ``edgedeploy`` command group. Commands live one per module and hold no logic."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from .. import __version__
+from ..errors import EdgeDeployError
+from .common import fail_line
+
+COMMANDS = {
+    "export": "export", "inspect": "inspect_cmd", "verify": "verify", "quantize": "quantize",
+    "bench": "bench", "profiles": "profiles", "doctor": "doctor", "estimate": "estimate",
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when it runs, so ``--help`` stays fast."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        import importlib
+
+        return importlib.import_module(f"edgedeploy.cli.{COMMANDS[name]}").command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgedeploy")
+@click.option("--debug", is_flag=True, envvar="EDGEDEPLOY_DEBUG", help="Show tracebacks for errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only print results and errors.")
+@click.pass_context
+def cli(ctx, debug, quiet):
+    """Export, quantize and benchmark PyTorch models for edge devices with ONNX Runtime.
+
+    Exit codes: 0 ok, 1 a gate or validation failed, 2 bad input, 3 environment or
+    transport failure, 4 a benchmark result is not valid.
+    """
+    ctx.ensure_object(dict)["debug"] = debug
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="edgedeploy: %(message)s", stream=sys.stderr)
+    for noisy in ("transformers", "optimum", "torch", "onnxscript", "onnx_ir", "root"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main(argv=None) -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get("EDGEDEPLOY_DEBUG")
+    try:
+        cli.main(args=argv, prog_name="edgedeploy", standalone_mode=False)
+    except EdgeDeployError as exc:
+        if debug:
+            raise
+        fail_line(str(exc))
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        fail_line("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        fail_line("interrupted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        fail_line(exc.format_message())
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+from pathlib import Path
+
+import click
+
+from ..errors import BadInput
+from .common import emit_json, json_option
+
+
+@click.command("verify")
+@click.argument("artifact", type=click.Path(path_type=Path))
+@json_option
+def command(artifact, as_json):
+    """Re-hash every file of ARTIFACT against its manifest (exit 2 on any mismatch)."""
+    from ..artifact import Artifact, check_external_data
+
+    art = Artifact.load(artifact, verify=False)
+    problems = art.verify()
+    if as_json:
+        emit_json({"artifact": str(art.path), "ok": not problems, "problems": problems, "files": len(art.manifest["files"])})
+    if problems:
+        raise BadInput(f"{art.path}: {len(problems)} file(s) do not match the manifest: {'; '.join(problems)}")
+    check_external_data(art.model_path)
+    if not as_json:
+        click.echo(f"{art.path}: OK, {len(art.manifest['files'])} files match the manifest")

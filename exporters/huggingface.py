@@ -1,0 +1,165 @@
+"""Hugging Face model directories through optimum's ONNX exporter (offline only)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edgedeploy.errors import BadInput
+
+from .safe_load import check_not_lfs_pointer, check_weight_file
+
+PREPROCESSOR_FILES = (
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
+    "merges.txt", "sentencepiece.bpe.model", "spiece.model", "added_tokens.json", "preprocessor_config.json",
+)
+# onnxruntime.transformers optimizer model types for the families we export
+OPTIMIZER_TYPES = {
+    "bert": "bert", "distilbert": "bert", "roberta": "bert", "xlm-roberta": "bert", "electra": "bert",
+    "mpnet": "bert", "gpt2": "gpt2", "vit": "vit",
+}
+
+
+def is_hf_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "config.json").is_file()
+
+
+def read_config(path: Path) -> dict:
+    cfg_path = path / "config.json"
+    check_not_lfs_pointer(cfg_path)
+    try:
+        return json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{cfg_path}: not valid JSON ({exc})") from None
+
+
+def weight_files(path: Path) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [path / s for s in shards]
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).exists():
+            return [path / name]
+    found = sorted(p for p in path.glob("*.safetensors"))
+    if found:
+        return found
+    raise BadInput(f"{path}: has config.json but no weights (model.safetensors or pytorch_model.bin)")
+
+
+def detect_task(path: Path, config: dict) -> str:
+    import transformers
+    from optimum.exporters.tasks import TasksManager
+
+    archs = config.get("architectures") or []
+    for arch in archs:
+        cls = getattr(transformers, arch, None)
+        if cls is None:
+            continue
+        try:
+            task = TasksManager.infer_task_from_model(cls)
+        except (KeyError, ValueError, RuntimeError):
+            continue
+        # Exports without KV-cache inputs: validation compares a single forward pass.
+        return task.removesuffix("-with-past")
+    raise BadInput(f"{path}: cannot tell the task from config.json architectures {archs}; pass --task (e.g. feature-extraction, text-classification)")
+
+
+def load_model(path: Path, task: str):
+    from optimum.exporters.tasks import TasksManager
+
+    for w in weight_files(path):
+        check_weight_file(w)
+    try:
+        model = TasksManager.get_model_from_task(task, str(path), framework="pt", library_name="transformers", local_files_only=True)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BadInput(f"{path}: could not load as a Hugging Face {task} model: {msg[:240]}") from None
+    return model.eval()
+
+
+def dummy_cases(model, task: str, seed: int = 0, shapes=((1, 16), (3, 7))) -> list[dict]:
+    """Inputs from optimum's per-architecture dummy generators at two batch/sequence sizes."""
+    import torch
+    from optimum.exporters.tasks import TasksManager
+
+    ctor = TasksManager.get_exporter_config_constructor("onnx", model=model, task=task, library_name="transformers")
+    onnx_config = ctor(model.config)
+    cases = []
+    for i, (batch, seq) in enumerate(shapes):
+        torch.manual_seed(seed + i)
+        np.random.seed(seed + i)
+        dummy = onnx_config.generate_dummy_inputs(framework="pt", batch_size=batch, sequence_length=seq)
+        cases.append({k: v.numpy() for k, v in dummy.items() if isinstance(v, torch.Tensor)})
+    return cases
+
+
+def torch_runner(model):
+    import torch
+
+    def run(feeds):
+        with torch.inference_mode():
+            out = model(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
+        items = out.items() if hasattr(out, "items") else enumerate(out)
+        return {k: v.detach().numpy() for k, v in items if isinstance(v, torch.Tensor)}
+
+    return run
+
+
+def _quiet_libraries() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        from optimum.utils import logging as optimum_logging
+
+        optimum_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def export(path: Path, stage: Path, task: str | None, opset: int | None) -> dict:
+    """Export into ``stage``; return what validation and the manifest need."""
+    from optimum.exporters.onnx import onnx_export_from_model
+
+    config = read_config(path)
+    task = task or detect_task(path, config)
+    model = load_model(path, task)
+    _quiet_libraries()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        onnx_export_from_model(model, str(stage), opset=opset, task=task, do_validation=False)
+    for extra in stage.iterdir():  # keep the artifact to the model, config and tokenizer
+        if extra.is_file() and extra.name not in ("model.onnx", "model.onnx_data", "config.json") and extra.name not in PREPROCESSOR_FILES:
+            extra.unlink()
+    for name in PREPROCESSOR_FILES:
+        if (path / name).is_file() and not (stage / name).exists():
+            shutil.copy2(path / name, stage / name)
+    return {
+        "task": task,
+        "model_type": config.get("model_type"),
+        "family": "transformer",
+        "torch_fn": torch_runner(model),
+        "cases": dummy_cases(model, task),
+        "config": model.config,
+        "exporter": "optimum-onnx",
+    }
+
+
+def optimize(stage: Path, config, model_type: str | None) -> dict:
+    """onnxruntime.transformers fusions in place; returns what was applied."""
+    kind = OPTIMIZER_TYPES.get(model_type or "")
+    if kind is None:
+        return {"applied": False, "reason": f"no onnxruntime.transformers fusions for model type {model_type!r}"}
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    num_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 0) or 0
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0) or 0
+    opt = optimize_model(str(stage / "model.onnx"), model_type=kind, num_heads=num_heads, hidden_size=hidden, opt_level=0)
+    fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+    opt.save_model_to_file(str(stage / "model.onnx"))
+    return {"applied": True, "optimizer_model_type": kind, "fused_operators": fused}

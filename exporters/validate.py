@@ -1,0 +1,97 @@
+"""Validation of an exported ONNX model against the PyTorch model it came from.
+
+One comparator: every output, every case, elementwise ``|onnx - torch| <= atol + rtol*|torch|``
+(numpy.allclose semantics). The result is an object with the numbers in it, and a failure
+is a failure: the caller exits 1 and does not publish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Defaults by model family: transformer stacks accumulate more float reordering error
+# (fused kernels, softmax) than small CNNs/MLPs.
+DEFAULT_TOLERANCES = {
+    "transformer": {"atol": 1e-4, "rtol": 1e-3},
+    "module": {"atol": 1e-5, "rtol": 1e-4},
+}
+
+
+@dataclass
+class OutputComparison:
+    name: str
+    shape: list
+    max_abs_diff: float
+    max_rel_diff: float
+    passed: bool
+
+    def as_dict(self):
+        return {"name": self.name, "shape": self.shape, "max_abs_diff": self.max_abs_diff, "max_rel_diff": self.max_rel_diff, "passed": self.passed}
+
+
+@dataclass
+class ValidationResult:
+    atol: float
+    rtol: float
+    cases: list = field(default_factory=list)  # [{"inputs": {name: shape}, "outputs": [OutputComparison]}]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.cases) and all(o.passed for c in self.cases for o in c["outputs"])
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max((o.max_abs_diff for c in self.cases for o in c["outputs"]), default=float("nan"))
+
+    def worst(self) -> OutputComparison | None:
+        outs = [o for c in self.cases for o in c["outputs"]]
+        return max(outs, key=lambda o: o.max_abs_diff / (self.atol or 1.0), default=None)
+
+    def as_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "max_abs_diff": self.max_abs_diff,
+            "max_rel_diff": max((o.max_rel_diff for c in self.cases for o in c["outputs"]), default=float("nan")),
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "cases": [{"inputs": c["inputs"], "outputs": [o.as_dict() for o in c["outputs"]]} for c in self.cases],
+        }
+
+
+def compare_arrays(name: str, got: np.ndarray, want: np.ndarray, atol: float, rtol: float) -> OutputComparison:
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        return OutputComparison(name, list(got.shape), float("inf"), float("inf"), False)
+    diff = np.abs(got - want)
+    finite = np.isfinite(got).all() and np.isfinite(want).all()
+    max_abs = float(diff.max()) if diff.size else 0.0
+    max_rel = float((diff / np.maximum(np.abs(want), atol)).max()) if diff.size else 0.0
+    ok = bool(finite and np.all(diff <= atol + rtol * np.abs(want)))
+    return OutputComparison(name, list(got.shape), max_abs, max_rel, ok)
+
+
+def validate(onnx_path, torch_fn, cases: list[dict], atol: float, rtol: float) -> ValidationResult:
+    """Run ORT and ``torch_fn`` (feeds -> {output name: ndarray}) on each case and compare."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    input_names = {i.name for i in sess.get_inputs()}
+    result = ValidationResult(atol=atol, rtol=rtol)
+    for feeds in cases:
+        feeds = {k: v for k, v in feeds.items() if k in input_names}
+        got = sess.run(names, feeds)
+        want = torch_fn(feeds)
+        outs = []
+        for i, name in enumerate(names):
+            ref = want.get(name) if isinstance(want, dict) else None
+            if ref is None:
+                ref = list(want.values())[i] if isinstance(want, dict) else want[i]
+            outs.append(compare_arrays(name, got[i], ref, atol, rtol))
+        result.cases.append({"inputs": {k: list(v.shape) for k, v in feeds.items()}, "outputs": outs})
+    return result
