@@ -91,7 +91,7 @@ def export(
             )
         manifest = {
             "kind": "edgedeploy-artifact",
-            "source": {**src.as_dict(), "task": info.get("task"), "model_type": info.get("model_type"), "family": info["family"]},
+            "source": {**src.as_dict(), "weights": str(Path(weights).resolve()) if weights else None, "task": info.get("task"), "model_type": info.get("model_type"), "family": info["family"]},
             "lineage": {"parent": None, "step": "export"},
             "model_file": "model.onnx",
             "export": {"exporter": info["exporter"], "attempts_failed": info.get("exporter_attempts", []), "optimize": opt, "seconds": round(time.perf_counter() - t0, 2)},

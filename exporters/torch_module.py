@@ -5,6 +5,8 @@ where it works, the TorchScript exporter as fallback; the choice is recorded."""
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import re
 import warnings
 from dataclasses import dataclass
@@ -64,6 +66,8 @@ def load_factory(ref: str, weights: Path | None, trust_pickle: bool):
     if ":" not in ref:
         raise BadInput(f"--factory {ref!r}: expected package.module:callable")
     mod_name, attr = ref.split(":", 1)
+    if os.getcwd() not in sys.path:  # like `python -m`, find modules in the working directory
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(mod_name)
     except Exception as exc:  # any import-time failure is the user's module

@@ -1,0 +1,114 @@
+"""Host-side ``edgedeploy bench``: artifacts -> job -> the device-side harness, plus an
+optional PyTorch eager baseline timed interleaved with the ONNX models."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .artifact import Artifact
+from .errors import BadInput, InvalidBenchmark
+
+log = logging.getLogger("edgedeploy")
+
+
+def make_job(arts: list[Artifact], profile: dict, shape: dict, *, inputs_npz=None, scenario="single-stream", iterations=200,
+             duration_s=60.0, warmup=20, warmup_s=5.0, concurrency=1, qps=None, latency_budget_ms=None, threads=None, seed=0) -> dict:
+    from .profiles import run_settings
+
+    run = run_settings(profile)
+    if threads:
+        run["intra_op_threads"] = threads
+    names = _unique_names(arts)
+    return {
+        "models": [{"name": n, "path": str(a.model_path), "vocab_size": a.manifest.get("vocab_size"), "artifact_digest": a.digest} for n, a in zip(names, arts)],
+        "shape": shape, "inputs_npz": str(inputs_npz) if inputs_npz else None, "scenario": scenario, "iterations": iterations,
+        "duration_s": duration_s, "warmup": warmup, "warmup_s": warmup_s, "concurrency": concurrency, "qps": qps,
+        "latency_budget_ms": latency_budget_ms, "seed": seed, "profile": {"name": profile["name"], "run": run},
+    }
+
+
+def _unique_names(arts: list[Artifact]) -> list[str]:
+    names = []
+    for a in arts:
+        n = a.path.name
+        while n in names:
+            n += "'"
+        names.append(n)
+    return names
+
+
+def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
+    """Eager PyTorch target for the artifact's source model (the lineage's root)."""
+    import numpy as np
+    import torch
+
+    from .exporters import huggingface, torch_module  # noqa: F401  (registered sources)
+    from .runtimes.measure import Target
+
+    src = art.manifest["source"]
+    if src.get("kind") == "huggingface" and src.get("path"):
+        model = huggingface.load_model(Path(src["path"]), src["task"])
+        tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()}
+
+        def run():
+            with torch.inference_mode():
+                model(**tensors)
+    elif src.get("kind") == "factory":
+        model = torch_module.load_factory(src["name"], Path(src["weights"]) if src.get("weights") else None, False)
+        args = [torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()]
+
+        def run():
+            with torch.inference_mode():
+                model(*args)
+    else:
+        raise BadInput(f"{art.path}: --baseline torch needs a Hugging Face or --factory source; this artifact came from {src.get('kind')}")
+    torch.set_num_threads(threads)
+    batch = next(iter(feeds.values())).shape[0]
+    return Target(f"pytorch-eager ({src.get('name')})", run, batch)
+
+
+def bench(artifacts: list, profile_name: str | None = None, shape: str = "batch=1,sequence=128", baseline: str | None = None,
+          progress=None, **opts) -> dict:
+    from .doctor import diagnose
+    from .profiles import load
+    from .runtimes import inputs as rt_inputs
+    from .runtimes import job as rt_job
+
+    arts = [Artifact.load(a) for a in artifacts]
+    if not arts:
+        raise BadInput("give at least one ARTIFACT")
+    profile = load(profile_name or diagnose()["closest_profile"])
+    try:
+        job = make_job(arts, profile, rt_inputs.parse_shape(shape), **opts)
+        job = rt_job.normalize(job)
+        interleave = job["scenario"] == "single-stream" and (len(arts) > 1 or baseline == "torch")
+        prepared, interleave = rt_job.prepare(job, interleave)
+    except (rt_inputs.ShapeError, rt_job.JobError) as exc:
+        raise BadInput(str(exc)) from None
+    extra = []
+    if baseline == "torch":
+        if job["scenario"] != "single-stream":
+            raise BadInput("--baseline torch is measured interleaved in the single-stream scenario only")
+        extra.append(torch_baseline_target(arts[0], prepared[0]["feeds"], job["profile"]["run"]["intra_op_threads"]))
+    measured = rt_job.execute(job, prepared, interleave, extra, progress)
+    doc = rt_job.assemble(job, prepared, measured[: len(prepared)], interleave)
+    for res in measured[len(prepared):]:
+        res.update({"model_path": None, "model_size_bytes": None, "init_ms": None, "peak_rss_mb": doc["results"][0]["peak_rss_mb"],
+                    "baseline": "torch", "session": {"framework": "torch", "threads": job["profile"]["run"]["intra_op_threads"]}})
+        doc["results"].append(res)
+    first = doc["results"][0]["latency_ms"]["p50"]
+    for r, a in zip(doc["results"], arts + [None] * len(extra)):
+        r["ratio_to_first"] = r["latency_ms"]["p50"] / first if first else None
+        if a is not None:
+            r["artifact"] = str(a.path)
+            r["artifact_digest"] = a.digest
+    if interleave:
+        doc["interleave_note"] = "measured interleaved with thread-pool spinning off, so targets do not steal each other's cores; absolute times are non-spinning latencies, ratios compare like with like"
+    doc["unstable"] = [r["name"] for r in doc["results"] if not r["stable"]]
+    return doc
+
+
+def require_stable(doc: dict) -> None:
+    if doc["unstable"]:
+        raise InvalidBenchmark(f"unstable result(s) (CV over 10 %): {', '.join(doc['unstable'])}; close other programs, raise --iterations, or pin the CPU governor")

@@ -1,0 +1,23 @@
+import click
+
+from .common import emit_json, json_option
+
+
+@click.command("doctor")
+@json_option
+def command(as_json):
+    """Detect this host, name the closest device profile and what makes numbers unreliable."""
+    from ..doctor import diagnose
+
+    d = diagnose()
+    if as_json:
+        emit_json(d)
+        return
+    h = d["host"]
+    click.echo(f"host: {h['cpu_model']} ({h['arch']}, {h['cores']} cores), {h['os']}, Python {h['python']}")
+    click.echo(f"ISA: {' '.join(h['isa_flags']) or '-'}")
+    click.echo(f"onnxruntime {h['onnxruntime']}, providers: {', '.join(h['providers_available'])}")
+    click.echo(f"governor: {h['governor'] or 'not readable'}")
+    click.echo(f"closest profile: {d['closest_profile']}")
+    for w in d["warnings"]:
+        click.echo(f"warning: {w}")

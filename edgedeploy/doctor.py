@@ -1,0 +1,58 @@
+"""Host detection: closest device profile and what will make numbers unreliable."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def closest_profile(arch: str, flags: set[str], jetson: bool) -> str:
+    if arch in ("x86_64", "AMD64"):
+        return "x86-64-avx512-vnni" if "avx512_vnni" in flags else "x86-64-avx2"
+    if arch in ("aarch64", "arm64"):
+        if jetson:
+            return "jetson-orin-nano" if "asimddp" in flags else "jetson-nano"
+        return "rpi5" if "asimddp" in flags else "rpi4"
+    return "x86-64-avx2"
+
+
+def _full_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                k, _, v = line.partition(":")
+                if k.strip().lower() in ("flags", "features"):
+                    return set(v.split())
+    except OSError:
+        pass
+    return set()
+
+
+def diagnose() -> dict:
+    from edgedeploy.runtimes import environment
+
+    env = environment.describe()
+    flags = _full_flags()
+    jetson = os.path.exists("/etc/nv_tegra_release")
+    profile = closest_profile(platform.machine(), flags, jetson)
+    warnings = []
+    gov = env.get("governor")
+    if gov is None:
+        warnings.append("CPU frequency governor not readable (VM or container): clocks may scale or be shared; compare variants interleaved and trust ratios over absolute times")
+    elif gov != "performance":
+        warnings.append(f"CPU governor is {gov!r}, not 'performance': latency will vary with frequency scaling (set it with cpupower frequency-set -g performance)")
+    if "hypervisor" in flags:
+        warnings.append("running under a hypervisor: vCPUs may be shared with other tenants (noisy neighbours)")
+    cores = os.cpu_count() or 1
+    if cores <= 2:
+        warnings.append(f"only {cores} cores: background work competes directly with the timed threads")
+    try:
+        load1 = os.getloadavg()[0]
+        if load1 > 0.5 * cores:
+            warnings.append(f"load average {load1:.2f} on {cores} cores: other processes are busy")
+    except OSError:
+        load1 = None
+    for var in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if os.environ.get(var):
+            warnings.append(f"{var}={os.environ[var]} is set and changes how PyTorch/numpy baselines run")
+    return {"host": env, "closest_profile": profile, "is_jetson": jetson, "load_average_1m": load1, "warnings": warnings}

@@ -1,0 +1,134 @@
+"""Device profiles: JSON data files validated against one schema before anything runs.
+
+Lookup order for a NAME: a path to a .json file, then user directories from
+``EDGEDEPLOY_PROFILES`` (os.pathsep-separated), then the bundled ``device_profiles/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+from .errors import BadInput
+
+KNOWN_PROVIDERS = {
+    "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider", "XnnpackExecutionProvider",
+    "ACLExecutionProvider", "ArmNNExecutionProvider", "OpenVINOExecutionProvider", "DnnlExecutionProvider",
+    "CoreMLExecutionProvider", "QNNExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider",
+    "NnapiExecutionProvider", "DmlExecutionProvider",
+}
+NUM = (int, float)
+OPT = type(None)
+SCHEMA = {
+    "name": str,
+    "description": str,
+    "target": {"arch": str, "cpu": str, "cores": int, "isa": list, "memory_gb": NUM, "accelerator": (str, OPT)},
+    "run": {"providers": list, "intra_op_threads": int, "inter_op_threads": int, "graph_optimization_level": str, "allow_spinning": bool},
+    "quantization": {
+        "preferred": str, "format": str, "activation_type": str, "weight_type": str, "per_channel": bool, "reduce_range": bool,
+        "symmetric_activations": bool, "symmetric_weights": bool, "int4_block_size": int, "int4_accuracy_level": int,
+        "fp16": bool, "int8_faster": bool, "notes": str,
+    },
+    "peaks": {"compute_unit": str, "fp32_gflops": NUM, "int8_gops": NUM, "memory_bandwidth_gbs": NUM, "source": str},
+}
+OPTIONAL = {"peaks": {"fp16_gflops"}}
+CHOICES = {
+    ("target", "arch"): {"x86_64", "aarch64", "armv7l"},
+    ("run", "graph_optimization_level"): {"disable", "basic", "extended", "all"},
+    ("quantization", "preferred"): {"dynamic", "static", "fp16", "int4"},
+    ("quantization", "format"): {"QDQ", "QOperator"},
+    ("quantization", "activation_type"): {"int8", "uint8"},
+    ("quantization", "weight_type"): {"int8", "uint8"},
+    ("quantization", "int4_block_size"): {16, 32, 64, 128, 256},
+    ("quantization", "int4_accuracy_level"): {0, 1, 2, 3, 4},
+    ("peaks", "compute_unit"): {"cpu", "gpu"},
+}
+
+
+def _type_name(t) -> str:
+    ts = t if isinstance(t, tuple) else (t,)
+    return " or ".join("null" if x is OPT else x.__name__ for x in ts)
+
+
+def validate(doc, where: str) -> dict:
+    if not isinstance(doc, dict):
+        raise BadInput(f"{where}: a profile must be a JSON object")
+
+    def check(obj, schema, prefix):
+        for key, want in schema.items():
+            field = f"{prefix}{key}"
+            if key not in obj:
+                raise BadInput(f"{where}: missing field '{field}'")
+            value = obj[key]
+            if isinstance(want, dict):
+                if not isinstance(value, dict):
+                    raise BadInput(f"{where}: field '{field}' must be an object")
+                check(value, want, field + ".")
+            elif isinstance(value, bool) and want is not bool and bool not in (want if isinstance(want, tuple) else (want,)):
+                raise BadInput(f"{where}: field '{field}' must be {_type_name(want)}, got a boolean")
+            elif not isinstance(value, want):
+                raise BadInput(f"{where}: field '{field}' must be {_type_name(want)}, got {type(value).__name__}")
+        unknown = set(obj) - set(schema) - OPTIONAL.get(prefix.rstrip("."), set())
+        if unknown and prefix:
+            raise BadInput(f"{where}: unknown field '{prefix}{sorted(unknown)[0]}'")
+
+    check(doc, SCHEMA, "")
+    for (section, key), allowed in CHOICES.items():
+        if doc[section][key] not in allowed:
+            raise BadInput(f"{where}: field '{section}.{key}' is {doc[section][key]!r}; allowed: {', '.join(map(str, sorted(allowed, key=str)))}")
+    for p in doc["run"]["providers"]:
+        if p not in KNOWN_PROVIDERS:
+            raise BadInput(f"{where}: field 'run.providers' names unknown execution provider {p!r}")
+    if not doc["run"]["providers"]:
+        raise BadInput(f"{where}: field 'run.providers' is empty")
+    if doc["target"]["cores"] < 1 or doc["run"]["intra_op_threads"] < 0:
+        raise BadInput(f"{where}: field 'target.cores' must be >= 1 and 'run.intra_op_threads' >= 0")
+    return doc
+
+
+def _read(path: Path) -> dict:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: not a readable JSON profile ({exc})") from None
+    validate(doc, str(path))
+    doc["_path"] = str(path)
+    return doc
+
+
+def _dirs() -> list[Path]:
+    user = [Path(p) for p in os.environ.get("EDGEDEPLOY_PROFILES", "").split(os.pathsep) if p]
+    bundled = Path(str(resources.files("edgedeploy.device_profiles")))
+    return user + [bundled]
+
+
+def available() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in _dirs():
+        if d.is_dir():
+            for f in sorted(d.glob("*.json")):
+                found.setdefault(f.stem, f)
+    return found
+
+
+def load(name_or_path: str) -> dict:
+    p = Path(name_or_path)
+    if p.suffix == ".json" or os.sep in name_or_path:
+        if not p.is_file():
+            raise BadInput(f"{name_or_path}: no such profile file")
+        return _read(p)
+    found = available()
+    if name_or_path not in found:
+        raise BadInput(f"unknown profile {name_or_path!r}; available: {', '.join(sorted(found))} (or a path to a .json profile)")
+    return _read(found[name_or_path])
+
+
+def run_settings(profile: dict) -> dict:
+    """The profile's run section with 0 threads resolved to this host's core count, so
+    the value actually used is explicit in every result."""
+    run = dict(profile["run"])
+    if run.get("intra_op_threads", 0) == 0:
+        run["intra_op_threads"] = os.cpu_count() or 1
+    return run

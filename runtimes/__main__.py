@@ -1,0 +1,127 @@
+"""Device-side entry point: ``python -m edgedeploy.runtimes {check,run,bench}``.
+
+Needs only the standard library, numpy and onnxruntime. Exit codes: 0 ok, 2 bad job or
+input, 3 missing runtime dependency, 4 an unstable result where ``--require-stable``.
+Never 255 (ssh reserves it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _die(msg: str, code: int) -> None:
+    print(f"edgedeploy-runtime: error: {msg}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _check() -> dict:
+    import platform
+
+    report = {"python": platform.python_version(), "arch": platform.machine(), "missing": []}
+    for mod in ("numpy", "onnxruntime"):
+        try:
+            m = __import__(mod)
+            report[mod] = m.__version__
+        except ImportError:
+            report["missing"].append(mod)
+    try:
+        st = os.statvfs(tempfile.gettempdir())
+        report["free_disk_mb"] = st.f_bavail * st.f_frsize / 1e6
+    except OSError:
+        report["free_disk_mb"] = None
+    return report
+
+
+def _write(doc: dict, out: str | None) -> None:
+    text = json.dumps(doc, indent=2)
+    if not out:
+        print(text)
+        return
+    path = Path(out)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _progress(name: str, done: int, total: int) -> None:
+    print(f"progress {name} {done}/{total}", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m edgedeploy.runtimes", description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("check", help="print python/arch/numpy/onnxruntime/free disk as JSON; exit 3 if something is missing")
+    r = sub.add_parser("run", help="run a job file and write results JSON")
+    r.add_argument("job")
+    r.add_argument("-o", "--output")
+    r.add_argument("--require-stable", action="store_true")
+    r.add_argument("--quiet", action="store_true")
+    b = sub.add_parser("bench", help="benchmark one or more .onnx files directly")
+    b.add_argument("models", nargs="+")
+    b.add_argument("--shape", default="batch=1,sequence=128")
+    b.add_argument("--inputs", help=".npz of real input arrays")
+    b.add_argument("--scenario", default="single-stream", choices=("single-stream", "offline", "server"))
+    b.add_argument("--iterations", type=int, default=200)
+    b.add_argument("--duration", type=float, default=60.0)
+    b.add_argument("--warmup", type=int, default=20)
+    b.add_argument("--threads", type=int, default=0)
+    b.add_argument("--concurrency", type=int, default=1)
+    b.add_argument("--qps", type=float)
+    b.add_argument("--latency-budget", type=float)
+    b.add_argument("--providers", default="CPUExecutionProvider")
+    b.add_argument("-o", "--output")
+    b.add_argument("--require-stable", action="store_true")
+    args = ap.parse_args(argv)
+
+    report = _check()
+    if args.cmd == "check":
+        print(json.dumps(report, indent=2))
+        if report["missing"]:
+            _die(f"missing {', '.join(report['missing'])}; install with: python -m pip install {' '.join(report['missing'])}", 3)
+        return
+    if report["missing"]:
+        _die(f"missing {', '.join(report['missing'])}; install with: python -m pip install {' '.join(report['missing'])}", 3)
+
+    from .inputs import ShapeError, parse_shape
+    from .job import JobError, run_job
+
+    try:
+        if args.cmd == "run":
+            try:
+                with open(args.job) as fh:
+                    job = json.load(fh)
+            except (OSError, json.JSONDecodeError) as exc:
+                _die(f"{args.job}: cannot read job file ({exc})", 2)
+            base = Path(args.job).resolve().parent
+        else:
+            job = {
+                "models": [{"name": Path(m).stem, "path": m} for m in args.models],
+                "shape": parse_shape(args.shape), "inputs_npz": args.inputs, "scenario": args.scenario,
+                "iterations": args.iterations, "duration_s": args.duration, "warmup": args.warmup,
+                "concurrency": args.concurrency, "qps": args.qps, "latency_budget_ms": args.latency_budget,
+                "profile": {"name": None, "run": {"intra_op_threads": args.threads, "providers": args.providers.split(",")}},
+            }
+            base = Path.cwd()
+        quiet = getattr(args, "quiet", False)
+        doc = run_job(job, base, progress=None if quiet else _progress)
+    except (JobError, ShapeError) as exc:
+        _die(str(exc), 2)
+    except KeyboardInterrupt:
+        _die("interrupted", 130)
+    _write(doc, args.output)
+    if args.require_stable and not all(r["stable"] for r in doc["results"]):
+        bad = [f"{r['name']} cv {r['latency_ms']['cv']:.1%}" for r in doc["results"] if not r["stable"]]
+        _die(f"unstable result(s): {', '.join(bad)} (CV over 10 %)", 4)
+
+
+if __name__ == "__main__":
+    main()

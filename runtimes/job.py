@@ -1,0 +1,137 @@
+"""A job file (JSON) fully describes one benchmark run; ``run_job`` executes it and
+returns the results document. Device-side: standard library, numpy, onnxruntime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import environment, inputs, measure, session
+
+SCENARIOS = ("single-stream", "offline", "server")
+JOB_SCHEMA = 1
+DEFAULTS = {
+    "scenario": "single-stream", "shape": {"batch": 1, "sequence": 128}, "seed": 0, "iterations": 200,
+    "duration_s": 60.0, "warmup": 20, "warmup_s": 5.0, "concurrency": 1, "qps": None,
+    "latency_budget_ms": None, "block": 10, "pause_ms": 10.0, "inputs_npz": None,
+}
+
+
+class JobError(ValueError):
+    """The job file is wrong: the message names the field."""
+
+
+def normalize(job: dict, base: Path | None = None) -> dict:
+    job = {**DEFAULTS, **job}
+    if job["scenario"] not in SCENARIOS:
+        raise JobError(f"scenario {job['scenario']!r}: use one of {', '.join(SCENARIOS)}")
+    if not job.get("models"):
+        raise JobError("job has no models")
+    for key in ("iterations", "warmup", "concurrency", "block"):
+        if not isinstance(job[key], int) or job[key] < (0 if key == "warmup" else 1):
+            raise JobError(f"{key} must be a positive integer, got {job[key]!r}")
+    if job["scenario"] == "server" and not job.get("qps"):
+        raise JobError("the server scenario needs qps (queries per second)")
+    base = base or Path.cwd()
+    for m in job["models"]:
+        p = Path(m["path"])
+        m["path"] = str(p if p.is_absolute() else base / p)
+        if not Path(m["path"]).is_file():
+            raise JobError(f"model {m['path']}: no such file")
+    if job["inputs_npz"]:
+        p = Path(job["inputs_npz"])
+        job["inputs_npz"] = str(p if p.is_absolute() else base / p)
+    job.setdefault("profile", {"name": None, "run": {}})
+    return job
+
+
+def _feeds(sess, model: dict, job: dict):
+    sig = session.signature(sess)
+    if job["inputs_npz"]:
+        return inputs.load_npz(job["inputs_npz"], sig)
+    return inputs.generate(sig, job["shape"], seed=job["seed"], vocab_size=model.get("vocab_size"))
+
+
+def _batch_of(feeds) -> int:
+    first = next(iter(feeds.values()), None)
+    return int(first.shape[0]) if first is not None and first.ndim else 1
+
+
+def prepare(job: dict, interleave: bool | None = None):
+    """Create sessions, inputs and timing targets for every model of a (normalized) job."""
+    run_cfg = dict(job["profile"].get("run") or {})
+    if interleave is None:
+        interleave = job["scenario"] == "single-stream" and len(job["models"]) > 1
+    if interleave:
+        # An idle session's spinning thread pool steals cores from the one being timed.
+        run_cfg["allow_spinning"] = False
+    prepared = []
+    for m in job["models"]:
+        copies = job["concurrency"] if job["scenario"] != "single-stream" else 1
+        targets = []
+        for _ in range(copies):
+            sess, info = session.create(m["path"], run_cfg)
+            feeds = _feeds(sess, m, job)
+            names = [o.name for o in sess.get_outputs()]
+            targets.append(measure.Target(m["name"], (lambda s=sess, f=feeds, n=names: s.run(n, f)), _batch_of(feeds)))
+        prepared.append({"model": m, "targets": targets, "session": info, "feeds": feeds})
+    return prepared, interleave
+
+
+def execute(job: dict, prepared: list[dict], interleave: bool, extra_targets=(), progress=None) -> list[dict]:
+    """Measure every prepared model (plus ``extra_targets``, e.g. a PyTorch baseline, which
+    are only supported interleaved); return one result per target, models first."""
+    common = dict(iterations=job["iterations"], duration_s=job["duration_s"], warmup=job["warmup"], warmup_s=job["warmup_s"], progress=progress)
+    if interleave:
+        targets = [p["targets"][0] for p in prepared] + list(extra_targets)
+        return measure.interleaved(targets, block=job["block"], pause_ms=job["pause_ms"], **common)
+    measured = []
+    for p in prepared:
+        if job["scenario"] == "single-stream":
+            measured.append(measure.single_stream(p["targets"][0], **common))
+        elif job["scenario"] == "offline":
+            measured.append(measure.offline(p["targets"], **common))
+        else:
+            measured.append(measure.server(p["targets"], job["qps"], latency_budget_ms=job["latency_budget_ms"], seed=job["seed"], **common))
+    return measured
+
+
+def assemble(job: dict, prepared: list[dict], measured: list[dict], interleave: bool) -> dict:
+    rss = environment.peak_rss_mb()
+    for p, res in zip(prepared, measured):
+        res.update({
+            "model_path": p["model"]["path"],
+            "model_size_bytes": _model_size(p["model"]["path"]),
+            "init_ms": p["session"]["init_ms"],
+            "peak_rss_mb": rss,
+            "inputs": {k: list(v.shape) for k, v in p["feeds"].items()},
+            "session": p["session"],
+        })
+    return {
+        "schema": JOB_SCHEMA,
+        "scenario": job["scenario"],
+        "interleaved": interleave,
+        "settings": {k: job[k] for k in DEFAULTS},
+        "profile": job["profile"].get("name"),
+        "results": measured,
+        "environment": environment.describe(prepared[0]["session"], job["profile"].get("name")),
+        "measured": "measured",
+        "peak_rss_note": "peak resident memory of the benchmark process (all models it loaded)",
+    }
+
+
+def run_job(job: dict, base: Path | None = None, progress=None) -> dict:
+    job = normalize(job, base)
+    prepared, interleave = prepare(job)
+    measured = execute(job, prepared, interleave, progress=progress)
+    return assemble(job, prepared, measured, interleave)
+
+
+def _model_size(path: str) -> int:
+    p = Path(path)
+    total = p.stat().st_size
+    for extra in p.parent.glob(p.name + "*.data"):
+        total += extra.stat().st_size
+    data = p.parent / (p.name + "_data")
+    if data.exists():
+        total += data.stat().st_size
+    return total

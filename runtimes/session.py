@@ -1,0 +1,76 @@
+"""ONNX Runtime sessions built from a profile's ``run`` section.
+
+Providers are tried in the profile's order; those not available in this onnxruntime
+build are skipped and recorded, and the providers the session actually uses are read
+back from the session.
+"""
+
+from __future__ import annotations
+
+import time
+
+import onnxruntime as ort
+
+OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+
+def session_options(run: dict, allow_spinning: bool | None = None) -> ort.SessionOptions:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = int(run.get("intra_op_threads", 0))
+    opts.inter_op_num_threads = int(run.get("inter_op_threads", 1))
+    opts.graph_optimization_level = OPT_LEVELS[run.get("graph_optimization_level", "all")]
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    spin = run.get("allow_spinning", True) if allow_spinning is None else allow_spinning
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    return opts
+
+
+def choose_providers(wanted: list[str]) -> tuple[list[str], list[str]]:
+    available = ort.get_available_providers()
+    chosen = [p for p in wanted if p in available]
+    skipped = [p for p in wanted if p not in available]
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen, skipped
+
+
+def create(model_path: str, run: dict, allow_spinning: bool | None = None):
+    """Return (session, info) where info records providers, fallback and init time."""
+    wanted = list(run.get("providers") or ["CPUExecutionProvider"])
+    chosen, skipped = choose_providers(wanted)
+    opts = session_options(run, allow_spinning)
+    t0 = time.perf_counter()
+    sess = ort.InferenceSession(model_path, opts, providers=chosen)
+    init_ms = (time.perf_counter() - t0) * 1e3
+    info = {
+        "init_ms": init_ms,
+        "providers_requested": wanted,
+        "providers_unavailable": skipped,
+        "providers_used": sess.get_providers(),
+        "intra_op_threads": opts.intra_op_num_threads,
+        "inter_op_threads": opts.inter_op_num_threads,
+        "graph_optimization_level": run.get("graph_optimization_level", "all"),
+        "allow_spinning": opts.get_session_config_entry("session.intra_op.allow_spinning") == "1",
+    }
+    return sess, info
+
+
+def signature(sess) -> list[dict]:
+    """Input signature (names, numpy dtypes, symbolic dims) read from the session."""
+    types = {
+        "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
+        "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+        "tensor(bool)": "bool",
+    }
+    out = []
+    for i in sess.get_inputs():
+        dims = [d if isinstance(d, (int, str)) and d is not None else "?" for d in i.shape]
+        out.append({"name": i.name, "dtype": types.get(i.type, "float32"), "shape": dims})
+    return out

@@ -1,0 +1,60 @@
+"""Small modules for the --factory export path (importable as `factories` from tests/)."""
+
+import torch
+from torch import nn
+
+
+def tiny_cnn():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ).eval()
+
+
+def tiny_mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.LayerNorm(128), nn.Linear(128, 8)).eval()
+
+
+class PlantedMismatch(nn.Module):
+    """Computes something different while being exported than in eager mode: the
+    validation step must catch it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        if torch.onnx.is_in_onnx_export():
+            return y * 1.01
+        return y
+
+
+def planted_mismatch():
+    torch.manual_seed(0)
+    return PlantedMismatch().eval()
+
+
+def not_a_module():
+    return {"weights": [1, 2, 3]}
+
+
+@torch.library.custom_op("edgedeploy_test::mystery", mutates_args=())
+def _mystery(x: torch.Tensor) -> torch.Tensor:
+    return x.sin() * 2
+
+
+@_mystery.register_fake
+def _(x):
+    return torch.empty_like(x)
+
+
+class UsesUnsupportedOp(nn.Module):
+    def forward(self, x):
+        return torch.ops.edgedeploy_test.mystery(x) + 1
+
+
+def unsupported_op():
+    return UsesUnsupportedOp().eval()
