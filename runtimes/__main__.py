@@ -80,6 +80,7 @@ def main(argv=None) -> None:
     b.add_argument("--providers", default="CPUExecutionProvider")
     b.add_argument("-o", "--output")
     b.add_argument("--require-stable", action="store_true")
+    b.add_argument("--quiet", action="store_true")
     args = ap.parse_args(argv)
 
     report = _check()

@@ -1,0 +1,158 @@
+"""Orchestration: parent artifact -> pre-processed float model -> method -> fidelity on
+real samples -> new artifact whose manifest records the parent's hash and every setting."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgedeploy.artifact import MANIFEST, Artifact, finalize_manifest, is_artifact, onnx_signature
+from edgedeploy.atomic import checkpoint, staged_directory
+from edgedeploy.errors import BadInput, ValidationFailed
+
+from . import methods, settings as settings_mod
+
+log = logging.getLogger("edgedeploy")
+METHODS = ("dynamic", "static", "fp16", "int4")
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "MatMulNBits", "QLinearMatMul",
+                 "DynamicQuantizeMatMul", "GatherBlockQuantized", "QAttention", "QLinearConv", "ConvInteger"}
+
+
+def already_quantized(art: Artifact, model) -> str | None:
+    if art.manifest.get("quantization"):
+        return f"it was made by 'edgedeploy quantize --method {art.manifest['quantization']['method']}'"
+    ops = {n.op_type for n in model.graph.node} & QUANTIZED_OPS
+    if ops:
+        return f"its graph already holds {', '.join(sorted(ops))}"
+    if any(i.data_type == 10 for i in model.graph.initializer):  # FLOAT16
+        return "its weights are already float16"
+    return None
+
+
+def quantize(artifact, out: Path, method: str, *, profile: str | None = None, overrides: dict | None = None,
+             calib_data: Path | None = None, calib_samples: int = 128, random_calibration: bool = False, text_column: str = "text",
+             eval_data: Path | None = None, eval_samples: int = 64, exclude: tuple[str, ...] = (), force: bool = False,
+             min_cosine: float | None = None, max_latency_ratio: float | None = None) -> Artifact:
+    import onnx
+
+    from edgedeploy.profiles import load as load_profile
+    from edgedeploy.samples import SampleSource
+
+    from . import exclusions
+
+    if method not in METHODS:
+        raise BadInput(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    parent = Artifact.load(artifact)
+    prof = load_profile(profile) if profile else None
+    parent_model = onnx.load(str(parent.model_path), load_external_data=False)
+    why = already_quantized(parent, parent_model)
+    if why:
+        raise BadInput(f"{parent.path}: is already quantized ({why}); quantize the float parent instead")
+    settings, chosen_by = settings_mod.resolve(method, prof, overrides or {})
+    has_conv = any(n.op_type == "Conv" for n in parent_model.graph.node)
+    if method == "static" and parent.manifest["source"].get("family") == "transformer":
+        # Quantizing Softmax/LayerNorm/Add activations wrecks transformer accuracy; MatMuls carry the compute.
+        settings["op_types"], chosen_by["op_types"] = ["MatMul", "Gemm", "Gather"], "default for transformer families"
+    notes = settings_mod.predictions(method, prof, has_conv)
+    for n in notes:
+        log.warning("note: %s", n)
+    if method == "static" and calib_data is None and not random_calibration:
+        raise BadInput("static quantization needs --calib-data FILE (TSV/CSV/JSONL text or .npz); random calibration only with --random-calibration")
+    eval_src = SampleSource(parent, eval_data or calib_data, text_column, limit=eval_samples, allow_random=True)
+    if eval_src.kind != "random":
+        next(iter(eval_src))  # fail fast on wrong columns or an empty file, before any work
+    calib_src = None
+    if method == "static":
+        calib_src = SampleSource(parent, calib_data, text_column, limit=calib_samples, batch=1, allow_random=random_calibration)
+        next(iter(calib_src))
+
+    with tempfile.TemporaryDirectory(prefix=".edgedeploy-quant-", dir=Path(out).absolute().parent) as work, \
+            staged_directory(out, force=force, is_artifact=is_artifact) as stage:
+        work = Path(work)
+        pre = work / "preprocessed.onnx"
+        log.info("pre-processing %s", parent.model_path)
+        pre_info = _preprocess(parent.model_path, pre)
+        checkpoint()
+        resolved = exclusions.resolve(onnx.load(str(pre), load_external_data=False), exclude) if exclude else {}
+        excluded = exclusions.flatten(resolved)
+        search = None
+        log.info("quantizing (%s)", method)
+        used = _run_method(method, pre, stage / "model.onnx", settings, excluded, calib_src)
+        checkpoint()
+        if min_cosine is not None:
+            from .sensitivity import search_float_islands
+
+            search = search_float_islands(method, pre, stage / "model.onnx", settings, excluded, calib_src, eval_src, min_cosine,
+                                          max_latency_ratio, work)
+            excluded = search["excluded"]
+            checkpoint()
+        from edgedeploy.fidelity import compare_models
+
+        log.info("measuring fidelity against the parent on %s", eval_src.describe()["source"])
+        fid = compare_models(stage / "model.onnx", parent.model_path, eval_src)
+        fid.update({"inputs": eval_src.describe(), "reference": parent.digest})
+        if not fid["finite"]:
+            raise ValidationFailed(f"{method} model produced NaN or Inf on the evaluation samples; add ops to the block list (--exclude) and retry")
+        for f in parent.path.iterdir():
+            if f.is_file() and f.name not in (MANIFEST, parent.manifest.get("model_file", "model.onnx")) and not f.name.startswith("model.onnx"):
+                shutil.copy2(f, stage / f.name)
+        inputs, outputs, opset, params = onnx_signature(stage / "model.onnx")
+        size = (stage / "model.onnx").stat().st_size
+        parent_size = parent.model_path.stat().st_size
+        manifest = {
+            "kind": "edgedeploy-artifact",
+            "source": parent.manifest["source"],
+            "lineage": {"parent": parent.digest, "parent_path": str(parent.path), "step": f"quantize:{method}"},
+            "model_file": "model.onnx",
+            "opset": opset, "inputs": inputs, "outputs": outputs, "parameters": params,
+            "vocab_size": parent.manifest.get("vocab_size"),
+            "quantization": {
+                "method": method, "profile": prof["name"] if prof else None, "settings": used, "chosen_by": chosen_by,
+                "nodes_kept_float": excluded, "exclude_patterns": resolved, "preprocess": pre_info,
+                "model_bytes": size, "parent_model_bytes": parent_size, "compression_ratio": parent_size / size,
+                "notes": notes, "accuracy_search": search,
+            },
+            "fidelity": fid,
+        }
+        if eval_src.kind == "random" or (calib_src is not None and calib_src.kind == "random"):
+            manifest["quantization"]["warning"] = "calibration and/or fidelity used random inputs, not real data"
+        finalize_manifest(stage, manifest)
+        checkpoint()
+    return Artifact.load(out)
+
+
+def _preprocess(src: Path, dst: Path) -> dict:
+    from .preprocess import preprocess
+
+    try:
+        return preprocess(src, dst)
+    except RuntimeError as exc:
+        raise ValidationFailed(f"{src}: {exc}") from None
+
+
+def _run_method(method, pre, dst, settings, excluded, calib_src):
+    if method == "dynamic":
+        return methods.dynamic(pre, dst, settings, excluded)
+    if method == "fp16":
+        return methods.fp16(pre, dst, settings, excluded)
+    if method == "int4":
+        return methods.int4(pre, dst, settings, excluded)
+    from .calibration import StreamingReader
+
+    reader = StreamingReader(calib_src, _count(calib_src))
+    return methods.static(pre, dst, settings, excluded, reader)
+
+
+def _count(src) -> int:
+    from edgedeploy.datasets import iter_rows
+
+    if src.kind != "text":
+        return src.limit if src.kind == "random" else sum(len(next(iter(b.values()))) for b in src)
+    n = 0
+    for _ in iter_rows(src.path, (src.text_column,)):
+        n += 1
+        if n >= src.limit:
+            break
+    return n

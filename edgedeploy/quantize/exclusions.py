@@ -1,0 +1,51 @@
+"""Resolve --exclude patterns to ONNX node names.
+
+A pattern may be an ONNX node name, an op type (``MatMul``), a glob over node names
+(``/encoder/layer.5/*``) or a PyTorch module name (``encoder.layer.5.output.dense``),
+which matches the nodes exported inside that module's scope: torch.onnx names nodes
+``/encoder/layer.5/output/dense/MatMul``. A pattern that matches nothing is an error.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from edgedeploy.errors import BadInput
+
+
+def module_scope(node_name: str) -> str:
+    """'/encoder/layer.5/output/dense/MatMul' -> 'encoder.layer.5.output.dense'."""
+    stripped = node_name.strip("/")
+    if "/" not in stripped:
+        return ""
+    return stripped.rsplit("/", 1)[0].replace("/", ".")
+
+
+def resolve(model, patterns) -> dict[str, list[str]]:
+    """Return {pattern: [node names]} and raise BadInput for a pattern matching nothing."""
+    nodes = [(n.name, n.op_type) for n in model.graph.node]
+    op_types = {t for _, t in nodes}
+    out = {}
+    for pat in patterns:
+        if pat in op_types:
+            hits = [n for n, t in nodes if t == pat]
+        elif any(ch in pat for ch in "*?["):
+            hits = [n for n, _ in nodes if fnmatch.fnmatchcase(n, pat)]
+        else:
+            hits = [n for n, _ in nodes if n == pat]
+            if not hits:
+                hits = [n for n, _ in nodes if (s := module_scope(n)) == pat or s.startswith(pat + ".")]
+        if not hits:
+            raise BadInput(f"--exclude {pat!r} matches no node (not a node name, op type, glob or PyTorch module name in this model); "
+                           "see node names with: python -c \"import onnx; print([n.name for n in onnx.load('ARTIFACT/model.onnx').graph.node])\"")
+        out[pat] = hits
+    return out
+
+
+def flatten(resolved: dict[str, list[str]]) -> list[str]:
+    seen = []
+    for hits in resolved.values():
+        for h in hits:
+            if h not in seen:
+                seen.append(h)
+    return seen

@@ -1,0 +1,107 @@
+"""Real model inputs for calibration and fidelity: text files tokenized with the
+artifact's own tokenizer, or .npz arrays; streamed in batches, never all at once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import BadInput
+
+
+class SampleSource:
+    """Re-iterable batches of feeds for one artifact."""
+
+    def __init__(self, artifact, path: Path | None, text_column: str = "text", limit: int = 64, batch: int = 16,
+                 max_length: int = 128, allow_random: bool = False, label_column: str | None = None):
+        self.artifact = artifact
+        self.path = Path(path) if path else None
+        self.text_column = text_column
+        self.label_column = label_column
+        self.limit = limit
+        self.batch = batch
+        self.max_length = max_length
+        self.allow_random = allow_random
+        self.input_names = [i["name"] for i in artifact.inputs]
+        if self.path is None and not allow_random:
+            raise BadInput("no sample data: pass --eval-data/--calib-data FILE (TSV/CSV/JSONL text or .npz), or --random-calibration")
+        if self.path is not None and not self.path.is_file():
+            raise BadInput(f"{self.path}: no such data file")
+        self._tokenizer = None
+        self.labels: list = []
+
+    @property
+    def kind(self) -> str:
+        if self.path is None:
+            return "random"
+        return "npz" if self.path.suffix == ".npz" else "text"
+
+    def describe(self) -> dict:
+        return {"source": str(self.path) if self.path else "random inputs generated from the signature (not real data)",
+                "kind": self.kind, "limit": self.limit}
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            if not (self.artifact.path / "tokenizer_config.json").exists() and not (self.artifact.path / "tokenizer.json").exists():
+                raise BadInput(f"{self.artifact.path}: has no tokenizer files, so text data cannot be tokenized; give an .npz of inputs")
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.artifact.path), local_files_only=True)
+        return self._tokenizer
+
+    def __iter__(self) -> Iterator[dict]:
+        if self.kind == "npz":
+            yield from self._npz()
+        elif self.kind == "text":
+            yield from self._text()
+        else:
+            yield from self._random()
+
+    def _text(self):
+        from .datasets import iter_rows
+
+        cols = (self.text_column,) + ((self.label_column,) if self.label_column else ())
+        texts, n = [], 0
+        self.labels = []
+        for row in iter_rows(self.path, cols):
+            texts.append(str(row[self.text_column]))
+            if self.label_column:
+                self.labels.append(row[self.label_column])
+            n += 1
+            if len(texts) == self.batch or n >= self.limit:
+                yield self._encode(texts)
+                texts = []
+            if n >= self.limit:
+                break
+        if texts:
+            yield self._encode(texts)
+
+    def _encode(self, texts):
+        enc = self.tokenizer()(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        return {k: v.astype(np.int64) for k, v in enc.items() if k in self.input_names}
+
+    def _npz(self):
+        try:
+            data = np.load(self.path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{self.path}: not a readable .npz ({exc})") from None
+        missing = [n for n in self.input_names if n not in data.files]
+        if missing:
+            raise BadInput(f"{self.path}: lacks input(s) {', '.join(missing)}; it has {', '.join(data.files)}")
+        total = min(len(data[self.input_names[0]]), self.limit)
+        for i in range(0, total, self.batch):
+            yield {n: data[n][i:min(i + self.batch, total)] for n in self.input_names}
+
+    def _random(self):
+        from .runtimes.inputs import generate
+
+        sig = self.artifact.inputs
+        done = 0
+        seed = 0
+        while done < self.limit:
+            b = min(self.batch, self.limit - done)
+            yield generate(sig, {"batch": b, "sequence": 32}, seed=seed, vocab_size=self.artifact.manifest.get("vocab_size"))
+            done += b
+            seed += 1
