@@ -1,0 +1,84 @@
+"""Device profiles: all six load and validate; broken ones fail naming file and field."""
+
+import json
+
+import pytest
+
+from conftest import cli, one_line_error
+
+from edgedeploy import profiles
+from edgedeploy.errors import BadInput
+
+SIX = ("x86-64-avx2", "x86-64-avx512-vnni", "rpi4", "rpi5", "jetson-orin-nano", "jetson-nano")
+
+
+@pytest.mark.parametrize("name", sorted(profiles.available()))
+def test_every_bundled_profile_validates(name):
+    p = profiles.load(name)
+    assert p["name"] == name
+    assert p["peaks"]["source"] and p["peaks"]["fp32_gflops"] > 0 and p["peaks"]["memory_bandwidth_gbs"] > 0
+
+
+def test_the_six_targets_exist():
+    assert set(SIX) <= set(profiles.available())
+    assert profiles.load("rpi4")["target"]["cpu"] == "Cortex-A72" and "asimddp" not in profiles.load("rpi4")["target"]["isa"]
+    assert "asimddp" in profiles.load("rpi5")["target"]["isa"]
+    orin = profiles.load("jetson-orin-nano")
+    assert orin["run"]["providers"][:2] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+    assert orin["quantization"]["format"] == "QDQ" and orin["quantization"]["symmetric_activations"] and orin["quantization"]["fp16"]
+    assert profiles.load("x86-64-avx2")["quantization"]["reduce_range"] is True
+    assert profiles.load("x86-64-avx512-vnni")["quantization"]["reduce_range"] is False
+
+
+def _broken(tmp_path, mutate):
+    doc = json.loads(json.dumps(profiles.load("rpi4")))
+    doc.pop("_path")
+    mutate(doc)
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.mark.parametrize("mutate,field", [
+    (lambda d: d["run"].pop("providers"), "run.providers"),
+    (lambda d: d["target"].__setitem__("cores", "four"), "target.cores"),
+    (lambda d: d["run"].__setitem__("providers", ["WarpDriveExecutionProvider"]), "run.providers"),
+    (lambda d: d["quantization"].__setitem__("format", "QQQ"), "quantization.format"),
+    (lambda d: d["peaks"].__setitem__("int8_gops", True), "peaks.int8_gops"),
+])
+def test_broken_profiles_name_file_and_field(tmp_path, mutate, field):
+    path = _broken(tmp_path, mutate)
+    with pytest.raises(BadInput) as exc:
+        profiles.load(str(path))
+    assert str(path) in str(exc.value) and field in str(exc.value)
+
+
+def test_user_profile_directory(tmp_path):
+    doc = json.loads(json.dumps(profiles.load("rpi5")))
+    doc.pop("_path")
+    doc["name"] = "my-board"
+    (tmp_path / "my-board.json").write_text(json.dumps(doc))
+    proc = cli("profiles", "show", "my-board", "--json", env={"EDGEDEPLOY_PROFILES": str(tmp_path)}, check=0)
+    assert json.loads(proc.stdout)["name"] == "my-board"
+    listed = cli("profiles", "list", env={"EDGEDEPLOY_PROFILES": str(tmp_path)}, check=0).stdout
+    assert "my-board" in listed and all(n in listed for n in SIX)
+
+
+def test_unknown_profile_lists_available():
+    proc = cli("profiles", "show", "pi-zero", check=2)
+    line = one_line_error(proc)
+    assert "unknown profile" in line and "rpi4" in line
+
+
+def test_doctor_names_closest_profile():
+    from edgedeploy.doctor import closest_profile, diagnose
+
+    d = diagnose()
+    assert d["closest_profile"] in profiles.available()
+    assert closest_profile("aarch64", {"asimd"}, False) == "rpi4"
+    assert closest_profile("aarch64", {"asimd", "asimddp"}, False) == "rpi5"
+    assert closest_profile("aarch64", {"asimd", "asimddp"}, True) == "jetson-orin-nano"
+    assert closest_profile("x86_64", {"avx2", "avx512_vnni"}, False) == "x86-64-avx512-vnni"
+    assert closest_profile("x86_64", {"avx2"}, False) == "x86-64-avx2"
+    out = cli("doctor", check=0).stdout
+    assert f"closest profile: {d['closest_profile']}" in out

@@ -1,0 +1,76 @@
+"""The runtime must run on a target that has only numpy and onnxruntime.
+
+Two proofs that cannot be fooled: (1) a fresh virtual environment holding nothing but
+numpy and onnxruntime runs the device-side zipapp end to end, and importing torch there
+fails; (2) in the full development environment, running the harness loads none of
+torch, transformers, optimum or onnx (checked in sys.modules at exit).
+"""
+
+import json
+import subprocess
+import sys
+import textwrap
+import venv
+from importlib.metadata import version
+
+import pytest
+
+FORBIDDEN = ("torch", "transformers", "optimum", "onnx", "onnxscript", "click")
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bare-venv")
+    venv.EnvBuilder(with_pip=False).create(d)
+    py = d / "bin" / "python"
+    pins = [f"numpy=={version('numpy')}", f"onnxruntime=={version('onnxruntime')}"]
+    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", *pins,
+                           f"flatbuffers=={version('flatbuffers')}", f"protobuf=={version('protobuf')}", f"packaging=={version('packaging')}"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return py
+
+
+def test_zipapp_runs_in_a_numpy_onnxruntime_only_venv(bare_python, tiny_onnx, tmp_path):
+    from edgedeploy.runtime_bundle import build_zipapp
+
+    pyz = build_zipapp(tmp_path / "edgedeploy-runtime.pyz")
+    listed = subprocess.run([str(bare_python), "-c", "import importlib.util as u; print([m for m in ('torch','transformers','onnx','optimum') if u.find_spec(m)])"],
+                            capture_output=True, text=True)
+    assert listed.stdout.strip() == "[]", "the bare venv must not contain torch/transformers/onnx/optimum"
+    chk = subprocess.run([str(bare_python), str(pyz), "check"], capture_output=True, text=True)
+    assert chk.returncode == 0, chk.stderr
+    out = tmp_path / "r.json"
+    run = subprocess.run([str(bare_python), str(pyz), "bench", str(tiny_onnx), "--shape", "batch=2", "--iterations", "30", "--quiet", "-o", str(out)],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(out.read_text())
+    assert doc["results"][0]["samples"] == 30 and doc["environment"]["onnxruntime"] == version("onnxruntime")
+
+
+def test_zipapp_reports_missing_onnxruntime_with_exit_3(tmp_path):
+    from edgedeploy.runtime_bundle import build_zipapp
+
+    d = tmp_path / "empty-venv"
+    venv.EnvBuilder(with_pip=False).create(d)
+    pyz = build_zipapp(tmp_path / "rt.pyz")
+    proc = subprocess.run([str(d / "bin" / "python"), str(pyz), "check"], capture_output=True, text=True)
+    assert proc.returncode == 3
+    assert "missing numpy, onnxruntime" in proc.stderr and "pip install" in proc.stderr
+
+
+def test_running_the_harness_imports_no_host_libraries(tiny_onnx, tmp_path):
+    probe = textwrap.dedent(f"""
+        import atexit, json, runpy, sys
+        forbidden = {FORBIDDEN!r}
+        def report():
+            loaded = sorted(m for m in sys.modules if m.split('.')[0] in forbidden)
+            with open({str(tmp_path / 'mods.json')!r}, 'w') as fh:
+                json.dump(loaded, fh)
+        atexit.register(report)
+        sys.argv = ['x', 'bench', {str(tiny_onnx)!r}, '--shape', 'batch=1', '--iterations', '10', '--quiet']
+        runpy.run_module('edgedeploy.runtimes', run_name='__main__')
+    """)
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "mods.json").read_text()) == []
