@@ -15,7 +15,7 @@ class SampleSource:
     """Re-iterable batches of feeds for one artifact."""
 
     def __init__(self, artifact, path: Path | None, text_column: str = "text", limit: int = 64, batch: int = 16,
-                 max_length: int = 128, allow_random: bool = False, label_column: str | None = None):
+                 max_length: int = 128, allow_random: bool = False, label_column: str | None = None, pad_to_max: bool = False):
         self.artifact = artifact
         self.path = Path(path) if path else None
         self.text_column = text_column
@@ -23,6 +23,7 @@ class SampleSource:
         self.limit = limit
         self.batch = batch
         self.max_length = max_length
+        self.pad_to_max = pad_to_max  # histogram calibrators need equal shapes across samples
         self.allow_random = allow_random
         self.input_names = [i["name"] for i in artifact.inputs]
         if self.path is None and not allow_random:
@@ -79,7 +80,7 @@ class SampleSource:
             yield self._encode(texts)
 
     def _encode(self, texts):
-        enc = self.tokenizer()(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        enc = self.tokenizer()(texts, padding="max_length" if self.pad_to_max else True, truncation=True, max_length=self.max_length, return_tensors="np")
         return {k: v.astype(np.int64) for k, v in enc.items() if k in self.input_names}
 
     def _npz(self):
@@ -102,6 +103,6 @@ class SampleSource:
         seed = 0
         while done < self.limit:
             b = min(self.batch, self.limit - done)
-            yield generate(sig, {"batch": b, "sequence": 32}, seed=seed, vocab_size=self.artifact.manifest.get("vocab_size"))
+            yield generate(sig, {"batch": b, "sequence": 32}, seed=seed, vocab_size=self.artifact.manifest.get("vocab_size"), strict=False)
             done += b
             seed += 1

@@ -19,8 +19,7 @@ _TYPE_HINTS = ("token_type_ids", "segment")
 _POSITION_HINTS = ("position_ids",)
 
 
-class ShapeError(ValueError):
-    """A dim is unbound or a --shape name is unknown. The message lists the model's dims."""
+from .errors import ShapeError  # noqa: F401  (re-exported)
 
 
 def parse_shape(text: str | None) -> dict[str, int]:
@@ -53,8 +52,9 @@ def symbolic_dims(signature: list[dict]) -> list[str]:
     return seen
 
 
-def resolve_dims(signature: list[dict], shape: dict[str, int]) -> dict[str, int]:
-    """Map every symbolic dim of the model to a value, honouring the short aliases."""
+def resolve_dims(signature: list[dict], shape: dict[str, int], strict: bool = True) -> dict[str, int]:
+    """Map every symbolic dim of the model to a value, honouring the short aliases.
+    ``strict=False`` ignores names the model does not have (for generic defaults)."""
     dims = symbolic_dims(signature)
     bound: dict[str, int] = {}
     for key, value in shape.items():
@@ -62,6 +62,8 @@ def resolve_dims(signature: list[dict], shape: dict[str, int]) -> dict[str, int]
             bound[key] = value
             continue
         targets = [d for d in dims if d in ALIASES.get(key, ())]
+        if not targets and not strict:
+            continue
         if not targets:
             raise ShapeError(f"--shape {key}: the model has no such dim; its dims are: {', '.join(dims) or '(none, all static)'}")
         for d in targets:
@@ -87,10 +89,10 @@ def _concrete(spec: dict, bound: dict[str, int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def generate(signature: list[dict], shape: dict[str, int], seed: int = 0, vocab_size: int | None = None) -> dict[str, np.ndarray]:
+def generate(signature: list[dict], shape: dict[str, int], seed: int = 0, vocab_size: int | None = None, strict: bool = True) -> dict[str, np.ndarray]:
     """Deterministic inputs: token ids in [0, vocab), masks of ones, zeros for token
     types, 0..n position ids, floats ~ N(0, 1) clipped to [-3, 3] (images in a sane range)."""
-    bound = resolve_dims(signature, shape)
+    bound = resolve_dims(signature, shape, strict)
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in signature:

@@ -16,8 +16,7 @@ DEFAULTS = {
 }
 
 
-class JobError(ValueError):
-    """The job file is wrong: the message names the field."""
+from .errors import JobError  # noqa: F401  (re-exported)
 
 
 def normalize(job: dict, base: Path | None = None) -> dict:

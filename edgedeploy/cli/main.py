@@ -10,6 +10,7 @@ import click
 
 from .. import __version__
 from ..errors import EdgeDeployError
+from ..runtimes.errors import JobError, ShapeError
 from .common import fail_line
 
 COMMANDS = {
@@ -60,6 +61,11 @@ def main(argv=None) -> None:
             raise
         fail_line(str(exc))
         sys.exit(exc.exit_code)
+    except (ShapeError, JobError) as exc:  # device-side input errors surfacing on the host
+        if debug:
+            raise
+        fail_line(str(exc))
+        sys.exit(2)
     except click.exceptions.Abort:
         fail_line("aborted")
         sys.exit(130)

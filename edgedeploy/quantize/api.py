@@ -65,7 +65,8 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
         next(iter(eval_src))  # fail fast on wrong columns or an empty file, before any work
     calib_src = None
     if method == "static":
-        calib_src = SampleSource(parent, calib_data, text_column, limit=calib_samples, batch=1, allow_random=random_calibration)
+        calib_src = SampleSource(parent, calib_data, text_column, limit=calib_samples, batch=1, allow_random=random_calibration,
+                                 pad_to_max=True)
         next(iter(calib_src))
 
     with tempfile.TemporaryDirectory(prefix=".edgedeploy-quant-", dir=Path(out).absolute().parent) as work, \

@@ -1,0 +1,43 @@
+"""The CLI contract: --version, --help on every registered command, fast --help."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import cli
+
+from edgedeploy import __version__
+from edgedeploy.cli.main import COMMANDS
+
+
+def test_version():
+    assert cli("--version", check=0).stdout.strip().endswith(__version__)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_on_every_command(name):
+    out = cli(name, "--help", check=0).stdout
+    assert out.startswith(f"Usage: edgedeploy {name}")
+    if name == "profiles":
+        for sub in ("list", "show"):
+            assert cli(name, sub, "--help", check=0).stdout.startswith(f"Usage: edgedeploy profiles {sub}")
+    elif name != "doctor":
+        assert "--json" in out
+
+
+def test_top_level_help_is_fast_and_lists_commands():
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", "import sys; from edgedeploy.cli.main import main; main(['--help'])"], capture_output=True, text=True)
+    assert time.perf_counter() - t0 < 5
+    for name in COMMANDS:
+        assert name in proc.stdout
+    heavy = subprocess.run([sys.executable, "-c", "import sys, edgedeploy.cli.main; print(sorted(m for m in ('torch','onnx','onnxruntime','transformers') if m in sys.modules))"],
+                           capture_output=True, text=True)
+    assert heavy.stdout.strip() == "[]"
+
+
+def test_usage_error_exit_2():
+    proc = cli("export", check=2)
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,153 @@
+"""`edgedeploy quantize` on the real MiniLM and on small random models."""
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from conftest import cli, needs_minilm, one_line_error
+from hf_configs import build
+
+from edgedeploy.artifact import Artifact
+from edgedeploy.quantize import quantize
+
+
+def op_types(art):
+    return {n.op_type for n in onnx.load(str(art.model_path)).graph.node}
+
+
+def check_quantized(art, parent, method):
+    m = art.manifest
+    assert m["lineage"]["parent"] == parent.digest and m["lineage"]["step"] == f"quantize:{method}"
+    q = m["quantization"]
+    assert q["method"] == method and q["compression_ratio"] == pytest.approx(q["parent_model_bytes"] / q["model_bytes"])
+    assert m["fidelity"]["samples"] > 0 and m["fidelity"]["finite"]
+    assert art.verify() == []
+    ort.InferenceSession(str(art.model_path), providers=["CPUExecutionProvider"])  # loads in ORT
+    assert (art.path / "tokenizer.json").exists() == (parent.path / "tokenizer.json").exists()
+
+
+@needs_minilm
+def test_dynamic_int8_with_profile(minilm_artifact, sst2_dev, tmp_path):
+    art = quantize(minilm_artifact.path, tmp_path / "dyn", "dynamic", profile="x86-64-avx2", eval_data=sst2_dev)
+    check_quantized(art, minilm_artifact, "dynamic")
+    q = art.manifest["quantization"]
+    assert q["settings"] == {"weight_type": "int8", "per_channel": True, "reduce_range": True}
+    assert q["chosen_by"]["reduce_range"] == "profile x86-64-avx2"
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= op_types(art)
+    assert q["compression_ratio"] > 3.5
+    f = art.manifest["fidelity"]
+    assert f["samples"] == 64 and f["mean_cosine"] > 0.98 and f["min_cosine"] > 0.96
+    assert q["preprocess"]["applied"]
+
+
+@needs_minilm
+def test_static_qdq_and_qoperator(minilm_artifact, sst2_dev, tmp_path):
+    qdq = quantize(minilm_artifact.path, tmp_path / "qdq", "static", calib_data=sst2_dev, calib_samples=32, eval_samples=16,
+                   overrides={"format": "QDQ", "calibration_method": "minmax"})
+    check_quantized(qdq, minilm_artifact, "static")
+    assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(qdq)
+    s = qdq.manifest["quantization"]["settings"]
+    assert s["calibration_samples"] == 32 and s["format"] == "QDQ"
+    assert qdq.manifest["fidelity"]["mean_cosine"] > 0.85
+    qop = quantize(minilm_artifact.path, tmp_path / "qop", "static", calib_data=sst2_dev, calib_samples=16, eval_samples=16,
+                   overrides={"format": "QOperator", "calibration_method": "percentile"})
+    assert "QLinearMatMul" in op_types(qop) or "MatMulInteger" in op_types(qop)
+    assert qop.manifest["quantization"]["settings"]["calibration_method"] == "percentile"
+
+
+@needs_minilm
+def test_fp16_keeps_float32_io(minilm_artifact, sst2_dev, tmp_path):
+    art = quantize(minilm_artifact.path, tmp_path / "fp16", "fp16", profile="x86-64-avx2", eval_data=sst2_dev, eval_samples=16)
+    check_quantized(art, minilm_artifact, "fp16")
+    model = onnx.load(str(art.model_path))
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+    assert art.manifest["outputs"][0]["dtype"] == "float32"
+    assert art.manifest["fidelity"]["mean_cosine"] > 0.999
+    assert any("slower than float32" in n for n in art.manifest["quantization"]["notes"])
+
+
+@needs_minilm
+def test_int4_is_six_times_smaller(minilm_artifact, sst2_dev, tmp_path):
+    art = quantize(minilm_artifact.path, tmp_path / "int4", "int4", eval_data=sst2_dev, eval_samples=16)
+    check_quantized(art, minilm_artifact, "int4")
+    assert {"MatMulNBits", "GatherBlockQuantized"} <= op_types(art)
+    q = art.manifest["quantization"]
+    assert q["compression_ratio"] >= 6.0
+    assert art.manifest["fidelity"]["mean_cosine"] > 0.95
+
+
+@needs_minilm
+def test_exclude_by_pytorch_module_name(minilm_artifact, sst2_dev, tmp_path):
+    art = quantize(minilm_artifact.path, tmp_path / "ex", "dynamic", eval_data=sst2_dev, eval_samples=16,
+                   exclude=("encoder.layer.5.output.dense",))
+    kept = art.manifest["quantization"]["nodes_kept_float"]
+    assert "/encoder/layer.5/output/dense/MatMul" in kept
+    assert all(k.startswith("/encoder/layer.5/output/dense/") for k in kept)  # the module's nodes, nothing else
+    nodes = {n.name: n.op_type for n in onnx.load(str(art.model_path)).graph.node}
+    assert nodes["/encoder/layer.5/output/dense/MatMul"] == "MatMul"
+
+
+def test_random_bert_every_method(tmp_path):
+    from edgedeploy.export import export
+
+    parent = export(str(build("bert", tmp_path / "src")), tmp_path / "bert")
+    for method, expect in (("dynamic", "MatMulInteger"), ("static", "QuantizeLinear"), ("fp16", None), ("int4", "MatMulNBits")):
+        art = quantize(parent.path, tmp_path / method, method, random_calibration=True, eval_samples=8, calib_samples=8)
+        check_quantized(art, parent, method)
+        if expect:
+            assert expect in op_types(art)
+        assert art.manifest["quantization"].get("warning", "").startswith("calibration and/or fidelity used random inputs")
+
+
+# -- bad input -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_artifact(tmp_path_factory):
+    from edgedeploy.export import export
+
+    d = tmp_path_factory.mktemp("small")
+    return export(None, d / "mlp", factory="factories:tiny_mlp", input_specs=("x:float32:batch,64",))
+
+
+def test_bad_quantize_inputs(small_artifact, tmp_path):
+    a = small_artifact.path
+    out = tmp_path / "o"
+    assert "unknown method" in one_line_error(cli("quantize", a, "-o", out, "--method", "int3", check=2))
+    assert "unknown profile" in one_line_error(cli("quantize", a, "-o", out, "--method", "dynamic", "--profile", "toaster", check=2))
+    assert "matches no node" in one_line_error(cli("quantize", a, "-o", out, "--method", "dynamic", "--exclude", "encoder.layer.99", check=2))
+    assert "--calib-data" in one_line_error(cli("quantize", a, "-o", out, "--method", "static", check=2))
+    assert not out.exists()
+    cli("quantize", a, "-o", out, "--method", "dynamic", check=0)
+    again = one_line_error(cli("quantize", out, "-o", tmp_path / "twice", "--method", "dynamic", check=2))
+    assert "already quantized" in again
+    nomanifest = tmp_path / "nomanifest"
+    nomanifest.mkdir()
+    assert "no edgedeploy.json" in one_line_error(cli("quantize", nomanifest, "-o", tmp_path / "x", "--method", "dynamic", check=2))
+
+
+@needs_minilm
+def test_bad_calibration_data(minilm_artifact, tmp_path):
+    a = minilm_artifact.path
+    wrong = tmp_path / "wrong.tsv"
+    wrong.write_text("sentence\tlabel\nhello\t1\n")
+    line = one_line_error(cli("quantize", a, "-o", tmp_path / "o", "--method", "static", "--calib-data", wrong, check=2))
+    assert "no column 'text'" in line and "'sentence'" in line
+    empty = tmp_path / "empty.tsv"
+    empty.write_text("")
+    assert "is empty" in one_line_error(cli("quantize", a, "-o", tmp_path / "o", "--method", "static", "--calib-data", empty, check=2))
+    ok = cli("quantize", a, "-o", tmp_path / "o", "--method", "static", "--calib-data", wrong, "--text-column", "sentence",
+             "--calib-samples", "1", "--eval-samples", "1", "--json", check=0)
+    assert json.loads(ok.stdout)["quantization"]["settings"]["calibration_samples"] == 1
+
+
+def test_checksum_mismatch_exits_2(small_artifact, tmp_path):
+    import shutil
+
+    bad = tmp_path / "tampered"
+    shutil.copytree(small_artifact.path, bad)
+    with open(bad / "model.onnx", "ab") as fh:
+        fh.write(b"\0")
+    assert "checksum" in one_line_error(cli("quantize", bad, "-o", tmp_path / "o", "--method", "dynamic", check=2))
