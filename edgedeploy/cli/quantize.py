@@ -29,20 +29,24 @@ from .common import emit_json, json_option
 @click.option("--int4-embeddings/--no-int4-embeddings", default=None, help="Also block-quantize embedding Gathers (int4).")
 @click.option("--op-block-list", multiple=True, help="fp16: extra op types to keep in float32.")
 @click.option("--min-cosine", type=float, help="Accuracy-aware: keep the most sensitive nodes in float until mean cosine >= this.")
+@click.option("--min-worst-cosine", type=float, help="Accuracy-aware: also require the worst sample's cosine >= this.")
+@click.option("--int4-sensitive-8bit", "sensitive_8bit", type=int, help="int4: keep the N most sensitive MatMuls (measured) at 8-bit (default 2).")
+@click.option("--embedding-block-size", type=int, help="int4: block size for embedding tables (default 64).")
 @click.option("--force", is_flag=True)
 @json_option
 def command(artifact, out, method, profile, weight_type, activation_type, per_channel, reduce_range, quant_format, calib_data, calib_samples,
             calib_method, random_calibration, text_column, eval_data, eval_samples, exclude, block_size, symmetric, accuracy_level,
-            int4_embeddings, op_block_list, min_cosine, force, as_json):
+            int4_embeddings, op_block_list, min_cosine, min_worst_cosine, sensitive_8bit, embedding_block_size, force, as_json):
     """Quantize ARTIFACT with ONNX Runtime into a new artifact (the parent is never modified)."""
     from ..quantize import quantize
 
     overrides = {"weight_type": weight_type, "activation_type": activation_type, "per_channel": per_channel, "reduce_range": reduce_range,
                  "format": quant_format, "calibration_method": calib_method, "block_size": block_size, "symmetric": symmetric,
-                 "accuracy_level": accuracy_level, "embeddings": int4_embeddings, "op_block_list": op_block_list or None}
+                 "accuracy_level": accuracy_level, "embeddings": int4_embeddings, "op_block_list": op_block_list or None,
+                 "sensitive_8bit": sensitive_8bit, "embedding_block_size": embedding_block_size}
     art = quantize(artifact, out, method, profile=profile, overrides=overrides, calib_data=calib_data, calib_samples=calib_samples,
                    random_calibration=random_calibration, text_column=text_column, eval_data=eval_data, eval_samples=eval_samples,
-                   exclude=exclude, force=force, min_cosine=min_cosine)
+                   exclude=exclude, force=force, min_cosine=min_cosine, min_worst_cosine=min_worst_cosine)
     q, f = art.manifest["quantization"], art.manifest["fidelity"]
     if as_json:
         emit_json({"artifact": str(art.path), "quantization": q, "fidelity": f})

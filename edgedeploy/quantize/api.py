@@ -34,7 +34,7 @@ def already_quantized(art: Artifact, model) -> str | None:
 def quantize(artifact, out: Path, method: str, *, profile: str | None = None, overrides: dict | None = None,
              calib_data: Path | None = None, calib_samples: int = 128, random_calibration: bool = False, text_column: str = "text",
              eval_data: Path | None = None, eval_samples: int = 64, exclude: tuple[str, ...] = (), force: bool = False,
-             min_cosine: float | None = None, max_latency_ratio: float | None = None) -> Artifact:
+             min_cosine: float | None = None, min_worst_cosine: float | None = None) -> Artifact:
     import onnx
 
     from edgedeploy.profiles import load as load_profile
@@ -79,15 +79,26 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
         resolved = exclusions.resolve(onnx.load(str(pre), load_external_data=False), exclude) if exclude else {}
         excluded = exclusions.flatten(resolved)
         search = None
+        cache = work / "calibration.json"
+
+        def run(m, src, dst, st, excl, only=None):
+            return _run_method(m, src, dst, st, excl, calib_src, only, cache)
+
+        # Tuning decisions (sensitivity, search) use the calibration data when given, so the
+        # fidelity reported on --eval-data is measured on samples the search never saw.
+        tune_src = SampleSource(parent, calib_data, text_column, limit=eval_samples) if calib_data else eval_src
+        if method == "int4" and settings["sensitive_8bit"]:
+            settings["keep_8bit"] = _most_sensitive_matmuls(pre, settings, tune_src, parent.model_path, run, work, excluded)
         log.info("quantizing (%s)", method)
-        used = _run_method(method, pre, stage / "model.onnx", settings, excluded, calib_src)
+        used = run(method, pre, stage / "model.onnx", settings, excluded)
         checkpoint()
         if min_cosine is not None:
-            from .sensitivity import search_float_islands
+            from .sensitivity import search as accuracy_search
 
-            search = search_float_islands(method, pre, stage / "model.onnx", settings, excluded, calib_src, eval_src, min_cosine,
-                                          max_latency_ratio, work)
+            search = accuracy_search(method, pre, stage / "model.onnx", settings, excluded, run, tune_src, parent.model_path,
+                                     min_cosine, min_worst_cosine, work)
             excluded = search["excluded"]
+            used = run(method, pre, stage / "model.onnx", settings, excluded)
             checkpoint()
         from edgedeploy.fidelity import compare_models
 
@@ -133,17 +144,30 @@ def _preprocess(src: Path, dst: Path) -> dict:
         raise ValidationFailed(f"{src}: {exc}") from None
 
 
-def _run_method(method, pre, dst, settings, excluded, calib_src):
+def _run_method(method, pre, dst, settings, excluded, calib_src, only=None, cache=None):
     if method == "dynamic":
-        return methods.dynamic(pre, dst, settings, excluded)
+        return methods.dynamic(pre, dst, settings, excluded, only)
     if method == "fp16":
-        return methods.fp16(pre, dst, settings, excluded)
+        return methods.fp16(pre, dst, settings, excluded, only)
     if method == "int4":
-        return methods.int4(pre, dst, settings, excluded)
+        return methods.int4(pre, dst, settings, excluded, only)
     from .calibration import StreamingReader
 
     reader = StreamingReader(calib_src, _count(calib_src))
-    return methods.static(pre, dst, settings, excluded, reader)
+    return methods.static(pre, dst, settings, excluded, reader, only, cache)
+
+
+def _most_sensitive_matmuls(pre, settings, eval_src, parent_model, run, work, excluded) -> list[str]:
+    """The MatMuls whose 4-bit quantization hurts fidelity most, measured one at a time."""
+    from edgedeploy.fidelity import reference_outputs
+
+    from .sensitivity import candidates, rank
+
+    probe_settings = {**settings, "embeddings": False, "keep_8bit": []}
+    nodes = [n for n in candidates(pre, "int4") if n not in excluded]
+    log.info("int4: ranking %d MatMuls by measured sensitivity to keep %d at 8-bit", len(nodes), settings["sensitive_8bit"])
+    ranked = rank("int4", pre, probe_settings, nodes, run, reference_outputs(parent_model, eval_src), work)
+    return [n for n, _ in ranked[: settings["sensitive_8bit"]]]
 
 
 def _count(src) -> int:

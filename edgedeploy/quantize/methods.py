@@ -15,16 +15,16 @@ def _qtype(name: str):
     return getattr(QuantType, QTYPES[name])
 
 
-def dynamic(src: Path, dst: Path, s: dict, exclude: list[str]) -> dict:
+def dynamic(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | None = None) -> dict:
     from onnxruntime.quantization import quantize_dynamic
 
     quantize_dynamic(str(src), str(dst), weight_type=_qtype(s["weight_type"]), per_channel=s["per_channel"],
-                     reduce_range=s["reduce_range"], nodes_to_exclude=exclude or None,
+                     reduce_range=s["reduce_range"], nodes_to_exclude=exclude or None, nodes_to_quantize=only or None,
                      extra_options={"MatMulConstBOnly": True})
     return {k: s[k] for k in ("weight_type", "per_channel", "reduce_range")}
 
 
-def static(src: Path, dst: Path, s: dict, exclude: list[str], reader) -> dict:
+def static(src: Path, dst: Path, s: dict, exclude: list[str], reader, only: list[str] | None = None, cache: Path | None = None) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
     from .calibration import stride_for
@@ -34,7 +34,8 @@ def static(src: Path, dst: Path, s: dict, exclude: list[str], reader) -> dict:
         str(src), str(dst), reader, quant_format=getattr(QuantFormat, s["format"]),
         activation_type=_qtype(s["activation_type"]), weight_type=_qtype(s["weight_type"]), per_channel=s["per_channel"],
         reduce_range=s["reduce_range"], calibrate_method=getattr(CalibrationMethod, CALIB[s["calibration_method"]]),
-        nodes_to_exclude=exclude or None, op_types_to_quantize=s.get("op_types") or None,
+        nodes_to_exclude=exclude or None, op_types_to_quantize=s.get("op_types") or None, nodes_to_quantize=only or None,
+        calibration_cache_path=str(cache) if cache else None,
         extra_options={"ActivationSymmetric": s["symmetric_activations"], "WeightSymmetric": s["symmetric_weights"],
                        "CalibStridedMinMax": stride, "MatMulConstBOnly": True},
     )
@@ -42,29 +43,46 @@ def static(src: Path, dst: Path, s: dict, exclude: list[str], reader) -> dict:
                                  "symmetric_weights", "calibration_method")}, "op_types": s.get("op_types") or "all supported", "calibration_samples": reader.seen, "calibration_stride": stride}
 
 
-def fp16(src: Path, dst: Path, s: dict, exclude: list[str]) -> dict:
+def fp16(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | None = None) -> dict:
     import onnx
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
     model = onnx.load(str(src))
     block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(s.get("op_block_list") or ()))
+    if only:
+        exclude = [n.name for n in model.graph.node if n.name not in only]
     model = convert_float_to_float16(model, keep_io_types=s["keep_io_types"], op_block_list=block, node_block_list=exclude or None)
     onnx.save(model, str(dst))
     return {"keep_io_types": s["keep_io_types"], "op_block_list_extra": list(s.get("op_block_list") or ()), "converter": "onnxruntime.transformers.float16"}
 
 
-def int4(src: Path, dst: Path, s: dict, exclude: list[str]) -> dict:
-    """Weight-only block quantization: MatMul -> MatMulNBits and, when asked, embedding
-    Gathers -> GatherBlockQuantized (the word embeddings are half of a small BERT)."""
+def int4(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | None = None) -> dict:
+    """Weight-only block quantization: MatMul -> MatMulNBits (4-bit; ``keep_8bit`` nodes at
+    8-bit) and, when asked, embedding Gathers -> GatherBlockQuantized (4-bit): the word
+    embeddings are half of a small BERT, so MatMuls alone give under 2x."""
     import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     model = onnx.load(str(src))
-    ops = ("MatMul", "Gather") if s["embeddings"] else ("MatMul",)
-    cfg = DefaultWeightOnlyQuantConfig(block_size=s["block_size"], is_symmetric=s["symmetric"], accuracy_level=s["accuracy_level"],
-                                       op_types_to_quantize=ops, quant_axes=(("MatMul", 0), ("Gather", 1)))
-    q = MatMulNBitsQuantizer(model, block_size=s["block_size"], is_symmetric=s["symmetric"], accuracy_level=s["accuracy_level"],
+    keep8 = [n for n in (s.get("keep_8bit") or []) if n not in exclude]
+    passes = [("MatMul", 4, s["block_size"], exclude + keep8)]
+    if s["embeddings"]:
+        passes.append(("Gather", 4, s["embedding_block_size"], exclude))
+    if keep8:
+        passes.append(("MatMul", 8, s["block_size"], exclude, keep8))
+    for op, bits, block, excl, *include in passes:
+        model = _nbits(model, op, bits, block, s, excl, (include[0] if include else None) or only)
+    onnx.save(model, str(dst))
+    return {k: s[k] for k in ("block_size", "symmetric", "accuracy_level", "embeddings", "embedding_block_size")} | {"kept_8bit": keep8}
+
+
+def _nbits(model, op: str, bits: int, block: int, s: dict, exclude: list[str], include: list[str] | None):
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    if include:  # ORT's nodes_to_include adds to the op types rather than restricting: restrict by exclusion
+        exclude = list(exclude or []) + [n.name for n in model.graph.node if n.op_type == op and n.name not in include]
+    cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=s["symmetric"], accuracy_level=s["accuracy_level"],
+                                       op_types_to_quantize=(op,), quant_axes=(("MatMul", 0), ("Gather", 1)), bits=bits)
+    q = MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=s["symmetric"], accuracy_level=s["accuracy_level"],
                              nodes_to_exclude=exclude or [], algo_config=cfg)
     q.process()
-    q.model.save_model_to_file(str(dst), use_external_data_format=False)
-    return {k: s[k] for k in ("block_size", "symmetric", "accuracy_level", "embeddings")}
+    return q.model.model

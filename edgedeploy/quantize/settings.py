@@ -10,7 +10,7 @@ DEFAULTS = {
     "static": {"format": "QDQ", "activation_type": "uint8", "weight_type": "int8", "per_channel": True, "reduce_range": False,
                "symmetric_activations": False, "symmetric_weights": True, "calibration_method": "minmax"},
     "fp16": {"keep_io_types": True, "op_block_list": ()},
-    "int4": {"block_size": 32, "symmetric": False, "accuracy_level": 4, "embeddings": True},
+    "int4": {"block_size": 32, "symmetric": False, "accuracy_level": 4, "embeddings": True, "embedding_block_size": 64, "sensitive_8bit": 2},
 }
 FROM_PROFILE = {  # setting -> key in the profile's quantization section
     "weight_type": "weight_type", "per_channel": "per_channel", "reduce_range": "reduce_range", "format": "format",
@@ -18,7 +18,7 @@ FROM_PROFILE = {  # setting -> key in the profile's quantization section
     "block_size": "int4_block_size", "accuracy_level": "int4_accuracy_level",
 }
 CHOICES = {"weight_type": ("int8", "uint8"), "activation_type": ("int8", "uint8"), "format": ("QDQ", "QOperator"),
-           "calibration_method": ("minmax", "entropy", "percentile"), "block_size": (16, 32, 64, 128, 256), "accuracy_level": (0, 1, 2, 3, 4)}
+           "calibration_method": ("minmax", "entropy", "percentile"), "block_size": (16, 32, 64, 128, 256), "embedding_block_size": (16, 32, 64, 128, 256), "accuracy_level": (0, 1, 2, 3, 4)}
 
 
 def resolve(method: str, profile: dict | None, overrides: dict) -> tuple[dict, dict]:
