@@ -172,8 +172,9 @@ def main() -> None:
         r = results[name]
         size = paths[name].stat().st_size if name in paths else None
         mean_c, min_c = fid[name]
+        size_txt = f"{size / 1e6:7.1f} | {float_size / size:6.2f}x" if size else f"{'-':>7} | {'-':>7}"
         print(f"| {name:34} | {r['latency_ms']['p50']:7.2f} | {r['latency_ms']['cv']:5.1%} | {r['latency_ms']['p50'] / base:19.2f}x | "
-              f"{(size or 0) / 1e6:7.1f} | {(float_size / size if size else 0):6.2f}x | {mean_c:8.4f} | {min_c:7.4f} |")
+              f"{size_txt} | {mean_c:8.4f} | {min_c:7.4f} |")
     print(f"\nfastest INT8 peer: {fastest_peer} ({base:.2f} ms)")
     aa = results["edgedeploy accuracy-aware"]["latency_ms"]["p50"] / base
     dyn = min(results[n]["latency_ms"]["p50"] for n in ("edgedeploy dynamic (profile)", "edgedeploy static QDQ (profile)")) / base

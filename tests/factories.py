@@ -58,3 +58,28 @@ class UsesUnsupportedOp(nn.Module):
 
 def unsupported_op():
     return UsesUnsupportedOp().eval()
+
+
+class OutlierMLP(nn.Module):
+    """A planted sensitive layer: ``fc1`` emits one channel 1000x larger than the rest
+    (an activation outlier, as in LLM.int8), and ``fc2`` gives that channel almost no
+    weight. Float output is fine; quantizing fc2's input per tensor crushes every other
+    channel to a few levels, so fc2's MatMul is the node to keep in float."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(32, 64)
+        self.fc2 = nn.Linear(64, 32)
+        self.fc3 = nn.Linear(32, 8)
+        with torch.no_grad():
+            self.fc1.weight[0].mul_(1000.0)
+            self.fc1.bias[0] = 1000.0
+            self.fc2.weight[:, 0] = 1e-6
+
+    def forward(self, x):
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+def outlier_mlp():
+    torch.manual_seed(0)
+    return OutlierMLP().eval()

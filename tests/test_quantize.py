@@ -151,3 +151,65 @@ def test_checksum_mismatch_exits_2(small_artifact, tmp_path):
     with open(bad / "model.onnx", "ab") as fh:
         fh.write(b"\0")
     assert "checksum" in one_line_error(cli("quantize", bad, "-o", tmp_path / "o", "--method", "dynamic", check=2))
+
+
+def test_accuracy_aware_finds_the_planted_sensitive_layer(tmp_path):
+    from edgedeploy.export import export
+
+    parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input_specs=("x:float32:batch,32",))
+    plain = quantize(parent.path, tmp_path / "plain", "dynamic", random_calibration=True, eval_samples=64)
+    assert plain.manifest["fidelity"]["mean_cosine"] < 0.99  # the planted layer really hurts
+    art = quantize(parent.path, tmp_path / "aware", "dynamic", random_calibration=True, eval_samples=64, min_cosine=0.99)
+    search = art.manifest["quantization"]["accuracy_search"]
+    kept = art.manifest["quantization"]["nodes_kept_float"]
+    assert search["met"] and art.manifest["fidelity"]["mean_cosine"] >= 0.99
+    assert kept == ["node_linear_1_MatMul"]  # fc2's MatMul (dynamo names Linear nodes node_linear, node_linear_1, ...)
+    assert search["ranking"][0]["node"] == "node_linear_1_MatMul"
+    nodes = {n.name: n.op_type for n in onnx.load(str(art.model_path)).graph.node}
+    assert "MatMulInteger" in nodes.values()  # the rest stays quantized
+
+
+def test_accuracy_budget_that_cannot_be_met_exits_1(tmp_path):
+    from edgedeploy.export import export
+
+    parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input_specs=("x:float32:batch,32",))
+    proc = cli("quantize", parent.path, "-o", tmp_path / "never", "--method", "dynamic", "--random-calibration",
+               "--min-cosine", "1.0000001", check=1)
+    line = one_line_error(proc)
+    assert "budget not met" in line and "best mean cosine" in line
+    assert not (tmp_path / "never").exists()
+
+
+def test_exclude_module_of_a_dynamo_export(tmp_path):
+    """Dynamo names nodes node_linear_1; the module name comes from its name-scope metadata."""
+    from edgedeploy.export import export
+
+    parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input_specs=("x:float32:batch,32",))
+    art = quantize(parent.path, tmp_path / "ex", "dynamic", random_calibration=True, eval_samples=8, exclude=("fc2",))
+    kept = art.manifest["quantization"]["nodes_kept_float"]
+    assert kept == ["node_linear_1_MatMul", "node_linear_1_Add"]
+    ops = {n.name: n.op_type for n in onnx.load(str(art.model_path)).graph.node}
+    assert ops["node_linear_1_MatMul"] == "MatMul" and "MatMulInteger" in ops.values()
+
+
+@needs_minilm
+def test_interrupted_quantize_publishes_nothing(minilm_artifact, sst2_dev, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "int4"
+    proc = subprocess.Popen([sys.executable, "-m", "edgedeploy", "quantize", str(minilm_artifact.path), "-o", str(out), "--method", "int4",
+                             "--eval-data", str(sst2_dev)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(p.name.startswith(".edgedeploy-staging") for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".edgedeploy")]

@@ -13,9 +13,20 @@ import fnmatch
 from edgedeploy.errors import BadInput
 
 
-def module_scope(node_name: str) -> str:
-    """'/encoder/layer.5/output/dense/MatMul' -> 'encoder.layer.5.output.dense'."""
-    stripped = node_name.strip("/")
+def module_scope(node) -> str:
+    """The PyTorch module a node came from: the dynamo exporter records name scopes in the
+    node's metadata (['', 'encoder', 'layer.5', ..., 'linear']); the TorchScript exporter
+    and optimum encode them in the name ('/encoder/layer.5/output/dense/MatMul')."""
+    for prop in getattr(node, "metadata_props", ()):
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            import ast
+
+            try:
+                scopes = [s for s in ast.literal_eval(prop.value) if s]
+            except (ValueError, SyntaxError):
+                break
+            return ".".join(scopes[:-1])
+    stripped = (node.name if hasattr(node, "name") else str(node)).strip("/")
     if "/" not in stripped:
         return ""
     return stripped.rsplit("/", 1)[0].replace("/", ".")
@@ -24,6 +35,7 @@ def module_scope(node_name: str) -> str:
 def resolve(model, patterns) -> dict[str, list[str]]:
     """Return {pattern: [node names]} and raise BadInput for a pattern matching nothing."""
     nodes = [(n.name, n.op_type) for n in model.graph.node]
+    scopes = {n.name: module_scope(n) for n in model.graph.node}
     op_types = {t for _, t in nodes}
     out = {}
     for pat in patterns:
@@ -34,7 +46,7 @@ def resolve(model, patterns) -> dict[str, list[str]]:
         else:
             hits = [n for n, _ in nodes if n == pat]
             if not hits:
-                hits = [n for n, _ in nodes if (s := module_scope(n)) == pat or s.startswith(pat + ".")]
+                hits = [n for n, _ in nodes if (s := scopes[n]) == pat or s.startswith(pat + ".")]
         if not hits:
             raise BadInput(f"--exclude {pat!r} matches no node (not a node name, op type, glob or PyTorch module name in this model); "
                            "see node names with: python -c \"import onnx; print([n.name for n in onnx.load('ARTIFACT/model.onnx').graph.node])\"")

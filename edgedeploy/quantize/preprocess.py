@@ -27,11 +27,34 @@ def preprocess(src: Path, dst: Path) -> dict:
     for opts in ATTEMPTS:
         try:
             quant_pre_process(str(src), str(dst), **opts)
-            return {"applied": True, **opts, "fallbacks": failures}
+            gemms = gemm_to_matmul(dst)
+            return {"applied": True, **opts, "fallbacks": failures, "gemm_to_matmul": gemms}
         except Exception as exc:  # noqa: BLE001 - each attempt's failure is recorded, the next is tried
             failures.append(f"{opts}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
             log.info("pre-processing attempt failed (%s), trying the next fallback", failures[-1])
     raise RuntimeError("quant_pre_process failed in every mode: " + " | ".join(failures))
+
+
+def gemm_to_matmul(path: Path) -> int:
+    """Rewrite Gemm with constant weights as MatMul + Add, as ORT's quantizers do internally,
+    but before we resolve node names, so exclusions and sensitivity probes name the nodes
+    that actually get quantized. The Gemm's metadata (PyTorch name scopes) is kept."""
+    import onnx
+    from onnxruntime.quantization.onnx_model import ONNXModel
+
+    model = onnx.load(str(path))
+    meta = {n.name: list(n.metadata_props) for n in model.graph.node if n.op_type == "Gemm"}
+    if not meta:
+        return 0
+    om = ONNXModel(model)
+    om.replace_gemm_with_matmul()
+    for node in om.model.graph.node:
+        for suffix in ("_MatMul", "_Add"):
+            origin = node.name[: -len(suffix)] if node.name.endswith(suffix) else None
+            if origin in meta and not node.metadata_props:
+                node.metadata_props.extend(meta[origin])
+    onnx.save(om.model, str(path))
+    return len(meta)
 
 
 def value_types(model) -> dict:

@@ -90,8 +90,10 @@ def search(method, pre: Path, dst: Path, settings: dict, excluded: list[str], ru
     nodes = [n for n in costs if n not in excluded]
     log.info("accuracy-aware: measuring the sensitivity of %d nodes", len(nodes))
     ranking = rank(method, pre, settings, nodes, run_method, ref, work)
-    floor = 0.05 * ranking[0][1] if ranking else 0.0  # nodes that barely matter are never worth a float island
+    # Nodes that barely matter go last, whatever their cost: a float island that buys nothing is pure loss.
+    floor = 0.05 * ranking[0][1] if ranking else 0.0
     ordered = sorted((t for t in ranking if t[1] > floor), key=lambda t: t[1] / costs[t[0]], reverse=True)
+    ordered += [t for t in ranking if t[1] <= floor]
     result["ranking"] = [{"node": n, "sensitivity": s, "relative_cost": costs[n]} for n, s in ranking[:20]]
     keep = list(excluded)
     reached = start
