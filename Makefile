@@ -26,12 +26,17 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
+DATA ?= ../shared/datasets/sst2
+Q := $(BIN)/edgedeploy quantize $(ARTIFACTS)/minilm-l6 --eval-data $(DATA)/dev.tsv --force
+
 demo: setup
 	$(BIN)/edgedeploy export minilm-l6 -o $(ARTIFACTS)/minilm-l6 --force
-	$(BIN)/edgedeploy quantize $(ARTIFACTS)/minilm-l6 -o $(ARTIFACTS)/minilm-l6-int8 --method dynamic --eval-data ../shared/datasets/sst2/dev.tsv --force
-	$(BIN)/edgedeploy quantize $(ARTIFACTS)/minilm-l6 -o $(ARTIFACTS)/minilm-l6-fp16 --method fp16 --eval-data ../shared/datasets/sst2/dev.tsv --force
-	$(BIN)/edgedeploy bench $(ARTIFACTS)/minilm-l6 $(ARTIFACTS)/minilm-l6-int8 $(ARTIFACTS)/minilm-l6-fp16 --iterations 200 -o $(ARTIFACTS)/bench.json
-	@echo "demo artifacts: $(abspath $(ARTIFACTS))/minilm-l6, minilm-l6-int8, minilm-l6-fp16; bench results: $(abspath $(ARTIFACTS))/bench.json"
+	$(Q) -o $(ARTIFACTS)/minilm-l6-int8 --method dynamic --profile "$$($(BIN)/python -c 'from edgedeploy.doctor import diagnose; print(diagnose()["closest_profile"])')"
+	$(Q) -o $(ARTIFACTS)/minilm-l6-static --method static --calib-data $(DATA)/train.tsv --calib-samples 128
+	$(Q) -o $(ARTIFACTS)/minilm-l6-fp16 --method fp16
+	$(Q) -o $(ARTIFACTS)/minilm-l6-int4 --method int4 --calib-data $(DATA)/train.tsv
+	$(BIN)/edgedeploy bench $(ARTIFACTS)/minilm-l6 $(ARTIFACTS)/minilm-l6-int8 $(ARTIFACTS)/minilm-l6-static $(ARTIFACTS)/minilm-l6-fp16 $(ARTIFACTS)/minilm-l6-int4 --iterations 200 -o $(ARTIFACTS)/bench.json
+	@echo "demo artifacts in $(abspath $(ARTIFACTS)): minilm-l6 (float), minilm-l6-int8, minilm-l6-static, minilm-l6-fp16, minilm-l6-int4; bench results: $(abspath $(ARTIFACTS))/bench.json"
 
 bench-harness: setup
 	$(BIN)/python benchmarks/harness_overhead.py

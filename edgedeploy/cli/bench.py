@@ -7,11 +7,18 @@ from .common import emit_json, fmt_bytes, fmt_ms, json_option, table, warn
 
 
 def _progress():
+    import time
+
     tty = sys.stderr.isatty()
     state = {}
+    last = [0.0]
 
     def report(name, done, total):
         state[name] = (done, total)
+        finished = all(d >= t for d, t in state.values())
+        if not tty and not finished and time.monotonic() - last[0] < 10:  # logs get a line every 10 s, not every block
+            return
+        last[0] = time.monotonic()
         line = "  ".join(f"{n} {d}/{t}" for n, (d, t) in state.items())
         click.echo(("\r" if tty else "") + f"benchmarking: {line}", err=True, nl=not tty)
 
