@@ -13,10 +13,11 @@ log = logging.getLogger("edgedeploy")
 
 
 def make_job(arts: list[Artifact], profile: dict, shape: dict, *, inputs_npz=None, scenario="single-stream", iterations=200,
-             duration_s=60.0, warmup=20, warmup_s=5.0, concurrency=1, qps=None, latency_budget_ms=None, threads=None, seed=0) -> dict:
+             duration_s=60.0, warmup=20, warmup_s=5.0, concurrency=1, qps=None, latency_budget_ms=None, threads=None, seed=0,
+             local: bool = True) -> dict:
     from .profiles import run_settings
 
-    run = run_settings(profile)
+    run = run_settings(profile) if local else dict(profile["run"])
     if threads:
         run["intra_op_threads"] = threads
     names = _unique_names(arts)
@@ -69,7 +70,9 @@ def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
 
 
 def bench(artifacts: list, profile_name: str | None = None, shape: str = "batch=1,sequence=128", baseline: str | None = None,
-          progress=None, **opts) -> dict:
+          progress=None, remote: dict | None = None, **opts) -> dict:
+    """Measure ``artifacts`` on this host, or on ``remote`` ({"target": ssh.Target, "python",
+    "timeout_s", "keep_remote", "bwlimit_kbps"}) over SSH with the same harness."""
     from .doctor import diagnose
     from .profiles import load
     from .runtimes import inputs as rt_inputs
@@ -78,6 +81,8 @@ def bench(artifacts: list, profile_name: str | None = None, shape: str = "batch=
     arts = [Artifact.load(a) for a in artifacts]
     if not arts:
         raise BadInput("give at least one ARTIFACT")
+    if remote is not None:
+        return _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts)
     profile = load(profile_name or diagnose()["closest_profile"])
     try:
         job = make_job(arts, profile, rt_inputs.parse_shape(shape), **opts)
@@ -97,8 +102,32 @@ def bench(artifacts: list, profile_name: str | None = None, shape: str = "batch=
         res.update({"model_path": None, "model_size_bytes": None, "init_ms": None, "peak_rss_mb": doc["results"][0]["peak_rss_mb"],
                     "baseline": "torch", "session": {"framework": "torch", "threads": job["profile"]["run"]["intra_op_threads"]}})
         doc["results"].append(res)
+    return _finish(doc, arts, len(extra), interleave)
+
+
+def _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts) -> dict:
+    from . import remote as remote_mod
+    from .profiles import load
+    from .runtimes import inputs as rt_inputs
+
+    if baseline:
+        raise BadInput("--baseline torch runs on the host; it cannot be combined with --host")
+    if not profile_name:
+        raise BadInput("--host needs --profile naming the device (e.g. rpi4, rpi5, jetson-orin-nano)")
+    profile = load(profile_name)
+    try:
+        job = make_job(arts, profile, rt_inputs.parse_shape(shape), local=False, **opts)
+    except rt_inputs.ShapeError as exc:
+        raise BadInput(str(exc)) from None
+    doc = remote_mod.bench_remote(remote["target"], arts, job, inputs_npz=opts.get("inputs_npz"), python=remote.get("python", "python3"),
+                                  timeout_s=remote.get("timeout_s", 1800), keep_remote=remote.get("keep_remote", False),
+                                  bwlimit_kbps=remote.get("bwlimit_kbps"), progress=progress)
+    return _finish(doc, arts, 0, doc.get("interleaved", False))
+
+
+def _finish(doc: dict, arts, n_extra: int, interleave: bool) -> dict:
     first = doc["results"][0]["latency_ms"]["p50"]
-    for r, a in zip(doc["results"], arts + [None] * len(extra)):
+    for r, a in zip(doc["results"], arts + [None] * n_extra):
         r["ratio_to_first"] = r["latency_ms"]["p50"] / first if first else None
         if a is not None:
             r["artifact"] = str(a.path)

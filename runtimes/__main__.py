@@ -65,6 +65,8 @@ def main(argv=None) -> None:
     r.add_argument("-o", "--output")
     r.add_argument("--require-stable", action="store_true")
     r.add_argument("--quiet", action="store_true")
+    r.add_argument("--deadline", type=float, help="kill this run after so many seconds (exit 124)")
+    r.add_argument("--pid-file", help="write this process's pid here (so a host can kill it)")
     b = sub.add_parser("bench", help="benchmark one or more .onnx files directly")
     b.add_argument("models", nargs="+")
     b.add_argument("--shape", default="batch=1,sequence=128")
@@ -94,6 +96,18 @@ def main(argv=None) -> None:
 
     from .inputs import ShapeError, parse_shape
     from .job import JobError, run_job
+
+    if getattr(args, "pid_file", None):
+        Path(args.pid_file).write_text(str(os.getpid()))
+    if getattr(args, "deadline", None):
+        import signal
+
+        def expired(signum, frame):
+            print(f"edgedeploy-runtime: error: deadline of {args.deadline:.0f} s exceeded; stopped", file=sys.stderr, flush=True)
+            os._exit(124)
+
+        signal.signal(signal.SIGALRM, expired)
+        signal.alarm(max(1, int(args.deadline)))
 
     try:
         if args.cmd == "run":

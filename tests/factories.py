@@ -83,3 +83,8 @@ class OutlierMLP(nn.Module):
 def outlier_mlp():
     torch.manual_seed(0)
     return OutlierMLP().eval()
+
+
+def wide_mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 16)).eval()

@@ -59,16 +59,38 @@ def render(doc: dict) -> str:
 @click.option("--latency-budget", type=float, help="p99 budget in ms for the server scenario.")
 @click.option("--baseline", type=click.Choice(["torch"]), help="Also time the PyTorch source model eagerly, interleaved.")
 @click.option("--require-stable", is_flag=True, help="Exit 4 when any result has CV over 10 %.")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write results JSON here.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write results JSON here (a directory with one file per device for a fleet).")
+@click.option("--host", "hosts", multiple=True, help="Run on user@host[:port] or a ~/.ssh/config Host over SSH. Repeatable.")
+@click.option("--hosts", "inventory", type=click.Path(path_type=Path), help="YAML inventory of devices (host, profile, remote_venv).")
+@click.option("--ssh-config", type=click.Path(path_type=Path), help="ssh config file (ssh -F).")
+@click.option("--accept-new-host-key", is_flag=True, help="Trust an unknown host key on first use (never a changed one).")
+@click.option("--remote-python", default="python3", show_default=True, help="Python on the device.")
+@click.option("--remote-venv", help="Use the venv made by 'edgedeploy provision' (its bin/python).")
+@click.option("--timeout", "timeout_s", type=float, default=1800, show_default=True, help="Deadline for the remote run, seconds.")
+@click.option("--connect-timeout", type=float, default=10, show_default=True)
+@click.option("--keep-remote", is_flag=True, help="Leave the remote work directory in place.")
+@click.option("--bwlimit", type=float, help="Cap the upload rate, kB/s (slow field links).")
+@click.option("--parallel", type=int, default=4, show_default=True, help="Devices measured at once in a fleet.")
 @json_option
-def command(artifacts, profile, shape, inputs_npz, scenario, iterations, duration, warmup, threads, concurrency, qps, latency_budget, baseline, require_stable, output, as_json):
-    """Measure latency and throughput of one or more ARTIFACTS (interleaved when several)."""
+def command(artifacts, profile, shape, inputs_npz, scenario, iterations, duration, warmup, threads, concurrency, qps, latency_budget, baseline,
+            require_stable, output, hosts, inventory, ssh_config, accept_new_host_key, remote_python, remote_venv, timeout_s, connect_timeout,
+            keep_remote, bwlimit, parallel, as_json):
+    """Measure latency and throughput of one or more ARTIFACTS (interleaved when several),
+    on this host or on devices over SSH."""
     from ..atomic import write_json_atomic
     from ..bench import bench, require_stable as check_stable
 
-    doc = bench(list(artifacts), profile, shape, baseline=baseline, progress=None if as_json else _progress(), inputs_npz=inputs_npz,
-                scenario=scenario, iterations=iterations, duration_s=duration, warmup=warmup, concurrency=concurrency, qps=qps,
-                latency_budget_ms=latency_budget, threads=threads)
+    opts = dict(inputs_npz=inputs_npz, scenario=scenario, iterations=iterations, duration_s=duration, warmup=warmup, concurrency=concurrency,
+                qps=qps, latency_budget_ms=latency_budget, threads=threads)
+    if hosts or inventory:
+        from .fleet_cmd import run_fleet
+
+        run_fleet(list(artifacts), profile, shape, opts, hosts, inventory, dict(
+            ssh_config=ssh_config, accept_new_host_key=accept_new_host_key, remote_python=remote_python, remote_venv=remote_venv,
+            timeout_s=timeout_s, connect_timeout=connect_timeout, keep_remote=keep_remote, bwlimit=bwlimit, parallel=parallel),
+            output, as_json, require_stable, render)
+        return
+    doc = bench(list(artifacts), profile, shape, baseline=baseline, progress=None if as_json else _progress(), **opts)
     if output:
         write_json_atomic(output, doc)
     if as_json:

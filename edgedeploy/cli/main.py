@@ -15,7 +15,7 @@ from .common import fail_line
 
 COMMANDS = {
     "export": "export", "inspect": "inspect_cmd", "verify": "verify", "quantize": "quantize",
-    "bench": "bench", "profiles": "profiles", "doctor": "doctor", "estimate": "estimate",
+    "bench": "bench", "profiles": "profiles", "doctor": "doctor", "estimate": "estimate", "provision": "provision",
 }
 
 
@@ -45,8 +45,9 @@ def cli(ctx, debug, quiet):
     transport failure, 4 a benchmark result is not valid.
     """
     ctx.ensure_object(dict)["debug"] = debug
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="edgedeploy: %(message)s", stream=sys.stderr)
-    for noisy in ("transformers", "optimum", "torch", "onnxscript", "onnx_ir", "root"):
+    logging.basicConfig(level=logging.ERROR, format="edgedeploy: %(message)s", stream=sys.stderr)
+    logging.getLogger("edgedeploy").setLevel(logging.WARNING if quiet else logging.INFO)
+    for noisy in ("transformers", "optimum", "torch", "onnxscript", "onnx_ir", "onnxruntime"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 

@@ -1,0 +1,71 @@
+"""Remote and fleet runs of `edgedeploy bench --host/--hosts` (presentation only)."""
+
+from pathlib import Path
+
+import click
+
+from ..errors import EdgeDeployError
+from .common import emit_json, table, warn
+
+
+def remote_options(entry: dict, ssh_opts: dict) -> dict:
+    from ..ssh import Target
+
+    target = Target.parse(entry["host"], config=str(ssh_opts["ssh_config"]) if ssh_opts.get("ssh_config") else None,
+                          accept_new_host_key=ssh_opts.get("accept_new_host_key", False), connect_timeout=ssh_opts.get("connect_timeout", 10))
+    venv = entry.get("remote_venv") or ssh_opts.get("remote_venv")
+    python = f"{venv.rstrip('/')}/bin/python" if venv else entry.get("remote_python") or ssh_opts.get("remote_python", "python3")
+    return {"target": target, "python": python, "timeout_s": ssh_opts.get("timeout_s", 1800), "keep_remote": ssh_opts.get("keep_remote", False),
+            "bwlimit_kbps": ssh_opts.get("bwlimit")}
+
+
+def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, output, as_json, require_stable, render):
+    from ..atomic import write_json_atomic
+    from ..bench import bench, require_stable as check_stable
+    from ..fleet import read_inventory, run_all
+
+    entries = [{"host": h} for h in hosts] + (read_inventory(inventory) if inventory else [])
+    single = len(entries) == 1
+
+    def one(entry):
+        return bench(artifacts, entry.get("profile") or profile, shape, remote=remote_options(entry, ssh_opts), **opts)
+
+    if single:
+        doc = one(entries[0])
+        if output:
+            write_json_atomic(output, doc)
+        if as_json:
+            emit_json(doc)
+        else:
+            click.echo(f"device {doc['remote']['host']} ({doc['measured']})")
+            click.echo(render(doc))
+            if output:
+                click.echo(f"results: {output}")
+        if require_stable:
+            check_stable(doc)
+        return
+    results = run_all(entries, one, ssh_opts.get("parallel", 4))
+    if output:
+        Path(output).mkdir(parents=True, exist_ok=True)
+        for host, res in results.items():
+            if "ok" in res:
+                write_json_atomic(Path(output) / f"{host.replace('/', '_').replace(':', '_')}.json", res["ok"])
+    rows = []
+    for host, res in results.items():
+        if "ok" in res:
+            for r in res["ok"]["results"]:
+                lat = r["latency_ms"]
+                rows.append([host, r["name"], f"{lat['p50']:.2f}", f"{lat['p90']:.2f}" if lat["p90"] else "n/a", f"{lat['cv']:.1%}",
+                             f"{r['ratio_to_first']:.2f}x", "yes" if r["stable"] else "UNSTABLE"])
+        else:
+            rows.append([host, "FAILED", "-", "-", "-", "-", res["error"][:80]])
+    if as_json:
+        emit_json(results)
+    else:
+        click.echo(table(rows, ["device", "model", "p50 ms", "p90 ms", "cv", "vs first", "stable"]))
+    failed = [h for h, r in results.items() if "error" in r]
+    if failed:
+        raise EdgeDeployError(f"{len(failed)} of {len(results)} device(s) failed: {', '.join(failed)}", exit_code=3)
+    if require_stable:
+        for res in results.values():
+            check_stable(res["ok"])

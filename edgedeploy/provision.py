@@ -1,0 +1,111 @@
+"""Offline provisioning: the host downloads wheels for the target's platform and Python,
+builds a wheel of the edgedeploy runtime, copies them over and installs them into a venv
+on the target with ``pip --no-index``. The target never needs internet. Idempotent."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from . import __version__, remote, ssh
+from .errors import EnvironmentFailure
+
+log = logging.getLogger("edgedeploy")
+RUNTIME_DIST = "edgedeploy_runtime"
+PROBE = """import json, os, platform, sys, sysconfig
+venv = sys.argv[1]
+py = os.path.join(venv, "bin", "python")
+r = {"python": "%d.%d" % sys.version_info[:2], "arch": platform.machine(), "libc": platform.libc_ver()[0], "installed": {}}
+if os.path.exists(py):
+    import subprocess
+    out = subprocess.run([py, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"], capture_output=True, text=True)
+    if out.returncode == 0:
+        r["installed"] = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(out.stdout)}
+print(json.dumps(r))"""
+INSTALL = ('set -e; test -x "$1/bin/python" || "$3" -m venv "$1"; '
+           '"$1/bin/python" -m pip install -q --disable-pip-version-check --no-index --find-links "$2" "$4" numpy onnxruntime')
+
+
+def runtime_wheel(dest: Path) -> Path:
+    """A pure-Python wheel with edgedeploy/__init__.py and edgedeploy/runtimes only."""
+    from .runtime_bundle import runtime_sources
+
+    name = f"{RUNTIME_DIST}-{__version__}"
+    files = dict(runtime_sources())
+    files[f"{name}.dist-info/METADATA"] = (f"Metadata-Version: 2.1\nName: edgedeploy-runtime\nVersion: {__version__}\n"
+                                          "Summary: edgedeploy device-side benchmark harness (numpy + onnxruntime only)\n"
+                                          "Requires-Dist: numpy\nRequires-Dist: onnxruntime\n").encode()
+    files[f"{name}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: edgedeploy\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    record = []
+    for path, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{name}.dist-info/RECORD,,")
+    files[f"{name}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
+    out = dest / f"{name}-py3-none-any.whl"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path, data in files.items():
+            zf.writestr(zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0)), data)
+    out.write_bytes(buf.getvalue())
+    return out
+
+
+def platform_tags(arch: str) -> list[str]:
+    return [f"manylinux_2_{v}_{arch}" for v in (28, 27, 17)] + [f"manylinux2014_{arch}", f"linux_{arch}"]
+
+
+def download_wheels(dest: Path, arch: str, python: str, packages: list[str]) -> None:
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:", "--dest", str(dest),
+           "--python-version", python, "--implementation", "cp"]
+    for tag in platform_tags(arch):
+        cmd += ["--platform", tag]
+    proc = subprocess.run(cmd + packages, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "pip download failed"
+        raise EnvironmentFailure(f"could not download wheels for {arch} / Python {python} on this host: {last}")
+
+
+def provision(target: ssh.Target, venv: str = ".edgedeploy/venv", python: str = "python3", packages: list[str] | None = None) -> dict:
+    import importlib.metadata as md
+
+    probe = ssh.run(target, [python, "-c", PROBE, venv], check=False)
+    if probe.returncode == 127:
+        raise EnvironmentFailure(f"{target.label}: no {python} on the remote; install Python 3 there (e.g. apt install python3 python3-venv)")
+    if probe.returncode != 0:
+        raise EnvironmentFailure(f"{target.label}: probing the remote failed: {probe.stderr.decode(errors='replace').strip()[-200:]}")
+    info = json.loads(probe.stdout.decode().strip().splitlines()[-1])
+    want = packages or [f"numpy=={md.version('numpy')}", f"onnxruntime=={md.version('onnxruntime')}"]
+    wanted = {p.split("==")[0].lower(): (p.split("==")[1] if "==" in p else None) for p in want}
+    wanted["edgedeploy-runtime"] = __version__
+    have = info["installed"]
+    missing = {k: v for k, v in wanted.items() if k not in have or (v and have[k] != v)}
+    if not missing:
+        log.info("%s: %s already has %s; nothing to install", target.label, venv, ", ".join(f"{k} {have[k]}" for k in wanted))
+        return {"host": target.label, "venv": venv, "installed": [], "already": {k: have[k] for k in wanted}, "remote": info}
+    with tempfile.TemporaryDirectory(prefix="edgedeploy-wheels-") as tmp:
+        wh = Path(tmp) / "wheelhouse"
+        wh.mkdir()
+        log.info("downloading wheels for %s / Python %s on the host", info["arch"], info["python"])
+        download_wheels(wh, info["arch"], info["python"], want)
+        runtime_wheel(wh)
+        sums = {f.relative_to(wh).as_posix(): remote.sha256(f) for f in wh.iterdir()}
+        workdir = ssh.run(target, [python, "-c", remote.MKTEMP]).stdout.decode().strip()
+        try:
+            remote.upload(target, wh, workdir)
+            remote.verify(target, python, f"{workdir}/.staging", sums)
+            proc = ssh.run(target, ["sh", "-c", INSTALL, "sh", venv, f"{workdir}/.staging", python,
+                                    f"edgedeploy-runtime=={__version__}"], check=False, timeout=900)
+            if proc.returncode != 0:
+                raise EnvironmentFailure(f"{target.label}: offline install into {venv} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+        finally:
+            ssh.run(target, ["rm", "-rf", "--", workdir], check=False)
+    return {"host": target.label, "venv": venv, "installed": sorted(sums), "remote": info}

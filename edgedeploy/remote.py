@@ -1,0 +1,213 @@
+"""Benchmarks on a remote device over SSH: bundle -> staged upload verified by sha256 on
+the remote -> environment check -> harness run with a deadline -> results -> cleanup of
+the remote work directory on every exit path (unless keep_remote)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from . import ssh
+from .errors import BadInput, EnvironmentFailure
+
+log = logging.getLogger("edgedeploy")
+PYZ = "edgedeploy-runtime.pyz"
+
+CHECK = """import json, os, platform, sys, tempfile
+r = {"python": platform.python_version(), "arch": platform.machine(), "executable": sys.executable, "missing": []}
+for m in ("numpy", "onnxruntime"):
+    try:
+        r[m] = __import__(m).__version__
+    except Exception:
+        r["missing"].append(m)
+st = os.statvfs(tempfile.gettempdir())
+r["free_mb"] = st.f_bavail * st.f_frsize / 1e6
+print(json.dumps(r))"""
+MKTEMP = "import tempfile; print(tempfile.mkdtemp(prefix='edgedeploy-'))"
+VERIFY = """import hashlib, json, os, sys
+root, want, bad = sys.argv[1], json.load(sys.stdin), []
+for rel, digest in sorted(want.items()):
+    h = hashlib.sha256()
+    try:
+        with open(os.path.join(root, rel), "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        bad.append(rel)
+        continue
+    if h.hexdigest() != digest:
+        bad.append(rel)
+print(json.dumps(bad))
+sys.exit(1 if bad else 0)"""
+# The trap removes the whole work dir if the connection drops mid-upload (sshd sends HUP).
+UPLOAD = 'trap \'rm -rf "$1"; exit 98\' HUP TERM PIPE; mkdir -p "$1/.staging" && tar -xf - -C "$1/.staging" || { rm -rf "$1"; exit 97; }'
+RUN = 'cd "$1" && exec "$2" ' + PYZ + ' run job.json -o results.json --deadline "$3" --pid-file pid'
+KILL = 'test -f "$1/pid" && kill -9 "$(cat "$1/pid")" 2>/dev/null; true'
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None) -> dict[str, str]:
+    """Model files, the runtime zipapp, the inputs and a job file, with a sha256 of each."""
+    from .runtime_bundle import build_zipapp
+
+    job = json.loads(json.dumps(job))
+    for model, art in zip(job["models"], arts):
+        sub = Path("models") / model["name"].replace("/", "_").replace("'", "_")
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+        for f in art.path.iterdir():
+            if f.name.startswith("model.onnx"):
+                shutil.copy2(f, dest / sub / f.name)
+        model["path"] = str(sub / "model.onnx")
+    if inputs_npz:
+        shutil.copy2(inputs_npz, dest / "inputs.npz")
+        job["inputs_npz"] = "inputs.npz"
+    build_zipapp(dest / PYZ)
+    (dest / "job.json").write_text(json.dumps(job, indent=2))
+    return {f.relative_to(dest).as_posix(): sha256(f) for f in sorted(dest.rglob("*")) if f.is_file()}
+
+
+class _Throttle:
+    """File-like writer that caps the upload rate (for slow field links)."""
+
+    def __init__(self, raw, kbps: float | None):
+        self.raw, self.rate, self.sent, self.t0 = raw, (kbps * 1000 if kbps else None), 0, time.monotonic()
+
+    def write(self, data):
+        self.raw.write(data)
+        self.sent += len(data)
+        if self.rate:
+            ahead = self.sent / self.rate - (time.monotonic() - self.t0)
+            if ahead > 0:
+                time.sleep(ahead)
+        return len(data)
+
+    def flush(self):
+        self.raw.flush()
+
+
+def check_remote(target: ssh.Target, python: str, need_bytes: int = 0) -> dict:
+    proc = ssh.run(target, [python, "-c", CHECK], check=False)
+    if proc.returncode == 127:
+        raise EnvironmentFailure(f"{target.label}: no {python} on the remote; install Python 3 there or pass --remote-python PATH")
+    if proc.returncode != 0:
+        raise EnvironmentFailure(f"{target.label}: {python} failed the environment check: {proc.stderr.decode(errors='replace').strip()[-200:]}")
+    info = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    if info["missing"]:
+        raise EnvironmentFailure(f"{target.label}: remote {python} lacks {', '.join(info['missing'])}; fix with: "
+                                 f"edgedeploy provision --host {target.label} (offline), then pass --remote-venv")
+    if need_bytes and info["free_mb"] * 1e6 < 2 * need_bytes:
+        raise EnvironmentFailure(f"{target.label}: only {info['free_mb']:.0f} MB free in the remote temp dir; need {2 * need_bytes / 1e6:.0f} MB")
+    return info
+
+
+def upload(target: ssh.Target, local: Path, workdir: str, bwlimit_kbps: float | None = None) -> None:
+    """Stream ``local`` as a tar into ``workdir/.staging``; retried on connection failures."""
+    attempts = 1 + target.retries
+    for attempt in range(1, attempts + 1):
+        cmd = target.base() + [ssh.remote_command(["sh", "-c", UPLOAD, "sh", workdir])]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            with tarfile.open(fileobj=_Throttle(proc.stdin, bwlimit_kbps), mode="w|") as tar:
+                tar.add(str(local), arcname=".")
+            proc.stdin.close()
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            pass
+        err = proc.stderr.read().decode(errors="replace")
+        rc = proc.wait()
+        if rc == 0:
+            return
+        if rc == ssh.SSH_FAILURE and attempt < attempts and not ssh._permanent(err):
+            log.warning("%s: connection lost during upload; retrying (%d/%d)", target.label, attempt, attempts - 1)
+            time.sleep(target.backoff_s * 2 ** (attempt - 1))
+            ssh.run(target, ["mkdir", "-p", "--", workdir], check=False)  # the remote trap removed it with the partial upload
+            continue
+        if rc == ssh.SSH_FAILURE:
+            raise ssh.explain(target, err)
+        raise EnvironmentFailure(f"{target.label}: upload failed (exit {rc}): {err.strip()[-200:]}")
+
+
+def verify(target: ssh.Target, python: str, staging: str, sums: dict) -> None:
+    proc = ssh.run(target, [python, "-c", VERIFY, staging], input=json.dumps(sums).encode(), check=False)
+    if proc.returncode == 1:
+        bad = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+        raise BadInput(f"{target.label}: checksum mismatch after upload: {', '.join(bad)}; the copy on the remote is corrupt, nothing was run")
+    if proc.returncode != 0:
+        raise EnvironmentFailure(f"{target.label}: checksum verification failed to run: {proc.stderr.decode(errors='replace').strip()[-200:]}")
+
+
+def run_harness(target: ssh.Target, python: str, bundle: str, timeout_s: float, progress=None) -> None:
+    cmd = target.base() + [ssh.remote_command(["sh", "-c", RUN, "sh", bundle, python, str(int(timeout_s))])]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def pump():
+        for line in proc.stderr:
+            lines.append(line)
+            if progress and line.startswith("progress "):
+                _, name, frac = line.split()
+                done, total = frac.split("/")
+                progress(name, int(done), int(total))
+
+    import threading
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    try:
+        rc = proc.wait(timeout=timeout_s + 30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        ssh.run(target, ["sh", "-c", KILL, "sh", bundle], check=False, timeout=30)
+        raise EnvironmentFailure(f"{target.label}: the remote benchmark passed its {timeout_s:.0f} s deadline; it was killed") from None
+    reader.join(timeout=5)
+    tail = "".join(ln for ln in lines if not ln.startswith("progress ")).strip()[-300:]
+    if rc == 124:
+        raise EnvironmentFailure(f"{target.label}: the remote benchmark passed its {timeout_s:.0f} s deadline and was stopped (raise --timeout)")
+    if rc == ssh.SSH_FAILURE:
+        raise ssh.explain(target, "".join(lines))
+    if rc == 2:
+        raise BadInput(f"{target.label}: the remote harness rejected the job: {tail}")
+    if rc != 0:
+        raise EnvironmentFailure(f"{target.label}: the remote harness failed with exit {rc}: {tail}")
+
+
+def bench_remote(target: ssh.Target, arts, job: dict, *, inputs_npz=None, python: str = "python3", timeout_s: float = 1800,
+                 keep_remote: bool = False, bwlimit_kbps: float | None = None, progress=None) -> dict:
+    with tempfile.TemporaryDirectory(prefix="edgedeploy-bundle-") as tmp:
+        local = Path(tmp)
+        sums = build_bundle(local, arts, job, Path(inputs_npz) if inputs_npz else None)
+        size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file())
+        info = check_remote(target, python, size)
+        workdir = ssh.run(target, [python, "-c", MKTEMP]).stdout.decode().strip()
+        try:
+            log.info("%s: uploading %.1f MB to %s", target.label, size / 1e6, workdir)
+            upload(target, local, workdir, bwlimit_kbps)
+            staging, bundle = f"{workdir}/.staging", f"{workdir}/bundle"
+            verify(target, python, staging, sums)
+            ssh.run(target, ["mv", "--", staging, bundle])
+            run_harness(target, python, bundle, timeout_s, progress)
+            doc = json.loads(ssh.run(target, ["cat", "--", f"{bundle}/results.json"]).stdout)
+        finally:
+            if keep_remote:
+                log.info("%s: kept the remote work directory %s", target.label, workdir)
+            else:
+                try:
+                    ssh.run(target, ["rm", "-rf", "--", workdir], check=False, timeout=60)
+                except EnvironmentFailure as exc:
+                    log.warning("could not remove %s on %s: %s", workdir, target.label, exc)
+    doc["remote"] = {"host": target.label, "workdir": workdir, "kept": keep_remote, "check": info}
+    doc["measured"] = f"measured on {target.label}"
+    return doc

@@ -1,0 +1,196 @@
+"""Benchmarks over SSH against a real sshd on 127.0.0.1. No mocks of the transport."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import venv
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import cli, one_line_error
+from sshd import Server, ensure_sshd
+
+from edgedeploy import ssh
+from edgedeploy.export import export
+
+pytestmark = pytest.mark.skipif(ensure_sshd() is not None and not os.environ.get("CI"), reason=ensure_sshd() or "")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("sshd"))
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    return export(None, tmp_path_factory.mktemp("a") / "mlp", factory="factories:tiny_mlp", input_specs=("x:float32:batch,64",))
+
+
+@pytest.fixture(scope="module")
+def wide(tmp_path_factory):
+    """A ~4 MB model, so an upload can be slowed down and cut."""
+    return export(None, tmp_path_factory.mktemp("w") / "wide", factory="factories:wide_mlp", input_specs=("x:float32:batch,1024",))
+
+
+def remote_bench(server, art, *extra, config=None, host="testpi", check=None):
+    return cli("bench", art.path, "--host", host, "--ssh-config", config or server.config, "--profile", "rpi4",
+               "--remote-python", sys.executable, "--shape", "batch=1", "--iterations", "30", "--warmup", "2", *extra, check=check)
+
+
+def test_full_remote_bench(server, mlp, tmp_path):
+    out = tmp_path / "r.json"
+    proc = remote_bench(server, mlp, "-o", out, check=0)
+    assert "device testpi" in proc.stdout and "p50 ms" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["measured"] == "measured on testpi" and doc["remote"]["check"]["onnxruntime"]
+    assert doc["results"][0]["samples"] == 30 and doc["profile"] == "rpi4"
+    assert doc["environment"]["threads"]["intra_op"] == 4  # the profile's threads, set explicitly
+    assert server.leftovers() == []
+
+
+def test_keep_remote(server, mlp):
+    proc = remote_bench(server, mlp, "--keep-remote", "--json", check=0)
+    workdir = json.loads(proc.stdout)["remote"]["workdir"]
+    assert os.path.isdir(workdir) and os.path.isfile(os.path.join(workdir, "bundle", "results.json"))
+    subprocess.run(["rm", "-rf", workdir], check=True)
+    assert server.leftovers() == []
+
+
+def test_unknown_host_key_is_refused(server, mlp, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    cfg = server.client_config("stranger", known_hosts=empty)
+    proc = cli("bench", mlp.path, "--host", "stranger", "--ssh-config", cfg, "--profile", "rpi4", "--remote-python", sys.executable,
+               "--shape", "batch=1", "--iterations", "5", check=3)
+    line = one_line_error(proc)
+    assert "host key" in line and "ssh-keyscan" in line and "--accept-new-host-key" in line
+    assert empty.read_text() == ""
+    cli("bench", mlp.path, "--host", "stranger", "--ssh-config", cfg, "--profile", "rpi4", "--remote-python", sys.executable,
+        "--shape", "batch=1", "--iterations", "5", "--accept-new-host-key", check=0)
+    assert "127.0.0.1" in empty.read_text()  # trusted on first use, only with the flag
+    assert server.leftovers() == []
+
+
+def test_wrong_user_key(server, mlp):
+    cfg = server.client_config("wrongkey", key=server.wrong_key)
+    line = one_line_error(remote_bench(server, mlp, config=cfg, host="wrongkey", check=3))
+    assert "authentication failed" in line
+
+
+def test_unreachable_port(server, mlp):
+    from sshd import free_port
+
+    cfg = server.client_config("closed", port=free_port())
+    t0 = time.time()
+    line = one_line_error(remote_bench(server, mlp, config=cfg, host="closed", check=3))
+    assert "unreachable" in line and "Connection refused" in line
+    assert time.time() - t0 < 60  # retried with backoff, then gave up
+
+
+def test_remote_without_onnxruntime(server, mlp, tmp_path):
+    bare = tmp_path / "bare"
+    venv.EnvBuilder(with_pip=False).create(bare)
+    proc = cli("bench", mlp.path, "--host", "testpi", "--ssh-config", server.config, "--profile", "rpi4",
+               "--remote-python", bare / "bin" / "python", "--shape", "batch=1", "--iterations", "5", check=3)
+    line = one_line_error(proc)
+    assert "lacks numpy, onnxruntime" in line and "edgedeploy provision" in line
+    assert server.leftovers() == []
+
+
+def test_checksum_mismatch_after_upload(server, mlp, tmp_path):
+    """A remote python that corrupts the uploaded model right before the sha256 check
+    (disk or transfer corruption on the device): nothing may run, exit 2, no leftovers."""
+    wrapper = tmp_path / "corrupting-python"
+    wrapper.write_text("#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in */.staging) for m in \"$a\"/models/*/model.onnx; do printf x >> \"$m\"; done;; esac; done\n"
+                       f"exec {sys.executable} \"$@\"\n")
+    wrapper.chmod(0o755)
+    proc = cli("bench", mlp.path, "--host", "testpi", "--ssh-config", server.config, "--profile", "rpi4", "--remote-python", wrapper,
+               "--shape", "batch=1", "--iterations", "5", check=2)
+    line = one_line_error(proc)
+    assert "checksum mismatch after upload" in line and "model.onnx" in line
+    assert server.leftovers() == []
+
+
+def test_connection_killed_mid_upload_is_retried(server, wide):
+    stop = threading.Event()
+
+    def killer():
+        # wait until the upload is under way (its staging dir exists), then cut every live session
+        while not stop.is_set():
+            if any((server.remote_tmp / d / ".staging").exists() for d in os.listdir(server.remote_tmp)):
+                time.sleep(0.5)
+                for pid in server.session_pids():
+                    os.kill(pid, 9)
+                return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=killer)
+    t.start()
+    proc = remote_bench(server, wide, "--bwlimit", "1500", "--json")
+    stop.set()
+    t.join()
+    assert proc.returncode == 0, proc.stderr
+    assert "connection lost during upload; retrying" in proc.stderr
+    assert json.loads(proc.stdout)["results"][0]["samples"] == 30
+    assert server.leftovers() == []
+
+
+def test_remote_command_timeout(server, mlp):
+    t0 = time.time()
+    proc = cli("bench", mlp.path, "--host", "testpi", "--ssh-config", server.config, "--profile", "rpi4", "--remote-python", sys.executable,
+               "--shape", "batch=1", "--iterations", "100000000", "--duration", "600", "--timeout", "3", check=3)
+    assert "deadline" in one_line_error(proc)
+    assert time.time() - t0 < 60
+    time.sleep(0.5)
+    assert server.leftovers() == []
+    ps = subprocess.run(["pgrep", "-f", "edgedeploy-runtime.pyz run"], capture_output=True, text=True)
+    assert ps.stdout.strip() == ""  # the remote harness is gone
+
+
+def test_fleet_one_failure_does_not_stop_the_others(server, mlp, tmp_path):
+    from sshd import free_port
+
+    server.client_config("closedfleet", port=free_port())
+    cfg = tmp_path / "fleet_config"
+    cfg.write_text(server.config.read_text() + (server.root / "ssh_config_closedfleet").read_text())
+    inv = tmp_path / "inventory.yaml"
+    inv.write_text(f"hosts:\n  - host: testpi\n    profile: rpi4\n    remote_python: {sys.executable}\n"
+                   f"  - host: closedfleet\n    profile: rpi5\n    remote_python: {sys.executable}\n")
+    out = tmp_path / "fleet"
+    proc = cli("bench", mlp.path, "--hosts", inv, "--ssh-config", cfg, "--shape", "batch=1", "--iterations", "10", "-o", out, check=3)
+    assert "testpi" in proc.stdout and "FAILED" in proc.stdout
+    assert json.loads((out / "testpi.json").read_text())["results"][0]["samples"] == 10
+    assert not (out / "closedfleet.json").exists()
+    assert "1 of 2 device(s) failed: closedfleet" in one_line_error(proc)
+
+
+_NASTY = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(args=st.lists(_NASTY | st.sampled_from(["a b", "it's", '"q"', "$(touch /tmp/pwned)", "`id`", ";rm -rf x", "--", "-n", "*"]),
+                     min_size=1, max_size=5))
+def test_remote_arguments_round_trip(server, args):
+    target = ssh.Target.parse("testpi", config=str(server.config))
+    proc = ssh.run(target, ["printf", "%s\\0", *args])
+    got = proc.stdout.decode("utf-8", errors="surrogateescape").split("\0")[:-1]
+    assert got == args
+    assert not os.path.exists("/tmp/pwned")
+
+
+def test_file_names_with_spaces_quotes_and_substitutions(server, tmp_path):
+    """An artifact and a remote venv path full of shell metacharacters bench fine."""
+    d = tmp_path / "we ird $(touch pwned) 'q' \"dq\""
+    art = export(None, d / "my model;`id`", factory="factories:tiny_mlp", input_specs=("x:float32:batch,64",))
+    proc = cli("bench", art.path, "--host", "testpi", "--ssh-config", server.config, "--profile", "rpi4", "--remote-python", sys.executable,
+               "--shape", "batch=1", "--iterations", "5", "--json", check=0)
+    assert json.loads(proc.stdout)["results"][0]["samples"] == 5
+    assert not (tmp_path / "pwned").exists() and not os.path.exists("pwned")
+    assert server.leftovers() == []
