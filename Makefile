@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup test test-fast demo bench-harness clean
+.PHONY: setup system-deps test test-fast demo bench-harness e2e-arm64 clean
 
 setup: $(STAMP)
 
@@ -20,10 +20,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[demo,dev]'
 	touch $(STAMP)
 
-test: setup
+# The SSH tests start a real sshd on 127.0.0.1: install OpenSSH when it is missing (CI machines start bare).
+system-deps:
+	@if ! test -x /usr/sbin/sshd || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then \
+		echo "installing openssh-server and openssh-client (needed by the SSH tests)"; \
+		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssh-server openssh-client >/dev/null; \
+	fi
+
+test: setup system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
-test-fast: setup
+test-fast: setup system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
 DATA ?= ../shared/datasets/sst2
@@ -37,6 +45,11 @@ demo: setup
 	$(Q) -o $(ARTIFACTS)/minilm-l6-int4 --method int4 --calib-data $(DATA)/train.tsv
 	$(BIN)/edgedeploy bench $(ARTIFACTS)/minilm-l6 $(ARTIFACTS)/minilm-l6-int8 $(ARTIFACTS)/minilm-l6-static $(ARTIFACTS)/minilm-l6-fp16 $(ARTIFACTS)/minilm-l6-int4 --iterations 200 -o $(ARTIFACTS)/bench.json
 	@echo "demo artifacts in $(abspath $(ARTIFACTS)): minilm-l6 (float), minilm-l6-int8, minilm-l6-static, minilm-l6-fp16, minilm-l6-int4; bench results: $(abspath $(ARTIFACTS))/bench.json"
+
+# Not part of `make test`: builds (or reuses) an arm64 Debian rootfs under qemu-user, cached in
+# /var/cache/edgedeploy, then provisions and benchmarks it over SSH. Needs root; takes minutes.
+e2e-arm64: setup
+	scripts/e2e_arm64.sh
 
 bench-harness: setup
 	$(BIN)/python benchmarks/harness_overhead.py

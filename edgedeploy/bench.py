@@ -14,7 +14,7 @@ log = logging.getLogger("edgedeploy")
 
 def make_job(arts: list[Artifact], profile: dict, shape: dict, *, inputs_npz=None, scenario="single-stream", iterations=200,
              duration_s=60.0, warmup=20, warmup_s=5.0, concurrency=1, qps=None, latency_budget_ms=None, threads=None, seed=0,
-             local: bool = True) -> dict:
+             local: bool = True, save_outputs=None) -> dict:
     from .profiles import run_settings
 
     run = run_settings(profile) if local else dict(profile["run"])
@@ -26,6 +26,7 @@ def make_job(arts: list[Artifact], profile: dict, shape: dict, *, inputs_npz=Non
         "shape": shape, "inputs_npz": str(inputs_npz) if inputs_npz else None, "scenario": scenario, "iterations": iterations,
         "duration_s": duration_s, "warmup": warmup, "warmup_s": warmup_s, "concurrency": concurrency, "qps": qps,
         "latency_budget_ms": latency_budget_ms, "seed": seed, "profile": {"name": profile["name"], "run": run},
+        "save_outputs": str(save_outputs) if save_outputs else None,
     }
 
 
@@ -98,6 +99,10 @@ def bench(artifacts: list, profile_name: str | None = None, shape: str = "batch=
         extra.append(torch_baseline_target(arts[0], prepared[0]["feeds"], job["profile"]["run"]["intra_op_threads"]))
     measured = rt_job.execute(job, prepared, interleave, extra, progress)
     doc = rt_job.assemble(job, prepared, measured[: len(prepared)], interleave)
+    if job["save_outputs"]:
+        saved = rt_job.save_outputs(prepared, Path(job["save_outputs"]))
+        for name, m in zip(saved, job["models"]):  # same naming as remote runs: <model name>.npz
+            (Path(job["save_outputs"]) / name).rename(Path(job["save_outputs"]) / f"{m['name']}.npz")
     for res in measured[len(prepared):]:
         res.update({"model_path": None, "model_size_bytes": None, "init_ms": None, "peak_rss_mb": doc["results"][0]["peak_rss_mb"],
                     "baseline": "torch", "session": {"framework": "torch", "threads": job["profile"]["run"]["intra_op_threads"]}})
@@ -121,7 +126,7 @@ def _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts)
         raise BadInput(str(exc)) from None
     doc = remote_mod.bench_remote(remote["target"], arts, job, inputs_npz=opts.get("inputs_npz"), python=remote.get("python", "python3"),
                                   timeout_s=remote.get("timeout_s", 1800), keep_remote=remote.get("keep_remote", False),
-                                  bwlimit_kbps=remote.get("bwlimit_kbps"), progress=progress)
+                                  bwlimit_kbps=remote.get("bwlimit_kbps"), progress=progress, save_outputs=opts.get("save_outputs"))
     return _finish(doc, arts, 0, doc.get("interleaved", False))
 
 

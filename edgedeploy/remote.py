@@ -72,6 +72,8 @@ def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None) -> dict[s
             if f.name.startswith("model.onnx"):
                 shutil.copy2(f, dest / sub / f.name)
         model["path"] = str(sub / "model.onnx")
+    if job.get("save_outputs"):
+        job["save_outputs"] = "outputs"
     if inputs_npz:
         shutil.copy2(inputs_npz, dest / "inputs.npz")
         job["inputs_npz"] = "inputs.npz"
@@ -185,7 +187,7 @@ def run_harness(target: ssh.Target, python: str, bundle: str, timeout_s: float, 
 
 
 def bench_remote(target: ssh.Target, arts, job: dict, *, inputs_npz=None, python: str = "python3", timeout_s: float = 1800,
-                 keep_remote: bool = False, bwlimit_kbps: float | None = None, progress=None) -> dict:
+                 keep_remote: bool = False, bwlimit_kbps: float | None = None, progress=None, save_outputs=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgedeploy-bundle-") as tmp:
         local = Path(tmp)
         sums = build_bundle(local, arts, job, Path(inputs_npz) if inputs_npz else None)
@@ -200,6 +202,11 @@ def bench_remote(target: ssh.Target, arts, job: dict, *, inputs_npz=None, python
             ssh.run(target, ["mv", "--", staging, bundle])
             run_harness(target, python, bundle, timeout_s, progress)
             doc = json.loads(ssh.run(target, ["cat", "--", f"{bundle}/results.json"]).stdout)
+            if save_outputs:
+                Path(save_outputs).mkdir(parents=True, exist_ok=True)
+                for i, name in enumerate(doc.get("outputs", [])):
+                    data = ssh.run(target, ["cat", "--", f"{bundle}/outputs/{name}"]).stdout
+                    (Path(save_outputs) / f"{job['models'][i]['name']}.npz").write_bytes(data)
         finally:
             if keep_remote:
                 log.info("%s: kept the remote work directory %s", target.label, workdir)

@@ -12,7 +12,7 @@ JOB_SCHEMA = 1
 DEFAULTS = {
     "scenario": "single-stream", "shape": {"batch": 1, "sequence": 128}, "seed": 0, "iterations": 200,
     "duration_s": 60.0, "warmup": 20, "warmup_s": 5.0, "concurrency": 1, "qps": None,
-    "latency_budget_ms": None, "block": 10, "pause_ms": 10.0, "inputs_npz": None,
+    "latency_budget_ms": None, "block": 10, "pause_ms": 10.0, "inputs_npz": None, "save_outputs": None,
 }
 
 
@@ -72,7 +72,7 @@ def prepare(job: dict, interleave: bool | None = None):
             feeds = _feeds(sess, m, job)
             names = [o.name for o in sess.get_outputs()]
             targets.append(measure.Target(m["name"], (lambda s=sess, f=feeds, n=names: s.run(n, f)), _batch_of(feeds)))
-        prepared.append({"model": m, "targets": targets, "session": info, "feeds": feeds})
+        prepared.append({"model": m, "targets": targets, "session": info, "feeds": feeds, "sess": sess})
     return prepared, interleave
 
 
@@ -118,11 +118,31 @@ def assemble(job: dict, prepared: list[dict], measured: list[dict], interleave: 
     }
 
 
+def save_outputs(prepared: list[dict], dest: Path) -> list[str]:
+    """One inference per model on its benchmark inputs, saved as ``dest/<i>.npz`` (inputs
+    and outputs), so results from different devices can be compared numerically."""
+    import numpy as np
+
+    dest.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i, p in enumerate(prepared):
+        sess = p["sess"]
+        outs = sess.run(None, p["feeds"])
+        arrays = {f"input:{k}": v for k, v in p["feeds"].items()}
+        arrays.update({f"output:{o.name}": v for o, v in zip(sess.get_outputs(), outs)})
+        np.savez(dest / f"{i}.npz", **arrays)
+        names.append(f"{i}.npz")
+    return names
+
+
 def run_job(job: dict, base: Path | None = None, progress=None) -> dict:
     job = normalize(job, base)
     prepared, interleave = prepare(job)
     measured = execute(job, prepared, interleave, progress=progress)
-    return assemble(job, prepared, measured, interleave)
+    doc = assemble(job, prepared, measured, interleave)
+    if job["save_outputs"]:
+        doc["outputs"] = save_outputs(prepared, (base or Path.cwd()) / job["save_outputs"])
+    return doc
 
 
 def _model_size(path: str) -> int:

@@ -45,8 +45,16 @@ def remote_bench(server, art, *extra, config=None, host="testpi", check=None):
 
 
 def test_full_remote_bench(server, mlp, tmp_path):
+    import numpy as np
+
     out = tmp_path / "r.json"
-    proc = remote_bench(server, mlp, "-o", out, check=0)
+    proc = remote_bench(server, mlp, "-o", out, "--save-outputs", tmp_path / "remote-out", "--note", "loopback test device", check=0)
+    assert "NOTE: loopback test device" in proc.stdout
+    cli("bench", mlp.path, "--shape", "batch=1", "--iterations", "3", "--save-outputs", tmp_path / "local-out", check=0)
+    remote_arrays, local_arrays = np.load(tmp_path / "remote-out" / "mlp.npz"), np.load(tmp_path / "local-out" / "mlp.npz")
+    assert sorted(remote_arrays.files) == ["input:x", "output:output"]
+    for k in remote_arrays.files:  # same seeded inputs, same outputs on both sides
+        np.testing.assert_allclose(remote_arrays[k], local_arrays[k], atol=1e-6)
     assert "device testpi" in proc.stdout and "p50 ms" in proc.stdout
     doc = json.loads(out.read_text())
     assert doc["measured"] == "measured on testpi" and doc["remote"]["check"]["onnxruntime"]
@@ -193,4 +201,23 @@ def test_file_names_with_spaces_quotes_and_substitutions(server, tmp_path):
                "--shape", "batch=1", "--iterations", "5", "--json", check=0)
     assert json.loads(proc.stdout)["results"][0]["samples"] == 5
     assert not (tmp_path / "pwned").exists() and not os.path.exists("pwned")
+    assert server.leftovers() == []
+
+
+def test_provision_into_a_fresh_venv_then_bench_with_it(server, mlp, tmp_path):
+    venv_dir = tmp_path / "device venv"  # a space in the path, on purpose
+    first = cli("provision", "--host", "testpi", "--ssh-config", server.config, "--remote-venv", venv_dir, "--remote-python", sys.executable,
+                "--json", check=0)
+    res = json.loads(first.stdout)["testpi"]["ok"]
+    assert any(w.startswith("onnxruntime-") for w in res["installed"]) and any(w.startswith("edgedeploy_runtime-") for w in res["installed"])
+    py = venv_dir / "bin" / "python"
+    mods = subprocess.run([str(py), "-c", "import importlib.util as u; print([m for m in ('torch', 'transformers', 'onnx', 'click') if u.find_spec(m)])"],
+                          capture_output=True, text=True)
+    assert mods.stdout.strip() == "[]"  # only the runtime and its two dependencies went in
+    again = cli("provision", "--host", "testpi", "--ssh-config", server.config, "--remote-venv", venv_dir, "--remote-python", sys.executable, check=0)
+    assert "already provisioned, nothing installed" in again.stdout
+    proc = cli("bench", mlp.path, "--host", "testpi", "--ssh-config", server.config, "--profile", "rpi4", "--remote-venv", venv_dir,
+               "--shape", "batch=1", "--iterations", "10", "--json", check=0)
+    doc = json.loads(proc.stdout)
+    assert doc["remote"]["check"]["executable"].startswith(str(venv_dir))
     assert server.leftovers() == []

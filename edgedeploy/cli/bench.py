@@ -41,6 +41,8 @@ def render(doc: dict) -> str:
             f"| providers {','.join(env.get('providers_used') or [])} | threads {env['threads']['intra_op']} | scenario {doc['scenario']}"
             + (" | interleaved" if doc.get("interleaved") else ""))
     body = table(rows, ["model", "p50 ms", "p90 ms", "p99 ms", "mean ms", "cv", "samples/s", "size", "p50 vs first", "stable", "n"])
+    if doc.get("note"):
+        head = f"NOTE: {doc['note']}\n" + head
     return head + "\n" + body
 
 
@@ -71,26 +73,30 @@ def render(doc: dict) -> str:
 @click.option("--keep-remote", is_flag=True, help="Leave the remote work directory in place.")
 @click.option("--bwlimit", type=float, help="Cap the upload rate, kB/s (slow field links).")
 @click.option("--parallel", type=int, default=4, show_default=True, help="Devices measured at once in a fleet.")
+@click.option("--save-outputs", type=click.Path(path_type=Path), help="Save each model's inputs and outputs (<model>.npz) here, to compare devices.")
+@click.option("--note", help="A label stored with the results and shown with the table (e.g. 'emulated').")
 @json_option
 def command(artifacts, profile, shape, inputs_npz, scenario, iterations, duration, warmup, threads, concurrency, qps, latency_budget, baseline,
             require_stable, output, hosts, inventory, ssh_config, accept_new_host_key, remote_python, remote_venv, timeout_s, connect_timeout,
-            keep_remote, bwlimit, parallel, as_json):
+            keep_remote, bwlimit, parallel, save_outputs, note, as_json):
     """Measure latency and throughput of one or more ARTIFACTS (interleaved when several),
     on this host or on devices over SSH."""
     from ..atomic import write_json_atomic
     from ..bench import bench, require_stable as check_stable
 
     opts = dict(inputs_npz=inputs_npz, scenario=scenario, iterations=iterations, duration_s=duration, warmup=warmup, concurrency=concurrency,
-                qps=qps, latency_budget_ms=latency_budget, threads=threads)
+                qps=qps, latency_budget_ms=latency_budget, threads=threads, save_outputs=save_outputs)
     if hosts or inventory:
         from .fleet_cmd import run_fleet
 
         run_fleet(list(artifacts), profile, shape, opts, hosts, inventory, dict(
             ssh_config=ssh_config, accept_new_host_key=accept_new_host_key, remote_python=remote_python, remote_venv=remote_venv,
             timeout_s=timeout_s, connect_timeout=connect_timeout, keep_remote=keep_remote, bwlimit=bwlimit, parallel=parallel),
-            output, as_json, require_stable, render)
+            output, as_json, require_stable, render, note)
         return
     doc = bench(list(artifacts), profile, shape, baseline=baseline, progress=None if as_json else _progress(), **opts)
+    if note:
+        doc["note"] = note
     if output:
         write_json_atomic(output, doc)
     if as_json:

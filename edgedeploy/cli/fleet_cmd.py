@@ -19,7 +19,7 @@ def remote_options(entry: dict, ssh_opts: dict) -> dict:
             "bwlimit_kbps": ssh_opts.get("bwlimit")}
 
 
-def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, output, as_json, require_stable, render):
+def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, output, as_json, require_stable, render, note=None):
     from ..atomic import write_json_atomic
     from ..bench import bench, require_stable as check_stable
     from ..fleet import read_inventory, run_all
@@ -28,7 +28,10 @@ def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, outpu
     single = len(entries) == 1
 
     def one(entry):
-        return bench(artifacts, entry.get("profile") or profile, shape, remote=remote_options(entry, ssh_opts), **opts)
+        doc = bench(artifacts, entry.get("profile") or profile, shape, remote=remote_options(entry, ssh_opts), **opts)
+        if note:
+            doc["note"] = note
+        return doc
 
     if single:
         doc = one(entries[0])
