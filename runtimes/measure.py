@@ -123,18 +123,10 @@ def offline(targets: list[Target], iterations: int, duration_s: float, warmup: i
         first_inference(t)
         warm_up(t, warmup, warmup_s)
     per_thread = max(1, math.ceil(iterations / len(targets)))
-    threads = [threading.Thread(target=steady, args=(t, per_thread, duration_s)) for t in targets]
     t0 = _clock()
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    _in_threads(lambda t: steady(t, per_thread, duration_s), targets)
     wall = _clock() - t0
-    merged = Target(targets[0].name, targets[0].run, targets[0].batch)
-    merged.latencies_ms = [x for t in targets for x in t.latencies_ms]
-    merged.first_inference_ms = targets[0].first_inference_ms
-    merged.warmup = targets[0].warmup
-    res = describe(merged, wall)
+    res = describe(_merged(targets, [x for t in targets for x in t.latencies_ms]), wall)
     res["concurrency"] = len(targets)
     return res
 
@@ -168,17 +160,9 @@ def server(targets: list[Target], qps: float, iterations: int, duration_s: float
             t.run()
             lat[i] = (_clock() - due) * 1e3
 
-    threads = [threading.Thread(target=worker, args=(t,)) for t in targets]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    _in_threads(worker, targets)
     wall = _clock() - start
-    merged = Target(targets[0].name, targets[0].run, targets[0].batch)
-    merged.latencies_ms = lat
-    merged.first_inference_ms = targets[0].first_inference_ms
-    merged.warmup = targets[0].warmup
-    res = describe(merged, wall)
+    res = describe(_merged(targets, lat), wall)
     p99 = res["latency_ms"]["p99"]
     res.update({
         "target_qps": qps,
@@ -190,6 +174,23 @@ def server(targets: list[Target], qps: float, iterations: int, duration_s: float
     if latency_budget_ms is not None and p99 is None:
         res["budget_note"] = "p99 not available (fewer than 662 queries); raise --duration or --qps"
     return res
+
+
+def _in_threads(fn, targets: list[Target]) -> None:
+    threads = [threading.Thread(target=fn, args=(t,)) for t in targets]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+
+def _merged(targets: list[Target], latencies: list[float]) -> Target:
+    """One result for several worker sessions of the same model."""
+    merged = Target(targets[0].name, targets[0].run, targets[0].batch)
+    merged.latencies_ms = latencies
+    merged.first_inference_ms = targets[0].first_inference_ms
+    merged.warmup = targets[0].warmup
+    return merged
 
 
 def describe(target: Target, wall_s: float) -> dict:
