@@ -160,3 +160,18 @@ def _publish(stage: Path, out: Path, force: bool, is_artifact) -> None:
     else:
         os.rename(stage, out)
     _fsync_dir(out.parent)
+
+
+@contextlib.contextmanager
+def scratch_cwd():
+    """Run a step with a throw-away working directory. ORT's symbolic shape inference
+    writes ``sym_shape_infer_temp.onnx`` and a ``<uuid>.data`` copy of every weight into the
+    current directory and leaves them there when it fails; this keeps them out of the
+    user's checkout. Pass absolute paths into the step."""
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="edgedeploy-scratch-") as tmp:
+        os.chdir(tmp)
+        try:
+            yield Path(tmp)
+        finally:
+            os.chdir(previous)

@@ -41,10 +41,13 @@ def count(model_path, shape: dict) -> dict:
 
     model = onnx.load(str(model_path))
     _bind(model, shape)
+    from .atomic import scratch_cwd
+
     try:  # ORT's symbolic inference knows the contrib ops of fused graphs
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
-        model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        with scratch_cwd():  # it may drop temp models in the cwd
+            model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     except Exception:  # noqa: BLE001 - fall back to onnx's own inference, which handles standard ops
         model = shape_inference.infer_shapes(model, data_prop=True)
     shapes = {}

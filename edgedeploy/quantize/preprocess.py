@@ -23,10 +23,14 @@ ATTEMPTS = (
 def preprocess(src: Path, dst: Path) -> dict:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from edgedeploy.atomic import scratch_cwd
+
+    src, dst = Path(src).absolute(), Path(dst).absolute()
     failures = []
     for opts in ATTEMPTS:
         try:
-            quant_pre_process(str(src), str(dst), **opts)
+            with scratch_cwd():  # a failed symbolic inference leaves 90 MB temp files in the cwd
+                quant_pre_process(str(src), str(dst), **opts)
             gemms = gemm_to_matmul(dst)
             return {"applied": True, **opts, "fallbacks": failures, "gemm_to_matmul": gemms}
         except Exception as exc:  # noqa: BLE001 - each attempt's failure is recorded, the next is tried
