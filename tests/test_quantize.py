@@ -218,3 +218,50 @@ def test_interrupted_quantize_publishes_nothing(minilm_artifact, sst2_dev, tmp_p
     assert "Traceback" not in err
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".edgedeploy")]
+
+
+@needs_minilm
+def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
+    """Task-accuracy budget on a (randomly initialised) DistilBERT classifier with the MiniLM
+    tokenizer, on real SST-2 sentences. No fine-tuned checkpoint can be downloaded here, so
+    the labels are the float parent's own predictions: its accuracy is 1.0 by construction
+    and the drop is exactly what quantization costs."""
+    import shutil
+
+    import numpy as np
+    import torch
+    import transformers as tf
+
+    from edgedeploy.accuracy import accuracy, labeled_eval
+    from edgedeploy.export import export
+    from edgedeploy.sources import embedded_path
+
+    torch.manual_seed(0)
+    src = tmp_path / "clf-src"
+    tf.DistilBertForSequenceClassification(tf.DistilBertConfig(vocab_size=30522, dim=64, n_layers=2, n_heads=2, hidden_dim=128,
+                                                               num_labels=2, id2label={0: "negative", 1: "positive"},
+                                                               label2id={"negative": 0, "positive": 1})).eval().save_pretrained(src)
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy2(embedded_path("minilm-l6") / f, src / f)
+    parent = export(str(src), tmp_path / "clf")
+    rows = [ln.split("\t")[0] for ln in sst2_dev.read_text().splitlines()[1:65]]
+    unlabeled = tmp_path / "u.tsv"
+    unlabeled.write_text("text\tlabel\n" + "".join(f"{t}\t0\n" for t in rows))
+    batches, _ = labeled_eval(parent, unlabeled, "text", "label", 64)
+    sess = ort.InferenceSession(str(parent.model_path))
+    preds = np.concatenate([sess.run(None, b)[0].argmax(1) for b in batches])
+    names = {0: "negative", 1: "positive"}
+    labeled = tmp_path / "labeled.tsv"
+    labeled.write_text("text\tlabel\n" + "".join(f"{t}\t{names[int(p)]}\n" for t, p in zip(rows, preds)))  # string labels via label2id
+
+    art = quantize(parent.path, tmp_path / "q", "dynamic", eval_data=labeled, max_drop=0.02)
+    search = art.manifest["quantization"]["accuracy_search"]
+    assert search["budget"]["parent_accuracy"] == 1.0
+    assert search["met"] and search["reached"]["accuracy_drop"] <= 0.02
+    b, labels = labeled_eval(art, labeled, "text", "label", 64)
+    assert accuracy(art.model_path, b, labels) == pytest.approx(search["reached"]["accuracy"])
+    assert "top1_agreement" in art.manifest["fidelity"]
+    wrong = tmp_path / "wrong.tsv"
+    wrong.write_text("text\tlabel\nhello\tneutral\n")
+    line = one_line_error(cli("quantize", parent.path, "-o", tmp_path / "x", "--method", "dynamic", "--eval-data", wrong, "--max-drop", "0.01", check=2))
+    assert "'neutral'" in line and "negative, positive" in line

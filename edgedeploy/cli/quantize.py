@@ -30,13 +30,15 @@ from .common import emit_json, json_option
 @click.option("--op-block-list", multiple=True, help="fp16: extra op types to keep in float32.")
 @click.option("--min-cosine", type=float, help="Accuracy-aware: keep the most sensitive nodes in float until mean cosine >= this.")
 @click.option("--min-worst-cosine", type=float, help="Accuracy-aware: also require the worst sample's cosine >= this.")
+@click.option("--max-drop", type=click.FloatRange(0, 1), help="Accuracy-aware: max task-accuracy drop vs the parent on labeled --eval-data.")
+@click.option("--label-column", default="label", show_default=True)
 @click.option("--int4-sensitive-8bit", "sensitive_8bit", type=int, help="int4: keep the N most sensitive MatMuls (measured) at 8-bit (default 2).")
 @click.option("--embedding-block-size", type=int, help="int4: block size for embedding tables (default 64).")
 @click.option("--force", is_flag=True)
 @json_option
 def command(artifact, out, method, profile, weight_type, activation_type, per_channel, reduce_range, quant_format, calib_data, calib_samples,
             calib_method, random_calibration, text_column, eval_data, eval_samples, exclude, block_size, symmetric, accuracy_level,
-            int4_embeddings, op_block_list, min_cosine, min_worst_cosine, sensitive_8bit, embedding_block_size, force, as_json):
+            int4_embeddings, op_block_list, min_cosine, min_worst_cosine, max_drop, label_column, sensitive_8bit, embedding_block_size, force, as_json):
     """Quantize ARTIFACT with ONNX Runtime into a new artifact (the parent is never modified)."""
     from ..quantize import quantize
 
@@ -46,7 +48,7 @@ def command(artifact, out, method, profile, weight_type, activation_type, per_ch
                  "sensitive_8bit": sensitive_8bit, "embedding_block_size": embedding_block_size}
     art = quantize(artifact, out, method, profile=profile, overrides=overrides, calib_data=calib_data, calib_samples=calib_samples,
                    random_calibration=random_calibration, text_column=text_column, eval_data=eval_data, eval_samples=eval_samples,
-                   exclude=exclude, force=force, min_cosine=min_cosine, min_worst_cosine=min_worst_cosine)
+                   exclude=exclude, force=force, min_cosine=min_cosine, min_worst_cosine=min_worst_cosine, max_drop=max_drop, label_column=label_column)
     q, f = art.manifest["quantization"], art.manifest["fidelity"]
     if as_json:
         emit_json({"artifact": str(art.path), "quantization": q, "fidelity": f})
@@ -56,5 +58,9 @@ def command(artifact, out, method, profile, weight_type, activation_type, per_ch
     if "top1_agreement" in f:
         line += f", top-1 agreement {f['top1_agreement']:.1%}"
     click.echo(line)
+    search = q.get("accuracy_search")
+    if search and "accuracy" in search["reached"]:
+        click.echo(f"  task accuracy {search['reached']['accuracy']:.4f} vs parent {search['budget']['parent_accuracy']:.4f} "
+                   f"(drop {search['reached']['accuracy_drop']:.4f}, budget {search['budget']['max_accuracy_drop']})")
     if q["nodes_kept_float"]:
         click.echo(f"  kept in float: {len(q['nodes_kept_float'])} node(s)")

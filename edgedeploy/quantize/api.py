@@ -34,7 +34,8 @@ def already_quantized(art: Artifact, model) -> str | None:
 def quantize(artifact, out: Path, method: str, *, profile: str | None = None, overrides: dict | None = None,
              calib_data: Path | None = None, calib_samples: int = 128, random_calibration: bool = False, text_column: str = "text",
              eval_data: Path | None = None, eval_samples: int = 64, exclude: tuple[str, ...] = (), force: bool = False,
-             min_cosine: float | None = None, min_worst_cosine: float | None = None) -> Artifact:
+             min_cosine: float | None = None, min_worst_cosine: float | None = None, max_drop: float | None = None,
+             label_column: str = "label") -> Artifact:
     import onnx
 
     from edgedeploy.profiles import load as load_profile
@@ -92,11 +93,13 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
         log.info("quantizing (%s)", method)
         used = run(method, pre, stage / "model.onnx", settings, excluded)
         checkpoint()
-        if min_cosine is not None:
-            from .sensitivity import search as accuracy_search
+        if min_cosine is not None or min_worst_cosine is not None or max_drop is not None:
+            from .sensitivity import Budget, search as accuracy_search
 
-            search = accuracy_search(method, pre, stage / "model.onnx", settings, excluded, run, tune_src, parent.model_path,
-                                     min_cosine, min_worst_cosine, work)
+            budget = Budget(min_cosine, min_worst_cosine, max_drop)
+            if max_drop is not None:
+                budget.accuracy, budget.parent_accuracy = _task_accuracy(parent, eval_data, text_column, label_column, eval_samples)
+            search = accuracy_search(method, pre, stage / "model.onnx", settings, excluded, run, tune_src, parent.model_path, budget, work)
             excluded = search["excluded"]
             used = run(method, pre, stage / "model.onnx", settings, excluded)
             checkpoint()
@@ -133,6 +136,17 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
         finalize_manifest(stage, manifest)
         checkpoint()
     return Artifact.load(out)
+
+
+def _task_accuracy(parent, eval_data, text_column, label_column, limit):
+    """(accuracy function over model files, the parent's accuracy) on labeled eval data."""
+    from edgedeploy.accuracy import accuracy, labeled_eval
+
+    if eval_data is None:
+        raise BadInput("--max-drop needs labeled --eval-data (with --label-column)")
+    batches, labels = labeled_eval(parent, eval_data, text_column, label_column, limit)
+    fn = lambda path: accuracy(path, batches, labels)  # noqa: E731
+    return fn, fn(parent.model_path)
 
 
 def _preprocess(src: Path, dst: Path) -> dict:

@@ -9,7 +9,9 @@ the FLOPs), re-measuring the real quantized model after each step, until the bud
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from edgedeploy.errors import ValidationFailed
 
@@ -52,38 +54,75 @@ def rank(method, pre: Path, settings: dict, nodes: list[str], run_method, ref_ou
     return sorted(out, key=lambda t: t[1], reverse=True)
 
 
-def _prune(method, pre, dst, settings, excluded, keep, costs, run_method, ref, min_cosine, min_worst, reached, history):
+@dataclass
+class Budget:
+    """What the search must reach: output fidelity and/or a task-accuracy drop."""
+
+    min_cosine: float | None = None
+    min_worst: float | None = None
+    max_drop: float | None = None
+    accuracy: Callable[[Path], float] | None = None
+    parent_accuracy: float | None = None
+
+    def evaluate(self, path: Path, ref) -> dict:
+        from edgedeploy.fidelity import compare_to_outputs
+
+        r = compare_to_outputs(path, ref)
+        if self.max_drop is not None:
+            r["accuracy"] = self.accuracy(path)
+            r["accuracy_drop"] = self.parent_accuracy - r["accuracy"]
+        return r
+
+    def met(self, r: dict) -> bool:
+        return ((self.min_cosine is None or r["mean_cosine"] >= self.min_cosine)
+                and (self.min_worst is None or r["min_cosine"] >= self.min_worst)
+                and (self.max_drop is None or r["accuracy_drop"] <= self.max_drop + 1e-12))
+
+    def describe(self) -> dict:
+        return {"min_mean_cosine": self.min_cosine, "min_worst_cosine": self.min_worst, "max_accuracy_drop": self.max_drop,
+                "parent_accuracy": self.parent_accuracy}
+
+    def shortfall(self, r: dict) -> str:
+        parts = [f"best mean cosine {r['mean_cosine']:.4f} (min {r['min_cosine']:.4f})"]
+        if "accuracy_drop" in r:
+            parts.append(f"accuracy drop {r['accuracy_drop']:.4f} (accuracy {r['accuracy']:.4f} vs parent {self.parent_accuracy:.4f})")
+        want = [f"mean >= {self.min_cosine}" if self.min_cosine is not None else "", f"min >= {self.min_worst}" if self.min_worst is not None else "",
+                f"drop <= {self.max_drop}" if self.max_drop is not None else ""]
+        return ", ".join(parts) + "; budget " + ", ".join(w for w in want if w)
+
+
+def _entry(kept: int, r: dict, **extra) -> dict:
+    e = {"kept_float": kept, **extra, "mean_cosine": r["mean_cosine"], "min_cosine": r["min_cosine"]}
+    if "accuracy" in r:
+        e["accuracy"] = r["accuracy"]
+    return e
+
+
+def _prune(method, pre, dst, settings, excluded, keep, costs, run_method, ref, budget, reached, history):
     """Backward elimination: re-quantize each float node, costliest first, while the
     budget still holds (a node chosen early may be redundant once later ones are float)."""
-    from edgedeploy.fidelity import compare_to_outputs
-
     added = [n for n in keep if n not in excluded]
     for node in sorted(added, key=lambda n: costs[n], reverse=True):
         trial = [n for n in keep if n != node]
         run_method(method, pre, dst, settings, trial)
-        fid = compare_to_outputs(dst, ref)
-        if meets(fid, min_cosine, min_worst):
-            keep, reached = trial, fid
-            history.append({"kept_float": len(keep) - len(excluded), "requantized": node, "mean_cosine": fid["mean_cosine"], "min_cosine": fid["min_cosine"]})
-            log.info("accuracy-aware: %s is not needed in float (mean cosine %.4f)", node, fid["mean_cosine"])
+        r = budget.evaluate(dst, ref)
+        if budget.met(r):
+            keep, reached = trial, r
+            history.append(_entry(len(keep) - len(excluded), r, requantized=node))
+            log.info("accuracy-aware: %s is not needed in float (mean cosine %.4f)", node, r["mean_cosine"])
     run_method(method, pre, dst, settings, keep)
     return keep, reached
 
 
-def meets(fid: dict, min_cosine: float, min_worst: float | None) -> bool:
-    return fid["mean_cosine"] >= min_cosine and (min_worst is None or fid["min_cosine"] >= min_worst)
-
-
 def search(method, pre: Path, dst: Path, settings: dict, excluded: list[str], run_method, eval_src, parent_model: Path,
-           min_cosine: float, min_worst: float | None, work: Path, max_float: int = 16) -> dict:
-    from edgedeploy.fidelity import compare_to_outputs, reference_outputs
+           budget: Budget, work: Path, max_float: int = 16) -> dict:
+    from edgedeploy.fidelity import reference_outputs
 
     ref = reference_outputs(parent_model, eval_src)
-    start = compare_to_outputs(dst, ref)
-    history = [{"kept_float": 0, "mean_cosine": start["mean_cosine"], "min_cosine": start["min_cosine"]}]
-    result = {"budget": {"min_mean_cosine": min_cosine, "min_worst_cosine": min_worst}, "start": start, "history": history,
-              "ranking": [], "excluded": list(excluded)}
-    if meets(start, min_cosine, min_worst):
+    start = budget.evaluate(dst, ref)
+    history = [_entry(0, start)]
+    result = {"budget": budget.describe(), "start": start, "history": history, "ranking": [], "excluded": list(excluded)}
+    if budget.met(start):
         result.update(met=True, reached=start)
         return result
     costs = candidates(pre, method)
@@ -100,15 +139,11 @@ def search(method, pre: Path, dst: Path, settings: dict, excluded: list[str], ru
     for node, sens in ordered[:max_float]:
         keep.append(node)
         run_method(method, pre, dst, settings, keep)
-        reached = compare_to_outputs(dst, ref)
-        history.append({"kept_float": len(keep) - len(excluded), "node": node, "mean_cosine": reached["mean_cosine"], "min_cosine": reached["min_cosine"]})
+        reached = budget.evaluate(dst, ref)
+        history.append(_entry(len(keep) - len(excluded), reached, node=node))
         log.info("accuracy-aware: kept %s in float -> mean cosine %.4f, min %.4f", node, reached["mean_cosine"], reached["min_cosine"])
-        if meets(reached, min_cosine, min_worst):
-            keep, reached = _prune(method, pre, dst, settings, excluded, keep, costs, run_method, ref, min_cosine, min_worst, reached, history)
+        if budget.met(reached):
+            keep, reached = _prune(method, pre, dst, settings, excluded, keep, costs, run_method, ref, budget, reached, history)
             result.update(met=True, reached=reached, excluded=keep)
             return result
-    raise ValidationFailed(
-        f"accuracy budget not met: best mean cosine {reached['mean_cosine']:.4f} (min {reached['min_cosine']:.4f}) with "
-        f"{len(keep) - len(excluded)} node(s) kept in float; budget mean >= {min_cosine}"
-        + (f", min >= {min_worst}" if min_worst is not None else "")
-    )
+    raise ValidationFailed(f"accuracy budget not met: {budget.shortfall(reached)}; {len(keep) - len(excluded)} node(s) kept in float")

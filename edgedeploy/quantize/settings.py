@@ -42,6 +42,8 @@ def predictions(method: str, profile: dict | None, has_conv: bool) -> list[str]:
     """What the profile says about speed before we spend time quantizing."""
     notes = []
     if profile is None:
+        if method == "fp16":
+            notes.append("FP16 is meant for GPU/Jetson targets; on most CPUs it runs slower than float32 (no fp16 arithmetic): use it for size only")
         return notes
     pq = profile["quantization"]
     if method in ("dynamic", "static") and not pq["int8_faster"]:
