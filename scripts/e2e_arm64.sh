@@ -73,9 +73,10 @@ Host pi-emulated
 CFG
 for _ in $(seq 100); do "$PY" -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 1)" 2>/dev/null && break; sleep 0.2; done
 
-ARTS="$CACHE/e2e-artifacts"
-[ -f "$ARTS/minilm-l6/edgedeploy.json" ] || "$ED" export minilm-l6 -o "$ARTS/minilm-l6" --force
-[ -f "$ARTS/minilm-l6-int8-rpi4/edgedeploy.json" ] || "$ED" quantize "$ARTS/minilm-l6" -o "$ARTS/minilm-l6-int8-rpi4" --method dynamic --profile rpi4 --eval-data "$DATA/dev.tsv" --force
+ARTS="$WORK/artifacts"
+"$ED" export minilm-l6 -o "$ARTS/minilm-l6"
+"$ED" quantize "$ARTS/minilm-l6" -o "$ARTS/minilm-l6-int8-rpi4" --method dynamic --profile rpi4 --eval-data "$DATA/dev.tsv"
+chroot "$ROOTFS" rm -rf /root/edgedeploy-venv  # provision from scratch every run; the rootfs itself stays cached
 
 SSHOPT=(--host pi-emulated --ssh-config "$WORK/ssh_config")
 log "provision (offline wheels for the target's platform, built here)"
