@@ -33,7 +33,8 @@ def iter_rows(path, columns: tuple[str, ...] = ()) -> Iterator[dict]:
         if fmt == "jsonl":
             rows = (json.loads(line) for line in fh if line.strip())
         else:
-            rows = csv.DictReader(fh, delimiter="\t" if fmt == "tsv" else ",", quoting=csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL)
+            # quoted fields may span lines (BANKING77 has a few), as written by csv/pandas
+            rows = csv.DictReader(fh, delimiter="\t" if fmt == "tsv" else ",")
         first = True
         for row in rows:
             if first:

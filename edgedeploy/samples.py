@@ -15,11 +15,13 @@ class SampleSource:
     """Re-iterable batches of feeds for one artifact."""
 
     def __init__(self, artifact, path: Path | None, text_column: str = "text", limit: int = 64, batch: int = 16,
-                 max_length: int = 128, allow_random: bool = False, label_column: str | None = None, pad_to_max: bool = False):
+                 max_length: int = 128, allow_random: bool = False, label_column: str | None = None, pad_to_max: bool = False,
+                 pair_column: str | None = None):
         self.artifact = artifact
         self.path = Path(path) if path else None
         self.text_column = text_column
         self.label_column = label_column
+        self.pair_column = pair_column  # second text of MNLI/QQP-style pairs
         self.limit = limit
         self.batch = batch
         self.max_length = max_length
@@ -63,24 +65,26 @@ class SampleSource:
     def _text(self):
         from .datasets import iter_rows
 
-        cols = (self.text_column,) + ((self.label_column,) if self.label_column else ())
-        texts, n = [], 0
+        cols = (self.text_column,) + tuple(c for c in (self.label_column, self.pair_column) if c)
+        texts, pairs, n = [], [], 0
         self.labels = []
         for row in iter_rows(self.path, cols):
             texts.append(str(row[self.text_column]))
+            if self.pair_column:
+                pairs.append(str(row[self.pair_column]))
             if self.label_column:
                 self.labels.append(row[self.label_column])
             n += 1
             if len(texts) == self.batch or n >= self.limit:
-                yield self._encode(texts)
-                texts = []
+                yield self._encode(texts, pairs)
+                texts, pairs = [], []
             if n >= self.limit:
                 break
         if texts:
-            yield self._encode(texts)
+            yield self._encode(texts, pairs)
 
-    def _encode(self, texts):
-        enc = self.tokenizer()(texts, padding="max_length" if self.pad_to_max else True, truncation=True, max_length=self.max_length, return_tensors="np")
+    def _encode(self, texts, pairs=None):
+        enc = self.tokenizer()(texts, pairs or None, padding="max_length" if self.pad_to_max else True, truncation=True, max_length=self.max_length, return_tensors="np")
         return {k: v.astype(np.int64) for k, v in enc.items() if k in self.input_names}
 
     def _npz(self):

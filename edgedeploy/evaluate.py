@@ -1,0 +1,81 @@
+"""``edgedeploy eval``: task accuracy (accuracy, macro-F1, per-class counts) on labeled text
+and fidelity against a reference artifact, streamed batch by batch in bounded memory."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .artifact import Artifact
+from .errors import BadInput
+
+log = logging.getLogger("edgedeploy")
+
+
+def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: dict[int, str] | None = None) -> dict:
+    """Accuracy, macro-F1 over every class seen in labels or predictions, per-class counts."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    classes = sorted(set(labels.tolist()) | set(preds.tolist()))
+    per_class, f1s = {}, []
+    for c in classes:
+        tp = int(((preds == c) & (labels == c)).sum())
+        fp = int(((preds == c) & (labels != c)).sum())
+        fn = int(((preds != c) & (labels == c)).sum())
+        p = tp / (tp + fp) if tp + fp else 0.0
+        r = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * p * r / (p + r) if p + r else 0.0
+        f1s.append(f1)
+        per_class[(names or {}).get(c, str(c))] = {"support": tp + fn, "predicted": tp + fp, "correct": tp, "precision": p, "recall": r, "f1": f1}
+    return {"samples": int(labels.size), "accuracy": float((labels == preds).mean()) if labels.size else float("nan"),
+            "macro_f1": float(np.mean(f1s)) if f1s else float("nan"), "per_class": per_class}
+
+
+def evaluate(artifact, data: Path, *, reference=None, text_column: str = "text", label_column: str | None = "label",
+             pair_column: str | None = None, limit: int | None = None, batch: int = 32, progress=None) -> dict:
+    import json
+
+    from .accuracy import label_ids
+    from .fidelity import Collector, _session
+    from .samples import SampleSource
+
+    art = Artifact.load(artifact)
+    ref = Artifact.load(reference) if reference else None
+    src = SampleSource(art, data, text_column, limit=limit or 10**12, batch=batch, label_column=label_column, pair_column=pair_column)
+    sess = _session(art.model_path)
+    ref_sess = _session(ref.model_path) if ref else None
+    out_name = sess.get_outputs()[0].name
+    col = Collector() if ref else None
+    preds, seen = [], 0
+    for feeds in src:
+        got = sess.run([out_name], feeds)[0]
+        if label_column:
+            if got.ndim != 2:
+                raise BadInput(f"{art.path}: task accuracy needs a classifier (2-D logits); output {out_name!r} has shape {list(got.shape)}; "
+                               "drop --label-column to measure fidelity only")
+            preds.append(got.argmax(1))
+        if ref_sess is not None:
+            col.add(got, ref_sess.run([ref_sess.get_outputs()[0].name], feeds)[0], feeds.get("attention_mask"))
+        seen += len(next(iter(feeds.values())))
+        if progress:
+            progress(seen)
+    if seen == 0:
+        raise BadInput(f"{data}: no rows to evaluate")
+    result = {"artifact": str(art.path), "artifact_digest": art.digest, "data": str(data), "samples": seen, "measured": "measured"}
+    if label_column:
+        cfg = art.path / "config.json"
+        id2label = {int(k): v for k, v in (json.loads(cfg.read_text()).get("id2label") or {}).items()} if cfg.is_file() else {}
+        result["task"] = classification_metrics(label_ids(src.labels, art), np.concatenate(preds), id2label)
+    if ref is not None:
+        fid = col.result(out_name)
+        fid["reference"] = str(ref.path)
+        result["fidelity"] = fid
+    return result
+
+
+def top_confusions(per_class: dict, n: int = 5) -> list[tuple[str, int]]:
+    """Classes with the most misses, for the human summary."""
+    misses = Counter({name: c["support"] - c["correct"] for name, c in per_class.items()})
+    return misses.most_common(n)
