@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from . import __version__, remote, ssh
+from .artifact import sha256_file
 from .errors import EnvironmentFailure
 
 log = logging.getLogger("edgedeploy")
@@ -97,7 +98,7 @@ def provision(target: ssh.Target, venv: str = ".edgedeploy/venv", python: str = 
         log.info("downloading wheels for %s / Python %s on the host", info["arch"], info["python"])
         download_wheels(wh, info["arch"], info["python"], want)
         runtime_wheel(wh)
-        sums = {f.relative_to(wh).as_posix(): remote.sha256(f) for f in wh.iterdir()}
+        sums = {f.relative_to(wh).as_posix(): sha256_file(f) for f in wh.iterdir()}
         workdir = ssh.run(target, [python, "-c", remote.MKTEMP]).stdout.decode().strip()
         try:
             remote.upload(target, wh, workdir)

@@ -4,7 +4,6 @@ the remote work directory on every exit path (unless keep_remote)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 from . import ssh
+from .artifact import sha256_file
 from .errors import BadInput, EnvironmentFailure
 
 log = logging.getLogger("edgedeploy")
@@ -52,14 +52,6 @@ RUN = 'cd "$1" && exec "$2" ' + PYZ + ' run job.json -o results.json --deadline 
 KILL = 'test -f "$1/pid" && kill -9 "$(cat "$1/pid")" 2>/dev/null; true'
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None) -> dict[str, str]:
     """Model files, the runtime zipapp, the inputs and a job file, with a sha256 of each."""
     from .runtime_bundle import build_zipapp
@@ -79,7 +71,7 @@ def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None) -> dict[s
         job["inputs_npz"] = "inputs.npz"
     build_zipapp(dest / PYZ)
     (dest / "job.json").write_text(json.dumps(job, indent=2))
-    return {f.relative_to(dest).as_posix(): sha256(f) for f in sorted(dest.rglob("*")) if f.is_file()}
+    return {f.relative_to(dest).as_posix(): sha256_file(f) for f in sorted(dest.rglob("*")) if f.is_file()}
 
 
 class _Throttle:
