@@ -38,11 +38,9 @@ def labeled_eval(artifact, data: Path, text_column: str, label_column: str, limi
 
 
 def accuracy(model_path, batches: list[dict], labels: np.ndarray) -> float:
-    import onnxruntime as ort
+    from .runtimes.session import cpu_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(model_path)
     preds = []
     for feeds in batches:
         logits = sess.run([sess.get_outputs()[0].name], feeds)[0]

@@ -38,14 +38,15 @@ def evaluate(artifact, data: Path, *, reference=None, text_column: str = "text",
     import json
 
     from .accuracy import label_ids
-    from .fidelity import Collector, _session
+    from .fidelity import Collector
+    from .runtimes.session import cpu_session
     from .samples import SampleSource
 
     art = Artifact.load(artifact)
     ref = Artifact.load(reference) if reference else None
     src = SampleSource(art, data, text_column, limit=limit or 10**12, batch=batch, label_column=label_column, pair_column=pair_column)
-    sess = _session(art.model_path)
-    ref_sess = _session(ref.model_path) if ref else None
+    sess = cpu_session(art.model_path)
+    ref_sess = cpu_session(ref.model_path) if ref else None
     out_name = sess.get_outputs()[0].name
     col = Collector() if ref else None
     preds, seen = [], 0

@@ -6,13 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def _session(path):
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+from .runtimes.session import cpu_session
 
 
 def pooled(output: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -62,7 +56,7 @@ def _output_name(sess, output_index: int) -> str:
 
 def compare_models(candidate, reference, batches, output_index: int = 0) -> dict:
     """Stream ``batches`` through both models and compare (bounded memory)."""
-    cand, ref = _session(candidate), _session(reference)
+    cand, ref = cpu_session(candidate), cpu_session(reference)
     cn, rn = _output_name(cand, output_index), _output_name(ref, output_index)
     col = Collector()
     for feeds in batches:
@@ -73,13 +67,13 @@ def compare_models(candidate, reference, batches, output_index: int = 0) -> dict
 def reference_outputs(reference, batches, output_index: int = 0) -> list[tuple[dict, np.ndarray]]:
     """Run the reference once and keep (feeds, output) pairs, for search loops that
     compare many candidates on the same small sample."""
-    ref = _session(reference)
+    ref = cpu_session(reference)
     rn = _output_name(ref, output_index)
     return [(feeds, ref.run([rn], feeds)[0]) for feeds in batches]
 
 
 def compare_to_outputs(candidate, ref_outputs, output_index: int = 0) -> dict:
-    cand = _session(candidate)
+    cand = cpu_session(candidate)
     cn = _output_name(cand, output_index)
     col = Collector()
     for feeds, want in ref_outputs:

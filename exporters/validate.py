@@ -75,11 +75,9 @@ def compare_arrays(name: str, got: np.ndarray, want: np.ndarray, atol: float, rt
 
 def validate(onnx_path, torch_fn, cases: list[dict], atol: float, rtol: float) -> ValidationResult:
     """Run ORT and ``torch_fn`` (feeds -> {output name: ndarray}) on each case and compare."""
-    import onnxruntime as ort
+    from edgedeploy.runtimes.session import cpu_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    sess = cpu_session(onnx_path)
     names = [o.name for o in sess.get_outputs()]
     input_names = {i.name for i in sess.get_inputs()}
     result = ValidationResult(atol=atol, rtol=rtol)

@@ -62,6 +62,13 @@ def create(model_path: str, run: dict, allow_spinning: bool | None = None):
     return sess, info
 
 
+def cpu_session(model_path):
+    """A plain CPU session with ORT's warnings silenced, for numerical checks (not timing)."""
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+
+
 def signature(sess) -> list[dict]:
     """Input signature (names, numpy dtypes, symbolic dims) read from the session."""
     types = {
