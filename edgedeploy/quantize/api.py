@@ -82,8 +82,10 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
         search = None
         cache = work / "calibration.json"
 
+        calib_total = _count(calib_src) if calib_src is not None else 0
+
         def run(m, src, dst, st, excl, only=None):
-            return _run_method(m, src, dst, st, excl, calib_src, only, cache)
+            return _run_method(m, src, dst, st, excl, calib_src, calib_total, only, cache)
 
         # Tuning decisions (sensitivity, search) use the calibration data when given, so the
         # fidelity reported on --eval-data is measured on samples the search never saw.
@@ -99,9 +101,9 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
             budget = Budget(min_cosine, min_worst_cosine, max_drop)
             if max_drop is not None:
                 budget.accuracy, budget.parent_accuracy = _task_accuracy(parent, eval_data, text_column, label_column, eval_samples)
+            # the search leaves stage/model.onnx quantized with its final float set
             search = accuracy_search(method, pre, stage / "model.onnx", settings, excluded, run, tune_src, parent.model_path, budget, work)
             excluded = search["excluded"]
-            used = run(method, pre, stage / "model.onnx", settings, excluded)
             checkpoint()
         from edgedeploy.fidelity import compare_models
 
@@ -158,7 +160,7 @@ def _preprocess(src: Path, dst: Path) -> dict:
         raise ValidationFailed(f"{src}: {exc}") from None
 
 
-def _run_method(method, pre, dst, settings, excluded, calib_src, only=None, cache=None):
+def _run_method(method, pre, dst, settings, excluded, calib_src, calib_total, only=None, cache=None):
     if method == "dynamic":
         return methods.dynamic(pre, dst, settings, excluded, only)
     if method == "fp16":
@@ -167,7 +169,7 @@ def _run_method(method, pre, dst, settings, excluded, calib_src, only=None, cach
         return methods.int4(pre, dst, settings, excluded, only)
     from .calibration import StreamingReader
 
-    reader = StreamingReader(calib_src, _count(calib_src))
+    reader = StreamingReader(calib_src, calib_total)
     return methods.static(pre, dst, settings, excluded, reader, only, cache)
 
 
