@@ -45,7 +45,7 @@ def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
     import numpy as np
     import torch
 
-    from .exporters import huggingface, torch_module  # noqa: F401  (registered sources)
+    from .exporters import huggingface, torch_module
     from .runtimes.measure import Target
 
     src = art.manifest["source"]
@@ -100,9 +100,7 @@ def bench(artifacts: list, profile_name: str | None = None, shape: str = "batch=
     measured = rt_job.execute(job, prepared, interleave, extra, progress)
     doc = rt_job.assemble(job, prepared, measured[: len(prepared)], interleave)
     if job["save_outputs"]:
-        saved = rt_job.save_outputs(prepared, Path(job["save_outputs"]))
-        for name, m in zip(saved, job["models"]):  # same naming as remote runs: <model name>.npz
-            (Path(job["save_outputs"]) / name).rename(Path(job["save_outputs"]) / f"{m['name']}.npz")
+        rt_job.save_outputs(prepared, Path(job["save_outputs"]))
     for res in measured[len(prepared):]:
         res.update({"model_path": None, "model_size_bytes": None, "init_ms": None, "peak_rss_mb": doc["results"][0]["peak_rss_mb"],
                     "baseline": "torch", "session": {"framework": "torch", "threads": job["profile"]["run"]["intra_op_threads"]}})

@@ -196,9 +196,9 @@ def bench_remote(target: ssh.Target, arts, job: dict, *, inputs_npz=None, python
             doc = json.loads(ssh.run(target, ["cat", "--", f"{bundle}/results.json"]).stdout)
             if save_outputs:
                 Path(save_outputs).mkdir(parents=True, exist_ok=True)
-                for i, name in enumerate(doc.get("outputs", [])):
+                for name in doc.get("outputs", []):
                     data = ssh.run(target, ["cat", "--", f"{bundle}/outputs/{name}"]).stdout
-                    (Path(save_outputs) / f"{job['models'][i]['name']}.npz").write_bytes(data)
+                    (Path(save_outputs) / name).write_bytes(data)
         finally:
             if keep_remote:
                 log.info("%s: kept the remote work directory %s", target.label, workdir)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import environment, inputs, measure, session
+from .errors import JobError  # noqa: F401  (re-exported)
 
 SCENARIOS = ("single-stream", "offline", "server")
 JOB_SCHEMA = 1
@@ -14,9 +15,6 @@ DEFAULTS = {
     "duration_s": 60.0, "warmup": 20, "warmup_s": 5.0, "concurrency": 1, "qps": None,
     "latency_budget_ms": None, "block": 10, "pause_ms": 10.0, "inputs_npz": None, "save_outputs": None,
 }
-
-
-from .errors import JobError  # noqa: F401  (re-exported)
 
 
 def normalize(job: dict, base: Path | None = None) -> dict:
@@ -119,19 +117,20 @@ def assemble(job: dict, prepared: list[dict], measured: list[dict], interleave: 
 
 
 def save_outputs(prepared: list[dict], dest: Path) -> list[str]:
-    """One inference per model on its benchmark inputs, saved as ``dest/<i>.npz`` (inputs
-    and outputs), so results from different devices can be compared numerically."""
+    """One inference per model on its benchmark inputs, saved as ``dest/<model name>.npz``
+    (inputs and outputs), so results from different devices can be compared numerically."""
     import numpy as np
 
     dest.mkdir(parents=True, exist_ok=True)
     names = []
-    for i, p in enumerate(prepared):
+    for p in prepared:
         sess = p["sess"]
         outs = sess.run(None, p["feeds"])
         arrays = {f"input:{k}": v for k, v in p["feeds"].items()}
         arrays.update({f"output:{o.name}": v for o, v in zip(sess.get_outputs(), outs)})
-        np.savez(dest / f"{i}.npz", **arrays)
-        names.append(f"{i}.npz")
+        name = f"{p['model']['name']}.npz"
+        np.savez(dest / name, **arrays)
+        names.append(name)
     return names
 
 
