@@ -76,3 +76,9 @@ def test_estimate_is_labelled_and_calibrated(minilm_artifact):
     assert out.count("ESTIMATE") == 2 and "calibrated" in out
     doc = json.loads(cli("estimate", minilm_artifact.path, "--profile", "rpi4", "--no-calibrate", "--json", check=0).stdout)
     assert doc["estimates"][0]["kind"] == "estimated" and doc["calibration"] is None
+
+
+@needs_minilm
+def test_baseline_torch_with_host_is_refused(minilm_artifact):
+    proc = cli("bench", minilm_artifact.path, "--host", "pi@example.invalid", "--profile", "rpi4", "--baseline", "torch", check=2)
+    assert "--baseline torch runs on the host" in one_line_error(proc)

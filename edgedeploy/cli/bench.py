@@ -87,14 +87,19 @@ def command(artifacts, profile, shape, inputs_npz, scenario, iterations, duratio
     opts = dict(inputs_npz=inputs_npz, scenario=scenario, iterations=iterations, duration_s=duration, warmup=warmup, concurrency=concurrency,
                 qps=qps, latency_budget_ms=latency_budget, threads=threads, save_outputs=save_outputs)
     if hosts or inventory:
+        from ..errors import BadInput
         from .fleet_cmd import run_fleet
 
-        run_fleet(list(artifacts), profile, shape, opts, hosts, inventory, dict(
+        if baseline:
+            raise BadInput("--baseline torch runs on the host; it cannot be combined with --host/--hosts")
+        doc = run_fleet(list(artifacts), profile, shape, opts, hosts, inventory, dict(
             ssh_config=ssh_config, accept_new_host_key=accept_new_host_key, remote_python=remote_python, remote_venv=remote_venv,
             timeout_s=timeout_s, connect_timeout=connect_timeout, keep_remote=keep_remote, bwlimit=bwlimit, parallel=parallel),
-            output, as_json, require_stable, render, note)
-        return
-    doc = bench(list(artifacts), profile, shape, baseline=baseline, progress=None if as_json else _progress(), **opts)
+            output, as_json, require_stable, note)
+        if doc is None:  # a fleet: run_fleet reported every device
+            return
+    else:
+        doc = bench(list(artifacts), profile, shape, baseline=baseline, progress=None if as_json else _progress(), **opts)
     if note:
         doc["note"] = note
     if output:
@@ -103,6 +108,8 @@ def command(artifacts, profile, shape, inputs_npz, scenario, iterations, duratio
         emit_json(doc)
     else:
         click.echo("", err=True)
+        if "remote" in doc:
+            click.echo(f"device {doc['remote']['host']} ({doc['measured']})")
         click.echo(render(doc))
         for r in doc["results"]:
             if r.get("budget_held") is not None:

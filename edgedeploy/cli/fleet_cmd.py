@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from ..errors import EdgeDeployError
-from .common import emit_json, table, warn
+from .common import emit_json, table
 
 
 def remote_options(entry: dict, ssh_opts: dict) -> dict:
@@ -19,7 +19,9 @@ def remote_options(entry: dict, ssh_opts: dict) -> dict:
             "bwlimit_kbps": ssh_opts.get("bwlimit")}
 
 
-def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, output, as_json, require_stable, render, note=None):
+def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, output, as_json, require_stable, note=None):
+    """One device: measure it and return its results for the caller to report like a
+    local run. Several: measure them in parallel, report here and return None."""
     from ..atomic import write_json_atomic
     from ..bench import bench, require_stable as check_stable
     from ..fleet import read_inventory, run_all
@@ -34,19 +36,7 @@ def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, outpu
         return doc
 
     if single:
-        doc = one(entries[0])
-        if output:
-            write_json_atomic(output, doc)
-        if as_json:
-            emit_json(doc)
-        else:
-            click.echo(f"device {doc['remote']['host']} ({doc['measured']})")
-            click.echo(render(doc))
-            if output:
-                click.echo(f"results: {output}")
-        if require_stable:
-            check_stable(doc)
-        return
+        return one(entries[0])
     results = run_all(entries, one, ssh_opts.get("parallel", 4))
     if output:
         Path(output).mkdir(parents=True, exist_ok=True)
