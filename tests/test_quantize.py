@@ -10,7 +10,6 @@ import pytest
 from conftest import cli, needs_minilm, one_line_error
 from hf_configs import build
 
-from edgedeploy.artifact import Artifact
 from edgedeploy.quantize import quantize
 
 
@@ -228,7 +227,6 @@ def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
     and the drop is exactly what quantization costs."""
     import shutil
 
-    import numpy as np
     import torch
     import transformers as tf
 
