@@ -24,6 +24,7 @@ STAGING_PREFIX = ".edgedeploy-staging-"
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:

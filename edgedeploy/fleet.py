@@ -32,6 +32,17 @@ def read_inventory(path: Path) -> list[dict]:
     return out
 
 
+def remote_options(entry: dict, ssh_opts: dict) -> dict:
+    from .ssh import Target
+
+    target = Target.parse(entry["host"], config=str(ssh_opts["ssh_config"]) if ssh_opts.get("ssh_config") else None,
+                          accept_new_host_key=ssh_opts.get("accept_new_host_key", False), connect_timeout=ssh_opts.get("connect_timeout", 10))
+    venv = entry.get("remote_venv") or ssh_opts.get("remote_venv")
+    python = f"{venv.rstrip('/')}/bin/python" if venv else entry.get("remote_python") or ssh_opts.get("remote_python", "python3")
+    return {"target": target, "python": python, "timeout_s": ssh_opts.get("timeout_s", 1800), "keep_remote": ssh_opts.get("keep_remote", False),
+            "bwlimit_kbps": ssh_opts.get("bwlimit")}
+
+
 def run_all(entries: list[dict], fn, parallel: int = 4) -> dict[str, dict]:
     """``fn(entry) -> doc``; returns {host: {"ok": doc} | {"error": message, "exit_code": n}}."""
     results: dict[str, dict] = {}

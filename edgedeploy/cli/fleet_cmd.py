@@ -8,23 +8,12 @@ from ..errors import EdgeDeployError
 from .common import emit_json, table
 
 
-def remote_options(entry: dict, ssh_opts: dict) -> dict:
-    from ..ssh import Target
-
-    target = Target.parse(entry["host"], config=str(ssh_opts["ssh_config"]) if ssh_opts.get("ssh_config") else None,
-                          accept_new_host_key=ssh_opts.get("accept_new_host_key", False), connect_timeout=ssh_opts.get("connect_timeout", 10))
-    venv = entry.get("remote_venv") or ssh_opts.get("remote_venv")
-    python = f"{venv.rstrip('/')}/bin/python" if venv else entry.get("remote_python") or ssh_opts.get("remote_python", "python3")
-    return {"target": target, "python": python, "timeout_s": ssh_opts.get("timeout_s", 1800), "keep_remote": ssh_opts.get("keep_remote", False),
-            "bwlimit_kbps": ssh_opts.get("bwlimit")}
-
-
 def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, output, as_json, require_stable, note=None):
     """One device: measure it and return its results for the caller to report like a
     local run. Several: measure them in parallel, report here and return None."""
     from ..atomic import write_json_atomic
     from ..bench import bench, require_stable as check_stable
-    from ..fleet import read_inventory, run_all
+    from ..fleet import read_inventory, remote_options, run_all
 
     entries = [{"host": h} for h in hosts] + (read_inventory(inventory) if inventory else [])
     single = len(entries) == 1
