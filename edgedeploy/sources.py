@@ -1,5 +1,5 @@
 """Resolve what the user named as SOURCE: a Hugging Face directory, the embedded
-``minilm-l6``, a TorchScript/pickled ``.pt`` or a ``--factory``."""
+``minilm-l6``, a reference classifier (``reference:sst2``), a TorchScript/pickled ``.pt`` or a ``--factory``."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def resolve(source: str | None, factory: str | None = None) -> Source:
         raise BadInput("missing SOURCE: a Hugging Face model directory, 'minilm-l6', a TorchScript .pt, or --factory module:callable")
     if source in EMBEDDED:
         return Source("huggingface", embedded_path(source), source, EMBEDDED[source][2])
+    if source.startswith("reference:"):  # built (or reused from its cache) by edgedeploy.reference_model
+        from . import reference_model
+
+        task = source.split(":", 1)[1]
+        path = reference_model.ensure(task)
+        return Source("huggingface", path, source, f"all-MiniLM-L6-v2 fine-tuned on {task} (reference classifier)")
     path = Path(source)
     if not path.exists():
         hint = f"; embedded models: {', '.join(EMBEDDED)}" if "/" not in source else ""
