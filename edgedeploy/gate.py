@@ -1,0 +1,72 @@
+"""The release gate: every gated variant against every budget of every target.
+
+A budget whose value could not be measured fails; a latency or throughput budget read from
+an unstable benchmark (CV over the target's ``max_cv``) is not trusted either way and makes
+the gate exit 4, unless a trustworthy budget already failed (exit 1).
+"""
+
+from __future__ import annotations
+
+# budget -> (where the value comes from, direction, unit, scale from the stored value)
+BUDGETS = {
+    "max_accuracy_drop": ("accuracy_drop", "max", "points", 100.0),
+    "min_accuracy": ("accuracy", "min", "%", 100.0),
+    "min_cosine": ("mean_cosine", "min", "", 1.0),
+    "max_size_mb": ("model_mb", "max", "MB", 1.0),
+    "max_p50_ms": ("p50_ms", "max", "ms", 1.0),
+    "max_p90_ms": ("p90_ms", "max", "ms", 1.0),
+    "min_throughput": ("throughput_per_s", "min", "samples/s", 1.0),
+}
+TIMED = {"p50_ms", "p90_ms", "throughput_per_s"}
+
+
+def _value(field: str, variant: dict, measured: dict | None):
+    if field in TIMED:
+        return (measured or {}).get(field), bool(measured and measured.get("stable"))
+    return variant.get(field), True
+
+
+def check(report: dict) -> dict:
+    checks = []
+    for t in report["targets"]:
+        for v in report["variants"]:
+            if not v["gate"]:
+                continue
+            measured = t["results"].get(v["name"])
+            for budget, limit in t["budgets"].items():
+                field, direction, unit, scale = BUDGETS[budget]
+                value, trusted = _value(field, v, measured)
+                c = {"target": t["name"], "variant": v["name"], "budget": budget, "limit": limit, "value": value, "trusted": trusted}
+                if value is None:
+                    c.update(passed=False, message=f"{v['name']} on {t['name']}: {budget} could not be evaluated ({_why_missing(field, v, measured)})")
+                else:
+                    shown_limit = limit * scale if budget == "max_accuracy_drop" else limit
+                    shown = value * scale
+                    ok = shown <= shown_limit if direction == "max" else shown >= shown_limit
+                    miss = shown - shown_limit if direction == "max" else shown_limit - shown
+                    c.update(passed=ok, margin=-miss)
+                    rel = f" ({abs(miss) / abs(shown_limit):.1%})" if shown_limit else ""
+                    verb = "within" if ok else ("over by" if direction == "max" else "under by")
+                    c["message"] = (f"{v['name']} on {t['name']}: {budget} {shown:.4g}{unit and ' ' + unit} vs {shown_limit:.4g}: "
+                                    f"{'ok, ' + format(abs(miss), '.3g') + ' to spare' if ok else verb + ' ' + format(abs(miss), '.3g') + (unit and ' ' + unit) + rel}"
+                                    + ("" if trusted else f" [UNSTABLE: CV {measured['cv']:.1%} > {t['max_cv']:.0%}, not trusted]"))
+                checks.append(c)
+    hard_fail = [c for c in checks if not c["passed"] and (c["trusted"] or c["value"] is None) and not _is_unmeasured_timing(c)]
+    untrusted = [c for c in checks if not c["trusted"] or _is_unmeasured_timing(c)]
+    exit_code = 1 if hard_fail else 4 if untrusted else 0
+    return {"passed": exit_code == 0, "exit_code": exit_code, "checks": checks, "failed": [c["message"] for c in hard_fail],
+            "untrusted": [c["message"] for c in untrusted]}
+
+
+def _is_unmeasured_timing(c: dict) -> bool:
+    return c["value"] is None and BUDGETS[c["budget"]][0] in TIMED
+
+
+def _why_missing(field, variant, measured) -> str:
+    if variant.get("status") not in ("ok", "cached"):
+        return f"the variant did not build: {variant.get('error') or variant.get('status')}"
+    if field in TIMED:
+        if not measured:
+            return "no benchmark for this target"
+        return "too few samples for p90 (needs 64)" if field == "p90_ms" else "not measured"
+    return "no labeled eval data" if "accuracy" in field else "not measured"

@@ -1,0 +1,61 @@
+"""``edgedeploy run RECIPE.yaml``: export -> quantize variants -> eval -> bench -> report,
+each stage cached by content, then the gate. Writes ``summary.json`` for CI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .errors import BadInput, EdgeDeployError
+
+
+def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: tuple[str, ...] = (), run_dir=None, echo=print) -> dict:
+    from .artifact import tool_versions, utc_now
+    from .atomic import write_json_atomic
+    from .pipeline import Runner
+    from .recipe import load
+    from .report import build as build_report
+    from .stages import build
+
+    recipe = load(recipe_path, overrides)
+    run_dir = Path(run_dir or recipe.doc["run_dir"] or Path("runs") / recipe.name).absolute()
+    stages = build(recipe, run_dir)
+    if only and not any(only in (s.id, s.kind) for s in stages):
+        raise BadInput(f"--only {only}: no such stage; stages: {', '.join(s.id for s in stages)} (or a kind: export, quantize, eval, bench)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(run_dir / "recipe.json", {**recipe.doc, "_file": str(recipe.path)})
+    versions = {k: v for k, v in tool_versions().items() if k != "python"} | {"python": tool_versions()["python"]}
+    runner = Runner(run_dir, versions, echo)
+    records = runner.execute(stages, only)
+    report, paths = build_report(run_dir)
+    failed = [r for r in records.values() if r["status"] == "failed"]
+    summary = {"recipe": recipe.name, "recipe_file": str(recipe.path), "run_dir": str(run_dir), "finished": utc_now(),
+               "stages": {sid: r["status"] for sid, r in records.items()},
+               "failed_stages": {r["id"]: r["error"] for r in failed},
+               "gate": {k: report["gate"][k] for k in ("passed", "exit_code", "failed", "untrusted")} | {"checks": report["gate"]["checks"]},
+               "report": {k: str(v) for k, v in paths.items()}}
+    write_json_atomic(run_dir / "summary.json", summary)
+    summary["exit_code"] = failed[0]["exit_code"] if failed else (report["gate"]["exit_code"] if gate else 0)
+    return summary
+
+
+class StageFailed(EdgeDeployError):
+    """A stage of the run failed (its exit code is the stage's)."""
+
+
+def raise_for(summary: dict, gate: bool) -> None:
+    if summary["failed_stages"]:
+        sid, err = next(iter(summary["failed_stages"].items()))
+        n = len(summary["failed_stages"])
+        raise StageFailed(f"stage {sid} failed: {err}" + (f" (and {n - 1} more)" if n > 1 else "")
+                          + f"; finished stages are kept in {summary['run_dir']}, re-run to resume", exit_code=summary["exit_code"])
+    if gate and summary["gate"]["exit_code"]:
+        g = summary["gate"]
+        what = g["failed"] or g["untrusted"]
+        raise EdgeDeployError(f"gate {'failed' if g['exit_code'] == 1 else 'could not trust a benchmark'}: {what[0]}"
+                              + (f" (+{len(what) - 1} more, see {summary['report']['report.md']})" if len(what) > 1 else ""),
+                              exit_code=g["exit_code"])
+
+
+def load_summary(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "summary.json").read_text())

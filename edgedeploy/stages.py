@@ -1,0 +1,202 @@
+"""The stages of a release recipe: export -> quantize (one per variant) -> eval (one per
+variant, when the recipe has eval data) -> bench (one per target, every variant interleaved).
+Each stage says what its result depends on (the cache key) and how to produce it."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from .pipeline import Stage
+from .recipe import Recipe
+
+ARTIFACTS = "artifacts"
+
+
+@lru_cache(maxsize=None)
+def file_sha256(path: str) -> str:
+    from .artifact import sha256_file
+
+    return sha256_file(Path(path))
+
+
+def tree_fingerprint(root: Path) -> list:
+    """(relative path, sha256) of every file under a source model directory or file."""
+    root = Path(root)
+    if root.is_file():
+        return [(root.name, file_sha256(str(root)))]
+    return [(str(p.relative_to(root)), file_sha256(str(p))) for p in sorted(root.rglob("*")) if p.is_file()]
+
+
+def float_name(recipe: Recipe) -> str:
+    return next((n for n, v in recipe.variants().items() if v["method"] == "float"), "float")
+
+
+def resolve_profile(name: str | None) -> str | None:
+    if name == "auto":
+        from .doctor import diagnose
+
+        return diagnose()["closest_profile"]
+    return name
+
+
+def _artifact_intact(result: dict) -> bool:
+    from .artifact import Artifact
+    from .errors import EdgeDeployError
+
+    try:
+        return Artifact.load(result["artifact"]).digest == result["digest"]
+    except EdgeDeployError:
+        return False
+
+
+def _data_key(recipe: Recipe, *keys) -> dict:
+    d = recipe.data
+    out = {k: d.get(k) for k in ("text_column", "text_pair_column", "label_column", "limit")}
+    for k in keys:
+        out[k] = file_sha256(d[k]) if d.get(k) else None
+    return out
+
+
+def build(recipe: Recipe, run_dir: Path) -> list[Stage]:
+    arts = Path(run_dir) / ARTIFACTS
+    fname = float_name(recipe)
+    data = recipe.data
+    stages = [_export_stage(recipe, arts / fname)]
+    variant_stage = {}
+    for name, v in recipe.variants().items():
+        if v["method"] == "float":
+            variant_stage[name] = "export"
+        else:
+            stages.append(_quantize_stage(recipe, name, v, arts / name))
+            variant_stage[name] = f"quantize:{name}"
+    if data.get("eval"):
+        for name, sid in variant_stage.items():
+            stages.append(_eval_stage(recipe, name, sid))
+        if fname not in variant_stage:  # the float reference is always evaluated, for accuracy drops
+            stages.append(_eval_stage(recipe, fname, "export"))
+    for t in recipe.targets():
+        stages.append(_bench_stage(t, variant_stage))
+    return stages
+
+
+def _export_stage(recipe: Recipe, out: Path) -> Stage:
+    ex = recipe.doc.get("export", {})
+
+    def inputs(_):
+        from .sources import resolve
+
+        src = resolve(recipe.doc["source"])  # builds reference:NAME on first use
+        sample = recipe.data.get("eval")
+        return {"source": recipe.doc["source"], "files": tree_fingerprint(src.path), "export": ex,
+                "sample_data": file_sha256(sample) if sample else None}
+
+    def run(_):
+        from .export import export
+
+        art = export(recipe.doc["source"], out, task=ex.get("task"), opset=ex.get("opset"), optimize=ex.get("optimize", False),
+                     atol=ex.get("atol"), rtol=ex.get("rtol"), sample_data=Path(recipe.data["eval"]) if recipe.data.get("eval") else None,
+                     text_column=recipe.data.get("text_column", "text"), force=True)
+        return {"artifact": str(art.path), "digest": art.digest, "validation": {k: art.manifest["validation"].get(k) for k in ("passed", "max_abs_diff", "inputs_from")}}
+
+    return Stage("export", "export", inputs, run, intact=_artifact_intact)
+
+
+QUANT_KEYS = ("weight_type", "activation_type", "per_channel", "reduce_range", "format", "calibration_method", "block_size", "symmetric",
+              "accuracy_level", "embeddings", "sensitive_8bit")
+
+
+def _quantize_stage(recipe: Recipe, name: str, v: dict, out: Path) -> Stage:
+    settings = {k: val for k, val in v.items() if k != "gate"}
+    # calibration text feeds static calibration, int4's sensitivity ranking and accuracy-aware searches
+    uses_calib = v["method"] in ("static", "int4") or any(v.get(k) is not None for k in ("min_cosine", "min_worst_cosine", "max_drop"))
+    calib = recipe.data.get("calib") if uses_calib else None
+
+    def inputs(res):
+        return {"parent": res["export"]["digest"], "settings": settings, "profile": resolve_profile(v.get("profile")),
+                "data": _data_key(recipe, "eval", *(["calib"] if calib else []))}
+
+    def run(res):
+        from .quantize import quantize
+
+        d = recipe.data
+        overrides = {k: v.get(k) for k in QUANT_KEYS if k != "calibration_method"} | {"calibration_method": v.get("calib_method")}
+        art = quantize(res["export"]["artifact"], out, v["method"], profile=resolve_profile(v.get("profile")), overrides=overrides,
+                       calib_data=Path(calib) if calib else None, calib_samples=v.get("calib_samples", 128),
+                       text_column=d.get("text_column", "text"), eval_data=Path(d["eval"]) if d.get("eval") else None,
+                       eval_samples=v.get("eval_samples", 64), exclude=tuple(v.get("exclude", ())), force=True,
+                       min_cosine=v.get("min_cosine"), min_worst_cosine=v.get("min_worst_cosine"), max_drop=v.get("max_drop"),
+                       label_column=d.get("label_column") or "label")
+        q = art.manifest["quantization"]
+        return {"artifact": str(art.path), "digest": art.digest, "fidelity": art.manifest["fidelity"],
+                "quantization": {"method": q["method"], "profile": q["profile"], "compression_ratio": q["compression_ratio"],
+                                 "nodes_kept_float": len(q["nodes_kept_float"]), "warning": q.get("warning")}}
+
+    return Stage(f"quantize:{name}", "quantize", inputs, run, deps=["export"], intact=_artifact_intact)
+
+
+def _eval_stage(recipe: Recipe, name: str, producer: str) -> Stage:
+    d = recipe.data
+    is_ref = producer == "export"
+
+    def inputs(res):
+        return {"artifact": res[producer]["digest"], "reference": None if is_ref else res["export"]["digest"], "data": _data_key(recipe, "eval")}
+
+    def run(res):
+        from .artifact import Artifact
+        from .evaluate import evaluate
+
+        art = Artifact.load(res[producer]["artifact"])
+        # a model without a classification head (a sentence encoder) gets fidelity only
+        classifier = len(art.manifest["outputs"][0]["shape"]) == 2
+        label_column = d.get("label_column") if classifier else None
+        if is_ref and label_column is None:
+            return {"variant": name, "samples": None, "task": None, "note": "not a classifier: accuracy does not apply, fidelity only"}
+        out = evaluate(art.path, Path(d["eval"]), reference=None if is_ref else res["export"]["artifact"],
+                       text_column=d.get("text_column", "text"), label_column=label_column, pair_column=d.get("text_pair_column"),
+                       limit=d.get("limit"))
+        out["variant"] = name
+        if not classifier:
+            out["note"] = "not a classifier: accuracy does not apply, fidelity only"
+        return out
+
+    deps = ["export"] if is_ref else ["export", producer]
+    return Stage(f"eval:{name}", "eval", inputs, run, deps=deps)
+
+
+def _bench_stage(t: dict, variant_stage: dict) -> Stage:
+    settings = {k: val for k, val in t.items() if k not in ("budgets", "max_cv", "note")}
+
+    def available(res):
+        return [(n, res[s]) for n, s in variant_stage.items() if s in res]
+
+    def inputs(res):
+        from .runtimes.environment import cpuinfo
+
+        where = {"host": t["host"]} if t.get("host") else {"local_cpu": cpuinfo()["cpu_model"]}
+        return {"variants": [(n, r["digest"]) for n, r in available(res)], "settings": settings, "profile": resolve_profile(t["profile"]), **where}
+
+    def run(res):
+        from .bench import bench
+        from .errors import BadInput
+
+        pairs = available(res)
+        if not pairs:
+            raise BadInput(f"target {t['name']}: no variant finished, nothing to measure")
+        remote = None
+        if t.get("host"):
+            from .fleet import remote_options
+
+            remote = remote_options(t, {"ssh_config": t.get("ssh_config"), "accept_new_host_key": t.get("accept_new_host_key", False),
+                                        "connect_timeout": t.get("connect_timeout", 10), "timeout_s": t.get("timeout", 1800)})
+        doc = bench([r["artifact"] for _, r in pairs], resolve_profile(t["profile"]), t["shape"], remote=remote,
+                    iterations=t["iterations"], duration_s=t["duration"], warmup=t.get("warmup", 20), threads=t.get("threads"))
+        for (n, _), r in zip(pairs, doc["results"]):
+            r["variant"] = n
+        if t.get("emulated"):
+            doc["measured"] = "emulated"
+        if t.get("note"):
+            doc["note"] = t["note"]
+        return doc
+
+    return Stage(f"bench:{t['name']}", "bench", inputs, run, deps=["export"], soft_deps=sorted(set(variant_stage.values()) - {"export"}))
