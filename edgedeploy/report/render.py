@@ -1,0 +1,161 @@
+"""report.json, results.csv, report.md and a self-contained report.html from one report document."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from html import escape
+from pathlib import Path
+
+from . import plots
+
+CSV_FIELDS = ("target", "variant", "method", "status", "model_mb", "parameters", "gflops", "accuracy", "accuracy_drop", "macro_f1",
+              "mean_cosine", "min_cosine", "top1_agreement", "p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput_per_s", "stable",
+              "latency_provenance", "accuracy_provenance")
+
+
+def _fmt(v, spec=".4g", none="n/a"):
+    if v is None:
+        return none
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    return format(v, spec) if isinstance(v, (int, float)) else str(v)
+
+
+def rows(report: dict) -> list[dict]:
+    out = []
+    targets = report["targets"] or [{"name": "-", "results": {}}]
+    for t in targets:
+        for v in report["variants"]:
+            m = t["results"].get(v["name"], {})
+            out.append({"target": t["name"], "variant": v["name"], "method": v["method"], "status": v["status"], "model_mb": v.get("model_mb"),
+                        "parameters": v.get("parameters"), "gflops": (v.get("flops") or {}).get("gflops"), "accuracy": v.get("accuracy"),
+                        "accuracy_drop": v.get("accuracy_drop"), "macro_f1": v.get("macro_f1"), "mean_cosine": v.get("mean_cosine"),
+                        "min_cosine": v.get("min_cosine"), "top1_agreement": v.get("top1_agreement"),
+                        **{k: m.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput_per_s", "stable")},
+                        "latency_provenance": m.get("provenance"), "accuracy_provenance": v.get("accuracy_provenance")})
+    return out
+
+
+def to_csv(report: dict) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    for r in rows(report):
+        w.writerow({k: "" if r[k] is None else r[k] for k in CSV_FIELDS})
+    return buf.getvalue()
+
+
+def _quality(report: dict) -> tuple[str, str]:
+    """Accuracy when there is labeled data, else fidelity (mean cosine to the float export)."""
+    if any(v.get("accuracy") is not None for v in report["variants"]):
+        return "accuracy", "task accuracy"
+    return "mean_cosine", "mean cosine to float"
+
+
+def figures(report: dict) -> list[tuple[str, str]]:
+    key, label = _quality(report)
+    figs = []
+    for t in report["targets"]:
+        pts = [(v["name"], t["results"][v["name"]]["p50_ms"], v[key]) for v in report["variants"]
+               if v["name"] in t["results"] and v.get(key) is not None]
+        figs.append((f"{label} vs latency on {t['name']}", plots.scatter_pareto(pts, "p50 latency (ms)", label, f"{label} vs p50 latency: {t['name']}")))
+    names = [v["name"] for v in report["variants"]]
+    figs.append(("model size", plots.bars(names, {"model MB": [v.get("model_mb") for v in report["variants"]]}, "MB", "model size per variant")))
+    for t in report["targets"]:
+        series = {p: [t["results"].get(n, {}).get(f"{p}_ms") for n in names] for p in ("p50", "p90", "p99")}
+        figs.append((f"latency percentiles on {t['name']}", plots.bars(names, series, "ms", f"latency percentiles: {t['name']} ({t['profile']})")))
+    return figs
+
+
+def to_markdown(report: dict) -> str:
+    g = report["gate"]
+    lines = [f"# edgedeploy report: {report['recipe']}", "",
+             f"Source `{report['source']}`, generated {report['generated']}, run directory `{report['run_dir']}`.", "",
+             f"**Gate: {'PASSED' if g['passed'] else 'FAILED (exit %d)' % g['exit_code']}**", ""]
+    lines += [f"- MISSED: {m}" for m in g["failed"]] + [f"- NOT TRUSTED: {m}" for m in g["untrusted"]]
+    lines += ["", "## Variants", "", "| variant | method | status | size MB | params | GFLOP | accuracy | drop (pts) | mean cos | top-1 agree |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for v in report["variants"]:
+        drop = None if v.get("accuracy_drop") is None else v["accuracy_drop"] * 100
+        lines.append(f"| {v['name']} | {v['method']} | {v['status']} | {_fmt(v.get('model_mb'), '.1f')} | {_fmt(v.get('parameters'), ',')} | "
+                     f"{_fmt((v.get('flops') or {}).get('gflops'), '.2f')} | {_fmt(v.get('accuracy'), '.4f')} | {_fmt(drop, '+.2f')} | "
+                     f"{_fmt(v.get('mean_cosine'), '.4f')} | {_fmt(v.get('top1_agreement'), '.1%')} |")
+    for t in report["targets"]:
+        lines += ["", f"## Target {t['name']} (profile {t['profile']}{', host ' + t['host'] if t.get('host') else ''}): {t['status']}", ""]
+        if t.get("error"):
+            lines.append(f"Error: {t['error']}")
+        if t.get("environment"):
+            e = t["environment"]
+            lines.append(f"{t.get('measured', 'measured')}: {e['cpu_model']} ({e['arch']}, {e['cores']} cores), onnxruntime {e['onnxruntime']}"
+                         + (", variants interleaved" if t.get("interleaved") else "") + "")
+        lines += ["", "| variant | p50 ms | p90 ms | p99 ms | CV | runs | samples/s | stable |", "|---|---|---|---|---|---|---|---|"]
+        for n, m in t["results"].items():
+            lines.append(f"| {n} | {_fmt(m['p50_ms'], '.2f')} | {_fmt(m['p90_ms'], '.2f')} | {_fmt(m['p99_ms'], '.2f')} | {m['cv']:.1%} | "
+                         f"{m['samples']} | {_fmt(m['throughput_per_s'], '.1f')} | {'yes' if m['stable'] else 'UNSTABLE'} |")
+        if t["budgets"]:
+            lines += ["", "Budgets: " + ", ".join(f"{k} {v}" for k, v in t["budgets"].items())]
+    lines += ["", "## Provenance", ""]
+    for v in report["variants"]:
+        for k in ("accuracy_provenance", "fidelity_provenance"):
+            if v.get(k):
+                lines.append(f"- {v['name']} {k.split('_')[0]}: {v[k]}")
+        if v.get("flops"):
+            lines.append(f"- {v['name']} FLOPs: {v['flops']['provenance']} at {v['flops']['shape']}")
+    for t in report["targets"]:
+        for n, m in t["results"].items():
+            lines.append(f"- {n} latency on {t['name']}: {m['provenance']}")
+    lines += ["", "## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
+    lines += [f"| {sid} | {s['status']} | {_fmt(s.get('seconds'), '.1f', '-')} |" for sid, s in report["stages"].items()]
+    return "\n".join(lines) + "\n"
+
+
+CSS = ("body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}"
+       "table{border-collapse:collapse;margin:1rem 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+       "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.pass{color:#1a7f37;font-weight:bold}.fail{color:#c62828;font-weight:bold}"
+       ".warn{color:#b26a00}.fig{display:inline-block;margin:0.5rem}small{color:#666}li{margin:2px 0}")
+
+
+def to_html(report: dict) -> str:
+    g = report["gate"]
+    h = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>edgedeploy report: {escape(report['recipe'])}</title>",
+         f"<style>{CSS}</style></head><body>",
+         f"<h1>edgedeploy report: {escape(report['recipe'])}</h1>",
+         f"<p>Source <code>{escape(report['source'])}</code>, generated {escape(report['generated'])}.</p>",
+         f"<p class='{'pass' if g['passed'] else 'fail'}'>Gate: {'PASSED' if g['passed'] else 'FAILED (exit %d)' % g['exit_code']}</p>"]
+    if g["failed"] or g["untrusted"]:
+        h.append("<ul>" + "".join(f"<li class='fail'>MISSED: {escape(m)}</li>" for m in g["failed"])
+                 + "".join(f"<li class='warn'>NOT TRUSTED: {escape(m)}</li>" for m in g["untrusted"]) + "</ul>")
+    h.append("<h2>Plots</h2>")
+    h += [f"<div class='fig'>{svg}</div>" for _, svg in figures(report)]
+    h.append("<h2>Results</h2><div style='overflow-x:auto'><table><tr>" + "".join(f"<th>{escape(f)}</th>" for f in CSV_FIELDS[:19]) + "</tr>")
+    for r in rows(report):
+        cells = []
+        for f in CSV_FIELDS[:19]:
+            v = r[f]
+            spec = ".1%" if f in ("cv", "top1_agreement") else ".4g"
+            cells.append(f"<td>{escape(_fmt(v, spec, ''))}</td>")
+        h.append("<tr>" + "".join(cells) + "</tr>")
+    h.append("</table></div>")
+    md = to_markdown(report)
+    prov = md[md.index("## Provenance"):md.index("## Stages")].splitlines()[2:]
+    h.append("<h2>Provenance</h2><ul>" + "".join(f"<li>{escape(p[2:])}</li>" for p in prov if p.startswith("- ")) + "</ul>")
+    h.append("<h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>seconds</th></tr>"
+             + "".join(f"<tr><td>{escape(s)}</td><td>{escape(v['status'])}</td><td>{_fmt(v.get('seconds'), '.1f', '-')}</td></tr>" for s, v in report["stages"].items())
+             + "</table>")
+    h.append("<p><small>Self-contained: no scripts, no external resources.</small></p></body></html>")
+    return "\n".join(h)
+
+
+def write_all(report: dict, out_dir: Path) -> dict[str, Path]:
+    from ..atomic import write_bytes_atomic
+
+    out_dir = Path(out_dir)
+    files = {"report.json": json.dumps(report, indent=2, default=str), "results.csv": to_csv(report), "report.md": to_markdown(report),
+             "report.html": to_html(report)}
+    paths = {}
+    for name, text in files.items():
+        write_bytes_atomic(out_dir / name, text.encode("utf-8"))
+        paths[name] = out_dir / name
+    return paths
