@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps test test-fast demo bench-harness e2e-arm64 clean
+.PHONY: setup system-deps test test-fast demo bench-harness e2e-arm64 clean reference-model export quantize bench report release
 
 setup: $(STAMP)
 
@@ -20,12 +20,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[demo,dev]'
 	touch $(STAMP)
 
-# The SSH tests start a real sshd on 127.0.0.1: install OpenSSH when it is missing (CI machines start bare).
+# The SSH tests start a real sshd on 127.0.0.1 and the report test renders report.html in
+# headless Chromium: install OpenSSH and Chromium when missing (CI machines start bare).
 system-deps:
-	@if ! test -x /usr/sbin/sshd || ! command -v ssh >/dev/null || ! command -v ssh-keygen >/dev/null; then \
-		echo "installing openssh-server and openssh-client (needed by the SSH tests)"; \
+	@missing=""; \
+	{ test -x /usr/sbin/sshd && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing="openssh-server openssh-client"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (needed by the SSH and report-rendering tests)"; \
 		SUDO=$$(test "$$(id -u)" = 0 || echo sudo); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssh-server openssh-client >/dev/null; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 test: setup system-deps
@@ -34,17 +38,50 @@ test: setup system-deps
 test-fast: setup system-deps
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
 
-DATA ?= ../shared/datasets/sst2
-Q := $(BIN)/edgedeploy quantize $(ARTIFACTS)/minilm-l6 --eval-data $(DATA)/dev.tsv --force
+# ---- release pipelines: thin wrappers over the CLI, for CI jobs and Makefiles -------------
+# make export [MODEL=minilm-l6|path|reference:sst2]     -> $(ARTIFACTS)/model
+# make quantize [METHOD=dynamic|static|fp16|int4] [PROFILE=rpi4] [CALIB=file]   -> $(ARTIFACTS)/model-$(METHOD)
+# make bench [HOST=pi@raspberrypi.local PROFILE=rpi4 REMOTE_VENV=.edgedeploy/venv]
+# make release RECIPE=examples/sst2.yaml   -> edgedeploy run RECIPE --gate (exit 1 on a missed budget)
+# make report RUN_DIR=runs/sst2
+MODEL ?= minilm-l6
+METHOD ?= dynamic
+PROFILE ?=
+HOST ?=
+REMOTE_VENV ?=
+CALIB ?= ../shared/datasets/sst2/train.tsv
+RUN_DIR ?=
+RECIPE ?=
+DATA ?=
+ED := $(BIN)/edgedeploy
 
+reference-model: setup
+	$(BIN)/python -m edgedeploy.reference_model sst2 banking77
+
+export: setup
+	$(ED) export $(MODEL) -o $(ARTIFACTS)/model --force
+
+quantize: setup
+	$(ED) quantize $(ARTIFACTS)/model -o $(ARTIFACTS)/model-$(METHOD) --method $(METHOD) --force \
+		$(if $(PROFILE),--profile $(PROFILE)) $(if $(filter static int4,$(METHOD)),--calib-data $(CALIB))
+
+bench: setup
+	$(ED) bench $(ARTIFACTS)/model $(ARTIFACTS)/model-$(METHOD) -o $(ARTIFACTS)/bench$(if $(HOST),-$(subst @,_,$(HOST))).json \
+		$(if $(PROFILE),--profile $(PROFILE)) $(if $(HOST),--host $(HOST)) $(if $(REMOTE_VENV),--remote-venv $(REMOTE_VENV))
+
+report: setup
+	@test -n "$(RUN_DIR)" || { echo "usage: make report RUN_DIR=runs/<recipe name>"; exit 2; }
+	$(ED) report $(RUN_DIR)
+
+release: setup
+	@test -n "$(RECIPE)" || { echo "usage: make release RECIPE=examples/sst2.yaml"; exit 2; }
+	$(ED) run $(RECIPE) --gate $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+
+# The whole pipeline on the default model (examples/demo.yaml): export, int8/fp16/int4, bench,
+# report. DATA=path adds fidelity (and accuracy for a classifier MODEL) on real text.
 demo: setup
-	$(BIN)/edgedeploy export minilm-l6 -o $(ARTIFACTS)/minilm-l6 --force
-	$(Q) -o $(ARTIFACTS)/minilm-l6-int8 --method dynamic --profile "$$($(BIN)/python -c 'from edgedeploy.doctor import diagnose; print(diagnose()["closest_profile"])')"
-	$(Q) -o $(ARTIFACTS)/minilm-l6-static --method static --calib-data $(DATA)/train.tsv --calib-samples 128
-	$(Q) -o $(ARTIFACTS)/minilm-l6-fp16 --method fp16
-	$(Q) -o $(ARTIFACTS)/minilm-l6-int4 --method int4 --calib-data $(DATA)/train.tsv
-	$(BIN)/edgedeploy bench $(ARTIFACTS)/minilm-l6 $(ARTIFACTS)/minilm-l6-int8 $(ARTIFACTS)/minilm-l6-static $(ARTIFACTS)/minilm-l6-fp16 $(ARTIFACTS)/minilm-l6-int4 --iterations 200 -o $(ARTIFACTS)/bench.json
-	@echo "demo artifacts in $(abspath $(ARTIFACTS)): minilm-l6 (float), minilm-l6-int8, minilm-l6-static, minilm-l6-fp16, minilm-l6-int4; bench results: $(abspath $(ARTIFACTS))/bench.json"
+	$(ED) run examples/demo.yaml --run-dir $(or $(RUN_DIR),runs/demo) \
+		$(if $(filter-out minilm-l6,$(MODEL)),--set source=$(MODEL)) $(if $(DATA),--set data.eval=$(DATA))
 
 # Not part of `make test`: builds (or reuses) an arm64 Debian rootfs under qemu-user, cached in
 # /var/cache/edgedeploy, then provisions and benchmarks it over SSH. Needs root; takes minutes.
@@ -55,4 +92,4 @@ bench-harness: setup
 	$(BIN)/python benchmarks/harness_overhead.py
 
 clean:
-	rm -rf $(ARTIFACTS) .pytest_cache
+	rm -rf $(ARTIFACTS) runs .pytest_cache
