@@ -83,3 +83,26 @@ def tiny_onnx(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "tiny.onnx"
     onnx.save(model, str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory):
+    """A randomly initialised 2-layer BERT classifier (negative/positive) with the MiniLM
+    tokenizer, saved as a plain Hugging Face directory: fast enough to run whole pipelines."""
+    if not have_minilm():
+        pytest.skip("demo extra not installed")
+    import shutil
+
+    import torch
+    import transformers as tf
+
+    from edgedeploy.sources import embedded_path
+
+    d = tmp_path_factory.mktemp("tinyclf") / "src"
+    torch.manual_seed(0)
+    cfg = tf.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=128, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    tf.BertForSequenceClassification(cfg).eval().save_pretrained(d)
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy2(embedded_path("minilm-l6") / f, d / f)
+    return d

@@ -1,0 +1,270 @@
+"""`edgedeploy run` / `report` / the gate: recipe validation before anything runs, stage
+caching, resume after a failed stage, the HTML render in headless Chromium, the shipped demo
+recipe, and the SST-2 release on the real reference classifier (passes, then fails with exit 1
+when a budget is tightened)."""
+
+import json
+import time
+
+import pytest
+
+from conftest import DATASETS, ROOT, SST2_DEV, cli, needs_minilm, one_line_error
+
+SST2_TRAIN = DATASETS / "sst2" / "train.tsv"
+
+
+def write_recipe(path, source, *, extra="", calib=None, budgets="  max_size_mb: 50\n  max_p90_ms: 1000\n"):
+    path.write_text(
+        f"name: tiny\nsource: {source}\n"
+        f"data:\n  eval: {SST2_DEV}\n  limit: 96\n" + (f"  calib: {calib}\n" if calib else "")
+        + "variants:\n  fp32: {method: float, gate: false}\n  int8: {method: dynamic}\n"
+        + ("  static: {method: static, calib_samples: 16}\n" if calib else "")
+        + "targets:\n  - name: local\n    iterations: 64\n    duration: 20\n    max_cv: 10.0\n"
+        + f"budgets:\n{budgets}" + extra)
+    return path
+
+
+def statuses(run_dir):
+    return json.loads((run_dir / "summary.json").read_text())["stages"]
+
+
+# ---- recipe validation: rejected before anything runs, with the line and key named ----------
+
+BAD_RECIPES = [
+    ("source: minilm-l6\nvariants:\n  int8: {method: dynamic, profle: rpi4}\ntargets:\n  - name: local\n", ":3: variants.int8.profle: unknown key"),
+    ("source: minilm-l6\nvariants:\n  int8: {method: dynamic}\ntargets:\n  - name: local\n    iterations: many\n", ":6: targets.0.iterations: expected int"),
+    ("source: minilm-l6\ndata:\n  eval: nope.tsv\nvariants:\n  int8: {method: dynamic}\ntargets:\n  - name: local\n", ":3: data.eval: no such file"),
+    ("source: minilm-l6\nvariants:\n  int8: {method: dynamic}\ntargets:\n  - name: local\nbudgets:\n  max_accuracy_drop: 0.01\n",
+     ":7: budgets.max_accuracy_drop: this accuracy budget cannot be evaluated"),
+    ("source: minilm-l6\nvariants:\n  int8: {method: dynamic}\n  int8: {method: int4}\ntargets:\n  - name: local\n", ":4: variants.int8: duplicate key"),
+    ("source: minilm-l6\nvariants:\n  int8: {method: int3}\ntargets:\n  - name: local\n", ":3: variants.int8.method: unknown method"),
+    ("source: minilm-l6\nvariants:\n  s: {method: static}\ntargets:\n  - name: local\n", "static quantization needs data.calib"),
+    ("source: ./no-such-model\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n", ":1: source: no such model directory"),
+    ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: pi\n    host: pi@10.0.0.5\n", "needs profile"),
+    ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - {name: a}\n  - {name: a}\n", "used twice"),
+    ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets: []\n", "targets: expected a list with at least one entry"),
+    ("source: minilm-l6\nvariants: {a: {method: dynamic}\n", "not valid YAML"),
+    ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\nbudgets:\n  max_p90_ms: fast\n", ":7: budgets.max_p90_ms: expected float"),
+]
+
+
+@pytest.mark.parametrize("text,expected", BAD_RECIPES, ids=[e.split(": ", 1)[-1][:30] for _, e in BAD_RECIPES])
+def test_bad_recipes_are_rejected_before_anything_runs(tmp_path, text, expected):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    run_dir = tmp_path / "run"
+    line = one_line_error(cli("run", recipe, "--run-dir", run_dir, check=2))
+    assert expected in line and "r.yaml" in line
+    assert not run_dir.exists()
+
+
+def test_bad_set_override_and_unknown_only_stage(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n")
+    assert "expected key.path=value" in one_line_error(cli("run", recipe, "--set", "nonsense", check=2))
+    assert "targets.0.iterations: expected int" in one_line_error(cli("run", recipe, "--set", "targets.0.iterations=lots", check=2))
+    line = one_line_error(cli("run", recipe, "--only", "quantize:nope", "--run-dir", tmp_path / "run", check=2))
+    assert "no such stage" in line and "quantize:a" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_report_of_a_directory_that_is_not_a_run(tmp_path):
+    assert "not an edgedeploy run directory" in one_line_error(cli("report", tmp_path, check=2))
+
+
+def test_gate_logic_on_a_hand_made_report():
+    from edgedeploy.gate import check
+
+    variant = {"name": "int8", "gate": True, "status": "ok", "model_mb": 23.0, "accuracy": 0.80, "accuracy_drop": 0.03, "mean_cosine": 0.99}
+    target = {"name": "pi", "max_cv": 0.1, "budgets": {}, "results": {"int8": {"p90_ms": 40.0, "p50_ms": 35.0, "throughput_per_s": 28.0, "stable": True, "cv": 0.05}}}
+    report = {"variants": [variant], "targets": [target]}
+    target["budgets"] = {"max_size_mb": 30, "max_p90_ms": 50}
+    assert check(report)["exit_code"] == 0
+    target["budgets"] = {"max_accuracy_drop": 0.02}
+    g = check(report)
+    assert g["exit_code"] == 1 and "over by 1 points" in g["failed"][0] and "int8 on pi" in g["failed"][0]
+    target["budgets"] = {"max_p90_ms": 50}
+    target["results"]["int8"].update(stable=False, cv=0.3)
+    g = check(report)
+    assert g["exit_code"] == 4 and "UNSTABLE" in g["untrusted"][0]
+    target["budgets"] = {"max_p90_ms": 50, "max_size_mb": 10}  # a trusted miss outranks an untrusted timing
+    assert check(report)["exit_code"] == 1
+    target["budgets"] = {"min_throughput": 10}
+    target["results"] = {}
+    g = check(report)  # nothing measured for the variant: never a pass
+    assert g["exit_code"] == 4 and "could not be evaluated" in g["untrusted"][0]
+    variant.update(status="failed", error="boom", accuracy=None, accuracy_drop=None)
+    target["budgets"] = {"min_accuracy": 0.5}
+    assert check(report)["exit_code"] == 1 and "did not build: boom" in check(report)["failed"][0]
+
+
+def test_pareto_front():
+    from edgedeploy.report.plots import pareto_front
+
+    pts = [("fp32", 20.0, 0.90), ("int8", 10.0, 0.89), ("int4", 18.0, 0.85), ("fp16", 22.0, 0.90)]
+    assert pareto_front(pts) == {"fp32", "int8"}
+
+
+# ---- a whole pipeline on a tiny classifier: caching, resume, report, render -----------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_classifier_dir, tmp_path_factory):
+    d = tmp_path_factory.mktemp("tinyrun")
+    calib = d / "calib.tsv"
+    calib.write_text("sentence\tlabel\nnot the column the recipe names\t1\n")  # wrong column: static fails
+    recipe = write_recipe(d / "tiny.yaml", tiny_classifier_dir, calib=calib)
+    run_dir = d / "run"
+    first = cli("run", recipe, "--run-dir", run_dir, "--gate")
+    return {"recipe": recipe, "run_dir": run_dir, "calib": calib, "first": first}
+
+
+@needs_minilm
+def test_failed_stage_stops_dependents_keeps_the_rest_and_resume(tiny_run):
+    first, run_dir = tiny_run["first"], tiny_run["run_dir"]
+    assert first.returncode == 2, first.stderr
+    line = one_line_error(first)
+    assert "stage quantize:static failed" in line and "no column 'text'" in line and "re-run to resume" in line
+    st = statuses(run_dir)
+    assert st["quantize:static"] == "failed" and st["eval:static"] == "skipped"
+    assert {st[s] for s in ("export", "quantize:int8", "eval:fp32", "eval:int8", "bench:local")} == {"ok"}
+    assert (run_dir / "report.html").is_file()  # the report shows what finished and what failed
+    report = json.loads((run_dir / "report.json").read_text())
+    static = next(v for v in report["variants"] if v["name"] == "static")
+    assert static["status"] == "failed" and "no column" in static["error"]
+
+    # fix the data and re-run: finished stages are reused, the failed one and its dependents run
+    tiny_run["calib"].write_text("text\tlabel\n" + "".join(ln.split("\t")[0] + "\t0\n" for ln in SST2_DEV.read_text().splitlines()[1:40]))
+    again = cli("run", tiny_run["recipe"], "--run-dir", run_dir, "--gate", check=0)
+    for sid in ("export", "quantize:int8", "eval:fp32", "eval:int8"):
+        assert f"[cached] {sid}" in again.stdout
+    for sid in ("quantize:static", "eval:static", "bench:local"):  # bench: a new variant joined the interleaved run
+        assert f"[run]    {sid}" in again.stdout
+    assert set(statuses(run_dir).values()) == {"ok", "cached"}
+    assert "gate: passed" in again.stdout and "report.html" in again.stdout.strip().splitlines()[-1]
+
+
+@needs_minilm
+def test_unchanged_rerun_is_cached_and_a_budget_edit_only_regates(tiny_run):
+    recipe, run_dir = tiny_run["recipe"], tiny_run["run_dir"]
+    cli("run", recipe, "--run-dir", run_dir, check=0)  # settle whatever the previous test left
+    t0 = time.monotonic()
+    proc = cli("run", recipe, "--run-dir", run_dir, "--gate", check=0)
+    cached_s = time.monotonic() - t0
+    assert "[run]" not in proc.stdout and proc.stdout.count("[cached]") == 7
+    assert cached_s < 60  # seconds, not the minutes a real run takes (generous for a shared host)
+
+    recipe.write_text(recipe.read_text().replace("max_size_mb: 50", "max_size_mb: 0.01"))
+    tight = cli("run", recipe, "--run-dir", run_dir, "--gate", check=1)
+    assert "[run]" not in tight.stdout
+    line = one_line_error(tight)
+    assert "gate failed" in line and "max_size_mb" in line and "over by" in line
+    assert "MISS int8 on local: max_size_mb" in tight.stdout and "MISS static on local: max_size_mb" in tight.stdout
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["gate"]["exit_code"] == 1 and not summary["gate"]["passed"]
+    assert all(c["variant"] != "fp32" for c in summary["gate"]["checks"])  # gate: false
+    # without --gate the same run reports the miss but exits 0
+    assert "gate: FAILED (informational" in cli("run", recipe, "--run-dir", run_dir, check=0).stdout
+    recipe.write_text(recipe.read_text().replace("max_size_mb: 0.01", "max_size_mb: 50"))
+
+    # --only: one stage re-runs when its inputs change, the others are reused
+    proc = cli("run", recipe, "--run-dir", run_dir, "--only", "bench", "--set", "targets.0.iterations=70", check=0)
+    assert "[run]    bench:local" in proc.stdout and "[run]    export" not in proc.stdout
+
+
+@needs_minilm
+def test_report_files_provenance_and_html_render(tiny_run, tmp_path):
+    import csv
+
+    from render import chromium, ink, render
+
+    run_dir = tiny_run["run_dir"]
+    cli("run", tiny_run["recipe"], "--run-dir", run_dir, check=0)
+    for f in ("report.json", "results.csv", "report.md", "report.html"):
+        (run_dir / f).unlink()
+    out = cli("report", run_dir, check=0).stdout
+    assert all(str(run_dir / f) in out for f in ("report.json", "results.csv", "report.md", "report.html"))
+    report = json.loads((run_dir / "report.json").read_text())
+    int8 = next(v for v in report["variants"] if v["name"] == "int8")
+    assert "measured on host CPU" in int8["accuracy_provenance"] and "96 rows of dev.tsv" in int8["accuracy_provenance"]
+    assert int8["accuracy"] is not None and int8["accuracy_drop"] is not None and int8["flops"]["provenance"].startswith("estimated")
+    lat = report["targets"][0]["results"]["int8"]
+    assert lat["provenance"].startswith("measured on this host") and f"{lat['samples']} runs" in lat["provenance"] and "CV" in lat["provenance"]
+    rows = list(csv.DictReader((run_dir / "results.csv").open()))
+    assert {r["variant"] for r in rows} == {"fp32", "int8", "static"} and all(r["p50_ms"] for r in rows)
+    md = (run_dir / "report.md").read_text()
+    assert "## Provenance" in md and "| int8 | dynamic | ok |" in md
+
+    html = (run_dir / "report.html").read_text()
+    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html
+    assert html.count("<svg") == 3  # accuracy vs latency (Pareto), size, latency percentiles
+    if chromium() is None:
+        pytest.fail("chromium is not installed: `make system-deps` installs it")
+    png = tmp_path / "report.png"
+    console = render(run_dir / "report.html", png)
+    assert console == [], console
+    share, colors = ink(png)
+    assert share > 0.03 and colors > 20, (share, colors)
+
+
+def test_render_check_catches_console_errors_and_blank_pages(tmp_path):
+    """The render helper itself can fail: a page with a script error and a blank page."""
+    from render import chromium, ink, render
+
+    if chromium() is None:
+        pytest.fail("chromium is not installed: `make system-deps` installs it")
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!DOCTYPE html><html><body><script>console.error('boom'); notDefined();</script></body></html>")
+    console = render(bad, tmp_path / "bad.png", size=(400, 300))
+    assert any("boom" in m for m in console) and any("notDefined" in m for m in console)
+    share, _ = ink(tmp_path / "bad.png")
+    assert share < 0.001
+
+
+@needs_minilm
+def test_eval_stage_reports_bad_labels_as_a_failed_stage(tiny_classifier_dir, tmp_path):
+    data = tmp_path / "odd.tsv"
+    data.write_text("text\tlabel\na fine film\tmaybe\n")
+    recipe = write_recipe(tmp_path / "r.yaml", tiny_classifier_dir).read_text().replace(str(SST2_DEV), str(data))
+    (tmp_path / "r.yaml").write_text(recipe)
+    proc = cli("run", tmp_path / "r.yaml", "--run-dir", tmp_path / "run", check=2)
+    line = one_line_error(proc)
+    assert "stage eval:fp32 failed" in line and "label 'maybe'" in line
+
+
+# ---- the shipped recipes ---------------------------------------------------------------------
+
+@needs_minilm
+def test_demo_recipe_produces_report_html(tmp_path):
+    """`make demo` runs examples/demo.yaml; fewer iterations here to keep the suite short."""
+    run_dir = tmp_path / "demo"
+    proc = cli("run", ROOT / "examples" / "demo.yaml", "--run-dir", run_dir, "--set", "targets.0.iterations=64", check=0)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last == f"report: {run_dir / 'report.html'}" and (run_dir / "report.html").is_file()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert [v["name"] for v in report["variants"]] == ["fp32", "int8", "fp16", "int4"]
+    assert all(v["status"] == "ok" and v["mean_cosine"] > 0.9 for v in report["variants"])
+    assert "random inputs" in report["variants"][1]["fidelity_provenance"]  # no dataset: fidelity on generated inputs, said so
+
+
+@needs_minilm
+@pytest.mark.slow
+def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(tmp_path):
+    """examples/sst2.yaml on the reference classifier (trained on first use, then cached
+    outside the repo): passes with its shipped budgets; exit 1 with an accuracy budget it cannot meet."""
+    from edgedeploy import reference_model
+
+    run_dir = tmp_path / "sst2"
+    proc = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, "--set", "targets.0.iterations=100",
+               env={"EDGEDEPLOY_DATASETS": str(DATASETS)}, timeout=1500)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert reference_model.cached("sst2")["dev_accuracy"] >= 0.85
+    report = json.loads((run_dir / "report.json").read_text())
+    acc = {v["name"]: v["accuracy"] for v in report["variants"]}
+    assert acc["fp32"] >= 0.85 and acc["fp32"] - acc["int8"] <= 0.02 and report["gate"]["passed"]
+    assert next(v for v in report["variants"] if v["name"] == "int4")["model_mb"] < 30
+
+    tight = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, "--set", "targets.0.iterations=100",
+                "--set", "budgets.min_accuracy=0.99", check=1)
+    assert "[run]" not in tight.stdout  # only the gate changed: every stage is reused
+    line = one_line_error(tight)
+    assert "gate failed" in line and "min_accuracy" in line and "under by" in line
