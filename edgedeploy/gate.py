@@ -16,6 +16,8 @@ BUDGETS = {
     "max_p50_ms": ("p50_ms", "max", "ms", 1.0),
     "max_p90_ms": ("p90_ms", "max", "ms", 1.0),
     "min_throughput": ("throughput_per_s", "min", "samples/s", 1.0),
+    "min_compression": ("compression_ratio", "min", "x", 1.0),
+    "min_accuracy_retained": ("accuracy_retained", "min", "", 1.0),
 }
 TIMED = {"p50_ms", "p90_ms", "throughput_per_s"}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from .atomic import write_json_atomic
-from .errors import EdgeDeployError
+from .errors import EdgeDeployError, Interrupted
 
 log = logging.getLogger("edgedeploy")
 
@@ -94,6 +94,8 @@ class Runner:
             t0 = time.perf_counter()
             try:
                 result = st.run(avail)
+            except Interrupted:
+                raise  # Ctrl-C / SIGTERM stops the run; the stage's partial output was already removed
             except EdgeDeployError as exc:
                 records[st.id] = self._fail(st, key, exc, time.perf_counter() - t0)
                 continue

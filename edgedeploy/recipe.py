@@ -30,7 +30,7 @@ from .errors import BadInput
 
 # type names: str, int, float, bool, path (existing file), outpath, list[str], or a nested dict
 BUDGETS = {"max_accuracy_drop": "float", "min_accuracy": "float", "min_cosine": "float", "max_p90_ms": "float", "max_p50_ms": "float",
-           "max_size_mb": "float", "min_throughput": "float"}
+           "max_size_mb": "float", "min_throughput": "float", "min_compression": "float", "min_accuracy_retained": "float"}
 VARIANT = {
     "method": "str", "profile": "str", "gate": "bool", "exclude": "list[str]",
     "weight_type": "str", "activation_type": "str", "per_channel": "bool", "reduce_range": "bool", "format": "str",
@@ -202,7 +202,7 @@ def _semantics(doc: dict, lines: dict) -> None:
         if t.get("host") and t.get("profile", "auto") == "auto":
             raise err(("targets", i, "host"), "an SSH target needs profile: naming the device (e.g. rpi4)")
         budgets = {**doc.get("budgets", {}), **t.get("budgets", {})}
-        for b in ("max_accuracy_drop", "min_accuracy"):
+        for b in ("max_accuracy_drop", "min_accuracy", "min_accuracy_retained"):
             if b in budgets and not _labeled(doc):
                 where = ("targets", i, "budgets", b) if b in t.get("budgets", {}) else ("budgets", b)
                 raise err(where, "this accuracy budget cannot be evaluated without labeled data.eval (data.label_column not null)")

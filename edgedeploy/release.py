@@ -3,7 +3,7 @@ each stage cached by content, then the gate. Writes ``summary.json`` for CI."""
 
 from __future__ import annotations
 
-import json
+import contextlib
 from pathlib import Path
 
 from .errors import BadInput, EdgeDeployError
@@ -23,20 +23,30 @@ def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: 
     if only and not any(only in (s.id, s.kind) for s in stages):
         raise BadInput(f"--only {only}: no such stage; stages: {', '.join(s.id for s in stages)} (or a kind: export, quantize, eval, bench)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "recipe.json", {**recipe.doc, "_file": str(recipe.path)})
-    versions = {k: v for k, v in tool_versions().items() if k != "python"} | {"python": tool_versions()["python"]}
-    runner = Runner(run_dir, versions, echo)
-    records = runner.execute(stages, only)
-    report, paths = build_report(run_dir)
-    failed = [r for r in records.values() if r["status"] == "failed"]
-    summary = {"recipe": recipe.name, "recipe_file": str(recipe.path), "run_dir": str(run_dir), "finished": utc_now(),
-               "stages": {sid: r["status"] for sid, r in records.items()},
-               "failed_stages": {r["id"]: r["error"] for r in failed},
-               "gate": {k: report["gate"][k] for k in ("passed", "exit_code", "failed", "untrusted")} | {"checks": report["gate"]["checks"]},
-               "report": {k: str(v) for k, v in paths.items()}}
-    write_json_atomic(run_dir / "summary.json", summary)
-    summary["exit_code"] = failed[0]["exit_code"] if failed else (report["gate"]["exit_code"] if gate else 0)
+    with _exclusive(run_dir):
+        write_json_atomic(run_dir / "recipe.json", {**recipe.doc, "_file": str(recipe.path)})
+        records = Runner(run_dir, tool_versions(), echo).execute(stages, only)
+        report, paths = build_report(run_dir)
+        failed = [r for r in records.values() if r["status"] == "failed"]
+        summary = {"recipe": recipe.name, "recipe_file": str(recipe.path), "run_dir": str(run_dir), "finished": utc_now(),
+                   "exit_code": failed[0]["exit_code"] if failed else (report["gate"]["exit_code"] if gate else 0),
+                   "stages": {sid: r["status"] for sid, r in records.items()}, "failed_stages": {r["id"]: r["error"] for r in failed},
+                   "gate": report["gate"], "report": {k: str(v) for k, v in paths.items()}}
+        write_json_atomic(run_dir / "summary.json", summary)
     return summary
+
+
+@contextlib.contextmanager
+def _exclusive(run_dir: Path):
+    """One run per run directory at a time."""
+    import fcntl
+
+    with open(run_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInput(f"{run_dir}: another 'edgedeploy run' is using this run directory; wait for it or pass --run-dir") from None
+        yield
 
 
 class StageFailed(EdgeDeployError):
@@ -55,7 +65,3 @@ def raise_for(summary: dict, gate: bool) -> None:
         raise EdgeDeployError(f"gate {'failed' if g['exit_code'] == 1 else 'could not trust a benchmark'}: {what[0]}"
                               + (f" (+{len(what) - 1} more, see {summary['report']['report.md']})" if len(what) > 1 else ""),
                               exit_code=g["exit_code"])
-
-
-def load_summary(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "summary.json").read_text())

@@ -4,6 +4,7 @@ recipe, and the SST-2 release on the real reference classifier (passes, then fai
 when a budget is tightened)."""
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -268,3 +269,21 @@ def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(tmp_path):
     assert "[run]" not in tight.stdout  # only the gate changed: every stage is reused
     line = one_line_error(tight)
     assert "gate failed" in line and "min_accuracy" in line and "under by" in line
+
+    # the same through `make release` (make itself exits 2 when a command fails; edgedeploy's 1 is in its message)
+    tightened = tmp_path / "sst2-tight.yaml"
+    tightened.write_text((ROOT / "examples" / "sst2.yaml").read_text().replace("../../shared/datasets", str(DATASETS))
+                         .replace("max_size_mb: 30", "max_size_mb: 10"))
+    mk = subprocess.run(["make", "-s", "release", f"RECIPE={tightened}", f"RUN_DIR={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert mk.returncode == 2 and "release] Error 1" in mk.stderr, mk.stdout + mk.stderr
+    assert "MISS int8 on local: max_size_mb" in mk.stdout and "gate failed" in mk.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_recipes_validate(recipe):
+    from edgedeploy.recipe import load
+
+    r = load(recipe)
+    assert r.variants() and r.targets()
+    if r.data.get("eval"):
+        assert r.labeled() and all(set(r.budgets_for(t)) for t in r.targets())

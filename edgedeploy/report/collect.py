@@ -70,7 +70,7 @@ def collect(run_dir: Path) -> dict:
             row.update(artifact=res["artifact"], digest=res["digest"], model_bytes=size, model_mb=size / 1e6, parameters=params,
                        flops=_flops(run_dir, res["artifact"], res["digest"], shape0))
             if v["method"] == "float":
-                row["mean_cosine"] = 1.0
+                row.update(mean_cosine=1.0, compression_ratio=1.0)
                 row["fidelity_provenance"] = "the float export is the reference"
             else:
                 q = res["quantization"]
@@ -88,6 +88,7 @@ def collect(run_dir: Path) -> dict:
                 row.update(accuracy=r["task"]["accuracy"], macro_f1=r["task"]["macro_f1"], accuracy_provenance=prov)
                 if ref_task:
                     row["accuracy_drop"] = ref_task["accuracy"] - r["task"]["accuracy"]
+                    row["accuracy_retained"] = r["task"]["accuracy"] / ref_task["accuracy"] if ref_task["accuracy"] else None
             if r.get("fidelity"):
                 f = r["fidelity"]
                 row.update(mean_cosine=f["mean_cosine"], min_cosine=f["min_cosine"], top1_agreement=f.get("top1_agreement"),

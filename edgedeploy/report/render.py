@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import plots
 
-CSV_FIELDS = ("target", "variant", "method", "status", "model_mb", "parameters", "gflops", "accuracy", "accuracy_drop", "macro_f1",
+CSV_FIELDS = ("target", "variant", "method", "status", "model_mb", "compression_ratio", "parameters", "gflops", "accuracy", "accuracy_drop", "macro_f1",
               "mean_cosine", "min_cosine", "top1_agreement", "p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput_per_s", "stable",
               "latency_provenance", "accuracy_provenance")
 
@@ -29,7 +29,7 @@ def rows(report: dict) -> list[dict]:
     for t in targets:
         for v in report["variants"]:
             m = t["results"].get(v["name"], {})
-            out.append({"target": t["name"], "variant": v["name"], "method": v["method"], "status": v["status"], "model_mb": v.get("model_mb"),
+            out.append({"target": t["name"], "variant": v["name"], "method": v["method"], "status": v["status"], "model_mb": v.get("model_mb"), "compression_ratio": v.get("compression_ratio"),
                         "parameters": v.get("parameters"), "gflops": (v.get("flops") or {}).get("gflops"), "accuracy": v.get("accuracy"),
                         "accuracy_drop": v.get("accuracy_drop"), "macro_f1": v.get("macro_f1"), "mean_cosine": v.get("mean_cosine"),
                         "min_cosine": v.get("min_cosine"), "top1_agreement": v.get("top1_agreement"),
@@ -75,11 +75,11 @@ def to_markdown(report: dict) -> str:
              f"Source `{report['source']}`, generated {report['generated']}, run directory `{report['run_dir']}`.", "",
              f"**Gate: {'PASSED' if g['passed'] else 'FAILED (exit %d)' % g['exit_code']}**", ""]
     lines += [f"- MISSED: {m}" for m in g["failed"]] + [f"- NOT TRUSTED: {m}" for m in g["untrusted"]]
-    lines += ["", "## Variants", "", "| variant | method | status | size MB | params | GFLOP | accuracy | drop (pts) | mean cos | top-1 agree |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "## Variants", "", "| variant | method | status | size MB | smaller | params | GFLOP | accuracy | drop (pts) | mean cos | top-1 agree |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in report["variants"]:
         drop = None if v.get("accuracy_drop") is None else v["accuracy_drop"] * 100
-        lines.append(f"| {v['name']} | {v['method']} | {v['status']} | {_fmt(v.get('model_mb'), '.1f')} | {_fmt(v.get('parameters'), ',')} | "
+        lines.append(f"| {v['name']} | {v['method']} | {v['status']} | {_fmt(v.get('model_mb'), '.1f')} | {_fmt(v.get('compression_ratio'), '.2f')}x | {_fmt(v.get('parameters'), ',')} | "
                      f"{_fmt((v.get('flops') or {}).get('gflops'), '.2f')} | {_fmt(v.get('accuracy'), '.4f')} | {_fmt(drop, '+.2f')} | "
                      f"{_fmt(v.get('mean_cosine'), '.4f')} | {_fmt(v.get('top1_agreement'), '.1%')} |")
     for t in report["targets"]:
@@ -129,10 +129,10 @@ def to_html(report: dict) -> str:
                  + "".join(f"<li class='warn'>NOT TRUSTED: {escape(m)}</li>" for m in g["untrusted"]) + "</ul>")
     h.append("<h2>Plots</h2>")
     h += [f"<div class='fig'>{svg}</div>" for _, svg in figures(report)]
-    h.append("<h2>Results</h2><div style='overflow-x:auto'><table><tr>" + "".join(f"<th>{escape(f)}</th>" for f in CSV_FIELDS[:19]) + "</tr>")
+    h.append("<h2>Results</h2><div style='overflow-x:auto'><table><tr>" + "".join(f"<th>{escape(f)}</th>" for f in CSV_FIELDS[:20]) + "</tr>")
     for r in rows(report):
         cells = []
-        for f in CSV_FIELDS[:19]:
+        for f in CSV_FIELDS[:20]:
             v = r[f]
             spec = ".1%" if f in ("cv", "top1_agreement") else ".4g"
             cells.append(f"<td>{escape(_fmt(v, spec, ''))}</td>")
