@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 # headless Chromium: install OpenSSH and Chromium when missing (CI machines start bare).
 system-deps:
 	@missing=""; \
-	{ test -x /usr/sbin/sshd && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing="openssh-server openssh-client"; \
+	{ test -x /usr/sbin/sshd && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; } || missing=" openssh-server openssh-client"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (needed by the SSH and report-rendering tests)"; \

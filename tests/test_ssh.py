@@ -221,3 +221,23 @@ def test_provision_into_a_fresh_venv_then_bench_with_it(server, mlp, tmp_path):
     doc = json.loads(proc.stdout)
     assert doc["remote"]["check"]["executable"].startswith(str(venv_dir))
     assert server.leftovers() == []
+
+
+def test_release_recipe_with_an_ssh_target(server, tiny_classifier_dir, tmp_path):
+    """`edgedeploy run` measures every variant on a local and an SSH target, one report for both."""
+    from conftest import SST2_DEV
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"source: {tiny_classifier_dir}\ndata:\n  eval: {SST2_DEV}\n  limit: 32\n"
+        "variants:\n  fp32: {method: float, gate: false}\n  int8: {method: dynamic}\n"
+        "targets:\n  - {name: here, iterations: 64, max_cv: 10.0}\n"
+        f"  - {{name: pi, host: testpi, ssh_config: {server.config}, profile: rpi4, remote_python: {sys.executable}, iterations: 64, max_cv: 10.0}}\n"
+        "budgets:\n  max_size_mb: 50\n  max_p90_ms: 1000\n")
+    proc = cli("run", recipe, "--run-dir", tmp_path / "run", "--gate", check=0)
+    assert "[done]   bench:pi" in proc.stdout and "int8 on pi: max_p90_ms" in proc.stdout
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    pi = next(t for t in report["targets"] if t["name"] == "pi")
+    assert pi["profile"] == "rpi4" and set(pi["results"]) == {"fp32", "int8"}
+    assert pi["results"]["int8"]["provenance"].startswith("measured on testpi") and pi["results"]["int8"]["samples"] >= 64
+    assert server.leftovers() == []
