@@ -156,7 +156,7 @@ def _check(value, spec, path, lines, base: Path):
         for k in value:
             if k not in spec:
                 raise err(path + (k,), f"unknown key (known here: {', '.join(sorted(spec))})")
-        wild = tuple("*" if isinstance(p, int) or (len(path) == 2 and path[0] == "variants") else p for p in path)
+        wild = tuple("*" if isinstance(p, int) or (i == 1 and path[0] == "variants") else p for i, p in enumerate(path))
         for k in REQUIRED.get(wild, ()):
             if k not in value:
                 raise err(path, f"missing required key {k!r}")

@@ -97,7 +97,14 @@ def ensure(task: str, datasets: Path | None = None, force: bool = False) -> Path
     if rec and rec.get("key") == key and not force:
         log.info("reference model %s: cached at %s (dev accuracy %.4f)", task, out, rec["dev_accuracy"])
         return out
-    _build(task, recipe, encoder, train, dev, out, key)
+    import torch
+
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)  # reproducible weights; restored for whatever runs next in this process
+    try:
+        _build(task, recipe, encoder, train, dev, out, key)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
     return out
 
 
@@ -120,7 +127,6 @@ def _build(task: str, recipe: Recipe, encoder: Path, train: Path, dev: Path, out
 
     t0 = time.perf_counter()
     torch.manual_seed(recipe.seed)
-    torch.use_deterministic_algorithms(True)
     texts, labels = _read(train)
     dev_texts, dev_labels = _read(dev)
     if recipe.label_names:

@@ -46,6 +46,9 @@ BAD_RECIPES = [
     ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets: []\n", "targets: expected a list with at least one entry"),
     ("source: minilm-l6\nvariants: {a: {method: dynamic}\n", "not valid YAML"),
     ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\nbudgets:\n  max_p90_ms: fast\n", ":7: budgets.max_p90_ms: expected float"),
+    ("source: minilm-l6\nvariants:\n  a: {profile: rpi4}\ntargets:\n  - name: local\n", ":3: variants.a: missing required key 'method'"),
+    ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - profile: rpi4\n", ":5: targets.0: missing required key 'name'"),
+    ("variants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n", ":1: (top level): missing required key 'source'"),
 ]
 
 
