@@ -42,14 +42,15 @@ def check(report: dict) -> dict:
                 if value is None:
                     c.update(passed=False, message=f"{v['name']} on {t['name']}: {budget} could not be evaluated ({_why_missing(field, v, measured)})")
                 else:
-                    shown_limit = limit * scale if budget == "max_accuracy_drop" else limit
+                    shown_limit = limit * scale  # budgets are written like the values they limit (fractions for accuracy)
                     shown = value * scale
                     ok = shown <= shown_limit if direction == "max" else shown >= shown_limit
                     miss = shown - shown_limit if direction == "max" else shown_limit - shown
                     c.update(passed=ok, margin=-miss)
                     rel = f" ({abs(miss) / abs(shown_limit):.1%})" if shown_limit else ""
                     verb = "within" if ok else ("over by" if direction == "max" else "under by")
-                    c["message"] = (f"{v['name']} on {t['name']}: {budget} {shown:.4g}{unit and ' ' + unit} vs {shown_limit:.4g}: "
+                    u = unit and " " + unit
+                    c["message"] = (f"{v['name']} on {t['name']}: {budget} {shown:.4g}{u} vs {shown_limit:.4g}{u}: "
                                     f"{'ok, ' + format(abs(miss), '.3g') + ' to spare' if ok else verb + ' ' + format(abs(miss), '.3g') + (unit and ' ' + unit) + rel}"
                                     + ("" if trusted else f" [UNSTABLE: CV {measured['cv']:.1%} > {t['max_cv']:.0%}, not trusted]"))
                 checks.append(c)

@@ -79,7 +79,7 @@ def test_report_of_a_directory_that_is_not_a_run(tmp_path):
 def test_gate_logic_on_a_hand_made_report():
     from edgedeploy.gate import check
 
-    variant = {"name": "int8", "gate": True, "status": "ok", "model_mb": 23.0, "accuracy": 0.80, "accuracy_drop": 0.03, "mean_cosine": 0.99}
+    variant = {"name": "int8", "gate": True, "status": "ok", "model_mb": 23.0, "accuracy": 0.80, "accuracy_drop": 0.03, "accuracy_retained": 0.96, "mean_cosine": 0.99}
     target = {"name": "pi", "max_cv": 0.1, "budgets": {}, "results": {"int8": {"p90_ms": 40.0, "p50_ms": 35.0, "throughput_per_s": 28.0, "stable": True, "cv": 0.05}}}
     report = {"variants": [variant], "targets": [target]}
     target["budgets"] = {"max_size_mb": 30, "max_p90_ms": 50}
@@ -87,6 +87,11 @@ def test_gate_logic_on_a_hand_made_report():
     target["budgets"] = {"max_accuracy_drop": 0.02}
     g = check(report)
     assert g["exit_code"] == 1 and "over by 1 points" in g["failed"][0] and "int8 on pi" in g["failed"][0]
+    target["budgets"] = {"min_accuracy": 0.85, "min_accuracy_retained": 0.9}
+    g = check(report)
+    assert g["exit_code"] == 1 and g["failed"] == ["int8 on pi: min_accuracy 80 % vs 85 %: under by 5 % (5.9%)"]
+    target["budgets"] = {"min_accuracy": 0.75}
+    assert check(report)["exit_code"] == 0
     target["budgets"] = {"max_p90_ms": 50}
     target["results"]["int8"].update(stable=False, cv=0.3)
     g = check(report)
