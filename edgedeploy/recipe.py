@@ -126,14 +126,17 @@ def _type_ok(value, t: str) -> bool:
     raise AssertionError(t)
 
 
-def _check(value, spec, path, lines, base: Path):
-    def line_of(p):
-        while p not in lines and p:
-            p = p[:-1]
-        return lines.get(p, 1)
+def _err_at(lines: dict, path: tuple, msg: str) -> _Err:
+    """An error at ``path``, on its line (or its nearest ancestor's, for keys added by --set)."""
+    p = path
+    while p not in lines and p:
+        p = p[:-1]
+    return _Err(lines.get(p, 1), ".".join(map(str, path)) or "(top level)", msg)
 
+
+def _check(value, spec, path, lines, base: Path):
     def err(p, msg):
-        return _Err(line_of(p), ".".join(map(str, p)) or "(top level)", msg)
+        return _err_at(lines, p, msg)
 
     if isinstance(spec, tuple):  # ("map", item spec) or ("list", item spec)
         kind, item = spec
@@ -176,9 +179,7 @@ def _semantics(doc: dict, lines: dict) -> None:
     from .profiles import available
 
     def err(p, msg):
-        while p not in lines and p:
-            p = p[:-1]
-        return _Err(lines.get(p, 1), ".".join(map(str, p)), msg)
+        return _err_at(lines, p, msg)
 
     profiles = set(available()) | {"auto"}
     for name, v in doc["variants"].items():
