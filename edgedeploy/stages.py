@@ -102,7 +102,7 @@ def _export_stage(recipe: Recipe, out: Path) -> Stage:
     return Stage("export", "export", inputs, run, intact=_artifact_intact)
 
 
-QUANT_KEYS = ("weight_type", "activation_type", "per_channel", "reduce_range", "format", "calibration_method", "block_size", "symmetric",
+QUANT_KEYS = ("weight_type", "activation_type", "per_channel", "reduce_range", "format", "block_size", "symmetric",
               "accuracy_level", "embeddings", "sensitive_8bit")
 
 
@@ -120,7 +120,7 @@ def _quantize_stage(recipe: Recipe, name: str, v: dict, out: Path) -> Stage:
         from .quantize import quantize
 
         d = recipe.data
-        overrides = {k: v.get(k) for k in QUANT_KEYS if k != "calibration_method"} | {"calibration_method": v.get("calib_method")}
+        overrides = {k: v.get(k) for k in QUANT_KEYS} | {"calibration_method": v.get("calib_method")}
         art = quantize(res["export"]["artifact"], out, v["method"], profile=resolve_profile(v.get("profile")), overrides=overrides,
                        calib_data=Path(calib) if calib else None, calib_samples=v.get("calib_samples", 128),
                        text_column=d.get("text_column", "text"), eval_data=Path(d["eval"]) if d.get("eval") else None,
