@@ -16,7 +16,7 @@ from .common import fail_line
 COMMANDS = {
     "export": "export", "inspect": "inspect_cmd", "verify": "verify", "quantize": "quantize",
     "bench": "bench", "profiles": "profiles", "doctor": "doctor", "estimate": "estimate", "provision": "provision", "eval": "eval_cmd",
-    "run": "run_cmd", "report": "report_cmd",
+    "run": "run_cmd", "report": "report_cmd", "prune": "prune_cmd", "distill": "distill_cmd",
 }
 
 

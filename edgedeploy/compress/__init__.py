@@ -1,0 +1,8 @@
+"""Compression before export (PyTorch side): structured pruning and knowledge distillation.
+Each step reads a Hugging Face model and writes a new checkpoint directory that exports like
+any other model, with ``compression.json`` saying what was removed and what it cost."""
+
+from .distill import DistillOptions, distill
+from .prune import PruneOptions, prune
+
+__all__ = ["DistillOptions", "PruneOptions", "distill", "prune"]

@@ -1,0 +1,115 @@
+"""Where the prunable parts of a transformer encoder live, per architecture family: the layer
+list, each layer's attention (query/key/value, the output projection whose input is the
+concatenated heads) and feed-forward pair, and the config keys that must change so that a
+pruned or shortened model reloads with ``from_pretrained``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import BadInput
+
+
+@dataclass(frozen=True)
+class Family:
+    layers: str  # dotted path from the base model to the ModuleList of layers
+    q: str
+    k: str
+    v: str
+    attn_out: str  # Linear whose input is the concatenated heads
+    attn: str  # module holding the head count
+    heads_attr: str
+    ffn_in: str
+    ffn_out: str
+    ffn_key: str  # config key of the feed-forward width
+    layers_key: str
+
+
+_BERT = Family("encoder.layer", "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+               "attention.self", "num_attention_heads", "intermediate.dense", "output.dense", "intermediate_size", "num_hidden_layers")
+_DISTILBERT = Family("transformer.layer", "attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin",
+                     "attention", "n_heads", "ffn.lin1", "ffn.lin2", "hidden_dim", "n_layers")
+FAMILIES = {"bert": _BERT, "roberta": _BERT, "xlm-roberta": _BERT, "electra": _BERT, "camembert": _BERT, "distilbert": _DISTILBERT}
+
+
+def _get(module, dotted: str):
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module
+
+
+class Encoder:
+    """A view of one Hugging Face encoder model's prunable structure."""
+
+    def __init__(self, model):
+        model_type = getattr(model.config, "model_type", None)
+        if model_type not in FAMILIES:
+            raise BadInput(f"pruning and distillation support encoder families {', '.join(sorted(FAMILIES))}; this model is {model_type!r}")
+        self.model = model
+        self.family = FAMILIES[model_type]
+        self.base = getattr(model, model.base_model_prefix, model)
+
+    @property
+    def layers(self):
+        return _get(self.base, self.family.layers)
+
+    def part(self, layer: int, name: str):
+        return _get(self.layers[layer], getattr(self.family, name))
+
+    def num_heads(self, layer: int) -> int:
+        return int(getattr(self.part(layer, "attn"), self.family.heads_attr))
+
+    def head_size(self) -> int:
+        cfg = self.model.config
+        return cfg.hidden_size // cfg.num_attention_heads
+
+    def original_heads(self) -> int:
+        return int(self.model.config.num_attention_heads)
+
+    def surviving_heads(self, layer: int) -> list[int]:
+        """Original indices of the heads still present in ``layer``, in their current order."""
+        gone = set(self.model.config.pruned_heads.get(layer, ()))
+        return [h for h in range(self.original_heads()) if h not in gone]
+
+    def ffn_width(self) -> int:
+        return int(getattr(self.model.config, self.family.ffn_key))
+
+    def keep_layers(self, keep: list[int]) -> None:
+        """Keep only these layers (in this order); pruned-head records move with their layers."""
+        import torch
+
+        n = len(self.layers)
+        bad = [i for i in keep if not 0 <= i < n]
+        if bad or not keep or len(set(keep)) != len(keep):
+            raise BadInput(f"--keep-layers {','.join(map(str, keep))}: give distinct layer indices from 0 to {n - 1}")
+        kept = torch.nn.ModuleList([self.layers[i] for i in keep])
+        parent_path, _, attr = self.family.layers.rpartition(".")
+        setattr(_get(self.base, parent_path) if parent_path else self.base, attr, kept)
+        setattr(self.model.config, self.family.layers_key, len(keep))
+        old = self.model.config.pruned_heads
+        self.model.config.pruned_heads = {new: list(old[i]) for new, i in enumerate(keep) if old.get(i)}
+
+    def prune_ffn(self, keep_per_layer: dict[int, list[int]]) -> None:
+        """Keep these intermediate neurons (same count in every layer, so the config stays one number)."""
+        import torch
+
+        widths = {len(v) for v in keep_per_layer.values()}
+        if len(widths) != 1 or set(keep_per_layer) != set(range(len(self.layers))):
+            raise AssertionError("feed-forward pruning must keep the same width in every layer")
+        for layer, keep in keep_per_layer.items():
+            idx = torch.tensor(sorted(keep), dtype=torch.long)
+            for name, dim in (("ffn_in", 0), ("ffn_out", 1)):
+                lin = self.part(layer, name)
+                new = torch.nn.Linear(lin.in_features if dim == 0 else len(idx), len(idx) if dim == 0 else lin.out_features,
+                                      bias=lin.bias is not None)
+                with torch.no_grad():
+                    new.weight.copy_(lin.weight.index_select(dim, idx))
+                    if lin.bias is not None:
+                        new.bias.copy_(lin.bias if dim == 1 else lin.bias.index_select(0, idx))
+                parent_path, _, attr = getattr(self.family, name).rpartition(".")
+                setattr(_get(self.layers[layer], parent_path), attr, new)
+        setattr(self.model.config, self.family.ffn_key, widths.pop())
+
+
+def parameters(model) -> int:
+    return int(sum(p.numel() for p in model.parameters()))

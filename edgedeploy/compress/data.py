@@ -1,0 +1,81 @@
+"""Labeled text for training and evaluating PyTorch models: rows read once, labels mapped
+through the model's ``label2id`` (or taken as integers), batches tokenized on the fly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInput
+
+
+@dataclass
+class TextSet:
+    path: Path
+    texts: list[str]
+    labels: np.ndarray | None  # class ids, or None for unlabeled text
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def label_map(config) -> dict[str, int]:
+    return {str(k): int(v) for k, v in (getattr(config, "label2id", None) or {}).items()}
+
+
+def load(path, config, *, text_column: str = "text", label_column: str | None = "label", limit: int | None = None,
+         seed: int = 0, need_labels: bool = False) -> TextSet:
+    """Read ``path`` (TSV/CSV/JSONL). ``limit`` takes a seeded random subset, not the head of the file."""
+    from ..datasets import iter_rows
+
+    path = Path(path)
+    cols = (text_column,) + ((label_column,) if label_column and need_labels else ())
+    rows = list(iter_rows(path, cols))
+    has_labels = bool(label_column) and label_column in rows[0]
+    if limit is not None and limit < len(rows):
+        pick = np.sort(np.random.default_rng(seed).permutation(len(rows))[:limit])
+        rows = [rows[i] for i in pick]
+    texts = [str(r[text_column]) for r in rows]
+    if not has_labels:
+        return TextSet(path, texts, None)
+    names = label_map(config)
+    n_labels = int(getattr(config, "num_labels", 0) or 0)
+    ids = []
+    for i, r in enumerate(rows):
+        s = str(r[label_column]).strip()
+        if s in names:
+            ids.append(names[s])
+        elif s.lstrip("-").isdigit() and 0 <= int(s) < n_labels:
+            ids.append(int(s))
+        else:
+            raise BadInput(f"{path}: row {i + 1}: label {s!r} is not one of the model's labels ({', '.join(sorted(names)) or f'0..{n_labels - 1}'})")
+    return TextSet(path, texts, np.asarray(ids, dtype=np.int64))
+
+
+def batches(tokenizer, data: TextSet, order, batch_size: int, max_length: int):
+    """Yield (encoded inputs, labels or None) for the rows in ``order``, batch by batch."""
+    import torch
+
+    for i in range(0, len(order), batch_size):
+        idx = order[i:i + batch_size]
+        enc = tokenizer([data.texts[j] for j in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        labels = torch.from_numpy(data.labels[idx]) if data.labels is not None else None
+        yield dict(enc), labels
+
+
+def accuracy(model, tokenizer, data: TextSet, max_length: int = 128, batch_size: int = 64) -> float:
+    """Accuracy of a PyTorch sequence classifier on labeled ``data``."""
+    import torch
+
+    if data.labels is None:
+        raise BadInput(f"{data.path}: accuracy needs a label column")
+    was_training = model.training
+    model.eval()
+    preds = []
+    with torch.inference_mode():
+        for enc, _ in batches(tokenizer, data, np.arange(len(data)), batch_size, max_length):
+            preds.append(model(**enc).logits.argmax(-1).numpy())
+    model.train(was_training)
+    return float((np.concatenate(preds) == data.labels).mean())

@@ -1,0 +1,68 @@
+"""Load a compressible model from any SOURCE ``edgedeploy export`` accepts, and publish a
+compressed one as a normal Hugging Face checkpoint directory plus ``compression.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import BadInput
+
+RECORD = "compression.json"
+
+
+def is_classifier(path: Path) -> bool:
+    cfg = json.loads((Path(path) / "config.json").read_text())
+    return any(a.endswith("ForSequenceClassification") for a in cfg.get("architectures") or ())
+
+
+def load(source: str, what: str = "SOURCE"):
+    """(model, tokenizer or None, resolved Source) in eval mode."""
+    from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
+
+    from ..sources import resolve
+
+    src = resolve(source)
+    if src.kind != "huggingface":
+        raise BadInput(f"{what} {source}: pruning and distillation need a Hugging Face model directory (this is {src.kind})")
+    cls = AutoModelForSequenceClassification if is_classifier(src.path) else AutoModel
+    model = cls.from_pretrained(str(src.path), local_files_only=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(src.path), local_files_only=True)
+    except (OSError, ValueError):
+        tok = None
+    return model.eval(), tok, src
+
+
+def require_classifier(model, source: str, why: str) -> None:
+    if not type(model).__name__.endswith("ForSequenceClassification"):
+        raise BadInput(f"{source}: {why} needs a sequence classifier (a *ForSequenceClassification model with a task head); "
+                       "this is an encoder without one")
+
+
+def require_tokenizer(tok, source: str) -> None:
+    if tok is None:
+        raise BadInput(f"{source}: has no tokenizer files (tokenizer.json or vocab.txt); training on text needs one")
+
+
+def is_output(path: Path) -> bool:
+    return (Path(path) / RECORD).is_file()
+
+
+def publish(model, tok, out: Path, record: dict, force: bool) -> Path:
+    from ..atomic import staged_directory
+
+    with staged_directory(out, force=force, is_artifact=is_output) as stage:
+        model.save_pretrained(stage, safe_serialization=True)
+        if tok is not None:
+            tok.save_pretrained(stage)
+        (stage / RECORD).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    return Path(out)
+
+
+def data_fingerprint(path) -> dict | None:
+    if not path:
+        return None
+    from ..artifact import sha256_file
+
+    return {"file": str(Path(path).resolve()), "sha256": sha256_file(Path(path))}

@@ -1,0 +1,247 @@
+"""``edgedeploy prune``: structured pruning that physically removes attention heads,
+feed-forward neurons and whole layers, so parameters, ONNX size and latency drop, with an
+optional gradual schedule and recovery fine-tuning on labeled data.
+
+The output is a Hugging Face checkpoint whose config records what was removed
+(``pruned_heads``, the feed-forward width, the layer count), so ``from_pretrained`` and
+``edgedeploy export`` load it without special flags, plus ``compression.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInput
+from .arch import Encoder, parameters
+
+log = logging.getLogger("edgedeploy")
+
+
+@dataclass
+class PruneOptions:
+    heads: str | None = None  # "0.2" (fraction of all heads), "14" (count) or "0:1,2;3:0" (layer:heads;...)
+    ffn: float | None = None  # fraction of feed-forward neurons removed from every layer
+    keep_layers: str | None = None  # "0,2,4"
+    importance: str | None = None  # gradient | magnitude; default: gradient when data is given
+    data: str | None = None  # labeled training text: importance and recovery
+    eval: str | None = None  # labeled text for accuracy before and after
+    text_column: str = "text"
+    label_column: str = "label"
+    importance_samples: int = 512
+    steps: int = 1
+    recover_epochs: float = 0.0
+    limit: int | None = None  # rows of data used for recovery (seeded subset)
+    lr: float = 3e-5
+    batch_size: int = 32
+    max_length: int = 64
+    seed: int = 0
+    allow_empty_layer: bool = False
+
+
+@dataclass
+class HeadPlan:
+    count: int | None = None  # heads to remove in total (ranked by importance)
+    explicit: dict[int, list[int]] | None = None  # layer -> original head indices
+
+
+def parse_heads(value, enc: Encoder, allow_empty: bool) -> HeadPlan:
+    """Check a --heads value against the model up front: never more heads than exist, never a whole layer by accident."""
+    layers, n = len(enc.layers), enc.original_heads()
+    present = {i: enc.surviving_heads(i) for i in range(layers)}
+    total = sum(len(v) for v in present.values())
+    text = str(value).strip()
+    if ":" in text:
+        plan: dict[int, list[int]] = {}
+        for part in filter(None, (p.strip() for p in text.split(";"))):
+            layer_s, _, heads_s = part.partition(":")
+            try:
+                layer = int(layer_s)
+                heads = [int(h) for h in heads_s.split(",") if h.strip()]
+            except ValueError:
+                raise BadInput(f"--heads {text!r}: expected LAYER:HEAD,HEAD;LAYER:HEAD (e.g. 0:1,2;3:0)") from None
+            if not 0 <= layer < layers:
+                raise BadInput(f"--heads: layer {layer} does not exist; the model has layers 0..{layers - 1}")
+            bad = [h for h in heads if h not in present[layer]]
+            if bad:
+                raise BadInput(f"--heads: layer {layer} has no head {bad[0]}; its heads are {','.join(map(str, present[layer]))}")
+            plan.setdefault(layer, [])
+            plan[layer] = sorted(set(plan[layer]) | set(heads))
+        for layer, heads in plan.items():
+            if len(heads) >= len(present[layer]) and not allow_empty:
+                raise BadInput(f"--heads: this removes all {len(present[layer])} heads of layer {layer}; pass --allow-empty-layer if that is intended")
+        return HeadPlan(explicit=plan)
+    try:
+        x = float(text)
+    except ValueError:
+        raise BadInput(f"--heads {text!r}: give a fraction (0.2), a count (14) or a list LAYER:HEAD,HEAD;... (0:1,2;3:0)") from None
+    if x != int(x) or 0 < x < 1:
+        if not 0 < x < 1:
+            raise BadInput(f"--heads {text}: a fraction must be between 0 and 1")
+        count = int(round(x * total))
+    else:
+        count = int(x)
+    if count <= 0:
+        raise BadInput(f"--heads {text}: removes no head ({total} heads in {layers} layers)")
+    if count > total:
+        raise BadInput(f"--heads {text}: asks to remove {count} heads but the model has only {total} ({layers} layers x {n})")
+    if count > total - layers and not allow_empty:
+        raise BadInput(f"--heads {text}: removing {count} of {total} heads would empty a layer (at most {total - layers} keeps one per layer); "
+                       "pass --allow-empty-layer if that is intended")
+    return HeadPlan(count=count)
+
+
+def _choose_heads(enc: Encoder, imp: list[np.ndarray], k: int, allow_empty: bool) -> dict[int, list[int]]:
+    """The ``k`` least important surviving heads, scores normalised per layer (Michel et al.), keeping one per layer unless allowed."""
+    cands = []
+    for layer, scores in enumerate(imp):
+        norm = np.linalg.norm(scores) or 1.0
+        orig = enc.surviving_heads(layer)
+        cands += [(float(s / norm), layer, orig[i]) for i, s in enumerate(scores)]
+    cands.sort()
+    left = {layer: len(s) for layer, s in enumerate(imp)}
+    out: dict[int, list[int]] = {}
+    for _, layer, head in cands:
+        if len(sum(out.values(), [])) >= k:
+            break
+        if left[layer] <= 1 and not allow_empty:
+            continue
+        out.setdefault(layer, []).append(head)
+        left[layer] -= 1
+    return out
+
+
+def _choose_ffn(imp: list[np.ndarray], width: int) -> dict[int, list[int]]:
+    """Per layer, the ``width`` most important neurons to keep."""
+    return {layer: sorted(np.argsort(-scores, kind="stable")[:width].tolist()) for layer, scores in enumerate(imp)}
+
+
+def _parse_layers(text: str) -> list[int]:
+    try:
+        return [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise BadInput(f"--keep-layers {text!r}: expected layer indices such as 0,2,4") from None
+
+
+def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) -> dict:
+    """Prune ``source`` into the checkpoint directory ``out``; returns the compression record."""
+    from ..atomic import check_output_dir
+    from . import data as textdata
+    from . import model_io
+    from .importance import gradient, magnitude
+    from .train import Schedule, train
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    check_output_dir(out.absolute(), force, model_io.is_output)
+    if not (opts.heads or opts.ffn or opts.keep_layers):
+        raise BadInput("nothing to prune: give --heads, --ffn and/or --keep-layers")
+    if opts.steps < 1:
+        raise BadInput(f"--steps {opts.steps}: must be 1 or more")
+    if opts.ffn is not None and not 0 < opts.ffn < 1:
+        raise BadInput(f"--ffn {opts.ffn}: the fraction of feed-forward neurons to remove must be between 0 and 1")
+    importance = opts.importance or ("gradient" if opts.data else "magnitude")
+    if importance not in ("gradient", "magnitude"):
+        raise BadInput(f"--importance {importance!r}: use gradient or magnitude")
+    if (importance == "gradient" or opts.recover_epochs) and not opts.data:
+        raise BadInput(("gradient importance" if importance == "gradient" else "--recover-epochs") + " needs labeled training text: give --data FILE")
+
+    model, tok, src = model_io.load(source)
+    enc = Encoder(model)
+    params_before = parameters(model)
+    layers_before = len(enc.layers)
+    keep = _parse_layers(opts.keep_layers) if opts.keep_layers else None
+    original = copy.deepcopy(model) if keep is not None and opts.eval else model  # accuracy "before" is the unpruned model's
+    if keep is not None:
+        enc.keep_layers(keep)  # validates the indices
+    plan = parse_heads(opts.heads, enc, opts.allow_empty_layer) if opts.heads else None
+    if plan and plan.explicit and opts.steps > 1:
+        raise BadInput("--steps spreads a fraction or count of heads over several rounds; an explicit head list is removed at once")
+    needs_training = importance == "gradient" or opts.recover_epochs > 0
+    train_set = eval_set = None
+    if needs_training:
+        model_io.require_classifier(model, source, "gradient importance and recovery fine-tuning")
+        model_io.require_tokenizer(tok, source)
+        train_set = textdata.load(opts.data, model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
+    if opts.eval:
+        model_io.require_classifier(model, source, "accuracy on --eval")
+        model_io.require_tokenizer(tok, source)
+        eval_set = textdata.load(opts.eval, model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
+
+    def acc():
+        return textdata.accuracy(model, tok, eval_set) if eval_set is not None else None
+
+    record = {"kind": "edgedeploy-compression", "method": "prune", "source": src.as_dict(), "settings": asdict(opts),
+              "importance": importance, "accuracy": {}, "rounds": []}
+    if eval_set is not None:
+        record["accuracy"]["before"] = textdata.accuracy(original, tok, eval_set)
+        log.info("prune: accuracy before %.4f on %d rows of %s", record["accuracy"]["before"], len(eval_set), Path(opts.eval).name)
+    total_heads = sum(len(enc.surviving_heads(i)) for i in range(len(enc.layers)))
+    ffn_target = int(round(enc.ffn_width() * (1 - opts.ffn))) if opts.ffn else enc.ffn_width()
+    ffn_start = enc.ffn_width()
+    removed: dict[int, list[int]] = {}
+    for r in range(1, opts.steps + 1):
+        rnd: dict = {"round": r}
+        if importance == "gradient":
+            rows = np.random.default_rng([opts.seed, 1000 + r]).permutation(len(train_set))[: opts.importance_samples]
+            head_imp, ffn_imp = gradient(enc, textdata.batches(tok, train_set, rows, opts.batch_size, opts.max_length))
+        else:
+            head_imp, ffn_imp = magnitude(enc)
+        if plan and plan.explicit:
+            now = plan.explicit
+        elif plan:
+            already = total_heads - sum(len(enc.surviving_heads(i)) for i in range(len(enc.layers)))
+            now = _choose_heads(enc, head_imp, int(round(plan.count * r / opts.steps)) - already, opts.allow_empty_layer)
+        else:
+            now = {}
+        now = {layer: sorted(heads) for layer, heads in now.items() if heads}
+        if opts.ffn:
+            width = int(round(ffn_start - (ffn_start - ffn_target) * r / opts.steps))
+            enc.prune_ffn(_choose_ffn(ffn_imp, width))  # before the heads: ffn_imp indexes the current neurons
+            rnd["ffn_width"] = width
+        if now:
+            model.prune_heads(now)
+            for layer, heads in now.items():
+                removed.setdefault(layer, []).extend(heads)
+        rnd["heads_removed"] = {str(k): v for k, v in sorted(now.items())}
+        rnd["parameters"] = parameters(model)
+        if eval_set is not None:
+            rnd["accuracy_after_prune"] = acc()
+        if opts.recover_epochs > 0:
+            sched = Schedule(epochs=opts.recover_epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed + r, checkpoint_every=0)
+            rows = train_set if not opts.limit else textdata.load(opts.data, model.config, text_column=opts.text_column,
+                                                                   label_column=opts.label_column, limit=opts.limit, seed=opts.seed, need_labels=True)
+            params = _trainable(model)
+            rnd["recovery"] = train(model, params, lambda x, y: model(**x, labels=y).loss, len(rows),
+                                    lambda order, rows=rows: textdata.batches(tok, rows, order, opts.batch_size, opts.max_length),
+                                    sched, what=f"prune round {r}/{opts.steps}: recovery")
+            rnd["recovery"]["rows"] = len(rows)
+            if eval_set is not None:
+                rnd["accuracy_after_recovery"] = acc()
+        log.info("prune round %d/%d: %s", r, opts.steps, {k: v for k, v in rnd.items() if k != "recovery"})
+        record["rounds"].append(rnd)
+    params_after = parameters(model)
+    record["removed"] = {"heads": {str(k): sorted(v) for k, v in sorted(removed.items())},
+                         "heads_total": sum(len(v) for v in removed.values()), "heads_before": total_heads,
+                         "layers_kept": keep, "layers_before": layers_before, "ffn_width": [ffn_start, enc.ffn_width()]}
+    record["parameters"] = {"before": params_before, "after": params_after, "reduction": 1 - params_after / params_before}
+    if eval_set is not None:
+        record["accuracy"]["after"] = acc()
+        record["accuracy"]["eval_rows"] = len(eval_set)
+        record["accuracy"]["eval_file"] = str(Path(opts.eval).resolve())
+        record["accuracy"]["provenance"] = "measured with PyTorch on this host"
+    record["data"] = {"train": model_io.data_fingerprint(opts.data), "eval": model_io.data_fingerprint(opts.eval)}
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    model_io.publish(model, tok, out, record, force)
+    return record
+
+
+def _trainable(model) -> list:
+    """All parameters but the word-embedding table: half of a small BERT's weights, and not what pruning changed."""
+    emb = model.get_input_embeddings().weight
+    return [p for p in model.parameters() if p.requires_grad and p is not emb]
