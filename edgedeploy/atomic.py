@@ -122,22 +122,30 @@ def staged_directory(out: Path, force: bool = False, is_artifact=lambda p: False
     On any exception (including a deferred Ctrl-C) the staging dir is removed and
     ``out`` is untouched.
     """
-    global _active_guard
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     check_output_dir(out, force, is_artifact)
     _remove_stale_staging(out.parent, out.name)
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{STAGING_PREFIX}{out.name}-{os.getpid()}-"))
-    guard = _SignalGuard()
-    previous, _active_guard = _active_guard, guard
     try:
-        with guard:
+        with signals_deferred() as guard:
             yield stage
             guard.check()
             _publish(stage, out, force, is_artifact)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Within this block the first Ctrl-C/SIGTERM only raises at the next ``checkpoint()``."""
+    global _active_guard
+    guard = _SignalGuard()
+    previous, _active_guard = _active_guard, guard
+    try:
+        with guard:
+            yield guard
     finally:
         _active_guard = previous
 

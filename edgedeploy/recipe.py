@@ -11,6 +11,10 @@ variants:
   fp32: {method: float, gate: false}
   int8: {method: dynamic, profile: auto}
   int4: {method: int4}
+  small-int8: {model: small, method: dynamic}   # built from a compressed model
+compress:                       # optional PyTorch-side steps before export, in order
+  small: {method: distill, from: source, student_layers: 3, data: train.tsv, limit: 8000}
+  small-pruned: {method: prune, from: small, heads: 0.2, data: train.tsv, recover_epochs: 1}
 targets:
   - {name: local, profile: auto, shape: "batch=1,sequence=128"}
   - {name: pi, host: pi@raspberrypi.local, profile: rpi4, remote_venv: .edgedeploy/venv}
@@ -36,8 +40,18 @@ VARIANT = {
     "weight_type": "str", "activation_type": "str", "per_channel": "bool", "reduce_range": "bool", "format": "str",
     "calib_samples": "int", "calib_method": "str", "block_size": "int", "symmetric": "bool", "accuracy_level": "int",
     "embeddings": "bool", "sensitive_8bit": "int", "min_cosine": "float", "min_worst_cosine": "float", "max_drop": "float",
-    "eval_samples": "int",
+    "eval_samples": "int", "model": "str",
 }
+# compression steps: keys of PruneOptions / DistillOptions (checked per method in _semantics)
+COMPRESS = {
+    "method": "str", "from": "str", "data": "path", "limit": "int", "lr": "float", "batch_size": "int", "max_length": "int", "seed": "int",
+    "heads": "scalar", "ffn": "float", "keep_layers": "scalar", "importance": "str", "importance_samples": "int", "steps": "int",
+    "recover_epochs": "float", "allow_empty_layer": "bool",
+    "student": "str", "student_layers": "scalar", "temperature": "float", "alpha": "float", "hidden_weight": "float",
+    "attention_weight": "float", "relation_heads": "int", "epochs": "float", "checkpoint_every": "int",
+}
+COMPRESS_METHODS = ("prune", "distill")
+SOURCE_MODEL = "source"  # the name of the recipe's source in ``from:`` and ``model:``
 TARGET = {
     "name": "str", "profile": "str", "host": "str", "remote_venv": "str", "remote_python": "str", "ssh_config": "path",
     "accept_new_host_key": "bool", "connect_timeout": "float", "timeout": "float",
@@ -49,10 +63,11 @@ SCHEMA = {
     "export": {"task": "str", "optimize": "bool", "opset": "int", "atol": "float", "rtol": "float"},
     "data": {"eval": "path", "calib": "path", "text_column": "str", "text_pair_column": "str", "label_column": "str?", "limit": "int"},
     "variants": ("map", VARIANT),
+    "compress": ("map", COMPRESS),
     "targets": ("list", TARGET),
     "budgets": BUDGETS,
 }
-REQUIRED = {(): ("source", "variants", "targets"), ("targets", "*"): ("name",), ("variants", "*"): ("method",)}
+REQUIRED = {(): ("source", "variants", "targets"), ("targets", "*"): ("name",), ("variants", "*"): ("method",), ("compress", "*"): ("method",)}
 METHODS = ("float", "dynamic", "static", "fp16", "int4")
 PATH_KEYS = {"path", "outpath"}
 
@@ -121,6 +136,8 @@ def _type_ok(value, t: str) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if t == "bool":
         return isinstance(value, bool)
+    if t == "scalar":
+        return isinstance(value, (str, int, float)) and not isinstance(value, bool) and value != ""
     if t == "list[str]":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     raise AssertionError(t)
@@ -159,7 +176,7 @@ def _check(value, spec, path, lines, base: Path):
         for k in value:
             if k not in spec:
                 raise err(path + (k,), f"unknown key (known here: {', '.join(sorted(spec))})")
-        wild = tuple("*" if isinstance(p, int) or (i == 1 and path[0] == "variants") else p for i, p in enumerate(path))
+        wild = tuple("*" if isinstance(p, int) or (i == 1 and path[0] in ("variants", "compress")) else p for i, p in enumerate(path))
         for k in REQUIRED.get(wild, ()):
             if k not in value:
                 raise err(path, f"missing required key {k!r}")
@@ -191,9 +208,16 @@ def _semantics(doc: dict, lines: dict) -> None:
             raise err(("variants", name, "method"), "static quantization needs data.calib (calibration text)")
         if v.get("max_drop") is not None and not _labeled(doc):
             raise err(("variants", name, "max_drop"), "needs labeled data.eval (with data.label_column)")
-    floats = [n for n, v in doc["variants"].items() if v["method"] == "float"]
-    if len(floats) > 1:
-        raise err(("variants", floats[1]), "only one float variant (the exported model) is allowed")
+    _check_compress(doc, err)
+    seen_float: dict[str, str] = {}
+    for n, v in doc["variants"].items():
+        model = v.get("model", SOURCE_MODEL)
+        if model != SOURCE_MODEL and model not in doc.get("compress", {}):
+            raise err(("variants", n, "model"), f"unknown model {model!r}; use source or a name under compress: ({', '.join(doc.get('compress', {})) or 'none defined'})")
+        if v["method"] == "float":
+            if model in seen_float:
+                raise err(("variants", n), f"only one float variant per model ({seen_float[model]!r} already exports {model})")
+            seen_float[model] = n
     names = [t["name"] for t in doc["targets"]]
     for i, t in enumerate(doc["targets"]):
         if names.count(t["name"]) > 1:
@@ -209,6 +233,34 @@ def _semantics(doc: dict, lines: dict) -> None:
                 raise err(where, "this accuracy budget cannot be evaluated without labeled data.eval (data.label_column not null)")
         if "max_p90_ms" in budgets and t.get("iterations", 200) < 64:
             raise err(("targets", i, "iterations"), "p90 needs at least 64 samples; raise iterations to 64 or more")
+
+
+def _check_compress(doc: dict, err) -> None:
+    from dataclasses import fields
+
+    from .compress import DistillOptions, PruneOptions
+
+    allowed = {"prune": {f.name for f in fields(PruneOptions)}, "distill": {f.name for f in fields(DistillOptions)}}
+    defined = [SOURCE_MODEL]
+    for name, c in doc.get("compress", {}).items():
+        if name == SOURCE_MODEL:
+            raise err(("compress", name), f"{SOURCE_MODEL!r} names the recipe's source; choose another name")
+        if c["method"] not in COMPRESS_METHODS:
+            raise err(("compress", name, "method"), f"unknown method {c['method']!r}; use one of {', '.join(COMPRESS_METHODS)}")
+        for k in c:
+            if k not in ("method", "from") and k not in allowed[c["method"]]:
+                other = next(m for m in COMPRESS_METHODS if m != c["method"])
+                raise err(("compress", name, k), f"applies to method {other}, not {c['method']}")
+        parent = c.get("from", SOURCE_MODEL)
+        if parent not in defined:
+            raise err(("compress", name, "from"), f"unknown model {parent!r}; use source or a step defined above ({', '.join(defined)})")
+        if c["method"] == "distill" and not c.get("data"):
+            raise err(("compress", name), "distill needs data: (the training text)")
+        if c["method"] == "distill" and not (c.get("student") or c.get("student_layers")):
+            raise err(("compress", name), "distill needs student_layers: (e.g. 3) or student: (a model directory)")
+        if c["method"] == "prune" and not any(c.get(k) for k in ("heads", "ffn", "keep_layers")):
+            raise err(("compress", name), "prune needs heads:, ffn: and/or keep_layers:")
+        defined.append(name)
 
 
 def _labeled(doc) -> bool:
@@ -232,7 +284,7 @@ def _apply_set(doc: dict, assignment: str) -> None:
         else:
             raise BadInput(f"--set {key}: {p!r} is not a mapping key here")
     value = yaml.safe_load(raw) if raw else None
-    if isinstance(value, str) and (key.split(".")[-1] in ("eval", "calib", "ssh_config", "run_dir") or (key == "source" and Path(value).exists())):
+    if isinstance(value, str) and (key.split(".")[-1] in ("eval", "calib", "ssh_config", "run_dir", "data", "student") or (key == "source" and Path(value).exists())):
         value = str(Path(value).absolute())  # relative to where the user typed it
     if isinstance(cur, list):
         raise BadInput(f"--set {key}: use an index to pick a list entry (e.g. targets.0.iterations=100)")
@@ -270,6 +322,14 @@ def load(path, overrides: tuple[str, ...] = ()) -> Recipe:
         for k, t in spec.items():
             if t in PATH_KEYS and section in doc and doc[section].get(k):
                 doc[section][k] = str((base / doc[section][k]).resolve())
+    for c in doc.get("compress", {}).values():
+        c.setdefault("from", SOURCE_MODEL)
+        if c.get("data"):
+            c["data"] = str((base / c["data"]).resolve())
+        if c.get("student") and not Path(c["student"]).is_absolute() and (base / c["student"]).exists():
+            c["student"] = str((base / c["student"]).resolve())
+    for v in doc["variants"].values():
+        v.setdefault("model", SOURCE_MODEL)
     if "data" in doc:
         doc["data"].setdefault("text_column", "text")
         doc["data"].setdefault("label_column", "label")
@@ -288,6 +348,23 @@ def load(path, overrides: tuple[str, ...] = ()) -> Recipe:
     if not src.startswith("reference:") and src not in _embedded() and not Path(doc["source"]).exists():
         raise BadInput(f"{path}:{lines.get(('source',), 1)}: source: no such model directory or file: {doc['source']}")
     return Recipe(path.resolve(), doc)
+
+
+def producer(doc: dict, variant: str) -> str:
+    """The stage that makes a variant's artifact: a model's export, or the variant's quantize."""
+    v = doc["variants"][variant]
+    if v["method"] == "float":
+        return export_stage(v.get("model", SOURCE_MODEL))
+    return f"quantize:{variant}"
+
+
+def export_stage(model: str) -> str:
+    return "export" if model == SOURCE_MODEL else f"export:{model}"
+
+
+def reference_variant(doc: dict) -> str:
+    """The float variant of the source: accuracy drops and fidelity are measured against it."""
+    return next((n for n, v in doc["variants"].items() if v["method"] == "float" and v.get("model", SOURCE_MODEL) == SOURCE_MODEL), "float")
 
 
 def _embedded() -> tuple[str, ...]:

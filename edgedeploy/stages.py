@@ -1,6 +1,8 @@
-"""The stages of a release recipe: export -> quantize (one per variant) -> eval (one per
-variant, when the recipe has eval data) -> bench (one per target, every variant interleaved).
-Each stage says what its result depends on (the cache key) and how to produce it."""
+"""The stages of a release recipe: compress (one per PyTorch-side step, when the recipe has
+any) -> export (the source, and each compressed model a variant uses) -> quantize (one per
+variant) -> eval (one per variant, when the recipe has eval data) -> bench (one per target,
+every variant interleaved). Each stage says what its result depends on (the cache key) and
+how to produce it."""
 
 from __future__ import annotations
 
@@ -8,9 +10,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from .pipeline import Stage
-from .recipe import Recipe
+from .recipe import SOURCE_MODEL, Recipe, export_stage, producer, reference_variant
 
 ARTIFACTS = "artifacts"
+MODELS = "models"
 
 
 @lru_cache(maxsize=None)
@@ -29,7 +32,7 @@ def tree_fingerprint(root: Path) -> list:
 
 
 def float_name(recipe: Recipe) -> str:
-    return next((n for n, v in recipe.variants().items() if v["method"] == "float"), "float")
+    return reference_variant(recipe.doc)
 
 
 def resolve_profile(name: str | None) -> str | None:
@@ -62,14 +65,24 @@ def build(recipe: Recipe, run_dir: Path) -> list[Stage]:
     arts = Path(run_dir) / ARTIFACTS
     fname = float_name(recipe)
     data = recipe.data
-    stages = [_export_stage(recipe, arts / fname)]
+    compress = recipe.doc.get("compress", {})
+    used = {v["model"] for v in recipe.variants().values()} - {SOURCE_MODEL}
+    needed = set()  # compressed models that are used, and the steps they are made from
+    for m in used:
+        while m != SOURCE_MODEL and m not in needed:
+            needed.add(m)
+            m = compress[m]["from"]
+    stages = [_compress_stage(recipe, m, Path(run_dir) / MODELS / m) for m in compress if m in needed]
+    stages.append(_export_stage(recipe, SOURCE_MODEL, arts / fname))
+    for m in compress:
+        if m in used:
+            float_variant = next((n for n, v in recipe.variants().items() if v["model"] == m and v["method"] == "float"), m)
+            stages.append(_export_stage(recipe, m, arts / float_variant))
     variant_stage = {}
     for name, v in recipe.variants().items():
-        if v["method"] == "float":
-            variant_stage[name] = "export"
-        else:
+        if v["method"] != "float":
             stages.append(_quantize_stage(recipe, name, v, arts / name))
-            variant_stage[name] = f"quantize:{name}"
+        variant_stage[name] = producer(recipe.doc, name)
     if data.get("eval"):
         for name, sid in variant_stage.items():
             stages.append(_eval_stage(recipe, name, sid))
@@ -80,26 +93,75 @@ def build(recipe: Recipe, run_dir: Path) -> list[Stage]:
     return stages
 
 
-def _export_stage(recipe: Recipe, out: Path) -> Stage:
-    ex = recipe.doc.get("export", {})
+def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
+    """A PyTorch-side step (prune or distill) from the source or an earlier step, into ``RUN_DIR/models/NAME``."""
+    c = recipe.doc["compress"][name]
+    parent = c["from"]
+    settings = {k: v for k, v in c.items() if k not in ("from", "data")}
+    d = recipe.data
+    deps = [] if parent == SOURCE_MODEL else [f"compress:{parent}"]
 
-    def inputs(_):
+    def parent_path(res) -> str:
+        return recipe.doc["source"] if parent == SOURCE_MODEL else res[f"compress:{parent}"]["model"]
+
+    def inputs(res):
         from .sources import resolve
 
-        src = resolve(recipe.doc["source"])  # builds reference:NAME on first use
+        files = tree_fingerprint(resolve(recipe.doc["source"]).path) if parent == SOURCE_MODEL else res[f"compress:{parent}"]["files"]
+        return {"parent": files, "settings": settings, "train": file_sha256(c["data"]) if c.get("data") else None,
+                "eval": _data_key(recipe, "eval") if _labeled_eval(recipe) else None}
+
+    def run(res):
+        from .compress import DistillOptions, PruneOptions, distill, prune
+
+        common = {"eval": d.get("eval") if _labeled_eval(recipe) else None, "text_column": d.get("text_column", "text"),
+                  "label_column": d.get("label_column") or "label"}
+        if c["method"] == "prune":
+            rec = prune(parent_path(res), out, PruneOptions(**{k: v for k, v in c.items() if k not in ("method", "from")}, **common), force=True)
+        else:
+            opts = {k: v for k, v in c.items() if k not in ("method", "from")}
+            rec = distill(parent_path(res), out, DistillOptions(**opts, **common), force=True, resume=True)
+        return {"model": str(out), "files": tree_fingerprint(out), "method": c["method"], "from": parent,
+                "parameters": rec["parameters"], "accuracy": rec.get("accuracy"), "seconds": rec["seconds"]}
+
+    def intact(result):
+        try:
+            return tree_fingerprint(Path(result["model"])) == [tuple(x) for x in result["files"]]
+        except OSError:
+            return False
+
+    return Stage(f"compress:{name}", "compress", inputs, run, deps=deps, intact=intact)
+
+
+def _labeled_eval(recipe: Recipe) -> bool:
+    return bool(recipe.data.get("eval")) and recipe.data.get("label_column") is not None
+
+
+def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
+    ex = recipe.doc.get("export", {})
+    sid = export_stage(model)
+    deps = [] if model == SOURCE_MODEL else [f"compress:{model}"]
+
+    def source(res) -> str:
+        return recipe.doc["source"] if model == SOURCE_MODEL else res[f"compress:{model}"]["model"]
+
+    def inputs(res):
+        from .sources import resolve
+
         sample = recipe.data.get("eval")
-        return {"source": recipe.doc["source"], "files": tree_fingerprint(src.path), "export": ex,
+        files = tree_fingerprint(resolve(recipe.doc["source"]).path) if model == SOURCE_MODEL else res[f"compress:{model}"]["files"]
+        return {"source": recipe.doc["source"] if model == SOURCE_MODEL else model, "files": files, "export": ex,
                 "sample_data": file_sha256(sample) if sample else None}
 
-    def run(_):
+    def run(res):
         from .export import export
 
-        art = export(recipe.doc["source"], out, task=ex.get("task"), opset=ex.get("opset"), optimize=ex.get("optimize", False),
+        art = export(source(res), out, task=ex.get("task"), opset=ex.get("opset"), optimize=ex.get("optimize", False),
                      atol=ex.get("atol"), rtol=ex.get("rtol"), sample_data=Path(recipe.data["eval"]) if recipe.data.get("eval") else None,
                      text_column=recipe.data.get("text_column", "text"), force=True)
         return {"artifact": str(art.path), "digest": art.digest, "validation": {k: art.manifest["validation"].get(k) for k in ("passed", "max_abs_diff", "inputs_from")}}
 
-    return Stage("export", "export", inputs, run, intact=_artifact_intact)
+    return Stage(sid, "export", inputs, run, deps=deps, intact=_artifact_intact)
 
 
 QUANT_KEYS = ("weight_type", "activation_type", "per_channel", "reduce_range", "format", "block_size", "symmetric",
@@ -112,8 +174,10 @@ def _quantize_stage(recipe: Recipe, name: str, v: dict, out: Path) -> Stage:
     uses_calib = v["method"] in ("static", "int4") or any(v.get(k) is not None for k in ("min_cosine", "min_worst_cosine", "max_drop"))
     calib = recipe.data.get("calib") if uses_calib else None
 
+    parent = export_stage(v["model"])
+
     def inputs(res):
-        return {"parent": res["export"]["digest"], "settings": settings, "profile": resolve_profile(v.get("profile")),
+        return {"parent": res[parent]["digest"], "settings": settings, "profile": resolve_profile(v.get("profile")),
                 "data": _data_key(recipe, "eval", *(["calib"] if calib else []))}
 
     def run(res):
@@ -121,7 +185,7 @@ def _quantize_stage(recipe: Recipe, name: str, v: dict, out: Path) -> Stage:
 
         d = recipe.data
         overrides = {k: v.get(k) for k in QUANT_KEYS} | {"calibration_method": v.get("calib_method")}
-        art = quantize(res["export"]["artifact"], out, v["method"], profile=resolve_profile(v.get("profile")), overrides=overrides,
+        art = quantize(res[parent]["artifact"], out, v["method"], profile=resolve_profile(v.get("profile")), overrides=overrides,
                        calib_data=Path(calib) if calib else None, calib_samples=v.get("calib_samples", 128),
                        text_column=d.get("text_column", "text"), eval_data=Path(d["eval"]) if d.get("eval") else None,
                        eval_samples=v.get("eval_samples", 64), exclude=tuple(v.get("exclude", ())), force=True,
@@ -132,15 +196,16 @@ def _quantize_stage(recipe: Recipe, name: str, v: dict, out: Path) -> Stage:
                 "quantization": {"method": q["method"], "profile": q["profile"], "compression_ratio": q["compression_ratio"],
                                  "nodes_kept_float": len(q["nodes_kept_float"]), "warning": q.get("warning")}}
 
-    return Stage(f"quantize:{name}", "quantize", inputs, run, deps=["export"], intact=_artifact_intact)
+    return Stage(f"quantize:{name}", "quantize", inputs, run, deps=[parent], intact=_artifact_intact)
 
 
 def _eval_stage(recipe: Recipe, name: str, producer: str) -> Stage:
     d = recipe.data
-    is_ref = producer == "export"
+    is_ref = producer.split(":")[0] == "export"  # a float export is measured on its own
+    ref = export_stage(recipe.variants()[name]["model"]) if name in recipe.variants() else "export"  # fidelity against the model's float export
 
     def inputs(res):
-        return {"artifact": res[producer]["digest"], "reference": None if is_ref else res["export"]["digest"], "data": _data_key(recipe, "eval")}
+        return {"artifact": res[producer]["digest"], "reference": None if is_ref else res[ref]["digest"], "data": _data_key(recipe, "eval")}
 
     def run(res):
         from .artifact import Artifact
@@ -152,7 +217,7 @@ def _eval_stage(recipe: Recipe, name: str, producer: str) -> Stage:
         label_column = d.get("label_column") if classifier else None
         if is_ref and label_column is None:
             return {"variant": name, "samples": None, "task": None, "note": "not a classifier: accuracy does not apply, fidelity only"}
-        out = evaluate(art.path, Path(d["eval"]), reference=None if is_ref else res["export"]["artifact"],
+        out = evaluate(art.path, Path(d["eval"]), reference=None if is_ref else res[ref]["artifact"],
                        text_column=d.get("text_column", "text"), label_column=label_column, pair_column=d.get("text_pair_column"),
                        limit=d.get("limit"))
         out["variant"] = name
@@ -160,7 +225,7 @@ def _eval_stage(recipe: Recipe, name: str, producer: str) -> Stage:
             out["note"] = "not a classifier: accuracy does not apply, fidelity only"
         return out
 
-    deps = ["export"] if is_ref else ["export", producer]
+    deps = [producer] if is_ref else [ref, producer]
     return Stage(f"eval:{name}", "eval", inputs, run, deps=deps)
 
 

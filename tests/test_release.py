@@ -49,6 +49,21 @@ BAD_RECIPES = [
     ("source: minilm-l6\nvariants:\n  a: {profile: rpi4}\ntargets:\n  - name: local\n", ":3: variants.a: missing required key 'method'"),
     ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - profile: rpi4\n", ":5: targets.0: missing required key 'name'"),
     ("variants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n", ":1: (top level): missing required key 'source'"),
+    # compression steps before export
+    ("source: minilm-l6\ncompress:\n  s: {method: squeeze}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n", ":3: compress.s.method: unknown method"),
+    ("source: minilm-l6\ncompress:\n  s: {method: prune, temperature: 2}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
+     ":3: compress.s.temperature: applies to method distill"),
+    ("source: minilm-l6\ncompress:\n  s: {method: prune, from: t, heads: 0.2}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
+     ":3: compress.s.from: unknown model 't'"),
+    ("source: minilm-l6\ncompress:\n  s: {method: prune}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n", ":3: compress.s: prune needs heads:"),
+    ("source: minilm-l6\ncompress:\n  s: {method: distill, student_layers: 2}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
+     ":3: compress.s: distill needs data:"),
+    ("source: minilm-l6\ncompress:\n  s: {method: prune, heads: 0.2}\nvariants:\n  a: {method: float, model: t}\ntargets:\n  - name: local\n",
+     ":5: variants.a.model: unknown model 't'"),
+    ("source: minilm-l6\ncompress:\n  s: {method: prune, heads: 0.2}\nvariants:\n  a: {method: float, model: s}\n  b: {method: float, model: s}\n"
+     "targets:\n  - name: local\n", ":6: variants.b: only one float variant per model"),
+    ("source: minilm-l6\ncompress:\n  s: {method: prune, heads: [1, 2]}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
+     ":3: compress.s.heads: expected scalar"),
 ]
 
 

@@ -89,6 +89,24 @@ class Encoder:
         old = self.model.config.pruned_heads
         self.model.config.pruned_heads = {new: list(old[i]) for new, i in enumerate(keep) if old.get(i)}
 
+    def silence_last_head(self, layer: int) -> None:
+        """A layer whose every head was removed. Hugging Face's BERT and DistilBERT cannot run a
+        zero-head attention (nor reload one), so the last head stays with zero query/key/value and
+        output weights, frozen: the sublayer then adds only its output bias, exactly as an empty
+        attention would."""
+        import torch
+
+        if self.num_heads(layer) != 1:
+            raise AssertionError("silence_last_head expects exactly one head left")
+        with torch.no_grad():
+            for name in ("q", "k", "v", "attn_out"):
+                lin = self.part(layer, name)
+                lin.weight.zero_()
+                lin.weight.requires_grad_(False)
+                if name != "attn_out" and lin.bias is not None:
+                    lin.bias.zero_()
+                    lin.bias.requires_grad_(False)
+
     def prune_ffn(self, keep_per_layer: dict[int, list[int]]) -> None:
         """Keep these intermediate neurons (same count in every layer, so the config stays one number)."""
         import torch

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import BadInput
 
 RECORD = "compression.json"
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
 
 
 def is_classifier(path: Path) -> bool:
@@ -27,10 +28,9 @@ def load(source: str, what: str = "SOURCE"):
         raise BadInput(f"{what} {source}: pruning and distillation need a Hugging Face model directory (this is {src.kind})")
     cls = AutoModelForSequenceClassification if is_classifier(src.path) else AutoModel
     model = cls.from_pretrained(str(src.path), local_files_only=True)
-    try:
+    tok = None
+    if any((src.path / f).is_file() for f in TOKENIZER_FILES):
         tok = AutoTokenizer.from_pretrained(str(src.path), local_files_only=True)
-    except (OSError, ValueError):
-        tok = None
     return model.eval(), tok, src
 
 

@@ -96,24 +96,37 @@ def parse_heads(value, enc: Encoder, allow_empty: bool) -> HeadPlan:
     return HeadPlan(count=count)
 
 
-def _choose_heads(enc: Encoder, imp: list[np.ndarray], k: int, allow_empty: bool) -> dict[int, list[int]]:
+def _choose_heads(enc: Encoder, imp: list[np.ndarray], k: int, allow_empty: bool, silenced: set[int]) -> dict[int, list[int]]:
     """The ``k`` least important surviving heads, scores normalised per layer (Michel et al.), keeping one per layer unless allowed."""
     cands = []
     for layer, scores in enumerate(imp):
+        if layer in silenced:
+            continue
         norm = np.linalg.norm(scores) or 1.0
         orig = enc.surviving_heads(layer)
         cands += [(float(s / norm), layer, orig[i]) for i, s in enumerate(scores)]
     cands.sort()
     left = {layer: len(s) for layer, s in enumerate(imp)}
     out: dict[int, list[int]] = {}
+    taken = 0
     for _, layer, head in cands:
-        if len(sum(out.values(), [])) >= k:
+        if taken >= k:
             break
         if left[layer] <= 1 and not allow_empty:
             continue
         out.setdefault(layer, []).append(head)
         left[layer] -= 1
+        taken += 1
     return out
+
+
+def _remove_heads(model, enc: Encoder, now: dict[int, list[int]], silenced: set[int]) -> None:
+    """Physically remove heads; a layer losing all of them keeps one, zeroed and frozen (see ``silence_last_head``)."""
+    emptied = {layer: heads[-1] for layer, heads in now.items() if len(heads) >= enc.num_heads(layer)}
+    model.prune_heads({layer: [h for h in heads if emptied.get(layer) != h] for layer, heads in now.items()})
+    for layer in emptied:
+        enc.silence_last_head(layer)
+        silenced.add(layer)
 
 
 def _choose_ffn(imp: list[np.ndarray], width: int) -> dict[int, list[int]]:
@@ -185,6 +198,7 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     ffn_target = int(round(enc.ffn_width() * (1 - opts.ffn))) if opts.ffn else enc.ffn_width()
     ffn_start = enc.ffn_width()
     removed: dict[int, list[int]] = {}
+    silenced: set[int] = set()
     for r in range(1, opts.steps + 1):
         rnd: dict = {"round": r}
         if importance == "gradient":
@@ -195,8 +209,8 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
         if plan and plan.explicit:
             now = plan.explicit
         elif plan:
-            already = total_heads - sum(len(enc.surviving_heads(i)) for i in range(len(enc.layers)))
-            now = _choose_heads(enc, head_imp, int(round(plan.count * r / opts.steps)) - already, opts.allow_empty_layer)
+            already = sum(len(v) for v in removed.values())
+            now = _choose_heads(enc, head_imp, int(round(plan.count * r / opts.steps)) - already, opts.allow_empty_layer, silenced)
         else:
             now = {}
         now = {layer: sorted(heads) for layer, heads in now.items() if heads}
@@ -205,7 +219,7 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
             enc.prune_ffn(_choose_ffn(ffn_imp, width))  # before the heads: ffn_imp indexes the current neurons
             rnd["ffn_width"] = width
         if now:
-            model.prune_heads(now)
+            _remove_heads(model, enc, now, silenced)
             for layer, heads in now.items():
                 removed.setdefault(layer, []).extend(heads)
         rnd["heads_removed"] = {str(k): v for k, v in sorted(now.items())}
@@ -228,7 +242,7 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     params_after = parameters(model)
     record["removed"] = {"heads": {str(k): sorted(v) for k, v in sorted(removed.items())},
                          "heads_total": sum(len(v) for v in removed.values()), "heads_before": total_heads,
-                         "layers_kept": keep, "layers_before": layers_before, "ffn_width": [ffn_start, enc.ffn_width()]}
+                         "emptied_layers": sorted(silenced), "layers_kept": keep, "layers_before": layers_before, "ffn_width": [ffn_start, enc.ffn_width()]}
     record["parameters"] = {"before": params_before, "after": params_after, "reduction": 1 - params_after / params_before}
     if eval_set is not None:
         record["accuracy"]["after"] = acc()

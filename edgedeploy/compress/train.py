@@ -84,7 +84,8 @@ def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from ..atomic import checkpoint
+    from ..atomic import checkpoint, signals_deferred
+    from ..errors import Interrupted
 
     steps = total_steps(rows, s)
     per_epoch = -(-rows // s.batch_size)
@@ -92,48 +93,52 @@ def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s
     sched = get_linear_schedule_with_warmup(opt, int(s.warmup * steps), steps)
     step, resumed_from = 0, None
     torch.manual_seed(s.seed)
-    if resume and ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file():
-        step = _load(ckpt_dir, model, opt, sched, fingerprint)
-        resumed_from = step
+    has_ckpt = ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file()
+    if resume and has_ckpt:
+        step = resumed_from = _load(ckpt_dir, model, opt, sched, fingerprint)
         log.info("%s: resuming from the checkpoint at step %d/%d in %s", what, step, steps, ckpt_dir)
-    elif ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file() and not resume:
+    elif has_ckpt:
         shutil.rmtree(ckpt_dir)  # a fresh start discards an old checkpoint
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(True)
     bar = Progress(what, steps)
-    first = last = None
+    losses: list[float] = []
     t0 = time.perf_counter()
     model.train()
     try:
-        while step < steps:
-            epoch, skip = divmod(step, per_epoch)
-            order = epoch_order(rows, s.seed, epoch)[skip * s.batch_size:]
-            for inputs, labels in make_batches(order):
-                loss = loss_fn(inputs, labels)
-                value = float(loss.detach())
-                if not np.isfinite(value):
-                    where = f"; the last good checkpoint is {ckpt_dir}" if ckpt_dir and (ckpt_dir / "trainer.pt").is_file() else ""
-                    raise Diverged(f"{what}: the loss became {value} at step {step + 1}{where}; lower --lr and re-run"
-                                   + (" with --resume" if where else ""))
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, s.clip)
-                opt.step()
-                sched.step()
-                opt.zero_grad(set_to_none=True)
-                step += 1
-                first = value if first is None else first
-                last = value
-                bar.update(step, value)
-                if ckpt_dir is not None and s.checkpoint_every and step % s.checkpoint_every == 0 and step < steps:
-                    _save(ckpt_dir, model, opt, sched, step, fingerprint)
-                checkpoint()  # Ctrl-C stops here; the last checkpoint stays
-                if step >= steps:
-                    break
+        with signals_deferred():
+            while step < steps:
+                epoch, skip = divmod(step, per_epoch)
+                order = epoch_order(rows, s.seed, epoch)[skip * s.batch_size:]
+                for inputs, labels in make_batches(order):
+                    loss = loss_fn(inputs, labels)
+                    value = float(loss.detach())
+                    if not np.isfinite(value):
+                        where = f"; the last good checkpoint is {ckpt_dir}" if ckpt_dir and (ckpt_dir / "trainer.pt").is_file() else ""
+                        raise Diverged(f"{what}: the loss became {value} at step {step + 1}{where}; lower --lr and re-run"
+                                       + (" with --resume" if where else ""))
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(params, s.clip)
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad(set_to_none=True)
+                    step += 1
+                    losses.append(value)
+                    bar.update(step, value)
+                    if ckpt_dir is not None and s.checkpoint_every and step % s.checkpoint_every == 0 and step < steps:
+                        _save(ckpt_dir, model, opt, sched, step, fingerprint)
+                    checkpoint()  # a deferred Ctrl-C stops here, never inside a checkpoint write
+                    if step >= steps:
+                        break
+    except Interrupted:
+        kept = (f"; {ckpt_dir} keeps the last checkpoint, --resume continues from it"
+                if ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file() else "")
+        raise Interrupted(f"{what}: interrupted at step {step}/{steps}{kept}") from None
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
     model.eval()
-    return {"steps": steps, "seconds": round(time.perf_counter() - t0, 1), "first_loss": first, "last_loss": last,
-            "resumed_from": resumed_from}
+    return {"steps": steps, "seconds": round(time.perf_counter() - t0, 1), "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None, "resumed_from": resumed_from}
 
 
 def _save(ckpt_dir: Path, model, opt, sched, step: int, fingerprint: dict | None) -> None:

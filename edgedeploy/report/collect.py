@@ -48,30 +48,44 @@ def _flops(run_dir: Path, artifact: str, digest: str, shape: str) -> dict | None
     return out
 
 
+def _relative_to_reference(variants: list[dict], reference: str) -> None:
+    """Variants built from a compressed model: size ratio against the source's float export
+    (the quantize record's own ratio is against its parent, the compressed float)."""
+    ref = next((v for v in variants if v["name"] == reference and v.get("model_bytes")), None)
+    for v in variants:
+        if ref and v.get("model_bytes") and v["model"] != ref["model"]:
+            v["compression_ratio"] = ref["model_bytes"] / v["model_bytes"]
+            v["compression_provenance"] = f"file size against {reference} (the source's float export)"
+
+
 def collect(run_dir: Path) -> dict:
     from ..artifact import utc_now
 
     run_dir = Path(run_dir)
     recipe, records = load_run(run_dir)
-    fname = next((n for n, v in recipe["variants"].items() if v["method"] == "float"), "float")
+    from ..recipe import SOURCE_MODEL, producer, reference_variant
+
+    fname = reference_variant(recipe)
     ref_eval = records.get(f"eval:{fname}")
     ref_task = ref_eval["result"].get("task") if _ok(ref_eval) else None
     data = recipe.get("data", {})
     shape0 = recipe["targets"][0]["shape"]
     variants = []
     for name, v in recipe["variants"].items():
-        producer = "export" if v["method"] == "float" else f"quantize:{name}"
-        rec = records.get(producer) or {"status": "not-run"}
-        row = {"name": name, "method": v["method"], "gate": v.get("gate", True), "status": rec["status"], "error": rec.get("error"),
-               "stage": producer}
+        made_by = producer(recipe, name)
+        rec = records.get(made_by) or {"status": "not-run"}
+        row = {"name": name, "model": v.get("model", SOURCE_MODEL), "method": v["method"], "gate": v.get("gate", True), "status": rec["status"],
+               "error": rec.get("error"), "stage": made_by}
         if _ok(rec):
             res = rec["result"]
             size, params = _model_bytes(Path(res["artifact"]))
             row.update(artifact=res["artifact"], digest=res["digest"], model_bytes=size, model_mb=size / 1e6, parameters=params,
                        flops=_flops(run_dir, res["artifact"], res["digest"], shape0))
-            if v["method"] == "float":
+            if v["method"] == "float" and row["model"] == SOURCE_MODEL:
                 row.update(mean_cosine=1.0, compression_ratio=1.0)
                 row["fidelity_provenance"] = "the float export is the reference"
+            elif v["method"] == "float":
+                row["fidelity_provenance"] = f"a compressed model ({row['model']}): judged by its accuracy, not compared output by output"
             else:
                 q = res["quantization"]
                 row.update(compression_ratio=q["compression_ratio"], nodes_kept_float=q["nodes_kept_float"], profile=q["profile"])
@@ -94,6 +108,7 @@ def collect(run_dir: Path) -> dict:
                 row.update(mean_cosine=f["mean_cosine"], min_cosine=f["min_cosine"], top1_agreement=f.get("top1_agreement"),
                            max_abs_diff=f["max_abs_diff"], fidelity_provenance=f"{prov}, against the float export")
         variants.append(row)
+    _relative_to_reference(variants, fname)
     targets = []
     for t in recipe["targets"]:
         rec = records.get(f"bench:{t['name']}") or {"status": "not-run"}
@@ -118,10 +133,18 @@ def collect(run_dir: Path) -> dict:
                 }
         targets.append(entry)
     stages = {sid: {k: rec.get(k) for k in ("status", "seconds", "finished", "error")} for sid, rec in records.items()}
+    compress = []
+    for m, c in (recipe.get("compress") or {}).items():
+        rec = records.get(f"compress:{m}") or {"status": "not-run"}
+        entry = {"name": m, "method": c["method"], "from": c.get("from", SOURCE_MODEL), "status": rec["status"], "error": rec.get("error")}
+        if _ok(rec):
+            r = rec["result"]
+            entry.update(parameters=r["parameters"], accuracy=r.get("accuracy"), seconds=r["seconds"])
+        compress.append(entry)
     report = {"recipe": recipe["name"], "recipe_file": recipe.get("_file"), "source": recipe["source"], "generated": utc_now(),
               "run_dir": str(run_dir.resolve()), "data": {k: data.get(k) for k in ("eval", "calib", "label_column", "limit")},
               "reference_variant": fname, "reference_accuracy": ref_task["accuracy"] if ref_task else None,
-              "variants": variants, "targets": targets, "stages": stages}
+              "variants": variants, "compress": compress, "targets": targets, "stages": stages}
     from ..gate import check
 
     report["gate"] = check(report)

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from . import plots
 
-CSV_FIELDS = ("target", "variant", "method", "status", "model_mb", "compression_ratio", "parameters", "gflops", "accuracy", "accuracy_drop", "macro_f1",
+CSV_FIELDS = ("target", "variant", "model", "method", "status", "model_mb", "compression_ratio", "parameters", "gflops", "accuracy", "accuracy_drop", "macro_f1",
               "mean_cosine", "min_cosine", "top1_agreement", "p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput_per_s", "stable",
               "latency_provenance", "accuracy_provenance")
+HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("stable")]  # the provenance columns go to their own list
 
 
 def _fmt(v, spec=".4g", none="n/a"):
@@ -29,7 +30,7 @@ def rows(report: dict) -> list[dict]:
     for t in targets:
         for v in report["variants"]:
             m = t["results"].get(v["name"], {})
-            out.append({"target": t["name"], "variant": v["name"], "method": v["method"], "status": v["status"], "model_mb": v.get("model_mb"), "compression_ratio": v.get("compression_ratio"),
+            out.append({"target": t["name"], "variant": v["name"], "model": v.get("model", "source"), "method": v["method"], "status": v["status"], "model_mb": v.get("model_mb"), "compression_ratio": v.get("compression_ratio"),
                         "parameters": v.get("parameters"), "gflops": (v.get("flops") or {}).get("gflops"), "accuracy": v.get("accuracy"),
                         "accuracy_drop": v.get("accuracy_drop"), "macro_f1": v.get("macro_f1"), "mean_cosine": v.get("mean_cosine"),
                         "min_cosine": v.get("min_cosine"), "top1_agreement": v.get("top1_agreement"),
@@ -69,17 +70,36 @@ def figures(report: dict) -> list[tuple[str, str]]:
     return figs
 
 
+def _compress_md(report: dict) -> list[str]:
+    """The PyTorch-side steps: parameters and accuracy (PyTorch, on the eval data) before and after each."""
+    steps = report.get("compress") or []
+    if not steps:
+        return []
+    out = ["", "## Compression steps (PyTorch)", "", "| step | method | from | status | params before | params after | fewer | accuracy before | accuracy after |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for c in steps:
+        p, a = c.get("parameters") or {}, c.get("accuracy") or {}
+        before, after = p.get("before", p.get("teacher")), p.get("after", p.get("student"))
+        acc_before, acc_after = a.get("before", a.get("teacher")), a.get("after", a.get("student_after"))
+        out.append(f"| {c['name']} | {c['method']} | {c['from']} | {c['status']} | {_fmt(before, ',')} | {_fmt(after, ',')} | "
+                   f"{_fmt(p.get('reduction'), '.1%')} | {_fmt(acc_before, '.4f')} | {_fmt(acc_after, '.4f')} |")
+        if c.get("error"):
+            out.append(f"\nError in {c['name']}: {c['error']}\n")
+    return out
+
+
 def to_markdown(report: dict) -> str:
     g = report["gate"]
     lines = [f"# edgedeploy report: {report['recipe']}", "",
              f"Source `{report['source']}`, generated {report['generated']}, run directory `{report['run_dir']}`.", "",
              f"**Gate: {'PASSED' if g['passed'] else 'FAILED (exit %d)' % g['exit_code']}**", ""]
     lines += [f"- MISSED: {m}" for m in g["failed"]] + [f"- NOT TRUSTED: {m}" for m in g["untrusted"]]
-    lines += ["", "## Variants", "", "| variant | method | status | size MB | smaller | params | GFLOP | accuracy | drop (pts) | mean cos | top-1 agree |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += _compress_md(report)
+    lines += ["", "## Variants", "", "| variant | model | method | status | size MB | smaller | params | GFLOP | accuracy | drop (pts) | mean cos | top-1 agree |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in report["variants"]:
         drop = None if v.get("accuracy_drop") is None else v["accuracy_drop"] * 100
-        lines.append(f"| {v['name']} | {v['method']} | {v['status']} | {_fmt(v.get('model_mb'), '.1f')} | {_fmt(v.get('compression_ratio'), '.2f')}x | {_fmt(v.get('parameters'), ',')} | "
+        lines.append(f"| {v['name']} | {v.get('model', 'source')} | {v['method']} | {v['status']} | {_fmt(v.get('model_mb'), '.1f')} | {_fmt(v.get('compression_ratio'), '.2f')}x | {_fmt(v.get('parameters'), ',')} | "
                      f"{_fmt((v.get('flops') or {}).get('gflops'), '.2f')} | {_fmt(v.get('accuracy'), '.4f')} | {_fmt(drop, '+.2f')} | "
                      f"{_fmt(v.get('mean_cosine'), '.4f')} | {_fmt(v.get('top1_agreement'), '.1%')} |")
     for t in report["targets"]:
@@ -129,10 +149,18 @@ def to_html(report: dict) -> str:
                  + "".join(f"<li class='warn'>NOT TRUSTED: {escape(m)}</li>" for m in g["untrusted"]) + "</ul>")
     h.append("<h2>Plots</h2>")
     h += [f"<div class='fig'>{svg}</div>" for _, svg in figures(report)]
-    h.append("<h2>Results</h2><div style='overflow-x:auto'><table><tr>" + "".join(f"<th>{escape(f)}</th>" for f in CSV_FIELDS[:20]) + "</tr>")
+    steps = _compress_md(report)
+    if steps:
+        h.append("<h2>Compression steps (PyTorch)</h2><table>")
+        for i, line in enumerate(x for x in steps[3:] if x.startswith("|") and not x.startswith("|---")):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            tag = "th" if i == 0 else "td"
+            h.append("<tr>" + "".join(f"<{tag}>{escape(c)}</{tag}>" for c in cells) + "</tr>")
+        h.append("</table>")
+    h.append("<h2>Results</h2><div style='overflow-x:auto'><table><tr>" + "".join(f"<th>{escape(f)}</th>" for f in HTML_FIELDS) + "</tr>")
     for r in rows(report):
         cells = []
-        for f in CSV_FIELDS[:20]:
+        for f in HTML_FIELDS:
             v = r[f]
             spec = ".1%" if f in ("cv", "top1_agreement") else ".4g"
             cells.append(f"<td>{escape(_fmt(v, spec, ''))}</td>")
