@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps test test-fast demo bench-harness e2e-arm64 clean reference-model export quantize bench report release
+.PHONY: setup system-deps test test-fast demo edgemin bench-harness e2e-arm64 clean reference-model export quantize bench report release
 
 setup: $(STAMP)
 
@@ -76,6 +76,11 @@ report: setup
 release: setup
 	@test -n "$(RECIPE)" || { echo "usage: make release RECIPE=examples/sst2.yaml"; exit 2; }
 	$(ED) run $(RECIPE) --gate $(if $(RUN_DIR),--run-dir $(RUN_DIR))
+
+# EdgeMIN-style compression of the SST-2 reference classifier: distill 6->3 layers, prune 20 %
+# of the heads with recovery, dynamic INT8; report per stage (about 4 min on 2 cores).
+edgemin: setup
+	$(ED) run examples/sst2-edgemin.yaml --gate --run-dir $(or $(RUN_DIR),runs/sst2-edgemin)
 
 # The whole pipeline on the default model (examples/demo.yaml): export, int8/fp16/int4, bench,
 # report. DATA=path adds fidelity (and accuracy for a classifier MODEL) on real text.

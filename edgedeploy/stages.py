@@ -120,7 +120,8 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
             rec = prune(parent_path(res), out, PruneOptions(**{k: v for k, v in c.items() if k not in ("method", "from")}, **common), force=True)
         else:
             opts = {k: v for k, v in c.items() if k not in ("method", "from")}
-            rec = distill(parent_path(res), out, DistillOptions(**opts, **common), force=True, resume=True)
+            # an interrupted run resumes the distillation from RUN_DIR/models/NAME.partial
+            rec = distill(parent_path(res), out, DistillOptions(**opts, **common), force=True, resume="if-compatible")
         return {"model": str(out), "files": tree_fingerprint(out), "method": c["method"], "from": parent,
                 "parameters": rec["parameters"], "accuracy": rec.get("accuracy"), "seconds": rec["seconds"]}
 

@@ -83,7 +83,7 @@ def _qkv_hooks(enc: Encoder, store: list):
     return [enc.part(last, p).register_forward_hook(lambda _m, _i, out: store.append(out)) for p in ("q", "k", "v")]
 
 
-def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = False, resume: bool = False) -> dict:
+def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = False, resume: bool | str = False) -> dict:
     import torch
 
     from ..atomic import check_output_dir

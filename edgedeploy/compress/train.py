@@ -75,8 +75,11 @@ class Progress:
 
 
 def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s: Schedule, *, what: str,
-          ckpt_dir: Path | None = None, fingerprint: dict | None = None, resume: bool = False) -> dict:
+          ckpt_dir: Path | None = None, fingerprint: dict | None = None, resume: bool | str = False) -> dict:
     """Train ``params`` of ``model`` to minimise ``loss_fn(inputs, labels)`` over ``rows`` rows.
+
+    ``resume``: True continues from ``ckpt_dir`` (refusing a checkpoint made with other settings),
+    "if-compatible" continues when the settings match and starts over otherwise (recipes).
 
     ``make_batches(order)`` yields (inputs, labels) for the row indices in ``order``.
     Returns {"steps", "seconds", "first_loss", "last_loss", "resumed_from"}.
@@ -94,6 +97,9 @@ def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s
     step, resumed_from = 0, None
     torch.manual_seed(s.seed)
     has_ckpt = ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file()
+    if resume == "if-compatible" and has_ckpt and not _same_settings(ckpt_dir, fingerprint):
+        log.info("%s: the checkpoint in %s was made with other settings; starting over", what, ckpt_dir)
+        resume = False
     if resume and has_ckpt:
         step = resumed_from = _load(ckpt_dir, model, opt, sched, fingerprint)
         log.info("%s: resuming from the checkpoint at step %d/%d in %s", what, step, steps, ckpt_dir)
@@ -157,12 +163,21 @@ def _save(ckpt_dir: Path, model, opt, sched, step: int, fingerprint: dict | None
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _fingerprints(ckpt_dir: Path, fingerprint: dict | None) -> tuple[dict, dict]:
+    saved = json.loads((ckpt_dir / "fingerprint.json").read_text())
+    return saved, json.loads(json.dumps(fingerprint or {}, sort_keys=True, default=str))
+
+
+def _same_settings(ckpt_dir: Path, fingerprint: dict | None) -> bool:
+    saved, want = _fingerprints(ckpt_dir, fingerprint)
+    return saved == want
+
+
 def _load(ckpt_dir: Path, model, opt, sched, fingerprint: dict | None) -> int:
     import torch
     from safetensors.torch import load_file
 
-    saved = json.loads((ckpt_dir / "fingerprint.json").read_text())
-    want = json.loads(json.dumps(fingerprint or {}, sort_keys=True, default=str))
+    saved, want = _fingerprints(ckpt_dir, fingerprint)
     if saved != want:
         diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
         raise BadInput(f"--resume: the checkpoint in {ckpt_dir} was made with different settings ({', '.join(diff)}); "
