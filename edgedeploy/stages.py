@@ -16,8 +16,13 @@ ARTIFACTS = "artifacts"
 MODELS = "models"
 
 
-@lru_cache(maxsize=None)
 def file_sha256(path: str) -> str:
+    st = Path(path).stat()  # keyed by size and mtime too: a compress stage rewrites its files within a run
+    return _sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     from .artifact import sha256_file
 
     return sha256_file(Path(path))

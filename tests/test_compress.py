@@ -304,6 +304,24 @@ def test_diverging_distillation_stops_and_keeps_the_last_good_checkpoint(teacher
 
 
 @needs_minilm
+def test_diverging_recovery_keeps_the_pruned_model_before_it(teacher, tmp_path):
+    out = tmp_path / "p"
+    proc = cli("prune", teacher, "-o", out, "--heads", "2", "--data", SST2_DEV, "--limit", "200", "--batch-size", "8",
+               "--recover-epochs", "1", "--lr", "1e30", check=1)
+    line = one_line_error(proc)
+    assert "recovery: the loss became" in line and "the pruned model before this recovery is kept in" in line
+    assert not out.exists()
+    kept = tmp_path / "p.partial"
+    rec = json.loads((kept / "compression.json").read_text())
+    assert rec["diverged"]["round"] == 1 and rec["rounds"][0]["parameters"] < _params(teacher)[1]
+    model, n = _params(kept)  # loads, finite, with the heads removed
+    assert n == rec["rounds"][0]["parameters"]
+    import torch
+
+    assert torch.isfinite(_logits(model)).all()
+
+
+@needs_minilm
 def test_distilling_between_different_tokenizers_is_rejected(teacher, tmp_path):
     vocab = tmp_path / "tok"
     vocab.mkdir()

@@ -216,7 +216,7 @@ def test_report_files_provenance_and_html_render(tiny_run, tmp_path):
     rows = list(csv.DictReader((run_dir / "results.csv").open()))
     assert {r["variant"] for r in rows} == {"fp32", "int8", "static"} and all(r["p50_ms"] for r in rows)
     md = (run_dir / "report.md").read_text()
-    assert "## Provenance" in md and "| int8 | dynamic | ok |" in md
+    assert "## Provenance" in md and "| int8 | source | dynamic | ok |" in md
 
     html = (run_dir / "report.html").read_text()
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html

@@ -182,7 +182,10 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
         record["accuracy"]["student_before"] = textdata.accuracy(s_model, t_tok, eval_set)
     record["loss_before"] = probe()
     ckpt = out.absolute().with_name(out.name + ".partial")
-    fingerprint = {"teacher": model_io.data_fingerprint(t_src.path / "config.json"), "settings": asdict(opts), "student_from": student_from,
+    from ..exporters.huggingface import weight_files
+
+    teacher_files = [model_io.data_fingerprint(f) for f in [t_src.path / "config.json", *weight_files(t_src.path)]]
+    fingerprint = {"teacher": teacher_files, "settings": asdict(opts), "student_from": student_from,
                    "data": model_io.data_fingerprint(opts.data)}
     sched = Schedule(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed, checkpoint_every=opts.checkpoint_every)
     emb = s_model.get_input_embeddings().weight

@@ -147,7 +147,7 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     from . import data as textdata
     from . import model_io
     from .importance import gradient, magnitude
-    from .train import Schedule, train
+    from .train import Diverged, Schedule, train
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -194,6 +194,11 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     if eval_set is not None:
         record["accuracy"]["before"] = textdata.accuracy(original, tok, eval_set)
         log.info("prune: accuracy before %.4f on %d rows of %s", record["accuracy"]["before"], len(eval_set), Path(opts.eval).name)
+    del original
+    recover_set = None
+    if opts.recover_epochs > 0:
+        recover_set = train_set if not opts.limit else textdata.load(opts.data, model.config, text_column=opts.text_column,
+                                                                     label_column=opts.label_column, limit=opts.limit, seed=opts.seed, need_labels=True)
     total_heads = sum(len(enc.surviving_heads(i)) for i in range(len(enc.layers)))
     ffn_target = int(round(enc.ffn_width() * (1 - opts.ffn))) if opts.ffn else enc.ffn_width()
     ffn_start = enc.ffn_width()
@@ -228,13 +233,20 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
             rnd["accuracy_after_prune"] = acc()
         if opts.recover_epochs > 0:
             sched = Schedule(epochs=opts.recover_epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed + r, checkpoint_every=0)
-            rows = train_set if not opts.limit else textdata.load(opts.data, model.config, text_column=opts.text_column,
-                                                                   label_column=opts.label_column, limit=opts.limit, seed=opts.seed, need_labels=True)
-            params = _trainable(model)
-            rnd["recovery"] = train(model, params, lambda x, y: model(**x, labels=y).loss, len(rows),
-                                    lambda order, rows=rows: textdata.batches(tok, rows, order, opts.batch_size, opts.max_length),
-                                    sched, what=f"prune round {r}/{opts.steps}: recovery")
-            rnd["recovery"]["rows"] = len(rows)
+            good = copy.deepcopy(model.state_dict())  # the pruned model before this recovery: kept if training diverges
+            try:
+                rnd["recovery"] = train(model, _trainable(model), lambda x, y: model(**x, labels=y).loss, len(recover_set),
+                                        lambda order: textdata.batches(tok, recover_set, order, opts.batch_size, opts.max_length),
+                                        sched, what=f"prune round {r}/{opts.steps}: recovery")
+            except Diverged as exc:
+                model.load_state_dict(good)
+                kept = out.absolute().with_name(out.name + ".partial")
+                record["rounds"].append(rnd)
+                record["diverged"] = {"round": r, "error": str(exc)}
+                model_io.publish(model, tok, kept, record, force=True)
+                raise Diverged(f"{exc}; the pruned model before this recovery is kept in {kept}") from None
+            del good
+            rnd["recovery"]["rows"] = len(recover_set)
             if eval_set is not None:
                 rnd["accuracy_after_recovery"] = acc()
         log.info("prune round %d/%d: %s", r, opts.steps, {k: v for k, v in rnd.items() if k != "recovery"})
@@ -245,7 +257,8 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
                          "emptied_layers": sorted(silenced), "layers_kept": keep, "layers_before": layers_before, "ffn_width": [ffn_start, enc.ffn_width()]}
     record["parameters"] = {"before": params_before, "after": params_after, "reduction": 1 - params_after / params_before}
     if eval_set is not None:
-        record["accuracy"]["after"] = acc()
+        last = record["rounds"][-1]
+        record["accuracy"]["after"] = last.get("accuracy_after_recovery", last["accuracy_after_prune"])
         record["accuracy"]["eval_rows"] = len(eval_set)
         record["accuracy"]["eval_file"] = str(Path(opts.eval).resolve())
         record["accuracy"]["provenance"] = "measured with PyTorch on this host"
