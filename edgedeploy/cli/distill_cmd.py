@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option
+from .common import emit_json, json_option, training_options
 
 
 @click.command("distill")
@@ -12,8 +12,6 @@ from .common import emit_json, json_option
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Training text (TSV/CSV/JSONL); labels used when --alpha > 0.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Checkpoint directory to create.")
 @click.option("--eval", "eval_file", type=click.Path(path_type=Path), help="Labeled text for teacher and student accuracy (e.g. dev.tsv).")
-@click.option("--text-column", default="text", show_default=True)
-@click.option("--label-column", default="label", show_default=True)
 @click.option("--temperature", default=2.0, show_default=True, help="Softmax temperature of the soft (teacher) loss.")
 @click.option("--alpha", default=0.5, show_default=True, help="Weight of the hard-label loss; 1-alpha weighs the soft loss.")
 @click.option("--hidden-weight", default=0.0, show_default=True, help="Weight of the hidden-state MSE loss (same hidden size).")
@@ -22,12 +20,10 @@ from .common import emit_json, json_option
 @click.option("--epochs", default=1.0, show_default=True)
 @click.option("--limit", type=int, help="Use a seeded random subset of this many --data rows.")
 @click.option("--lr", default=1e-4, show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--max-length", default=64, show_default=True)
-@click.option("--seed", default=0, show_default=True)
 @click.option("--checkpoint-every", default=50, show_default=True, help="Steps between checkpoints in OUT.partial/ (0: none).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in OUT.partial/.")
 @click.option("--force", is_flag=True, help="Replace an existing checkpoint at OUT.")
+@training_options
 @json_option
 def command(teacher, student, student_layers, data, out, eval_file, text_column, label_column, temperature, alpha, hidden_weight,
             attention_weight, relation_heads, epochs, limit, lr, batch_size, max_length, seed, checkpoint_every, resume, force, as_json):

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option
+from .common import emit_json, json_option, training_options
 
 
 @click.command("prune")
@@ -14,18 +14,14 @@ from .common import emit_json, json_option
 @click.option("--importance", type=click.Choice(["gradient", "magnitude"]), help="Ranking: gradient (needs --data; the default with it) or magnitude.")
 @click.option("--data", type=click.Path(path_type=Path), help="Labeled training text (TSV/CSV/JSONL): gradient importance and recovery.")
 @click.option("--eval", "eval_file", type=click.Path(path_type=Path), help="Labeled text to report accuracy before and after (e.g. dev.tsv).")
-@click.option("--text-column", default="text", show_default=True)
-@click.option("--label-column", default="label", show_default=True)
 @click.option("--importance-samples", default=512, show_default=True, help="Rows of --data used to rank heads and neurons.")
 @click.option("--steps", default=1, show_default=True, help="Gradual schedule: prune in this many rounds, recovering after each.")
 @click.option("--recover-epochs", default=0.0, show_default=True, help="Recovery fine-tuning after each round (epochs over --data; fractions allowed).")
 @click.option("--limit", type=int, help="Use a seeded random subset of this many --data rows for recovery.")
 @click.option("--lr", default=3e-5, show_default=True, help="Recovery learning rate (lower than fine-tuning).")
-@click.option("--batch-size", default=32, show_default=True)
-@click.option("--max-length", default=64, show_default=True, help="Token limit when training.")
-@click.option("--seed", default=0, show_default=True)
 @click.option("--allow-empty-layer", is_flag=True, help="Allow removing every head of a layer.")
 @click.option("--force", is_flag=True, help="Replace an existing pruned checkpoint at OUT.")
+@training_options
 @json_option
 def command(source, out, heads, ffn, keep_layers, importance, data, eval_file, text_column, label_column, importance_samples, steps,
             recover_epochs, limit, lr, batch_size, max_length, seed, allow_empty_layer, force, as_json):
