@@ -1,4 +1,4 @@
-"""``edgedeploy run RECIPE.yaml``: export -> quantize variants -> eval -> bench -> report,
+"""``edgedeploy run RECIPE.yaml``: compress steps -> export -> quantize variants -> eval -> bench -> report,
 each stage cached by content, then the gate. Writes ``summary.json`` for CI."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: 
     run_dir = Path(run_dir or recipe.doc["run_dir"] or Path("runs") / recipe.name).absolute()
     stages = build(recipe, run_dir)
     if only and not any(only in (s.id, s.kind) for s in stages):
-        raise BadInput(f"--only {only}: no such stage; stages: {', '.join(s.id for s in stages)} (or a kind: export, quantize, eval, bench)")
+        raise BadInput(f"--only {only}: no such stage; stages: {', '.join(s.id for s in stages)} (or a kind: compress, export, quantize, eval, bench)")
     run_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(run_dir):
         write_json_atomic(run_dir / "recipe.json", {**recipe.doc, "_file": str(recipe.path)})

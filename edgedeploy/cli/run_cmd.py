@@ -8,7 +8,7 @@ from .common import emit_json, json_option
 @click.command("run")
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("--gate", is_flag=True, help="Exit 1 when a budget is missed, 4 when a needed benchmark was unstable.")
-@click.option("--only", help="Run just this stage (e.g. bench:local) or kind (export, quantize, eval, bench); the rest must be cached.")
+@click.option("--only", help="Run just this stage (e.g. bench:local) or kind (compress, export, quantize, eval, bench); the rest must be cached.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value, e.g. data.eval=dev.tsv or targets.0.iterations=100.")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Where stages, artifacts and the report go (default: runs/<recipe name>).")
 @json_option
