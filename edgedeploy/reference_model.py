@@ -97,14 +97,10 @@ def ensure(task: str, datasets: Path | None = None, force: bool = False) -> Path
     if rec and rec.get("key") == key and not force:
         log.info("reference model %s: cached at %s (dev accuracy %.4f)", task, out, rec["dev_accuracy"])
         return out
-    import torch
+    from .compress.train import deterministic
 
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)  # reproducible weights; restored for whatever runs next in this process
-    try:
+    with deterministic():  # reproducible weights; restored for whatever runs next in this process
         _build(task, recipe, encoder, train, dev, out, key)
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
     return out
 
 

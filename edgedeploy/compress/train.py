@@ -9,6 +9,7 @@ settings. It is replaced atomically, so the last good one survives a crash or Ct
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -40,6 +41,19 @@ class Schedule:
     weight_decay: float = 0.01
     clip: float = 1.0
     checkpoint_every: int = 50  # steps; 0: only at the end of training
+
+
+@contextlib.contextmanager
+def deterministic():
+    """Deterministic torch kernels inside the block (reproducible weights); the caller's setting is restored after."""
+    import torch
+
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was)
 
 
 def total_steps(rows: int, s: Schedule) -> int:
@@ -105,14 +119,12 @@ def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s
         log.info("%s: resuming from the checkpoint at step %d/%d in %s", what, step, steps, ckpt_dir)
     elif has_ckpt:
         shutil.rmtree(ckpt_dir)  # a fresh start discards an old checkpoint
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
     bar = Progress(what, steps)
     losses: list[float] = []
     t0 = time.perf_counter()
     model.train()
     try:
-        with signals_deferred():
+        with signals_deferred(), deterministic():
             while step < steps:
                 epoch, skip = divmod(step, per_epoch)
                 order = epoch_order(rows, s.seed, epoch)[skip * s.batch_size:]
@@ -140,8 +152,6 @@ def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s
         kept = (f"; {ckpt_dir} keeps the last checkpoint, --resume continues from it"
                 if ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file() else "")
         raise Interrupted(f"{what}: interrupted at step {step}/{steps}{kept}") from None
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic)
     model.eval()
     return {"steps": steps, "seconds": round(time.perf_counter() - t0, 1), "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None, "resumed_from": resumed_from}
