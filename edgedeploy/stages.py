@@ -114,12 +114,12 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
 
         files = tree_fingerprint(resolve(recipe.doc["source"]).path) if parent == SOURCE_MODEL else res[f"compress:{parent}"]["files"]
         return {"parent": files, "settings": settings, "train": file_sha256(c["data"]) if c.get("data") else None,
-                "eval": _data_key(recipe, "eval") if _labeled_eval(recipe) else None}
+                "eval": _data_key(recipe, "eval") if recipe.labeled() else None}
 
     def run(res):
         from .compress import DistillOptions, PruneOptions, distill, prune
 
-        common = {"eval": d.get("eval") if _labeled_eval(recipe) else None, "text_column": d.get("text_column", "text"),
+        common = {"eval": d.get("eval") if recipe.labeled() else None, "text_column": d.get("text_column", "text"),
                   "label_column": d.get("label_column") or "label"}
         if c["method"] == "prune":
             rec = prune(parent_path(res), out, PruneOptions(**{k: v for k, v in c.items() if k not in ("method", "from")}, **common), force=True)
@@ -137,10 +137,6 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
             return False
 
     return Stage(f"compress:{name}", "compress", inputs, run, deps=deps, intact=intact)
-
-
-def _labeled_eval(recipe: Recipe) -> bool:
-    return bool(recipe.data.get("eval")) and recipe.data.get("label_column") is not None
 
 
 def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:

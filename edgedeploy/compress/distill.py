@@ -47,6 +47,11 @@ class DistillOptions:
     checkpoint_every: int = 50
 
 
+def evenly_spaced(n: int, total: int) -> list[int]:
+    """``n`` of ``total`` layers, evenly spaced and always ending at the last (6 -> 3: 1,3,5; 6 -> 2: 2,5)."""
+    return [round((i + 1) * total / n) - 1 for i in range(n)]
+
+
 def pick_layers(spec: str, teacher_layers: int) -> list[int]:
     text = str(spec).strip()
     try:
@@ -56,8 +61,7 @@ def pick_layers(spec: str, teacher_layers: int) -> list[int]:
             n = int(text)
             if not 1 <= n <= teacher_layers:
                 raise BadInput(f"--student-layers {n}: the teacher has {teacher_layers} layers; give 1 to {teacher_layers}")
-            # evenly spaced, always ending at the last layer (6 -> 3: 1,3,5; 6 -> 2: 2,5)
-            layers = [round((i + 1) * teacher_layers / n) - 1 for i in range(n)]
+            layers = evenly_spaced(n, teacher_layers)
     except ValueError:
         raise BadInput(f"--student-layers {text!r}: give a count (2) or teacher layer indices (0,2,4)") from None
     if sorted(set(layers)) != layers or not all(0 <= i < teacher_layers for i in layers):
@@ -89,7 +93,7 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
     from ..atomic import check_output_dir
     from . import data as textdata
     from . import losses, model_io
-    from .train import Schedule, train
+    from .train import Schedule, train, trainable
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -113,7 +117,7 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
         s_model, s_tok, s_src = model_io.load(opts.student, "--student")
         model_io.require_classifier(s_model, opts.student, "a distillation student")
         model_io.require_tokenizer(s_tok, opts.student)
-        layer_map = [round((i + 1) * len(t_enc.layers) / len(Encoder(s_model).layers)) - 1 for i in range(len(Encoder(s_model).layers))]
+        layer_map = evenly_spaced(len(Encoder(s_model).layers), len(t_enc.layers))
         student_from = {"model": s_src.as_dict()}
     else:
         layer_map = pick_layers(opts.student_layers, len(t_enc.layers))
@@ -188,9 +192,7 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
     fingerprint = {"teacher": teacher_files, "settings": asdict(opts), "student_from": student_from,
                    "data": model_io.data_fingerprint(opts.data)}
     sched = Schedule(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed, checkpoint_every=opts.checkpoint_every)
-    emb = s_model.get_input_embeddings().weight
-    params = [p for p in s_model.parameters() if p.requires_grad and p is not emb]
-    record["training"] = train(s_model, params, loss_fn, len(train_set),
+    record["training"] = train(s_model, trainable(s_model), loss_fn, len(train_set),
                                lambda order: textdata.batches(t_tok, train_set, order, opts.batch_size, opts.max_length),
                                sched, what="distill", ckpt_dir=ckpt, fingerprint=fingerprint, resume=resume)
     record["training"]["rows"] = len(train_set)

@@ -147,7 +147,7 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     from . import data as textdata
     from . import model_io
     from .importance import gradient, magnitude
-    from .train import Diverged, Schedule, train
+    from .train import Diverged, Schedule, train, trainable
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -235,7 +235,7 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
             sched = Schedule(epochs=opts.recover_epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed + r, checkpoint_every=0)
             good = copy.deepcopy(model.state_dict())  # the pruned model before this recovery: kept if training diverges
             try:
-                rnd["recovery"] = train(model, _trainable(model), lambda x, y: model(**x, labels=y).loss, len(recover_set),
+                rnd["recovery"] = train(model, trainable(model), lambda x, y: model(**x, labels=y).loss, len(recover_set),
                                         lambda order: textdata.batches(tok, recover_set, order, opts.batch_size, opts.max_length),
                                         sched, what=f"prune round {r}/{opts.steps}: recovery")
             except Diverged as exc:
@@ -266,9 +266,3 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     record["seconds"] = round(time.perf_counter() - t0, 1)
     model_io.publish(model, tok, out, record, force)
     return record
-
-
-def _trainable(model) -> list:
-    """All parameters but the word-embedding table: half of a small BERT's weights, and not what pruning changed."""
-    emb = model.get_input_embeddings().weight
-    return [p for p in model.parameters() if p.requires_grad and p is not emb]
