@@ -60,11 +60,10 @@ def _relative_to_reference(variants: list[dict], reference: str) -> None:
 
 def collect(run_dir: Path) -> dict:
     from ..artifact import utc_now
+    from ..recipe import SOURCE_MODEL, producer, reference_variant
 
     run_dir = Path(run_dir)
     recipe, records = load_run(run_dir)
-    from ..recipe import SOURCE_MODEL, producer, reference_variant
-
     fname = reference_variant(recipe)
     ref_eval = records.get(f"eval:{fname}")
     ref_task = ref_eval["result"].get("task") if _ok(ref_eval) else None
