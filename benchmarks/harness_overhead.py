@@ -31,9 +31,9 @@ def main() -> None:
 
     import onnxruntime as ort
 
-    from edgedeploy.doctor import diagnose
+    from edgedeploy.device.doctor import diagnose
+    from edgedeploy.device.profiles import load, run_settings
     from edgedeploy.export import export
-    from edgedeploy.profiles import load, run_settings
     from edgedeploy.quantize import quantize
     from edgedeploy.runtimes import inputs, measure, session
 
@@ -53,7 +53,7 @@ def main() -> None:
         opts.intra_op_num_threads = run["intra_op_threads"]
         default_sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         feeds = inputs.generate(session.signature(harness_sess), {"batch": 1, "sequence": 128}, vocab_size=30522)
-        target = measure.Target(name, lambda: harness_sess.run(None, feeds))
+        target = measure.Target(name, lambda sess=harness_sess, feeds=feeds: sess.run(None, feeds))
         for s in (default_sess, harness_sess):
             for _ in range(20):
                 s.run(None, feeds)

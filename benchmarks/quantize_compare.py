@@ -72,7 +72,7 @@ def build(work: Path, reuse: bool, profile: str) -> dict[str, Path]:
 
 
 def sentences(n: int):
-    from edgedeploy.datasets import read_texts
+    from edgedeploy.data.datasets import read_texts
 
     return read_texts(SST2 / "dev.tsv", "text", n)
 
@@ -82,7 +82,7 @@ def fidelity(paths: dict, torch_models: dict, tokenizer_dir: Path, n: int) -> di
     import torch
     from transformers import AutoTokenizer
 
-    from edgedeploy.fidelity import cosine, pooled
+    from edgedeploy.quality.fidelity import cosine, pooled
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     texts = sentences(n)
@@ -122,11 +122,11 @@ def main() -> None:
 
     import torch
 
-    from edgedeploy.doctor import diagnose
+    from edgedeploy.core.sources import embedded_path
+    from edgedeploy.device.doctor import diagnose
+    from edgedeploy.device.profiles import load, run_settings
     from edgedeploy.exporters.huggingface import load_model
-    from edgedeploy.profiles import load, run_settings
     from edgedeploy.runtimes import environment, inputs, measure, session
-    from edgedeploy.sources import embedded_path
 
     args.work.mkdir(parents=True, exist_ok=True)
     profile = load(diagnose()["closest_profile"])

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .artifact import Artifact
-from .errors import BadInput, InvalidBenchmark
+from edgedeploy.core.artifact import Artifact
+from edgedeploy.core.errors import BadInput, InvalidBenchmark
 
 log = logging.getLogger("edgedeploy")
 
@@ -15,7 +15,7 @@ log = logging.getLogger("edgedeploy")
 def make_job(arts: list[Artifact], profile: dict, shape: dict, *, inputs_npz=None, scenario="single-stream", iterations=200,
              duration_s=60.0, warmup=20, warmup_s=5.0, concurrency=1, qps=None, latency_budget_ms=None, threads=None, seed=0,
              local: bool = True, save_outputs=None) -> dict:
-    from .profiles import run_settings
+    from edgedeploy.device.profiles import run_settings
 
     run = run_settings(profile) if local else dict(profile["run"])
     if threads:
@@ -45,8 +45,8 @@ def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
     import numpy as np
     import torch
 
-    from .exporters import huggingface, torch_module
-    from .runtimes.measure import Target
+    from edgedeploy.exporters import huggingface, torch_module
+    from edgedeploy.runtimes.measure import Target
 
     src = art.manifest["source"]
     if src.get("kind") == "huggingface" and src.get("path"):
@@ -74,10 +74,10 @@ def bench(artifacts: list, profile_name: str | None = None, shape: str = "batch=
           progress=None, remote: dict | None = None, **opts) -> dict:
     """Measure ``artifacts`` on this host, or on ``remote`` ({"target": ssh.Target, "python",
     "timeout_s", "keep_remote", "bwlimit_kbps"}) over SSH with the same harness."""
-    from .doctor import diagnose
-    from .profiles import load
-    from .runtimes import inputs as rt_inputs
-    from .runtimes import job as rt_job
+    from edgedeploy.device.doctor import diagnose
+    from edgedeploy.device.profiles import load
+    from edgedeploy.runtimes import inputs as rt_inputs
+    from edgedeploy.runtimes import job as rt_job
 
     arts = [Artifact.load(a) for a in artifacts]
     if not arts:
@@ -109,9 +109,9 @@ def bench(artifacts: list, profile_name: str | None = None, shape: str = "batch=
 
 
 def _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts) -> dict:
-    from . import remote as remote_mod
-    from .profiles import load
-    from .runtimes import inputs as rt_inputs
+    from edgedeploy.device import remote as remote_mod
+    from edgedeploy.device.profiles import load
+    from edgedeploy.runtimes import inputs as rt_inputs
 
     if baseline:
         raise BadInput("--baseline torch runs on the host; it cannot be combined with --host")

@@ -41,14 +41,14 @@ def count(model_path, shape: dict) -> dict:
 
     model = onnx.load(str(model_path))
     _bind(model, shape)
-    from .atomic import scratch_cwd
+    from edgedeploy.core.atomic import scratch_cwd
 
     try:  # ORT's symbolic inference knows the contrib ops of fused graphs
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
         with scratch_cwd():  # it may drop temp models in the cwd
             model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    except Exception:  # noqa: BLE001 - fall back to onnx's own inference, which handles standard ops
+    except Exception:
         model = shape_inference.infer_shapes(model, data_prop=True)
     shapes = {}
     for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
@@ -120,8 +120,8 @@ def roofline(counts: dict, profile: dict) -> dict:
 def calibrate(model_path, shape: dict, counts: dict) -> dict:
     """Measure the model on this host and compare with the estimate for the host's own
     profile: the ratio is the method's error here, printed beside every estimate."""
-    from edgedeploy.doctor import diagnose
-    from edgedeploy.profiles import load, run_settings
+    from edgedeploy.device.doctor import diagnose
+    from edgedeploy.device.profiles import load, run_settings
     from edgedeploy.runtimes import job as rt_job
 
     host_profile = load(diagnose()["closest_profile"])

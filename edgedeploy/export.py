@@ -6,16 +6,16 @@ import logging
 import time
 from pathlib import Path
 
-from .artifact import Artifact, finalize_manifest, is_artifact, onnx_signature
-from .atomic import checkpoint, staged_directory
-from .errors import BadInput, ValidationFailed
-from .sources import resolve
+from edgedeploy.core.artifact import Artifact, finalize_manifest, is_artifact, onnx_signature
+from edgedeploy.core.atomic import checkpoint, staged_directory
+from edgedeploy.core.errors import BadInput, ValidationFailed
+from edgedeploy.core.sources import resolve
 
 log = logging.getLogger("edgedeploy")
 
 
 def _sample_cases(source_path: Path, sample_data: Path, text_column: str, limit: int = 16, batch: int = 8) -> list[dict]:
-    from .datasets import read_texts
+    from edgedeploy.data.datasets import read_texts
 
     suffix = Path(sample_data).suffix
     if suffix == ".npz":

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedeploy.errors import BadInput
-
-from .safe_load import check_not_lfs_pointer, check_weight_file
+from edgedeploy.core.errors import BadInput
+from edgedeploy.exporters.safe_load import check_not_lfs_pointer, check_weight_file
 
 PREPROCESSOR_FILES = (
     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",

@@ -8,7 +8,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-from edgedeploy.errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 LFS_MAGIC = b"version https://git-lfs.github.com/spec"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")

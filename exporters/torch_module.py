@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgedeploy.errors import BadInput
-
-from .safe_load import is_torchscript, load_state_dict, load_torch_pickle
+from edgedeploy.core.errors import BadInput
+from edgedeploy.exporters.safe_load import is_torchscript, load_state_dict, load_torch_pickle
 
 DTYPES = {"float32": "float32", "float": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
           "int64": "int64", "long": "int64", "int32": "int32", "int": "int32", "bool": "bool", "uint8": "uint8"}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ShapeError
+
 ALIASES = {
     "batch": ("batch", "batch_size", "n", "N", "bs", "batch_dim"),
     "sequence": ("sequence", "sequence_length", "seq_len", "seq", "sequence_len", "encoder_sequence_length", "text_seq_len"),
@@ -18,8 +20,6 @@ _MASK_HINTS = ("attention_mask", "mask")
 _TYPE_HINTS = ("token_type_ids", "segment")
 _POSITION_HINTS = ("position_ids",)
 
-
-from .errors import ShapeError  # noqa: F401  (re-exported)
 
 
 def parse_shape(text: str | None) -> dict[str, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import environment, inputs, measure, session
-from .errors import JobError  # noqa: F401  (re-exported)
+from .errors import JobError
 
 SCENARIOS = ("single-stream", "offline", "server")
 JOB_SCHEMA = 1

@@ -96,7 +96,7 @@ def tiny_classifier_dir(tmp_path_factory):
     import torch
     import transformers as tf
 
-    from edgedeploy.sources import embedded_path
+    from edgedeploy.core.sources import embedded_path
 
     d = tmp_path_factory.mktemp("tinyclf") / "src"
     torch.manual_seed(0)

@@ -3,11 +3,10 @@
 import json
 
 import pytest
-
 from conftest import cli, needs_minilm, one_line_error
 
 from edgedeploy.bench import require_stable
-from edgedeploy.errors import InvalidBenchmark
+from edgedeploy.core.errors import InvalidBenchmark
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import DATASETS, SST2_DEV, TESTS, cli, have_minilm, needs_minilm, one_line_error
 
 SST2_TRAIN = DATASETS / "sst2" / "train.tsv"
@@ -23,7 +22,7 @@ def _tiny_classifier(dest, layers=3, heads=4, hidden=64, ffn=128, seed=0, tokeni
     import torch
     import transformers as tf
 
-    from edgedeploy.sources import embedded_path
+    from edgedeploy.core.sources import embedded_path
 
     torch.manual_seed(seed)
     cfg = tf.BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,

@@ -4,10 +4,9 @@ import json
 import shutil
 
 import pytest
-
 from conftest import DATASETS, cli, needs_minilm, one_line_error
 
-from edgedeploy.evaluate import classification_metrics
+from edgedeploy.quality.evaluate import classification_metrics
 
 
 def test_metrics_by_hand():
@@ -26,9 +25,9 @@ def banking_classifier(tmp_path_factory):
     import torch
     import transformers as tf
 
-    from edgedeploy.datasets import iter_rows
+    from edgedeploy.core.sources import embedded_path
+    from edgedeploy.data.datasets import iter_rows
     from edgedeploy.export import export
-    from edgedeploy.sources import embedded_path
 
     names = sorted({r["label"] for r in iter_rows(DATASETS / "banking77" / "train.tsv", ("label",))})
     assert len(names) == 77
@@ -72,7 +71,7 @@ def test_text_pairs_and_bad_columns(banking_classifier, tmp_path):
 
 
 def test_tsv_reader_handles_quoted_multiline_fields():
-    from edgedeploy.datasets import iter_rows
+    from edgedeploy.data.datasets import iter_rows
 
     rows = list(iter_rows(DATASETS / "banking77" / "train.tsv", ("text", "label")))
     assert all(r["label"] for r in rows)  # no row split in the middle of a quoted text

@@ -5,11 +5,10 @@ import json
 import numpy as np
 import onnx
 import pytest
-
 from conftest import cli, needs_minilm, one_line_error
 from hf_configs import ARCHS, build
 
-from edgedeploy.artifact import MANIFEST, Artifact
+from edgedeploy.core.artifact import MANIFEST, Artifact
 from edgedeploy.export import export
 
 REQUIRED = ("schema_version", "source", "files", "opset", "inputs", "outputs", "parameters", "size_bytes", "validation", "tool_versions")
@@ -78,10 +77,9 @@ def test_factory_modules_through_cli(factory, spec, tmp_path):
 
 
 def test_factory_with_safetensors_weights(tmp_path):
+    import factories
     import torch
     from safetensors.torch import save_file
-
-    import factories
 
     model = factories.tiny_mlp()
     with torch.no_grad():
@@ -99,9 +97,8 @@ def test_factory_with_safetensors_weights(tmp_path):
 
 
 def test_torchscript_file(tmp_path):
-    import torch
-
     import factories
+    import torch
 
     scripted = torch.jit.script(factories.tiny_mlp())
     scripted.save(str(tmp_path / "mlp.pt"))
@@ -112,9 +109,8 @@ def test_torchscript_file(tmp_path):
 
 
 def test_pickled_module_needs_trust_pickle(tmp_path):
-    import torch
-
     import factories
+    import torch
 
     torch.save(factories.tiny_mlp(), tmp_path / "whole.pt")
     proc = cli("export", tmp_path / "whole.pt", "--input", "x:float32:batch,64", "-o", tmp_path / "out", check=2)
@@ -185,8 +181,8 @@ def test_inspect_prints_manifest_table(tmp_path):
 def test_unsafe_external_data_location_is_refused(tmp_path):
     from onnx import TensorProto, helper
 
-    from edgedeploy.artifact import check_external_data
-    from edgedeploy.errors import BadInput
+    from edgedeploy.core.artifact import check_external_data
+    from edgedeploy.core.errors import BadInput
 
     t = helper.make_tensor("w", TensorProto.FLOAT, [1], [0.0])
     t.data_location = TensorProto.EXTERNAL

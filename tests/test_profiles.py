@@ -3,11 +3,10 @@
 import json
 
 import pytest
-
 from conftest import cli, one_line_error
 
-from edgedeploy import profiles
-from edgedeploy.errors import BadInput
+from edgedeploy.core.errors import BadInput
+from edgedeploy.device import profiles
 
 SIX = ("x86-64-avx2", "x86-64-avx512-vnni", "rpi4", "rpi5", "jetson-orin-nano", "jetson-nano")
 
@@ -71,7 +70,7 @@ def test_unknown_profile_lists_available():
 
 
 def test_doctor_names_closest_profile():
-    from edgedeploy.doctor import closest_profile, diagnose
+    from edgedeploy.device.doctor import closest_profile, diagnose
 
     d = diagnose()
     assert d["closest_profile"] in profiles.available()

@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from conftest import cli, needs_minilm, one_line_error
 from hf_configs import build
 
@@ -230,9 +229,9 @@ def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
     import torch
     import transformers as tf
 
-    from edgedeploy.accuracy import accuracy, labeled_eval
+    from edgedeploy.core.sources import embedded_path
     from edgedeploy.export import export
-    from edgedeploy.sources import embedded_path
+    from edgedeploy.quality.accuracy import accuracy, labeled_eval
 
     torch.manual_seed(0)
     src = tmp_path / "clf-src"

@@ -8,7 +8,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import DATASETS, ROOT, SST2_DEV, cli, needs_minilm, one_line_error
 
 SST2_TRAIN = DATASETS / "sst2" / "train.tsv"
@@ -92,7 +91,7 @@ def test_report_of_a_directory_that_is_not_a_run(tmp_path):
 
 
 def test_gate_logic_on_a_hand_made_report():
-    from edgedeploy.gate import check
+    from edgedeploy.release.gate import check
 
     variant = {"name": "int8", "gate": True, "status": "ok", "model_mb": 23.0, "accuracy": 0.80, "accuracy_drop": 0.03, "accuracy_retained": 0.96, "mean_cosine": 0.99}
     target = {"name": "pi", "max_cv": 0.1, "budgets": {}, "results": {"int8": {"p90_ms": 40.0, "p50_ms": 35.0, "throughput_per_s": 28.0, "stable": True, "cv": 0.05}}}
@@ -123,7 +122,7 @@ def test_gate_logic_on_a_hand_made_report():
 
 
 def test_pareto_front():
-    from edgedeploy.report.plots import pareto_front
+    from edgedeploy.release.report.plots import pareto_front
 
     pts = [("fp32", 20.0, 0.90), ("int8", 10.0, 0.89), ("int4", 18.0, 0.85), ("fp16", 22.0, 0.90)]
     assert pareto_front(pts) == {"fp32", "int8"}
@@ -275,7 +274,7 @@ def test_demo_recipe_produces_report_html(tmp_path):
 def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(tmp_path):
     """examples/sst2.yaml on the reference classifier (trained on first use, then cached
     outside the repo): passes with its shipped budgets; exit 1 with an accuracy budget it cannot meet."""
-    from edgedeploy import reference_model
+    from edgedeploy.compress import reference as reference_model
 
     run_dir = tmp_path / "sst2"
     proc = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, "--set", "targets.0.iterations=100",
@@ -304,7 +303,7 @@ def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(tmp_path):
 
 @pytest.mark.parametrize("recipe", sorted((ROOT / "examples").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_recipes_validate(recipe):
-    from edgedeploy.recipe import load
+    from edgedeploy.release.recipe import load
 
     r = load(recipe)
     assert r.variants() and r.targets()

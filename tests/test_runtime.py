@@ -29,7 +29,7 @@ def test_short_names_bind_exporter_dims():
 def test_unknown_and_unbound_dims_list_the_models_dims():
     with pytest.raises(inputs.ShapeError, match="batch_size, sequence_length"):
         inputs.generate(SIG, {"batch": 1, "height": 3})
-    with pytest.raises(inputs.ShapeError, match="unbound dim.*sequence_length"):
+    with pytest.raises(inputs.ShapeError, match=r"unbound dim.*sequence_length"):
         inputs.generate(SIG, {"batch": 1})
     with pytest.raises(inputs.ShapeError, match="name=value"):
         inputs.parse_shape("batch:1")
@@ -101,7 +101,7 @@ def test_interleaved_models_turn_spinning_off(tiny_onnx):
 
 
 def test_provider_fallback_is_recorded(tiny_onnx):
-    sess, info = session.create(str(tiny_onnx), {"providers": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]})
+    _sess, info = session.create(str(tiny_onnx), {"providers": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]})
     # This host has no GPU: the GPU providers must be reported as unavailable, not silently dropped.
     assert info["providers_unavailable"] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
     assert info["providers_used"] == ["CPUExecutionProvider"]

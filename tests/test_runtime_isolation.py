@@ -32,7 +32,7 @@ def bare_python(tmp_path_factory):
 
 
 def test_zipapp_runs_in_a_numpy_onnxruntime_only_venv(bare_python, tiny_onnx, tmp_path):
-    from edgedeploy.runtime_bundle import build_zipapp
+    from edgedeploy.device.runtime_bundle import build_zipapp
 
     pyz = build_zipapp(tmp_path / "edgedeploy-runtime.pyz")
     listed = subprocess.run([str(bare_python), "-c", "import importlib.util as u; print([m for m in ('torch','transformers','onnx','optimum') if u.find_spec(m)])"],
@@ -49,7 +49,7 @@ def test_zipapp_runs_in_a_numpy_onnxruntime_only_venv(bare_python, tiny_onnx, tm
 
 
 def test_zipapp_reports_missing_onnxruntime_with_exit_3(tmp_path):
-    from edgedeploy.runtime_bundle import build_zipapp
+    from edgedeploy.device.runtime_bundle import build_zipapp
 
     d = tmp_path / "empty-venv"
     venv.EnvBuilder(with_pip=False).create(d)

@@ -9,13 +9,12 @@ import time
 import venv
 
 import pytest
+from conftest import cli, one_line_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from conftest import cli, one_line_error
 from sshd import Server, ensure_sshd
 
-from edgedeploy import ssh
+from edgedeploy.device import ssh
 from edgedeploy.export import export
 
 pytestmark = pytest.mark.skipif(ensure_sshd() is not None and not os.environ.get("CI"), reason=ensure_sshd() or "")

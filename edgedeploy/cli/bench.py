@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, fmt_bytes, fmt_ms, json_option, table, warn
+from edgedeploy.cli.common import emit_json, fmt_bytes, fmt_ms, json_option, table, warn
 
 
 def _progress():
@@ -81,14 +81,15 @@ def command(artifacts, profile, shape, inputs_npz, scenario, iterations, duratio
             keep_remote, bwlimit, parallel, save_outputs, note, as_json):
     """Measure latency and throughput of one or more ARTIFACTS (interleaved when several),
     on this host or on devices over SSH."""
-    from ..atomic import write_json_atomic
-    from ..bench import bench, require_stable as check_stable
+    from edgedeploy.bench import bench
+    from edgedeploy.bench import require_stable as check_stable
+    from edgedeploy.core.atomic import write_json_atomic
 
     opts = dict(inputs_npz=inputs_npz, scenario=scenario, iterations=iterations, duration_s=duration, warmup=warmup, concurrency=concurrency,
                 qps=qps, latency_budget_ms=latency_budget, threads=threads, save_outputs=save_outputs)
     if hosts or inventory:
-        from ..errors import BadInput
-        from .fleet_cmd import run_fleet
+        from edgedeploy.cli.fleet_cmd import run_fleet
+        from edgedeploy.core.errors import BadInput
 
         if baseline:
             raise BadInput("--baseline torch runs on the host; it cannot be combined with --host/--hosts")

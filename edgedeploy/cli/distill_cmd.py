@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option, training_options
+from edgedeploy.cli.common import emit_json, json_option, training_options
 
 
 @click.command("distill")
@@ -28,7 +28,7 @@ from .common import emit_json, json_option, training_options
 def command(teacher, student, student_layers, data, out, eval_file, text_column, label_column, temperature, alpha, hidden_weight,
             attention_weight, relation_heads, epochs, limit, lr, batch_size, max_length, seed, checkpoint_every, resume, force, as_json):
     """Distill a teacher classifier into a smaller student (logits, hidden states, attention relations)."""
-    from ..compress import DistillOptions, distill
+    from edgedeploy.compress import DistillOptions, distill
 
     opts = DistillOptions(data=str(data), student=student, student_layers=student_layers, eval=str(eval_file) if eval_file else None,
                           text_column=text_column, label_column=label_column, temperature=temperature, alpha=alpha,

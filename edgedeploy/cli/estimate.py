@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option
+from edgedeploy.cli.common import emit_json, json_option
 
 
 @click.command("estimate")
@@ -17,11 +17,11 @@ def command(artifact, profile_names, shape, no_calibrate, as_json):
     Estimates are never measurements: every figure is labelled, and the method's error
     measured on this host is printed beside it.
     """
-    from ..artifact import Artifact
-    from ..errors import BadInput
-    from ..estimate import calibrate, count, roofline
-    from ..profiles import load
-    from ..runtimes.inputs import ShapeError, parse_shape
+    from edgedeploy.core.artifact import Artifact
+    from edgedeploy.core.errors import BadInput
+    from edgedeploy.device.profiles import load
+    from edgedeploy.estimate import calibrate, count, roofline
+    from edgedeploy.runtimes.inputs import ShapeError, parse_shape
 
     art = Artifact.load(artifact)
     try:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option, table
+from edgedeploy.cli.common import emit_json, json_option, table
 
 
 @click.command("eval")
@@ -21,9 +21,9 @@ from .common import emit_json, json_option, table
 def command(artifact, data, reference, text_column, text_pair_column, label_column, no_labels, limit, batch_size, output, as_json):
     """Task accuracy of ARTIFACT on labeled data (accuracy, macro-F1, per class) and its
     fidelity against --reference."""
-    from ..atomic import write_json_atomic
-    from ..errors import BadInput
-    from ..evaluate import evaluate, top_confusions
+    from edgedeploy.core.atomic import write_json_atomic
+    from edgedeploy.core.errors import BadInput
+    from edgedeploy.quality.evaluate import evaluate, top_confusions
 
     if no_labels and not reference:
         raise BadInput("--no-labels leaves nothing to measure without --reference")

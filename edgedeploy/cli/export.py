@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option
+from edgedeploy.cli.common import emit_json, json_option
 
 
 @click.command("export")
@@ -27,7 +27,7 @@ def command(source, out, task, factory, weights, input_specs, opset, optimize, a
     SOURCE is a local Hugging Face model directory, the embedded name 'minilm-l6',
     or a TorchScript .pt file; or use --factory for any torch.nn.Module.
     """
-    from ..export import export
+    from edgedeploy.export import export
 
     art = export(source, out, task=task, opset=opset, optimize=optimize, factory=factory, weights=weights,
                  input_specs=input_specs, trust_pickle=trust_pickle, atol=atol, rtol=rtol,

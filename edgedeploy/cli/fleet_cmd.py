@@ -4,16 +4,17 @@ from pathlib import Path
 
 import click
 
-from ..errors import EdgeDeployError
-from .common import emit_json, table
+from edgedeploy.cli.common import emit_json, table
+from edgedeploy.core.errors import EdgeDeployError
 
 
 def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, output, as_json, require_stable, note=None):
     """One device: measure it and return its results for the caller to report like a
     local run. Several: measure them in parallel, report here and return None."""
-    from ..atomic import write_json_atomic
-    from ..bench import bench, require_stable as check_stable
-    from ..fleet import read_inventory, remote_options, run_all
+    from edgedeploy.bench import bench
+    from edgedeploy.bench import require_stable as check_stable
+    from edgedeploy.core.atomic import write_json_atomic
+    from edgedeploy.device.fleet import read_inventory, remote_options, run_all
 
     entries = [{"host": h} for h in hosts] + (read_inventory(inventory) if inventory else [])
     single = len(entries) == 1

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option, table
+from edgedeploy.cli.common import emit_json, json_option, table
 
 
 @click.command("inspect")
@@ -10,7 +10,7 @@ from .common import emit_json, json_option, table
 @json_option
 def command(artifact, as_json):
     """Show an artifact's manifest: source, lineage, signature, validation, files."""
-    from ..artifact import Artifact
+    from edgedeploy.core.artifact import Artifact
 
     art = Artifact.load(artifact, verify=False)
     m = art.manifest

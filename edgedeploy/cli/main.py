@@ -8,10 +8,10 @@ import sys
 
 import click
 
-from .. import __version__
-from ..errors import EdgeDeployError
-from ..runtimes.errors import JobError, ShapeError
-from .common import fail_line
+from edgedeploy import __version__
+from edgedeploy.cli.common import fail_line
+from edgedeploy.core.errors import EdgeDeployError
+from edgedeploy.runtimes.errors import JobError, ShapeError
 
 COMMANDS = {
     "export": "export", "inspect": "inspect_cmd", "verify": "verify", "quantize": "quantize",

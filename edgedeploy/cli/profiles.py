@@ -1,6 +1,6 @@
 import click
 
-from .common import emit_json, json_option, table
+from edgedeploy.cli.common import emit_json, json_option, table
 
 
 @click.group("profiles")
@@ -12,7 +12,7 @@ def command():
 @json_option
 def list_cmd(as_json):
     """List every profile that loads and validates."""
-    from ..profiles import available, load
+    from edgedeploy.device.profiles import available, load
 
     rows, docs = [], []
     for name in sorted(available()):
@@ -31,7 +31,7 @@ def list_cmd(as_json):
 @json_option
 def show_cmd(name, as_json):
     """Show one profile (NAME or a path to a .json profile)."""
-    from ..profiles import load
+    from edgedeploy.device.profiles import load
 
     p = load(name)
     if as_json:

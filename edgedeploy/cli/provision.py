@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option
+from edgedeploy.cli.common import emit_json, json_option
 
 
 @click.command("provision")
@@ -16,10 +16,10 @@ from .common import emit_json, json_option
 def command(hosts, remote_venv, remote_python, packages, ssh_config, accept_new_host_key, as_json):
     """Make devices ready to benchmark without internet on them: wheels for the device's
     platform are downloaded here, copied over and installed offline into a venv."""
-    from ..errors import EdgeDeployError
-    from ..fleet import run_all
-    from ..provision import provision
-    from ..ssh import Target
+    from edgedeploy.core.errors import EdgeDeployError
+    from edgedeploy.device.fleet import run_all
+    from edgedeploy.device.provision import provision
+    from edgedeploy.device.ssh import Target
 
     def one(entry):
         t = Target.parse(entry["host"], config=str(ssh_config) if ssh_config else None, accept_new_host_key=accept_new_host_key)

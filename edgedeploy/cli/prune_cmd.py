@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option, training_options
+from edgedeploy.cli.common import emit_json, json_option, training_options
 
 
 @click.command("prune")
@@ -30,7 +30,7 @@ def command(source, out, heads, ffn, keep_layers, importance, data, eval_file, t
     SOURCE takes the forms 'edgedeploy export' accepts (a Hugging Face directory, minilm-l6,
     reference:sst2). The output is a Hugging Face directory that exports without special flags.
     """
-    from ..compress import PruneOptions, prune
+    from edgedeploy.compress import PruneOptions, prune
 
     opts = PruneOptions(heads=heads, ffn=ffn, keep_layers=keep_layers, importance=importance, data=str(data) if data else None,
                         eval=str(eval_file) if eval_file else None, text_column=text_column, label_column=label_column,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option
+from edgedeploy.cli.common import emit_json, json_option
 
 
 @click.command("quantize")
@@ -40,7 +40,7 @@ def command(artifact, out, method, profile, weight_type, activation_type, per_ch
             calib_method, random_calibration, text_column, eval_data, eval_samples, exclude, block_size, symmetric, accuracy_level,
             int4_embeddings, op_block_list, min_cosine, min_worst_cosine, max_drop, label_column, sensitive_8bit, embedding_block_size, force, as_json):
     """Quantize ARTIFACT with ONNX Runtime into a new artifact (the parent is never modified)."""
-    from ..quantize import quantize
+    from edgedeploy.quantize import quantize
 
     overrides = {"weight_type": weight_type, "activation_type": activation_type, "per_channel": per_channel, "reduce_range": reduce_range,
                  "format": quant_format, "calibration_method": calib_method, "block_size": block_size, "symmetric": symmetric,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option
+from edgedeploy.cli.common import emit_json, json_option
 
 
 @click.command("report")
@@ -11,7 +11,7 @@ from .common import emit_json, json_option
 def command(run_dir, as_json):
     """Write report.json, results.csv, report.md and a self-contained report.html for RUN_DIR
     (made by 'edgedeploy run')."""
-    from ..report import build
+    from edgedeploy.release.report import build
 
     report, paths = build(run_dir)
     if as_json:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from .common import emit_json, json_option
+from edgedeploy.cli.common import emit_json, json_option
 
 
 @click.command("run")
@@ -15,7 +15,7 @@ from .common import emit_json, json_option
 def command(recipe, gate, only, overrides, run_dir, as_json):
     """Take RECIPE's source model to measured, gated artifacts: export, quantize variants,
     evaluate, benchmark on each target, report. Unchanged stages are skipped."""
-    from ..release import raise_for, run
+    from edgedeploy.release.run import raise_for, run
 
     echo = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     summary = run(recipe, gate=gate, only=only, overrides=overrides, run_dir=run_dir, echo=echo)

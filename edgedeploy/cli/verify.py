@@ -2,8 +2,8 @@ from pathlib import Path
 
 import click
 
-from ..errors import BadInput
-from .common import emit_json, json_option
+from edgedeploy.cli.common import emit_json, json_option
+from edgedeploy.core.errors import BadInput
 
 
 @click.command("verify")
@@ -11,7 +11,7 @@ from .common import emit_json, json_option
 @json_option
 def command(artifact, as_json):
     """Re-hash every file of ARTIFACT against its manifest (exit 2 on any mismatch)."""
-    from ..artifact import Artifact, check_external_data
+    from edgedeploy.core.artifact import Artifact, check_external_data
 
     art = Artifact.load(artifact, verify=False)
     problems = art.verify()

@@ -2,7 +2,7 @@
 Each step reads a Hugging Face model and writes a new checkpoint directory that exports like
 any other model, with ``compression.json`` saying what was removed and what it cost."""
 
-from .distill import DistillOptions, distill
-from .prune import PruneOptions, prune
+from edgedeploy.compress.distill import DistillOptions, distill
+from edgedeploy.compress.prune import PruneOptions, prune
 
 __all__ = ["DistillOptions", "PruneOptions", "distill", "prune"]

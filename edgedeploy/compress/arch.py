@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 
 @dataclass(frozen=True)

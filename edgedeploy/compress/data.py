@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 
 @dataclass
@@ -28,7 +28,7 @@ def label_map(config) -> dict[str, int]:
 def load(path, config, *, text_column: str = "text", label_column: str | None = "label", limit: int | None = None,
          seed: int = 0, need_labels: bool = False) -> TextSet:
     """Read ``path`` (TSV/CSV/JSONL). ``limit`` takes a seeded random subset, not the head of the file."""
-    from ..datasets import iter_rows
+    from edgedeploy.data.datasets import iter_rows
 
     path = Path(path)
     cols = (text_column,) + ((label_column,) if label_column and need_labels else ())

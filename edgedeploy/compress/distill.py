@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput
-from .arch import Encoder, parameters
+from edgedeploy.compress.arch import Encoder, parameters
+from edgedeploy.core.errors import BadInput
 
 log = logging.getLogger("edgedeploy")
 
@@ -90,10 +90,10 @@ def _qkv_hooks(enc: Encoder, store: list):
 def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = False, resume: bool | str = False) -> dict:
     import torch
 
-    from ..atomic import check_output_dir
-    from . import data as textdata
-    from . import losses, model_io
-    from .train import Schedule, train, trainable
+    from edgedeploy.compress import data as textdata
+    from edgedeploy.compress import losses, model_io
+    from edgedeploy.compress.train import Schedule, train, trainable
+    from edgedeploy.core.atomic import check_output_dir
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -186,7 +186,7 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
         record["accuracy"]["student_before"] = textdata.accuracy(s_model, t_tok, eval_set)
     record["loss_before"] = probe()
     ckpt = out.absolute().with_name(out.name + ".partial")
-    from ..exporters.huggingface import weight_files
+    from edgedeploy.exporters.huggingface import weight_files
 
     teacher_files = [model_io.data_fingerprint(f) for f in [t_src.path / "config.json", *weight_files(t_src.path)]]
     fingerprint = {"teacher": teacher_files, "settings": asdict(opts), "student_from": student_from,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 RECORD = "compression.json"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
@@ -21,7 +21,7 @@ def load(source: str, what: str = "SOURCE"):
     """(model, tokenizer or None, resolved Source) in eval mode."""
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..sources import resolve
+    from edgedeploy.core.sources import resolve
 
     src = resolve(source)
     if src.kind != "huggingface":
@@ -50,7 +50,7 @@ def is_output(path: Path) -> bool:
 
 
 def publish(model, tok, out: Path, record: dict, force: bool) -> Path:
-    from ..atomic import staged_directory
+    from edgedeploy.core.atomic import staged_directory
 
     with staged_directory(out, force=force, is_artifact=is_output) as stage:
         model.save_pretrained(stage, safe_serialization=True)
@@ -63,6 +63,6 @@ def publish(model, tok, out: Path, record: dict, force: bool) -> Path:
 def data_fingerprint(path) -> dict | None:
     if not path:
         return None
-    from ..artifact import sha256_file
+    from edgedeploy.core.artifact import sha256_file
 
     return {"file": str(Path(path).resolve()), "sha256": sha256_file(Path(path))}

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import BadInput
-from .arch import Encoder, parameters
+from edgedeploy.compress.arch import Encoder, parameters
+from edgedeploy.core.errors import BadInput
 
 log = logging.getLogger("edgedeploy")
 
@@ -143,11 +143,11 @@ def _parse_layers(text: str) -> list[int]:
 
 def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) -> dict:
     """Prune ``source`` into the checkpoint directory ``out``; returns the compression record."""
-    from ..atomic import check_output_dir
-    from . import data as textdata
-    from . import model_io
-    from .importance import gradient, magnitude
-    from .train import Diverged, Schedule, train, trainable
+    from edgedeploy.compress import data as textdata
+    from edgedeploy.compress import model_io
+    from edgedeploy.compress.importance import gradient, magnitude
+    from edgedeploy.compress.train import Diverged, Schedule, train, trainable
+    from edgedeploy.core.atomic import check_output_dir
 
     t0 = time.perf_counter()
     out = Path(out)

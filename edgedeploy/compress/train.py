@@ -16,13 +16,13 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from ..errors import BadInput, ValidationFailed
+from edgedeploy.core.errors import BadInput, ValidationFailed
 
 log = logging.getLogger("edgedeploy")
 
@@ -108,8 +108,8 @@ def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from ..atomic import checkpoint, signals_deferred
-    from ..errors import Interrupted
+    from edgedeploy.core.atomic import checkpoint, signals_deferred
+    from edgedeploy.core.errors import Interrupted
 
     steps = total_steps(rows, s)
     per_epoch = -(-rows // s.batch_size)

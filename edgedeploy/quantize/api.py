@@ -8,11 +8,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from edgedeploy.artifact import MANIFEST, Artifact, finalize_manifest, is_artifact, onnx_signature
-from edgedeploy.atomic import checkpoint, staged_directory
-from edgedeploy.errors import BadInput, ValidationFailed
-
-from . import methods, settings as settings_mod
+from edgedeploy.core.artifact import MANIFEST, Artifact, finalize_manifest, is_artifact, onnx_signature
+from edgedeploy.core.atomic import checkpoint, staged_directory
+from edgedeploy.core.errors import BadInput, ValidationFailed
+from edgedeploy.quantize import methods
+from edgedeploy.quantize import settings as settings_mod
 
 log = logging.getLogger("edgedeploy")
 METHODS = ("dynamic", "static", "fp16", "int4")
@@ -38,10 +38,9 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
              label_column: str = "label") -> Artifact:
     import onnx
 
-    from edgedeploy.profiles import load as load_profile
-    from edgedeploy.samples import SampleSource
-
-    from . import exclusions
+    from edgedeploy.data.samples import SampleSource
+    from edgedeploy.device.profiles import load as load_profile
+    from edgedeploy.quantize import exclusions
 
     if method not in METHODS:
         raise BadInput(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -96,7 +95,8 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
         used = run(method, pre, stage / "model.onnx", settings, excluded)
         checkpoint()
         if min_cosine is not None or min_worst_cosine is not None or max_drop is not None:
-            from .sensitivity import Budget, search as accuracy_search
+            from edgedeploy.quantize.sensitivity import Budget
+            from edgedeploy.quantize.sensitivity import search as accuracy_search
 
             budget = Budget(min_cosine, min_worst_cosine, max_drop)
             if max_drop is not None:
@@ -105,7 +105,7 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
             search = accuracy_search(method, pre, stage / "model.onnx", settings, excluded, run, tune_src, parent.model_path, budget, work)
             excluded = search["excluded"]
             checkpoint()
-        from edgedeploy.fidelity import compare_models
+        from edgedeploy.quality.fidelity import compare_models
 
         log.info("measuring fidelity against the parent on %s", eval_src.describe()["source"])
         fid = compare_models(stage / "model.onnx", parent.model_path, eval_src)
@@ -142,17 +142,17 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
 
 def _task_accuracy(parent, eval_data, text_column, label_column, limit):
     """(accuracy function over model files, the parent's accuracy) on labeled eval data."""
-    from edgedeploy.accuracy import accuracy, labeled_eval
+    from edgedeploy.quality.accuracy import accuracy, labeled_eval
 
     if eval_data is None:
         raise BadInput("--max-drop needs labeled --eval-data (with --label-column)")
     batches, labels = labeled_eval(parent, eval_data, text_column, label_column, limit)
-    fn = lambda path: accuracy(path, batches, labels)  # noqa: E731
+    fn = lambda path: accuracy(path, batches, labels)
     return fn, fn(parent.model_path)
 
 
 def _preprocess(src: Path, dst: Path) -> dict:
-    from .preprocess import preprocess
+    from edgedeploy.quantize.preprocess import preprocess
 
     try:
         return preprocess(src, dst)
@@ -167,7 +167,7 @@ def _run_method(method, pre, dst, settings, excluded, calib_src, calib_total, on
         return methods.fp16(pre, dst, settings, excluded, only)
     if method == "int4":
         return methods.int4(pre, dst, settings, excluded, only)
-    from .calibration import StreamingReader
+    from edgedeploy.quantize.calibration import StreamingReader
 
     reader = StreamingReader(calib_src, calib_total)
     return methods.static(pre, dst, settings, excluded, reader, only, cache)
@@ -175,9 +175,8 @@ def _run_method(method, pre, dst, settings, excluded, calib_src, calib_total, on
 
 def _most_sensitive_matmuls(pre, settings, eval_src, parent_model, run, work, excluded) -> list[str]:
     """The MatMuls whose 4-bit quantization hurts fidelity most, measured one at a time."""
-    from edgedeploy.fidelity import reference_outputs
-
-    from .sensitivity import candidates, rank
+    from edgedeploy.quality.fidelity import reference_outputs
+    from edgedeploy.quantize.sensitivity import candidates, rank
 
     probe_settings = {**settings, "embeddings": False, "keep_8bit": []}
     nodes = [n for n in candidates(pre, "int4") if n not in excluded]
@@ -187,7 +186,7 @@ def _most_sensitive_matmuls(pre, settings, eval_src, parent_model, run, work, ex
 
 
 def _count(src) -> int:
-    from edgedeploy.datasets import iter_rows
+    from edgedeploy.data.datasets import iter_rows
 
     if src.kind != "text":
         return src.limit if src.kind == "random" else sum(len(next(iter(b.values()))) for b in src)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from edgedeploy.errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 
 def module_scope(node) -> str:

@@ -27,7 +27,7 @@ def dynamic(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] |
 def static(src: Path, dst: Path, s: dict, exclude: list[str], reader, only: list[str] | None = None, cache: Path | None = None) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
-    from .calibration import stride_for
+    from edgedeploy.quantize.calibration import stride_for
 
     stride = stride_for(len(reader))
     quantize_static(

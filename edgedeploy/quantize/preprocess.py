@@ -23,7 +23,7 @@ ATTEMPTS = (
 def preprocess(src: Path, dst: Path) -> dict:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from edgedeploy.atomic import scratch_cwd
+    from edgedeploy.core.atomic import scratch_cwd
 
     src, dst = Path(src).absolute(), Path(dst).absolute()
     failures = []
@@ -33,7 +33,7 @@ def preprocess(src: Path, dst: Path) -> dict:
                 quant_pre_process(str(src), str(dst), **opts)
             gemms = gemm_to_matmul(dst)
             return {"applied": True, **opts, "fallbacks": failures, "gemm_to_matmul": gemms}
-        except Exception as exc:  # noqa: BLE001 - each attempt's failure is recorded, the next is tried
+        except Exception as exc:
             failures.append(f"{opts}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
             log.info("pre-processing attempt failed (%s), trying the next fallback", failures[-1])
     raise RuntimeError("quant_pre_process failed in every mode: " + " | ".join(failures))

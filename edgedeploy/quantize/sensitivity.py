@@ -9,11 +9,11 @@ the FLOPs), re-measuring the real quantized model after each step, until the bud
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from edgedeploy.errors import ValidationFailed
+from edgedeploy.core.errors import ValidationFailed
 
 log = logging.getLogger("edgedeploy")
 WEIGHTED_OPS = ("MatMul", "Gemm", "Gather", "Attention", "EmbedLayerNormalization")
@@ -41,7 +41,7 @@ def candidates(pre: Path, method: str) -> dict[str, float]:
 
 def rank(method, pre: Path, settings: dict, nodes: list[str], run_method, ref_outputs, work: Path) -> list[tuple[str, float]]:
     """[(node, sensitivity)] sorted most sensitive first."""
-    from edgedeploy.fidelity import compare_to_outputs
+    from edgedeploy.quality.fidelity import compare_to_outputs
 
     out = []
     probe = work / "probe.onnx"
@@ -65,7 +65,7 @@ class Budget:
     parent_accuracy: float | None = None
 
     def evaluate(self, path: Path, ref) -> dict:
-        from edgedeploy.fidelity import compare_to_outputs
+        from edgedeploy.quality.fidelity import compare_to_outputs
 
         r = compare_to_outputs(path, ref)
         if self.max_drop is not None:
@@ -116,7 +116,7 @@ def _prune(method, pre, dst, settings, excluded, keep, costs, run_method, ref, b
 
 def search(method, pre: Path, dst: Path, settings: dict, excluded: list[str], run_method, eval_src, parent_model: Path,
            budget: Budget, work: Path, max_float: int = 16) -> dict:
-    from edgedeploy.fidelity import reference_outputs
+    from edgedeploy.quality.fidelity import reference_outputs
 
     ref = reference_outputs(parent_model, eval_src)
     start = budget.evaluate(dst, ref)
@@ -136,7 +136,7 @@ def search(method, pre: Path, dst: Path, settings: dict, excluded: list[str], ru
     result["ranking"] = [{"node": n, "sensitivity": s, "relative_cost": costs[n]} for n, s in ranking[:20]]
     keep = list(excluded)
     reached = start
-    for node, sens in ordered[:max_float]:
+    for node, _sens in ordered[:max_float]:
         keep.append(node)
         run_method(method, pre, dst, settings, keep)
         reached = budget.evaluate(dst, ref)

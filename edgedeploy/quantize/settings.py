@@ -3,7 +3,7 @@ Every value records who chose it."""
 
 from __future__ import annotations
 
-from edgedeploy.errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 DEFAULTS = {
     "dynamic": {"weight_type": "int8", "per_channel": True, "reduce_range": False},

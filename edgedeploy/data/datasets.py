@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
-from .errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 
 def _format(path: Path) -> str:

@@ -8,7 +8,7 @@ import json
 from html import escape
 from pathlib import Path
 
-from . import plots
+from edgedeploy.release.report import plots
 
 CSV_FIELDS = ("target", "variant", "model", "method", "status", "model_mb", "compression_ratio", "parameters", "gflops", "accuracy", "accuracy_drop", "macro_f1",
               "mean_cosine", "min_cosine", "top1_agreement", "p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput_per_s", "stable",
@@ -92,7 +92,7 @@ def to_markdown(report: dict) -> str:
     g = report["gate"]
     lines = [f"# edgedeploy report: {report['recipe']}", "",
              f"Source `{report['source']}`, generated {report['generated']}, run directory `{report['run_dir']}`.", "",
-             f"**Gate: {'PASSED' if g['passed'] else 'FAILED (exit %d)' % g['exit_code']}**", ""]
+             f"**Gate: {'PASSED' if g['passed'] else 'FAILED (exit ' + str(g['exit_code']) + ')'}**", ""]
     lines += [f"- MISSED: {m}" for m in g["failed"]] + [f"- NOT TRUSTED: {m}" for m in g["untrusted"]]
     lines += _compress_md(report)
     lines += ["", "## Variants", "", "| variant | model | method | status | size MB | smaller | params | GFLOP | accuracy | drop (pts) | mean cos | top-1 agree |",
@@ -143,7 +143,7 @@ def to_html(report: dict) -> str:
          f"<style>{CSS}</style></head><body>",
          f"<h1>edgedeploy report: {escape(report['recipe'])}</h1>",
          f"<p>Source <code>{escape(report['source'])}</code>, generated {escape(report['generated'])}.</p>",
-         f"<p class='{'pass' if g['passed'] else 'fail'}'>Gate: {'PASSED' if g['passed'] else 'FAILED (exit %d)' % g['exit_code']}</p>"]
+         f"<p class='{'pass' if g['passed'] else 'fail'}'>Gate: {'PASSED' if g['passed'] else 'FAILED (exit ' + str(g['exit_code']) + ')'}</p>"]
     if g["failed"] or g["untrusted"]:
         h.append("<ul>" + "".join(f"<li class='fail'>MISSED: {escape(m)}</li>" for m in g["failed"])
                  + "".join(f"<li class='warn'>NOT TRUSTED: {escape(m)}</li>" for m in g["untrusted"]) + "</ul>")
@@ -177,7 +177,7 @@ def to_html(report: dict) -> str:
 
 
 def write_all(report: dict, out_dir: Path) -> dict[str, Path]:
-    from ..atomic import write_bytes_atomic
+    from edgedeploy.core.atomic import write_bytes_atomic
 
     out_dir = Path(out_dir)
     files = {"report.json": json.dumps(report, indent=2, default=str), "results.csv": to_csv(report), "report.md": to_markdown(report),

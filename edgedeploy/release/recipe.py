@@ -30,7 +30,7 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 # type names: str, int, float, bool, path (existing file), outpath, list[str], or a nested dict
 BUDGETS = {"max_accuracy_drop": "float", "min_accuracy": "float", "min_cosine": "float", "max_p90_ms": "float", "max_p50_ms": "float",
@@ -193,7 +193,7 @@ def _check(value, spec, path, lines, base: Path):
 
 def _semantics(doc: dict, lines: dict) -> None:
     """Checks across keys: methods, profiles, unique names, budgets that can be evaluated."""
-    from .profiles import available
+    from edgedeploy.device.profiles import available
 
     def err(p, msg):
         return _err_at(lines, p, msg)
@@ -238,7 +238,7 @@ def _semantics(doc: dict, lines: dict) -> None:
 def _check_compress(doc: dict, err) -> None:
     from dataclasses import fields
 
-    from .compress import DistillOptions, PruneOptions
+    from edgedeploy.compress import DistillOptions, PruneOptions
 
     allowed = {"prune": {f.name for f in fields(PruneOptions)}, "distill": {f.name for f in fields(DistillOptions)}}
     defined = [SOURCE_MODEL]
@@ -368,6 +368,6 @@ def reference_variant(doc: dict) -> str:
 
 
 def _embedded() -> tuple[str, ...]:
-    from .sources import EMBEDDED
+    from edgedeploy.core.sources import EMBEDDED
 
     return tuple(EMBEDDED)

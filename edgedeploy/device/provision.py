@@ -15,9 +15,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from . import __version__, remote, ssh
-from .artifact import sha256_file
-from .errors import EnvironmentFailure
+from edgedeploy import __version__
+from edgedeploy.core.artifact import sha256_file
+from edgedeploy.core.errors import EnvironmentFailure
+from edgedeploy.device import remote, ssh
 
 log = logging.getLogger("edgedeploy")
 RUNTIME_DIST = "edgedeploy_runtime"
@@ -37,7 +38,7 @@ INSTALL = ('set -e; test -x "$1/bin/python" || "$3" -m venv "$1"; '
 
 def runtime_wheel(dest: Path) -> Path:
     """A pure-Python wheel with edgedeploy/__init__.py and edgedeploy/runtimes only."""
-    from .runtime_bundle import runtime_sources
+    from edgedeploy.device.runtime_bundle import runtime_sources
 
     name = f"{RUNTIME_DIST}-{__version__}"
     files = dict(runtime_sources())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 
 def label_ids(labels: list, artifact) -> np.ndarray:
@@ -30,7 +30,7 @@ def label_ids(labels: list, artifact) -> np.ndarray:
 
 
 def labeled_eval(artifact, data: Path, text_column: str, label_column: str, limit: int):
-    from .samples import SampleSource
+    from edgedeploy.data.samples import SampleSource
 
     src = SampleSource(artifact, data, text_column, limit=limit, label_column=label_column)
     batches = list(src)
@@ -38,7 +38,7 @@ def labeled_eval(artifact, data: Path, text_column: str, label_column: str, limi
 
 
 def accuracy(model_path, batches: list[dict], labels: np.ndarray) -> float:
-    from .runtimes.session import cpu_session
+    from edgedeploy.runtimes.session import cpu_session
 
     sess = cpu_session(model_path)
     preds = []

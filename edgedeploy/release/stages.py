@@ -6,11 +6,11 @@ how to produce it."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
-from .pipeline import Stage
-from .recipe import SOURCE_MODEL, Recipe, export_stage, producer, reference_variant
+from edgedeploy.release.pipeline import Stage
+from edgedeploy.release.recipe import SOURCE_MODEL, Recipe, export_stage, producer, reference_variant
 
 ARTIFACTS = "artifacts"
 MODELS = "models"
@@ -21,9 +21,9 @@ def file_sha256(path: str) -> str:
     return _sha256(str(path), st.st_size, st.st_mtime_ns)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    from .artifact import sha256_file
+    from edgedeploy.core.artifact import sha256_file
 
     return sha256_file(Path(path))
 
@@ -42,15 +42,15 @@ def float_name(recipe: Recipe) -> str:
 
 def resolve_profile(name: str | None) -> str | None:
     if name == "auto":
-        from .doctor import diagnose
+        from edgedeploy.device.doctor import diagnose
 
         return diagnose()["closest_profile"]
     return name
 
 
 def _artifact_intact(result: dict) -> bool:
-    from .artifact import Artifact
-    from .errors import EdgeDeployError
+    from edgedeploy.core.artifact import Artifact
+    from edgedeploy.core.errors import EdgeDeployError
 
     try:
         return Artifact.load(result["artifact"]).digest == result["digest"]
@@ -110,14 +110,14 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
         return recipe.doc["source"] if parent == SOURCE_MODEL else res[f"compress:{parent}"]["model"]
 
     def inputs(res):
-        from .sources import resolve
+        from edgedeploy.core.sources import resolve
 
         files = tree_fingerprint(resolve(recipe.doc["source"]).path) if parent == SOURCE_MODEL else res[f"compress:{parent}"]["files"]
         return {"parent": files, "settings": settings, "train": file_sha256(c["data"]) if c.get("data") else None,
                 "eval": _data_key(recipe, "eval") if recipe.labeled() else None}
 
     def run(res):
-        from .compress import DistillOptions, PruneOptions, distill, prune
+        from edgedeploy.compress import DistillOptions, PruneOptions, distill, prune
 
         common = {"eval": d.get("eval") if recipe.labeled() else None, "text_column": d.get("text_column", "text"),
                   "label_column": d.get("label_column") or "label"}
@@ -148,7 +148,7 @@ def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
         return recipe.doc["source"] if model == SOURCE_MODEL else res[f"compress:{model}"]["model"]
 
     def inputs(res):
-        from .sources import resolve
+        from edgedeploy.core.sources import resolve
 
         sample = recipe.data.get("eval")
         files = tree_fingerprint(resolve(recipe.doc["source"]).path) if model == SOURCE_MODEL else res[f"compress:{model}"]["files"]
@@ -156,7 +156,7 @@ def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
                 "sample_data": file_sha256(sample) if sample else None}
 
     def run(res):
-        from .export import export
+        from edgedeploy.export import export
 
         art = export(source(res), out, task=ex.get("task"), opset=ex.get("opset"), optimize=ex.get("optimize", False),
                      atol=ex.get("atol"), rtol=ex.get("rtol"), sample_data=Path(recipe.data["eval"]) if recipe.data.get("eval") else None,
@@ -183,7 +183,7 @@ def _quantize_stage(recipe: Recipe, name: str, v: dict, out: Path) -> Stage:
                 "data": _data_key(recipe, "eval", *(["calib"] if calib else []))}
 
     def run(res):
-        from .quantize import quantize
+        from edgedeploy.quantize import quantize
 
         d = recipe.data
         overrides = {k: v.get(k) for k in QUANT_KEYS} | {"calibration_method": v.get("calib_method")}
@@ -210,8 +210,8 @@ def _eval_stage(recipe: Recipe, name: str, producer: str) -> Stage:
         return {"artifact": res[producer]["digest"], "reference": None if is_ref else res[ref]["digest"], "data": _data_key(recipe, "eval")}
 
     def run(res):
-        from .artifact import Artifact
-        from .evaluate import evaluate
+        from edgedeploy.core.artifact import Artifact
+        from edgedeploy.quality.evaluate import evaluate
 
         art = Artifact.load(res[producer]["artifact"])
         # a model without a classification head (a sentence encoder) gets fidelity only
@@ -238,21 +238,21 @@ def _bench_stage(t: dict, variant_stage: dict) -> Stage:
         return [(n, res[s]) for n, s in variant_stage.items() if s in res]
 
     def inputs(res):
-        from .runtimes.environment import cpuinfo
+        from edgedeploy.runtimes.environment import cpuinfo
 
         where = {"host": t["host"]} if t.get("host") else {"local_cpu": cpuinfo()["cpu_model"]}
         return {"variants": [(n, r["digest"]) for n, r in available(res)], "settings": settings, "profile": resolve_profile(t["profile"]), **where}
 
     def run(res):
-        from .bench import bench
-        from .errors import BadInput
+        from edgedeploy.bench import bench
+        from edgedeploy.core.errors import BadInput
 
         pairs = available(res)
         if not pairs:
             raise BadInput(f"target {t['name']}: no variant finished, nothing to measure")
         remote = None
         if t.get("host"):
-            from .fleet import remote_options
+            from edgedeploy.device.fleet import remote_options
 
             remote = remote_options(t, {"ssh_config": t.get("ssh_config"), "accept_new_host_key": t.get("accept_new_host_key", False),
                                         "connect_timeout": t.get("connect_timeout", 10), "timeout_s": t.get("timeout", 1800)})

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .atomic import write_json_atomic
-from .errors import BadInput
+from edgedeploy.core.atomic import write_json_atomic
+from edgedeploy.core.errors import BadInput
 
 MANIFEST = "edgedeploy.json"
 MODEL = "model.onnx"
@@ -39,7 +39,7 @@ def is_artifact(path: Path) -> bool:
 def tool_versions() -> dict:
     import importlib.metadata as md
 
-    from . import __version__
+    from edgedeploy import __version__
 
     out = {"edgedeploy": __version__, "python": platform.python_version()}
     for dist in ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "numpy"):
@@ -73,7 +73,7 @@ class Artifact:
         return self.manifest["inputs"]
 
     @classmethod
-    def load(cls, path, verify: bool = True) -> "Artifact":
+    def load(cls, path, verify: bool = True) -> Artifact:
         path = Path(path)
         if not path.exists():
             raise BadInput(f"{path}: no such artifact directory")

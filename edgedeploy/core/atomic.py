@@ -17,7 +17,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .errors import BadInput, Interrupted
+from edgedeploy.core.errors import BadInput, Interrupted
 
 STAGING_PREFIX = ".edgedeploy-staging-"
 

@@ -11,7 +11,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 KNOWN_PROVIDERS = {
     "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider", "XnnpackExecutionProvider",

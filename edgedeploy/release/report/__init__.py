@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def build(run_dir: Path) -> tuple[dict, dict[str, Path]]:
-    from .collect import collect
-    from .render import write_all
+    from edgedeploy.release.report.collect import collect
+    from edgedeploy.release.report.render import write_all
 
     report = collect(run_dir)
     return report, write_all(report, run_dir)

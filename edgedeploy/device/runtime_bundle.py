@@ -8,7 +8,7 @@ import io
 import zipfile
 from pathlib import Path
 
-from .atomic import write_bytes_atomic
+from edgedeploy.core.atomic import write_bytes_atomic
 
 MAIN = "from edgedeploy.runtimes.__main__ import main\nmain()\n"
 

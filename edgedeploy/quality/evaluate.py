@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import Artifact
-from .errors import BadInput
+from edgedeploy.core.artifact import Artifact
+from edgedeploy.core.errors import BadInput
 
 log = logging.getLogger("edgedeploy")
 
@@ -37,10 +37,10 @@ def evaluate(artifact, data: Path, *, reference=None, text_column: str = "text",
              pair_column: str | None = None, limit: int | None = None, batch: int = 32, progress=None) -> dict:
     import json
 
-    from .accuracy import label_ids
-    from .fidelity import Collector
-    from .runtimes.session import cpu_session
-    from .samples import SampleSource
+    from edgedeploy.data.samples import SampleSource
+    from edgedeploy.quality.accuracy import label_ids
+    from edgedeploy.quality.fidelity import Collector
+    from edgedeploy.runtimes.session import cpu_session
 
     art = Artifact.load(artifact)
     ref = Artifact.load(reference) if reference else None

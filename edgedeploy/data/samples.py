@@ -3,12 +3,12 @@ artifact's own tokenizer, or .npz arrays; streamed in batches, never all at once
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
-from .errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 
 class SampleSource:
@@ -63,7 +63,7 @@ class SampleSource:
             yield from self._random()
 
     def _text(self):
-        from .datasets import iter_rows
+        from edgedeploy.data.datasets import iter_rows
 
         cols = (self.text_column,) + tuple(c for c in (self.label_column, self.pair_column) if c)
         texts, pairs, n = [], [], 0
@@ -100,7 +100,7 @@ class SampleSource:
             yield {n: data[n][i:min(i + self.batch, total)] for n in self.input_names}
 
     def _random(self):
-        from .runtimes.inputs import generate
+        from edgedeploy.runtimes.inputs import generate
 
         sig = self.artifact.inputs
         done = 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..errors import BadInput
+from edgedeploy.core.errors import BadInput
 
 
 def load_run(run_dir: Path) -> tuple[dict, dict]:
@@ -34,9 +34,9 @@ def _model_bytes(artifact: Path) -> tuple[int, int | None]:
 
 def _flops(run_dir: Path, artifact: str, digest: str, shape: str) -> dict | None:
     """FLOPs at the first target's shape, cached per artifact digest (counting takes seconds)."""
-    from ..atomic import write_json_atomic
-    from ..estimate import count
-    from ..runtimes.inputs import parse_shape
+    from edgedeploy.core.atomic import write_json_atomic
+    from edgedeploy.estimate import count
+    from edgedeploy.runtimes.inputs import parse_shape
 
     cache = run_dir / "cache" / f"flops-{digest[:16]}-{shape.replace('=', '').replace(',', '_')}.json"
     if cache.is_file():
@@ -59,8 +59,8 @@ def _relative_to_reference(variants: list[dict], reference: str) -> None:
 
 
 def collect(run_dir: Path) -> dict:
-    from ..artifact import utc_now
-    from ..recipe import SOURCE_MODEL, producer, reference_variant
+    from edgedeploy.core.artifact import utc_now
+    from edgedeploy.release.recipe import SOURCE_MODEL, producer, reference_variant
 
     run_dir = Path(run_dir)
     recipe, records = load_run(run_dir)
@@ -144,7 +144,7 @@ def collect(run_dir: Path) -> dict:
               "run_dir": str(run_dir.resolve()), "data": {k: data.get(k) for k in ("eval", "calib", "label_column", "limit")},
               "reference_variant": fname, "reference_accuracy": ref_task["accuracy"] if ref_task else None,
               "variants": variants, "compress": compress, "targets": targets, "stages": stages}
-    from ..gate import check
+    from edgedeploy.release.gate import check
 
     report["gate"] = check(report)
     return report

@@ -13,12 +13,12 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from .atomic import write_json_atomic
-from .errors import EdgeDeployError, Interrupted
+from edgedeploy.core.atomic import write_json_atomic
+from edgedeploy.core.errors import EdgeDeployError, Interrupted
 
 log = logging.getLogger("edgedeploy")
 
@@ -120,6 +120,6 @@ def _matches(st: Stage, only: str) -> bool:
 
 
 def _now() -> str:
-    from .artifact import utc_now
+    from edgedeploy.core.artifact import utc_now
 
     return utc_now()

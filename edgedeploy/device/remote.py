@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import ssh
-from .artifact import sha256_file
-from .errors import BadInput, EnvironmentFailure
+from edgedeploy.core.artifact import sha256_file
+from edgedeploy.core.errors import BadInput, EnvironmentFailure
+from edgedeploy.device import ssh
 
 log = logging.getLogger("edgedeploy")
 PYZ = "edgedeploy-runtime.pyz"
@@ -54,7 +54,7 @@ KILL = 'test -f "$1/pid" && kill -9 "$(cat "$1/pid")" 2>/dev/null; true'
 
 def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None) -> dict[str, str]:
     """Model files, the runtime zipapp, the inputs and a job file, with a sha256 of each."""
-    from .runtime_bundle import build_zipapp
+    from edgedeploy.device.runtime_bundle import build_zipapp
 
     job = json.loads(json.dumps(job))
     for model, art in zip(job["models"], arts):

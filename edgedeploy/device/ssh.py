@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from .errors import BadInput, EnvironmentFailure
+from edgedeploy.core.errors import BadInput, EnvironmentFailure
 
 log = logging.getLogger("edgedeploy")
 SSH_FAILURE = 255
@@ -36,7 +36,7 @@ class Target:
     options: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, spec: str, **kw) -> "Target":
+    def parse(cls, spec: str, **kw) -> Target:
         m = re.fullmatch(r"(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:@\s]+)(?::(?P<port>\d+))?", spec or "")
         if not m:
             raise BadInput(f"--host {spec!r}: expected user@host[:port] or a Host name from ~/.ssh/config")
