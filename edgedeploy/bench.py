@@ -5,11 +5,59 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import ClassVar, Literal
+
+from pydantic import Field
 
 from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput, InvalidBenchmark
+from edgedeploy.core.options import Options, coerce
+from edgedeploy.runtimes.stats import UNSTABLE_CV
 
 log = logging.getLogger("edgedeploy")
+
+
+class MeasureOptions(Options):
+    """How to measure: shared by ``edgedeploy bench`` and a recipe's targets."""
+
+    profile: str | None = Field(None, description="Device profile (default: the closest to this host, as 'edgedeploy doctor' picks; 'auto' the same).")
+    shape: str = Field("batch=1,sequence=128", min_length=1, description="Bind symbolic dims; 'batch'/'sequence' are short names.")
+    scenario: Literal["single-stream", "offline", "server"] = Field("single-stream", description="What is measured.")
+    iterations: int = Field(200, ge=1, description="Steady-state inferences per model (upper bound).")
+    duration: float = Field(60.0, gt=0, description="Time bound in seconds for the steady state.")
+    warmup: int = Field(20, ge=0, description="Warm-up inferences (bounded to 5 s).")
+    threads: int | None = Field(None, ge=1, description="Override the profile's intra-op threads.")
+    concurrency: int = Field(1, ge=1, description="Sessions/threads for offline and server.")
+    qps: float | None = Field(None, gt=0, description="Poisson arrival rate for the server scenario.")
+    latency_budget: float | None = Field(None, gt=0, description="p99 budget in ms for the server scenario.")
+    baseline: Literal["torch"] | None = Field(None, description="Also time the PyTorch source model eagerly, interleaved.")
+    note: str | None = Field(None, description="A label stored with the results and shown with the table (e.g. 'emulated').")
+
+
+class RemoteOptions(Options):
+    """How to reach a device over SSH."""
+
+    ssh_config: Path | None = Field(None, description="ssh config file (ssh -F).")
+    accept_new_host_key: bool = Field(False, description="Trust an unknown host key on first use (never a changed one).")
+    remote_python: str = Field("python3", min_length=1, description="Python on the device.")
+    remote_venv: str | None = Field(None, description="Use the venv made by 'edgedeploy provision' (its bin/python).")
+    timeout: float = Field(1800.0, gt=0, description="Deadline for the remote run, seconds.")
+    connect_timeout: float = Field(10.0, gt=0, description="SSH connect timeout, seconds.")
+    keep_remote: bool = Field(False, description="Leave the remote work directory in place.")
+    bwlimit: float | None = Field(None, gt=0, description="Cap the upload rate, kB/s (slow field links).")
+
+
+class BenchOptions(MeasureOptions, RemoteOptions):
+    """Every setting of ``edgedeploy bench``."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"inputs_npz": "inputs"}
+
+    inputs: Path | None = Field(None, description="Real inputs from an .npz instead of generated ones.")
+    host: list[str] = Field(default_factory=list, description="Run on user@host[:port] or a ~/.ssh/config Host over SSH. Repeatable.")
+    hosts: Path | None = Field(None, description="YAML inventory of devices (host, profile, remote_venv).")
+    parallel: int = Field(4, ge=1, description="Devices measured at once in a fleet.")
+    require_stable: bool = Field(False, description=f"Exit 4 when any result has CV over {UNSTABLE_CV:.0%}.")
+    save_outputs: Path | None = Field(None, description="Save each model's inputs and outputs (<model>.npz) here, to compare devices.")
 
 
 def make_job(arts: list[Artifact], profile: dict, shape: dict, *, inputs_npz=None, scenario="single-stream", iterations=200,
@@ -70,23 +118,35 @@ def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
     return Target(f"pytorch-eager ({src.get('name')})", run, batch)
 
 
-def bench(artifacts: list, profile_name: str | None = None, shape: str = "batch=1,sequence=128", baseline: str | None = None,
-          progress=None, remote: dict | None = None, **opts) -> dict:
-    """Measure ``artifacts`` on this host, or on ``remote`` ({"target": ssh.Target, "python",
-    "timeout_s", "keep_remote", "bwlimit_kbps"}) over SSH with the same harness."""
-    from edgedeploy.device.doctor import diagnose
+def _job_settings(opts: MeasureOptions, inputs=None, save_outputs=None) -> dict:
+    return {"inputs_npz": inputs, "scenario": opts.scenario, "iterations": opts.iterations, "duration_s": opts.duration, "warmup": opts.warmup,
+            "concurrency": opts.concurrency, "qps": opts.qps, "latency_budget_ms": opts.latency_budget, "threads": opts.threads,
+            "save_outputs": save_outputs}
+
+
+def bench(artifacts: list, options: MeasureOptions | None = None, *, progress=None, remote: dict | None = None, inputs=None,
+          save_outputs=None, **settings) -> dict:
+    """Measure ``artifacts`` on this host, or on ``remote`` ({"target": ssh.Host, "python",
+    "timeout_s", "keep_remote", "bwlimit_kbps"}) over SSH with the same harness. Settings are a
+    ``MeasureOptions`` (or ``BenchOptions``) or its fields as keyword arguments."""
+    from edgedeploy.device.doctor import resolve_profile
     from edgedeploy.device.profiles import load
     from edgedeploy.runtimes import inputs as rt_inputs
     from edgedeploy.runtimes import job as rt_job
 
+    opts = options if options is not None else coerce(MeasureOptions, settings, "bench")
+    if isinstance(opts, BenchOptions):
+        inputs, save_outputs = inputs or opts.inputs, save_outputs or opts.save_outputs
     arts = [Artifact.load(a) for a in artifacts]
     if not arts:
         raise BadInput("give at least one ARTIFACT")
+    job_settings = _job_settings(opts, inputs, save_outputs)
     if remote is not None:
-        return _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts)
-    profile = load(profile_name or diagnose()["closest_profile"])
+        return _bench_remote(arts, resolve_profile(opts.profile), opts.shape, opts.baseline, progress, remote, **job_settings)
+    baseline = opts.baseline
+    profile = load(resolve_profile(opts.profile) or resolve_profile("auto"))
     try:
-        job = make_job(arts, profile, rt_inputs.parse_shape(shape), **opts)
+        job = make_job(arts, profile, rt_inputs.parse_shape(opts.shape), **job_settings)
         job = rt_job.normalize(job)
         interleave = job["scenario"] == "single-stream" and (len(arts) > 1 or baseline == "torch")
         prepared, interleave = rt_job.prepare(job, interleave)
@@ -143,4 +203,4 @@ def _finish(doc: dict, arts, n_extra: int, interleave: bool) -> dict:
 
 def require_stable(doc: dict) -> None:
     if doc["unstable"]:
-        raise InvalidBenchmark(f"unstable result(s) (CV over 10 %): {', '.join(doc['unstable'])}; close other programs, raise --iterations, or pin the CPU governor")
+        raise InvalidBenchmark(f"unstable result(s) (CV over {UNSTABLE_CV:.0%}): {', '.join(doc['unstable'])}; close other programs, raise --iterations, or pin the CPU governor")

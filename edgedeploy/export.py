@@ -5,10 +5,15 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import ClassVar
 
+from pydantic import Field
+
+from edgedeploy.compress.reference import materialize
 from edgedeploy.core.artifact import Artifact, finalize_manifest, is_artifact, onnx_signature
 from edgedeploy.core.atomic import checkpoint, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
+from edgedeploy.core.options import Options, coerce
 from edgedeploy.core.sources import resolve
 
 log = logging.getLogger("edgedeploy")
@@ -34,27 +39,40 @@ def _sample_cases(source_path: Path, sample_data: Path, text_column: str, limit:
     return cases
 
 
-def export(
-    source: str | None,
-    out: Path,
-    *,
-    task: str | None = None,
-    opset: int | None = None,
-    optimize: bool = False,
-    factory: str | None = None,
-    weights: Path | None = None,
-    input_specs: tuple[str, ...] = (),
-    trust_pickle: bool = False,
-    atol: float | None = None,
-    rtol: float | None = None,
-    sample_data: Path | None = None,
-    text_column: str = "text",
-    force: bool = False,
-) -> Artifact:
+class ExportSettings(Options):
+    """The export settings a recipe may set (its ``export:`` section)."""
+
+    task: str | None = Field(None, description="Hugging Face task (auto-detected from config.json when omitted).")
+    opset: int | None = Field(None, ge=7, le=30, description="ONNX opset (exporter default when omitted).")
+    optimize: bool = Field(False, description="Apply onnxruntime.transformers graph fusions (transformer families).")
+    atol: float | None = Field(None, ge=0, description="Absolute tolerance for validation (family default).")
+    rtol: float | None = Field(None, ge=0, description="Relative tolerance for validation (family default).")
+
+
+class ExportOptions(ExportSettings):
+    """Every setting of ``edgedeploy export``."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"sample_data": "eval_data", "input_specs": "input"}
+
+    factory: str | None = Field(None, description="package.module:callable returning a torch.nn.Module.")
+    weights: Path | None = Field(None, description="Weights for --factory (.safetensors preferred; .pt loads with weights_only=True).")
+    input: list[str] = Field(default_factory=list, description="Input spec name:dtype:dims, dims may be symbolic: input:float32:batch,3,224,224. Repeatable.")
+    eval_data: Path | None = Field(None, description="Validate on real samples: TSV/CSV/JSONL text or .npz of inputs.")
+    text_column: str = Field("text", min_length=1, description="Text column of TSV/CSV/JSONL data.")
+    trust_pickle: bool = Field(False, description="Allow loading arbitrary pickled objects (only for files you trust; never from a recipe).")
+
+
+def export(source: str | None, out: Path, *, options: ExportOptions | None = None, force: bool = False, **settings) -> Artifact:
+    """Export ``source`` to a validated artifact at ``out``. Settings are an ``ExportOptions``
+    or its fields as keyword arguments."""
     from edgedeploy.exporters import registry
     from edgedeploy.exporters.validate import DEFAULT_TOLERANCES, validate
 
-    src = resolve(source, factory)
+    opts = options if options is not None else coerce(ExportOptions, settings, "export")
+    task, opset, optimize, factory, weights = opts.task, opts.opset, opts.optimize, opts.factory, opts.weights
+    input_specs, trust_pickle, atol, rtol = tuple(opts.input), opts.trust_pickle, opts.atol, opts.rtol
+    sample_data, text_column = opts.eval_data, opts.text_column
+    src = materialize(resolve(source, factory))  # a reference classifier is built here, on first use
     t0 = time.perf_counter()
     with staged_directory(out, force=force, is_artifact=is_artifact) as stage:
         log.info("exporting %s (%s)", src.name, src.kind)

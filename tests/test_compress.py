@@ -151,7 +151,7 @@ def test_gradient_importance_equals_hugging_face_head_mask_gradient(teacher):
 @needs_minilm
 def test_gradual_pruning_with_recovery_reports_accuracy_each_round(teacher, tmp_path):
     out = tmp_path / "pruned"
-    proc = cli("prune", teacher, "-o", out, "--heads", "0.25", "--steps", "2", "--data", SST2_DEV, "--eval", SST2_DEV,
+    proc = cli("prune", teacher, "-o", out, "--heads", "0.25", "--steps", "2", "--train-data", SST2_DEV, "--eval-data", SST2_DEV,
                "--importance-samples", "64", "--recover-epochs", "1", "--limit", "96", "--lr", "1e-4", "--json", check=0)
     rec = json.loads(proc.stdout)
     assert rec["importance"] == "gradient"
@@ -197,8 +197,8 @@ PRUNE_BAD = [
     (["--ffn", "1.0"], "between 0 and 1"),
     ([], "nothing to prune"),
     (["--heads", "0.2", "--importance", "gradient"], "gradient importance needs labeled training text"),
-    (["--heads", "0.2", "--data", "EMPTY"], "has a header but no rows"),
-    (["--heads", "0.2", "--data", "NOLABEL"], "no column 'label'"),
+    (["--heads", "0.2", "--train-data", "EMPTY"], "has a header but no rows"),
+    (["--heads", "0.2", "--train-data", "NOLABEL"], "no column 'label'"),
 ]
 
 
@@ -264,7 +264,7 @@ def test_distillation_lowers_its_loss_and_is_deterministic(teacher, tmp_path):
 def test_interrupted_distillation_resumes_to_the_same_weights(teacher, tmp_path):
     import torch
 
-    args = ["distill", "--teacher", teacher, "--student-layers", "2", "--data", SST2_DEV, "--epochs", "2", "--batch-size", "4",
+    args = ["distill", "--teacher", teacher, "--student-layers", "2", "--train-data", SST2_DEV, "--epochs", "2", "--batch-size", "4",
             "--lr", "5e-4", "--checkpoint-every", "5", "--attention-weight", "1"]
     cli(*args, "-o", tmp_path / "straight", check=0)
 
@@ -294,7 +294,7 @@ def test_interrupted_distillation_resumes_to_the_same_weights(teacher, tmp_path)
 @needs_minilm
 def test_diverging_distillation_stops_and_keeps_the_last_good_checkpoint(teacher, tmp_path):
     out = tmp_path / "s"
-    proc = cli("distill", "--teacher", teacher, "--student-layers", "1", "--data", SST2_DEV, "--limit", "400", "--batch-size", "8",
+    proc = cli("distill", "--teacher", teacher, "--student-layers", "1", "--train-data", SST2_DEV, "--limit", "400", "--batch-size", "8",
                "--lr", "1e30", "--checkpoint-every", "1", "-o", out, check=1)
     line = one_line_error(proc)
     assert "the loss became" in line and "last good checkpoint is" in line and "--resume" in line
@@ -305,7 +305,7 @@ def test_diverging_distillation_stops_and_keeps_the_last_good_checkpoint(teacher
 @needs_minilm
 def test_diverging_recovery_keeps_the_pruned_model_before_it(teacher, tmp_path):
     out = tmp_path / "p"
-    proc = cli("prune", teacher, "-o", out, "--heads", "2", "--data", SST2_DEV, "--limit", "200", "--batch-size", "8",
+    proc = cli("prune", teacher, "-o", out, "--heads", "2", "--train-data", SST2_DEV, "--limit", "200", "--batch-size", "8",
                "--recover-epochs", "1", "--lr", "1e30", check=1)
     line = one_line_error(proc)
     assert "recovery: the loss became" in line and "the pruned model before this recovery is kept in" in line
@@ -328,19 +328,19 @@ def test_distilling_between_different_tokenizers_is_rejected(teacher, tmp_path):
     (vocab / "vocab.txt").write_text("\n".join(words) + "\n")
     student = _tiny_classifier(tmp_path / "student", layers=1, tokenizer_from=vocab)
     out = tmp_path / "out"
-    line = one_line_error(cli("distill", "--teacher", teacher, "--student", student, "--data", SST2_DEV, "-o", out, check=2))
+    line = one_line_error(cli("distill", "--teacher", teacher, "--student", student, "--train-data", SST2_DEV, "-o", out, check=2))
     assert "different tokenizers" in line and "shared tokenizer" in line
     assert not out.exists()
 
 
 DISTILL_BAD = [
-    (["--student-layers", "2", "--data", "EMPTY"], "has a header but no rows"),
-    (["--student-layers", "2", "--data", "ZERO"], "is empty"),
-    (["--data", "DEV"], "give exactly one of --student DIR or --student-layers"),
-    (["--student-layers", "9", "--data", "DEV"], "the teacher has 3 layers"),
-    (["--student-layers", "2,1", "--data", "DEV"], "increasing, distinct teacher layers"),
-    (["--student-layers", "2", "--data", "DEV", "--alpha", "2"], "between 0 and 1"),
-    (["--student-layers", "2", "--data", "DEV", "--attention-weight", "1", "--relation-heads", "5"], "does not divide the attention width"),
+    (["--student-layers", "2", "--train-data", "EMPTY"], "has a header but no rows"),
+    (["--student-layers", "2", "--train-data", "ZERO"], "is empty"),
+    (["--train-data", "DEV"], "give exactly one of --student DIR or --student-layers"),
+    (["--student-layers", "9", "--train-data", "DEV"], "the teacher has 3 layers"),
+    (["--student-layers", "2,1", "--train-data", "DEV"], "increasing, distinct teacher layers"),
+    (["--student-layers", "2", "--train-data", "DEV", "--alpha", "2"], "between 0 and 1"),
+    (["--student-layers", "2", "--train-data", "DEV", "--attention-weight", "1", "--relation-heads", "5"], "does not divide the attention width"),
 ]
 
 
@@ -379,7 +379,7 @@ def test_recipe_compresses_exports_quantizes_and_reports_each_step(teacher, tmp_
     report = json.loads((run_dir / "report.json").read_text())
     rows = {v["name"]: v for v in report["variants"]}
     assert rows["small"]["parameters"] < rows["fp32"]["parameters"] and rows["pruned"]["parameters"] < rows["small"]["parameters"]
-    assert rows["pruned-int8"]["compression_ratio"] == pytest.approx(rows["fp32"]["model_bytes"] / rows["pruned-int8"]["model_bytes"])
+    assert rows["pruned-int8"]["compression"] == pytest.approx(rows["fp32"]["model_bytes"] / rows["pruned-int8"]["model_bytes"])
     assert all(rows[n].get("accuracy") is not None and rows[n]["flops"]["gflops"] > 0 for n in rows)
     assert rows["small"]["flops"]["gflops"] < rows["fp32"]["flops"]["gflops"]
     steps = {c["name"]: c for c in report["compress"]}
@@ -405,7 +405,7 @@ def test_prune_20_percent_of_heads_of_the_sst2_reference_and_recover(tmp_path):
     """The issue's slow test: MiniLM-L6 fine-tuned on SST-2, 20 % of its 72 heads removed by
     gradient importance, one recovery epoch on 2,000 training rows, accuracy on all of SST-2 dev."""
     out = tmp_path / "pruned"
-    proc = cli("prune", "reference:sst2", "-o", out, "--heads", "0.2", "--data", SST2_TRAIN, "--eval", SST2_DEV,
+    proc = cli("prune", "reference:sst2", "-o", out, "--heads", "0.2", "--train-data", SST2_TRAIN, "--eval-data", SST2_DEV,
                "--importance-samples", "512", "--recover-epochs", "1", "--limit", "2000", "--json", cwd=TESTS.parent, check=0)
     rec = json.loads(proc.stdout)
     acc = rec["accuracy"]

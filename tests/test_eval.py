@@ -48,7 +48,7 @@ def test_banking77_string_labels_and_fidelity(banking_classifier, tmp_path):
     dev = DATASETS / "banking77" / "dev.tsv"
     q = quantize(banking_classifier.path, tmp_path / "int8", "dynamic", eval_data=dev, eval_samples=16)
     out = tmp_path / "eval.json"
-    proc = cli("eval", q.path, "--data", dev, "--reference", banking_classifier.path, "--limit", "200", "-o", out, check=0)
+    proc = cli("eval", q.path, "--eval-data", dev, "--reference", banking_classifier.path, "--limit", "200", "-o", out, check=0)
     assert "accuracy" in proc.stdout and "macro-F1" in proc.stdout and "top-1 agreement" in proc.stdout
     res = json.loads(out.read_text())
     t = res["task"]
@@ -64,9 +64,9 @@ def test_text_pairs_and_bad_columns(banking_classifier, tmp_path):
     rows = (DATASETS / "sst2" / "dev.tsv").read_text().splitlines()[1:9]
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("premise\thypothesis\tlabel\n" + "".join(f"{a.split(chr(9))[0]}\t{b.split(chr(9))[0]}\tcard_arrival\n" for a, b in zip(rows, rows[1:])))
-    res = json.loads(cli("eval", banking_classifier.path, "--data", pairs, "--text-column", "premise", "--text-pair-column", "hypothesis", "--json", check=0).stdout)
+    res = json.loads(cli("eval", banking_classifier.path, "--eval-data", pairs, "--text-column", "premise", "--text-pair-column", "hypothesis", "--json", check=0).stdout)
     assert res["samples"] == 7 and res["task"]["per_class"]["card_arrival"]["support"] == 7
-    line = one_line_error(cli("eval", banking_classifier.path, "--data", pairs, check=2))
+    line = one_line_error(cli("eval", banking_classifier.path, "--eval-data", pairs, check=2))
     assert "no column 'text'" in line and "'premise'" in line
 
 

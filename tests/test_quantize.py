@@ -42,23 +42,23 @@ def test_dynamic_int8_with_profile(minilm_artifact, sst2_dev, tmp_path, monkeypa
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= op_types(art)
     assert q["compression_ratio"] > 3.5
     f = art.manifest["fidelity"]
-    assert f["samples"] == 64 and f["mean_cosine"] > 0.98 and f["min_cosine"] > 0.96
+    assert f["samples"] == 64 and f["mean_cosine"] > 0.98 and f["worst_cosine"] > 0.96
     assert q["preprocess"]["applied"]
 
 
 @needs_minilm
 def test_static_qdq_and_qoperator(minilm_artifact, sst2_dev, tmp_path):
     qdq = quantize(minilm_artifact.path, tmp_path / "qdq", "static", calib_data=sst2_dev, calib_samples=32, eval_samples=16,
-                   overrides={"format": "QDQ", "calibration_method": "minmax"})
+                   format="QDQ", calib_method="minmax")
     check_quantized(qdq, minilm_artifact, "static")
     assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(qdq)
     s = qdq.manifest["quantization"]["settings"]
     assert s["calibration_samples"] == 32 and s["format"] == "QDQ"
     assert qdq.manifest["fidelity"]["mean_cosine"] > 0.85
     qop = quantize(minilm_artifact.path, tmp_path / "qop", "static", calib_data=sst2_dev, calib_samples=16, eval_samples=16,
-                   overrides={"format": "QOperator", "calibration_method": "percentile"})
+                   format="QOperator", calib_method="percentile")
     assert "QLinearMatMul" in op_types(qop) or "MatMulInteger" in op_types(qop)
-    assert qop.manifest["quantization"]["settings"]["calibration_method"] == "percentile"
+    assert qop.manifest["quantization"]["settings"]["calib_method"] == "percentile"
 
 
 @needs_minilm
@@ -162,7 +162,7 @@ def test_accuracy_aware_finds_the_planted_sensitive_layer(tmp_path):
     parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input_specs=("x:float32:batch,32",))
     plain = quantize(parent.path, tmp_path / "plain", "dynamic", random_calibration=True, eval_samples=64)
     assert plain.manifest["fidelity"]["mean_cosine"] < 0.99  # the planted layer really hurts
-    art = quantize(parent.path, tmp_path / "aware", "dynamic", random_calibration=True, eval_samples=64, min_cosine=0.99)
+    art = quantize(parent.path, tmp_path / "aware", "dynamic", random_calibration=True, eval_samples=64, min_mean_cosine=0.99)
     search = art.manifest["quantization"]["accuracy_search"]
     kept = art.manifest["quantization"]["nodes_kept_float"]
     assert search["met"] and art.manifest["fidelity"]["mean_cosine"] >= 0.99
@@ -177,7 +177,7 @@ def test_accuracy_budget_that_cannot_be_met_exits_1(tmp_path):
 
     parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input_specs=("x:float32:batch,32",))
     proc = cli("quantize", parent.path, "-o", tmp_path / "never", "--method", "dynamic", "--random-calibration",
-               "--min-cosine", "1.0000001", check=1)
+               "--min-mean-cosine", "1.0000001", check=1)
     line = one_line_error(proc)
     assert "budget not met" in line and "best mean cosine" in line
     assert not (tmp_path / "never").exists()
@@ -251,7 +251,7 @@ def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
     labeled = tmp_path / "labeled.tsv"
     labeled.write_text("text\tlabel\n" + "".join(f"{t}\t{names[int(p)]}\n" for t, p in zip(rows, preds)))  # string labels via label2id
 
-    art = quantize(parent.path, tmp_path / "q", "dynamic", eval_data=labeled, max_drop=0.02)
+    art = quantize(parent.path, tmp_path / "q", "dynamic", eval_data=labeled, max_accuracy_drop=0.02)
     search = art.manifest["quantization"]["accuracy_search"]
     assert search["budget"]["parent_accuracy"] == 1.0
     assert search["met"] and search["reached"]["accuracy_drop"] <= 0.02
@@ -260,5 +260,5 @@ def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
     assert "top1_agreement" in art.manifest["fidelity"]
     wrong = tmp_path / "wrong.tsv"
     wrong.write_text("text\tlabel\nhello\tneutral\n")
-    line = one_line_error(cli("quantize", parent.path, "-o", tmp_path / "x", "--method", "dynamic", "--eval-data", wrong, "--max-drop", "0.01", check=2))
+    line = one_line_error(cli("quantize", parent.path, "-o", tmp_path / "x", "--method", "dynamic", "--eval-data", wrong, "--max-accuracy-drop", "0.01", check=2))
     assert "'neutral'" in line and "negative, positive" in line

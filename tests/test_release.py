@@ -56,13 +56,13 @@ BAD_RECIPES = [
      ":3: compress.s.from: unknown model 't'"),
     ("source: minilm-l6\ncompress:\n  s: {method: prune}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n", ":3: compress.s: prune needs heads:"),
     ("source: minilm-l6\ncompress:\n  s: {method: distill, student_layers: 2}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
-     ":3: compress.s: distill needs data:"),
+     ":3: compress.s: distill needs train_data:"),
     ("source: minilm-l6\ncompress:\n  s: {method: prune, heads: 0.2}\nvariants:\n  a: {method: float, model: t}\ntargets:\n  - name: local\n",
      ":5: variants.a.model: unknown model 't'"),
     ("source: minilm-l6\ncompress:\n  s: {method: prune, heads: 0.2}\nvariants:\n  a: {method: float, model: s}\n  b: {method: float, model: s}\n"
      "targets:\n  - name: local\n", ":6: variants.b: only one float variant per model"),
     ("source: minilm-l6\ncompress:\n  s: {method: prune, heads: [1, 2]}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
-     ":3: compress.s.heads: expected scalar"),
+     ":3: compress.s.heads: expected str"),
 ]
 
 
@@ -93,8 +93,8 @@ def test_report_of_a_directory_that_is_not_a_run(tmp_path):
 def test_gate_logic_on_a_hand_made_report():
     from edgedeploy.release.gate import check
 
-    variant = {"name": "int8", "gate": True, "status": "ok", "model_mb": 23.0, "accuracy": 0.80, "accuracy_drop": 0.03, "accuracy_retained": 0.96, "mean_cosine": 0.99}
-    target = {"name": "pi", "max_cv": 0.1, "budgets": {}, "results": {"int8": {"p90_ms": 40.0, "p50_ms": 35.0, "throughput_per_s": 28.0, "stable": True, "cv": 0.05}}}
+    variant = {"name": "int8", "gate": True, "status": "ok", "size_mb": 23.0, "accuracy": 0.80, "accuracy_drop": 0.03, "accuracy_retained": 0.96, "mean_cosine": 0.99}
+    target = {"name": "pi", "max_cv": 0.1, "budgets": {}, "results": {"int8": {"p90_ms": 40.0, "p50_ms": 35.0, "throughput": 28.0, "stable": True, "cv": 0.05}}}
     report = {"variants": [variant], "targets": [target]}
     target["budgets"] = {"max_size_mb": 30, "max_p90_ms": 50}
     assert check(report)["exit_code"] == 0
@@ -284,7 +284,7 @@ def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(tmp_path):
     report = json.loads((run_dir / "report.json").read_text())
     acc = {v["name"]: v["accuracy"] for v in report["variants"]}
     assert acc["fp32"] >= 0.85 and acc["fp32"] - acc["int8"] <= 0.02 and report["gate"]["passed"]
-    assert next(v for v in report["variants"] if v["name"] == "int4")["model_mb"] < 30
+    assert next(v for v in report["variants"] if v["name"] == "int4")["size_mb"] < 30
 
     tight = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, "--set", "targets.0.iterations=100",
                 "--set", "budgets.min_accuracy=0.99", check=1)
@@ -306,6 +306,6 @@ def test_shipped_recipes_validate(recipe):
     from edgedeploy.release.recipe import load
 
     r = load(recipe)
-    assert r.variants() and r.targets()
-    if r.data.get("eval"):
-        assert r.labeled() and all(set(r.budgets_for(t)) for t in r.targets())
+    assert r.variants and r.targets
+    if r.data.eval:
+        assert r.labeled() and all(r.budgets(t).set() for t in r.targets)

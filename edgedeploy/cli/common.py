@@ -10,19 +10,6 @@ import click
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 
 
-def training_options(f):
-    """The data and training options prune and distill share."""
-    for opt in reversed((
-        click.option("--text-column", default="text", show_default=True),
-        click.option("--label-column", default="label", show_default=True),
-        click.option("--batch-size", default=32, show_default=True),
-        click.option("--max-length", default=64, show_default=True, help="Token limit when training."),
-        click.option("--seed", default=0, show_default=True, help="Data order, dropout and subsets; the same seed gives the same weights."),
-    )):
-        f = opt(f)
-    return f
-
-
 def emit_json(obj) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
@@ -49,5 +36,7 @@ def warn(msg: str) -> None:
 
 
 def fail_line(msg: str) -> None:
-    click.echo(f"edgedeploy: error: {msg}", err=True)
+    """One ``edgedeploy: error:`` line per problem (a bad recipe reports each of its problems)."""
+    for line in str(msg).splitlines() or [""]:
+        click.echo(f"edgedeploy: error: {line}", err=True)
     sys.stderr.flush()

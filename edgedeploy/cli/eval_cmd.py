@@ -4,28 +4,25 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option, table
+from edgedeploy.core.options import click_options, from_cli
+from edgedeploy.quality.evaluate import EvalOptions
+from edgedeploy.quality.fidelity import worst_cosine
 
 
 @click.command("eval")
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Labeled TSV/CSV/JSONL.")
-@click.option("--reference", type=click.Path(path_type=Path), help="Also measure fidelity against this artifact (e.g. the float parent).")
-@click.option("--text-column", default="text", show_default=True)
-@click.option("--text-pair-column", help="Second text column for pair tasks (MNLI/QQP style).")
-@click.option("--label-column", default="label", show_default=True)
-@click.option("--no-labels", is_flag=True, help="Fidelity only (for models that are not classifiers).")
-@click.option("--limit", type=int, help="Evaluate the first N rows.")
-@click.option("--batch-size", type=int, default=32, show_default=True)
+@click_options(EvalOptions)
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the result JSON here.")
 @json_option
-def command(artifact, data, reference, text_column, text_pair_column, label_column, no_labels, limit, batch_size, output, as_json):
+def command(artifact, output, as_json, **settings):
     """Task accuracy of ARTIFACT on labeled data (accuracy, macro-F1, per class) and its
     fidelity against --reference."""
     from edgedeploy.core.atomic import write_json_atomic
     from edgedeploy.core.errors import BadInput
     from edgedeploy.quality.evaluate import evaluate, top_confusions
 
-    if no_labels and not reference:
+    o = from_cli(EvalOptions, settings)
+    if o.no_labels and not o.reference:
         raise BadInput("--no-labels leaves nothing to measure without --reference")
     tty = sys.stderr.isatty()
 
@@ -33,8 +30,8 @@ def command(artifact, data, reference, text_column, text_pair_column, label_colu
         if tty:
             click.echo(f"\revaluated {n} rows", err=True, nl=False)
 
-    res = evaluate(artifact, data, reference=reference, text_column=text_column, label_column=None if no_labels else label_column,
-                   pair_column=text_pair_column, limit=limit, batch=batch_size, progress=progress)
+    res = evaluate(artifact, o.eval_data, reference=o.reference, text_column=o.text_column, label_column=None if o.no_labels else o.label_column,
+                   text_pair_column=o.text_pair_column, limit=o.limit, batch=o.batch_size, progress=progress)
     if tty:
         click.echo("", err=True)
     if output:
@@ -52,7 +49,7 @@ def command(artifact, data, reference, text_column, text_pair_column, label_colu
             click.echo(f"  ({len(t['per_class']) - 20} more classes in the JSON); most missed: {top_confusions(t['per_class'])}")
     if "fidelity" in res:
         f = res["fidelity"]
-        line = f"  vs {f['reference']}: mean cosine {f['mean_cosine']:.4f}, min {f['min_cosine']:.4f}, max abs diff {f['max_abs_diff']:.3g}"
+        line = f"  vs {f['reference']}: mean cosine {f['mean_cosine']:.4f}, worst {worst_cosine(f):.4f}, max abs diff {f['max_abs_diff']:.3g}"
         if "top1_agreement" in f:
             line += f", top-1 agreement {f['top1_agreement']:.1%}"
         click.echo(line)

@@ -8,7 +8,7 @@ from edgedeploy.cli.common import emit_json, table
 from edgedeploy.core.errors import EdgeDeployError
 
 
-def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, output, as_json, require_stable, note=None):
+def run_fleet(artifacts, opts, output, as_json):
     """One device: measure it and return its results for the caller to report like a
     local run. Several: measure them in parallel, report here and return None."""
     from edgedeploy.bench import bench
@@ -16,18 +16,19 @@ def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, outpu
     from edgedeploy.core.atomic import write_json_atomic
     from edgedeploy.device.fleet import read_inventory, remote_options, run_all
 
-    entries = [{"host": h} for h in hosts] + (read_inventory(inventory) if inventory else [])
+    entries = [{"host": h} for h in opts.host] + (read_inventory(opts.hosts) if opts.hosts else [])
     single = len(entries) == 1
 
     def one(entry):
-        doc = bench(artifacts, entry.get("profile") or profile, shape, remote=remote_options(entry, ssh_opts), **opts)
-        if note:
-            doc["note"] = note
+        entry_opts = opts.model_copy(update={"profile": entry.get("profile") or opts.profile})
+        doc = bench(artifacts, entry_opts, remote=remote_options(entry, opts))
+        if opts.note:
+            doc["note"] = opts.note
         return doc
 
     if single:
         return one(entries[0])
-    results = run_all(entries, one, ssh_opts.get("parallel", 4))
+    results = run_all(entries, one, opts.parallel)
     if output:
         Path(output).mkdir(parents=True, exist_ok=True)
         for host, res in results.items():
@@ -49,6 +50,6 @@ def run_fleet(artifacts, profile, shape, opts, hosts, inventory, ssh_opts, outpu
     failed = [h for h, r in results.items() if "error" in r]
     if failed:
         raise EdgeDeployError(f"{len(failed)} of {len(results)} device(s) failed: {', '.join(failed)}", exit_code=3)
-    if require_stable:
+    if opts.require_stable:
         for res in results.values():
             check_stable(res["ok"])

@@ -3,6 +3,7 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option, table
+from edgedeploy.quality.fidelity import worst_cosine
 
 
 @click.command("inspect")
@@ -36,7 +37,7 @@ def command(artifact, as_json):
         rows.append(["quantization", f"{q['method']} (profile {q.get('profile') or '-'}), {q.get('compression_ratio', 0):.2f}x smaller"])
     f = m.get("fidelity")
     if f:
-        rows.append(["fidelity", f"mean cosine {f['mean_cosine']:.4f}, min {f['min_cosine']:.4f} on {f['samples']} samples"])
+        rows.append(["fidelity", f"mean cosine {f['mean_cosine']:.4f}, worst {worst_cosine(f):.4f} on {f['samples']} samples"])
     for name, meta in sorted(m["files"].items()):
         rows.append([f"file {name}", f"{meta['size']:,} B sha256 {meta['sha256'][:12]}"])
     click.echo(table(rows, ["field", "value"]))

@@ -16,7 +16,7 @@ from edgedeploy.runtimes.errors import JobError, ShapeError
 COMMANDS = {
     "export": "export", "inspect": "inspect_cmd", "verify": "verify", "quantize": "quantize",
     "bench": "bench", "profiles": "profiles", "doctor": "doctor", "estimate": "estimate", "provision": "provision", "eval": "eval_cmd",
-    "run": "run_cmd", "report": "report_cmd", "prune": "prune_cmd", "distill": "distill_cmd",
+    "run": "run_cmd", "report": "report_cmd", "prune": "prune_cmd", "distill": "distill_cmd", "schema": "schema_cmd",
 }
 
 

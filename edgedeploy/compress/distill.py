@@ -14,37 +14,15 @@ import copy
 import logging
 import shutil
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgedeploy.compress.arch import Encoder, parameters
+from edgedeploy.compress.options import DistillOptions
 from edgedeploy.core.errors import BadInput
 
 log = logging.getLogger("edgedeploy")
-
-
-@dataclass
-class DistillOptions:
-    data: str = ""  # training text; labels are used when alpha > 0
-    student: str | None = None  # a model directory sharing the teacher's tokenizer
-    student_layers: str | None = None  # "2" (evenly spaced) or "0,2,4" (these teacher layers)
-    eval: str | None = None  # labeled text for accuracy of teacher and student
-    text_column: str = "text"
-    label_column: str = "label"
-    temperature: float = 2.0
-    alpha: float = 0.5  # weight of the hard-label loss; 1 - alpha goes to the soft (teacher) loss
-    hidden_weight: float = 0.0
-    attention_weight: float = 0.0  # MiniLM-style Q/K/V self-attention relations, last layer
-    relation_heads: int | None = None  # default: the teacher's head count
-    epochs: float = 1.0
-    limit: int | None = None  # rows of data (seeded subset)
-    lr: float = 1e-4
-    batch_size: int = 32
-    max_length: int = 64
-    seed: int = 0
-    checkpoint_every: int = 50
 
 
 def evenly_spaced(n: int, total: int) -> list[int]:
@@ -100,8 +78,8 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
     check_output_dir(out.absolute(), force, model_io.is_output)
     if bool(opts.student) == bool(opts.student_layers):
         raise BadInput("give exactly one of --student DIR or --student-layers N|LIST")
-    if not opts.data:
-        raise BadInput("--data FILE is required: the text to distill on")
+    if not opts.train_data:
+        raise BadInput("--train-data FILE is required: the text to distill on")
     if opts.temperature <= 0:
         raise BadInput(f"--temperature {opts.temperature}: must be above 0")
     if not 0 <= opts.alpha <= 1:
@@ -128,7 +106,7 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
     if s_model.config.num_labels != t_model.config.num_labels:
         raise BadInput(f"teacher has {t_model.config.num_labels} classes, student {s_model.config.num_labels}; they must match")
     need_labels = opts.alpha > 0
-    train_set = textdata.load(opts.data, t_model.config, text_column=opts.text_column, label_column=opts.label_column,
+    train_set = textdata.load(opts.train_data, t_model.config, text_column=opts.text_column, label_column=opts.label_column,
                               limit=opts.limit, seed=opts.seed, need_labels=need_labels)
     if opts.student:
         check_tokenizers(t_tok, s_tok, train_set.texts[:32], teacher, opts.student)
@@ -140,7 +118,7 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
         bad = {k: w for k, w in widths.items() if w % heads}
         if bad:
             raise BadInput(f"--relation-heads {heads}: does not divide the attention width of the {', '.join(f'{k} ({w})' for k, w in bad.items())}")
-    eval_set = textdata.load(opts.eval, t_model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True) if opts.eval else None
+    eval_set = textdata.load(opts.eval_data, t_model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True) if opts.eval_data else None
 
     t_model.eval().requires_grad_(False)
     t_store, s_store = [], []
@@ -180,7 +158,7 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
         return {k: v / n for k, v in sums.items()} | {"total": sum(sums.values()) / n}
 
     record = {"kind": "edgedeploy-compression", "method": "distill", "teacher": t_src.as_dict(), "student": student_from,
-              "settings": asdict(opts), "layer_map": layer_map, "accuracy": {}}
+              "settings": opts.recorded(), "layer_map": layer_map, "accuracy": {}}
     if eval_set is not None:
         record["accuracy"]["teacher"] = textdata.accuracy(t_model, t_tok, eval_set)
         record["accuracy"]["student_before"] = textdata.accuracy(s_model, t_tok, eval_set)
@@ -189,8 +167,8 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
     from edgedeploy.exporters.huggingface import weight_files
 
     teacher_files = [model_io.data_fingerprint(f) for f in [t_src.path / "config.json", *weight_files(t_src.path)]]
-    fingerprint = {"teacher": teacher_files, "settings": asdict(opts), "student_from": student_from,
-                   "data": model_io.data_fingerprint(opts.data)}
+    fingerprint = {"teacher": teacher_files, "settings": opts.recorded(), "student_from": student_from,
+                   "data": model_io.data_fingerprint(opts.train_data)}
     sched = Schedule(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed, checkpoint_every=opts.checkpoint_every)
     record["training"] = train(s_model, trainable(s_model), loss_fn, len(train_set),
                                lambda order: textdata.batches(t_tok, train_set, order, opts.batch_size, opts.max_length),
@@ -203,7 +181,7 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
         record["accuracy"]["provenance"] = "measured with PyTorch on this host"
     record["parameters"] = {"teacher": parameters(t_model), "student": parameters(s_model),
                             "reduction": 1 - parameters(s_model) / parameters(t_model)}
-    record["data"] = {"train": model_io.data_fingerprint(opts.data), "eval": model_io.data_fingerprint(opts.eval)}
+    record["data"] = {"train": model_io.data_fingerprint(opts.train_data), "eval": model_io.data_fingerprint(opts.eval_data)}
     record["seconds"] = round(time.perf_counter() - t0, 1)
     model_io.publish(s_model, t_tok, out, record, force)
     shutil.rmtree(ckpt, ignore_errors=True)

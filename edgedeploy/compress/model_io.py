@@ -21,9 +21,10 @@ def load(source: str, what: str = "SOURCE"):
     """(model, tokenizer or None, resolved Source) in eval mode."""
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
+    from edgedeploy.compress.reference import materialize
     from edgedeploy.core.sources import resolve
 
-    src = resolve(source)
+    src = materialize(resolve(source))
     if src.kind != "huggingface":
         raise BadInput(f"{what} {source}: pruning and distillation need a Hugging Face model directory (this is {src.kind})")
     cls = AutoModelForSequenceClassification if is_classifier(src.path) else AutoModel

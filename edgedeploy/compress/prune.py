@@ -12,36 +12,16 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edgedeploy.compress.arch import Encoder, parameters
+from edgedeploy.compress.options import PruneOptions
 from edgedeploy.core.errors import BadInput
 
 log = logging.getLogger("edgedeploy")
-
-
-@dataclass
-class PruneOptions:
-    heads: str | None = None  # "0.2" (fraction of all heads), "14" (count) or "0:1,2;3:0" (layer:heads;...)
-    ffn: float | None = None  # fraction of feed-forward neurons removed from every layer
-    keep_layers: str | None = None  # "0,2,4"
-    importance: str | None = None  # gradient | magnitude; default: gradient when data is given
-    data: str | None = None  # labeled training text: importance and recovery
-    eval: str | None = None  # labeled text for accuracy before and after
-    text_column: str = "text"
-    label_column: str = "label"
-    importance_samples: int = 512
-    steps: int = 1
-    recover_epochs: float = 0.0
-    limit: int | None = None  # rows of data used for recovery (seeded subset)
-    lr: float = 3e-5
-    batch_size: int = 32
-    max_length: int = 64
-    seed: int = 0
-    allow_empty_layer: bool = False
 
 
 @dataclass
@@ -158,18 +138,18 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
         raise BadInput(f"--steps {opts.steps}: must be 1 or more")
     if opts.ffn is not None and not 0 < opts.ffn < 1:
         raise BadInput(f"--ffn {opts.ffn}: the fraction of feed-forward neurons to remove must be between 0 and 1")
-    importance = opts.importance or ("gradient" if opts.data else "magnitude")
+    importance = opts.importance or ("gradient" if opts.train_data else "magnitude")
     if importance not in ("gradient", "magnitude"):
         raise BadInput(f"--importance {importance!r}: use gradient or magnitude")
-    if (importance == "gradient" or opts.recover_epochs) and not opts.data:
-        raise BadInput(("gradient importance" if importance == "gradient" else "--recover-epochs") + " needs labeled training text: give --data FILE")
+    if (importance == "gradient" or opts.recover_epochs) and not opts.train_data:
+        raise BadInput(("gradient importance" if importance == "gradient" else "--recover-epochs") + " needs labeled training text: give --train-data FILE")
 
     model, tok, src = model_io.load(source)
     enc = Encoder(model)
     params_before = parameters(model)
     layers_before = len(enc.layers)
     keep = _parse_layers(opts.keep_layers) if opts.keep_layers else None
-    original = copy.deepcopy(model) if keep is not None and opts.eval else model  # accuracy "before" is the unpruned model's
+    original = copy.deepcopy(model) if keep is not None and opts.eval_data else model  # accuracy "before" is the unpruned model's
     if keep is not None:
         enc.keep_layers(keep)  # validates the indices
     plan = parse_heads(opts.heads, enc, opts.allow_empty_layer) if opts.heads else None
@@ -180,24 +160,24 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     if needs_training:
         model_io.require_classifier(model, source, "gradient importance and recovery fine-tuning")
         model_io.require_tokenizer(tok, source)
-        train_set = textdata.load(opts.data, model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
-    if opts.eval:
-        model_io.require_classifier(model, source, "accuracy on --eval")
+        train_set = textdata.load(opts.train_data, model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
+    if opts.eval_data:
+        model_io.require_classifier(model, source, "accuracy on --eval-data")
         model_io.require_tokenizer(tok, source)
-        eval_set = textdata.load(opts.eval, model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
+        eval_set = textdata.load(opts.eval_data, model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
 
     def acc():
         return textdata.accuracy(model, tok, eval_set) if eval_set is not None else None
 
-    record = {"kind": "edgedeploy-compression", "method": "prune", "source": src.as_dict(), "settings": asdict(opts),
+    record = {"kind": "edgedeploy-compression", "method": "prune", "source": src.as_dict(), "settings": opts.recorded(),
               "importance": importance, "accuracy": {}, "rounds": []}
     if eval_set is not None:
         record["accuracy"]["before"] = textdata.accuracy(original, tok, eval_set)
-        log.info("prune: accuracy before %.4f on %d rows of %s", record["accuracy"]["before"], len(eval_set), Path(opts.eval).name)
+        log.info("prune: accuracy before %.4f on %d rows of %s", record["accuracy"]["before"], len(eval_set), Path(opts.eval_data).name)
     del original
     recover_set = None
     if opts.recover_epochs > 0:
-        recover_set = train_set if not opts.limit else textdata.load(opts.data, model.config, text_column=opts.text_column,
+        recover_set = train_set if not opts.limit else textdata.load(opts.train_data, model.config, text_column=opts.text_column,
                                                                      label_column=opts.label_column, limit=opts.limit, seed=opts.seed, need_labels=True)
     total_heads = sum(len(enc.surviving_heads(i)) for i in range(len(enc.layers)))
     ffn_target = int(round(enc.ffn_width() * (1 - opts.ffn))) if opts.ffn else enc.ffn_width()
@@ -260,9 +240,9 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
         last = record["rounds"][-1]
         record["accuracy"]["after"] = last.get("accuracy_after_recovery", last["accuracy_after_prune"])
         record["accuracy"]["eval_rows"] = len(eval_set)
-        record["accuracy"]["eval_file"] = str(Path(opts.eval).resolve())
+        record["accuracy"]["eval_file"] = str(Path(opts.eval_data).resolve())
         record["accuracy"]["provenance"] = "measured with PyTorch on this host"
-    record["data"] = {"train": model_io.data_fingerprint(opts.data), "eval": model_io.data_fingerprint(opts.eval)}
+    record["data"] = {"train": model_io.data_fingerprint(opts.train_data), "eval": model_io.data_fingerprint(opts.eval_data)}
     record["seconds"] = round(time.perf_counter() - t0, 1)
     model_io.publish(model, tok, out, record, force)
     return record

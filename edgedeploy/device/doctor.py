@@ -56,3 +56,8 @@ def diagnose() -> dict:
         if os.environ.get(var):
             warnings.append(f"{var}={os.environ[var]} is set and changes how PyTorch/numpy baselines run")
     return {"host": env, "closest_profile": profile, "is_jetson": jetson, "load_average_1m": load1, "warnings": warnings}
+
+
+def resolve_profile(name: str | None) -> str | None:
+    """A profile name as written in a flag or recipe: ``auto`` is the closest to this host."""
+    return diagnose()["closest_profile"] if name == "auto" else name

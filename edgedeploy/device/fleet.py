@@ -32,15 +32,15 @@ def read_inventory(path: Path) -> list[dict]:
     return out
 
 
-def remote_options(entry: dict, ssh_opts: dict) -> dict:
+def remote_options(entry: dict, opts) -> dict:
+    """How to reach one device: an inventory entry's own settings over ``opts`` (``RemoteOptions``)."""
     from edgedeploy.device.ssh import Target
 
-    target = Target.parse(entry["host"], config=str(ssh_opts["ssh_config"]) if ssh_opts.get("ssh_config") else None,
-                          accept_new_host_key=ssh_opts.get("accept_new_host_key", False), connect_timeout=ssh_opts.get("connect_timeout", 10))
-    venv = entry.get("remote_venv") or ssh_opts.get("remote_venv")
-    python = f"{venv.rstrip('/')}/bin/python" if venv else entry.get("remote_python") or ssh_opts.get("remote_python", "python3")
-    return {"target": target, "python": python, "timeout_s": ssh_opts.get("timeout_s", 1800), "keep_remote": ssh_opts.get("keep_remote", False),
-            "bwlimit_kbps": ssh_opts.get("bwlimit")}
+    target = Target.parse(entry["host"], config=str(opts.ssh_config) if opts.ssh_config else None,
+                          accept_new_host_key=opts.accept_new_host_key, connect_timeout=opts.connect_timeout)
+    venv = entry.get("remote_venv") or opts.remote_venv
+    python = f"{venv.rstrip('/')}/bin/python" if venv else entry.get("remote_python") or opts.remote_python
+    return {"target": target, "python": python, "timeout_s": opts.timeout, "keep_remote": opts.keep_remote, "bwlimit_kbps": opts.bwlimit}
 
 
 def run_all(entries: list[dict], fn, parallel: int = 4) -> dict[str, dict]:

@@ -6,13 +6,31 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+from pydantic import Field
 
 from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput
+from edgedeploy.core.options import Options
 
 log = logging.getLogger("edgedeploy")
+
+
+class EvalOptions(Options):
+    """Every setting of ``edgedeploy eval``."""
+
+    RENAMED: ClassVar[dict[str, str]] = {"data": "eval_data", "pair_column": "text_pair_column"}
+
+    eval_data: Path = Field(description="Labeled TSV/CSV/JSONL.")
+    reference: Path | None = Field(None, description="Also measure fidelity against this artifact (e.g. the float parent).")
+    text_column: str = Field("text", min_length=1, description="Text column of the data file.")
+    text_pair_column: str | None = Field(None, description="Second text column for pair tasks (MNLI/QQP style).")
+    label_column: str = Field("label", min_length=1, description="Label column of the data file.")
+    no_labels: bool = Field(False, description="Fidelity only (for models that are not classifiers).")
+    limit: int | None = Field(None, ge=1, description="Evaluate the first N rows.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Rows per batch.")
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: dict[int, str] | None = None) -> dict:
@@ -34,7 +52,7 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: dict[in
 
 
 def evaluate(artifact, data: Path, *, reference=None, text_column: str = "text", label_column: str | None = "label",
-             pair_column: str | None = None, limit: int | None = None, batch: int = 32, progress=None) -> dict:
+             text_pair_column: str | None = None, limit: int | None = None, batch: int = 32, progress=None) -> dict:
     import json
 
     from edgedeploy.data.samples import SampleSource
@@ -44,7 +62,7 @@ def evaluate(artifact, data: Path, *, reference=None, text_column: str = "text",
 
     art = Artifact.load(artifact)
     ref = Artifact.load(reference) if reference else None
-    src = SampleSource(art, data, text_column, limit=limit or 10**12, batch=batch, label_column=label_column, pair_column=pair_column)
+    src = SampleSource(art, data, text_column, limit=limit or 10**12, batch=batch, label_column=label_column, pair_column=text_pair_column)
     sess = cpu_session(art.model_path)
     ref_sess = cpu_session(ref.model_path) if ref else None
     out_name = sess.get_outputs()[0].name

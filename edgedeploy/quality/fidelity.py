@@ -1,5 +1,5 @@
 """Fidelity of a model against a reference on the same real inputs: mean/min cosine of
-outputs per sample (hidden states mean-pooled over the attention mask), top-1 agreement
+outputs per sample (mean and worst; hidden states mean-pooled over the attention mask), top-1 agreement
 for classifier logits, max abs diff."""
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ class Collector:
         self.agree: list[np.ndarray] = []
         self.max_abs = 0.0
         self.finite = True
-        self.predictions: list[np.ndarray] = []
 
     def add(self, got: np.ndarray, want: np.ndarray, mask):
         self.finite &= bool(np.isfinite(got).all())
@@ -39,15 +38,19 @@ class Collector:
         self.cos.append(cosine(pooled(got, mask), pooled(want, mask)))
         if got.ndim == 2 and got.shape[1] > 1:
             self.agree.append(got.argmax(1) == want.argmax(1))
-            self.predictions.append(got.argmax(1))
 
     def result(self, output_name: str) -> dict:
         c = np.concatenate(self.cos) if self.cos else np.array([np.nan])
-        out = {"output": output_name, "samples": int(c.size), "mean_cosine": float(np.mean(c)), "min_cosine": float(np.min(c)),
+        out = {"output": output_name, "samples": int(c.size), "mean_cosine": float(np.mean(c)), "worst_cosine": float(np.min(c)),
                "max_abs_diff": self.max_abs, "finite": self.finite}
         if self.agree:
             out["top1_agreement"] = float(np.concatenate(self.agree).mean())
         return out
+
+
+def worst_cosine(fidelity: dict) -> float:
+    """The worst sample's cosine; manifests before 0.2 called it ``min_cosine``."""
+    return fidelity["worst_cosine"] if "worst_cosine" in fidelity else fidelity["min_cosine"]
 
 
 def _output_name(sess, output_index: int) -> str:

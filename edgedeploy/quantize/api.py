@@ -11,8 +11,11 @@ from pathlib import Path
 from edgedeploy.core.artifact import MANIFEST, Artifact, finalize_manifest, is_artifact, onnx_signature
 from edgedeploy.core.atomic import checkpoint, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
+from edgedeploy.core.options import coerce
+from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.quantize import methods
 from edgedeploy.quantize import settings as settings_mod
+from edgedeploy.quantize.options import QuantizeOptions
 
 log = logging.getLogger("edgedeploy")
 METHODS = ("dynamic", "static", "fp16", "int4")
@@ -31,26 +34,27 @@ def already_quantized(art: Artifact, model) -> str | None:
     return None
 
 
-def quantize(artifact, out: Path, method: str, *, profile: str | None = None, overrides: dict | None = None,
-             calib_data: Path | None = None, calib_samples: int = 128, random_calibration: bool = False, text_column: str = "text",
-             eval_data: Path | None = None, eval_samples: int = 64, exclude: tuple[str, ...] = (), force: bool = False,
-             min_cosine: float | None = None, min_worst_cosine: float | None = None, max_drop: float | None = None,
-             label_column: str = "label") -> Artifact:
+def quantize(artifact, out: Path, method: str | None = None, *, options: QuantizeOptions | None = None, force: bool = False,
+             **settings) -> Artifact:
+    """Quantize ``artifact`` into a new artifact at ``out``. Settings are a ``QuantizeOptions``
+    or its fields as keyword arguments (``quantize(a, out, "dynamic", eval_data=dev)``)."""
     import onnx
 
     from edgedeploy.data.samples import SampleSource
     from edgedeploy.device.profiles import load as load_profile
-    from edgedeploy.quantize import exclusions
 
-    if method not in METHODS:
-        raise BadInput(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    from . import exclusions
+
+    opts = options if options is not None else coerce(QuantizeOptions, {"method": method, **settings}, "quantize")
+    method, calib_data, eval_data, text_column = opts.method, opts.calib_data, opts.eval_data, opts.text_column
+    eval_samples, exclude = opts.eval_samples, tuple(opts.exclude)
     parent = Artifact.load(artifact)
-    prof = load_profile(profile) if profile else None
+    prof = load_profile(resolve_profile(opts.profile)) if opts.profile else None
     parent_model = onnx.load(str(parent.model_path), load_external_data=False)
     why = already_quantized(parent, parent_model)
     if why:
         raise BadInput(f"{parent.path}: is already quantized ({why}); quantize the float parent instead")
-    settings, chosen_by = settings_mod.resolve(method, prof, overrides or {})
+    settings, chosen_by = settings_mod.resolve(method, prof, opts.overrides())
     has_conv = any(n.op_type == "Conv" for n in parent_model.graph.node)
     if method == "static" and parent.manifest["source"].get("family") == "transformer":
         # Quantizing Softmax/LayerNorm/Add activations wrecks transformer accuracy; MatMuls carry the compute.
@@ -58,14 +62,14 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
     notes = settings_mod.predictions(method, prof, has_conv)
     for n in notes:
         log.warning("note: %s", n)
-    if method == "static" and calib_data is None and not random_calibration:
+    if method == "static" and calib_data is None and not opts.random_calibration:
         raise BadInput("static quantization needs --calib-data FILE (TSV/CSV/JSONL text or .npz); random calibration only with --random-calibration")
     eval_src = SampleSource(parent, eval_data or calib_data, text_column, limit=eval_samples, allow_random=True)
     if eval_src.kind != "random":
         next(iter(eval_src))  # fail fast on wrong columns or an empty file, before any work
     calib_src = None
     if method == "static":
-        calib_src = SampleSource(parent, calib_data, text_column, limit=calib_samples, batch=1, allow_random=random_calibration,
+        calib_src = SampleSource(parent, calib_data, text_column, limit=opts.calib_samples, batch=1, allow_random=opts.random_calibration,
                                  pad_to_max=True)
         next(iter(calib_src))
 
@@ -89,18 +93,18 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
         # Tuning decisions (sensitivity, search) use the calibration data when given, so the
         # fidelity reported on --eval-data is measured on samples the search never saw.
         tune_src = SampleSource(parent, calib_data, text_column, limit=eval_samples) if calib_data else eval_src
-        if method == "int4" and settings["sensitive_8bit"]:
+        if method == "int4" and settings["int4_sensitive_8bit"]:
             settings["keep_8bit"] = _most_sensitive_matmuls(pre, settings, tune_src, parent.model_path, run, work, excluded)
         log.info("quantizing (%s)", method)
         used = run(method, pre, stage / "model.onnx", settings, excluded)
         checkpoint()
-        if min_cosine is not None or min_worst_cosine is not None or max_drop is not None:
+        if opts.accuracy_aware():
             from edgedeploy.quantize.sensitivity import Budget
             from edgedeploy.quantize.sensitivity import search as accuracy_search
 
-            budget = Budget(min_cosine, min_worst_cosine, max_drop)
-            if max_drop is not None:
-                budget.accuracy, budget.parent_accuracy = _task_accuracy(parent, eval_data, text_column, label_column, eval_samples)
+            budget = Budget(opts.min_mean_cosine, opts.min_worst_cosine, opts.max_accuracy_drop)
+            if opts.max_accuracy_drop is not None:
+                budget.accuracy, budget.parent_accuracy = _task_accuracy(parent, eval_data, text_column, opts.label_column, eval_samples)
             # the search leaves stage/model.onnx quantized with its final float set
             search = accuracy_search(method, pre, stage / "model.onnx", settings, excluded, run, tune_src, parent.model_path, budget, work)
             excluded = search["excluded"]
@@ -127,6 +131,7 @@ def quantize(artifact, out: Path, method: str, *, profile: str | None = None, ov
             "vocab_size": parent.manifest.get("vocab_size"),
             "quantization": {
                 "method": method, "profile": prof["name"] if prof else None, "settings": used, "chosen_by": chosen_by,
+                "options": opts.recorded(),
                 "nodes_kept_float": excluded, "exclude_patterns": resolved, "preprocess": pre_info,
                 "model_bytes": size, "parent_model_bytes": parent_size, "compression_ratio": parent_size / size,
                 "notes": notes, "accuracy_search": search,
@@ -145,7 +150,7 @@ def _task_accuracy(parent, eval_data, text_column, label_column, limit):
     from edgedeploy.quality.accuracy import accuracy, labeled_eval
 
     if eval_data is None:
-        raise BadInput("--max-drop needs labeled --eval-data (with --label-column)")
+        raise BadInput("--max-accuracy-drop needs labeled --eval-data (with --label-column)")
     batches, labels = labeled_eval(parent, eval_data, text_column, label_column, limit)
     fn = lambda path: accuracy(path, batches, labels)
     return fn, fn(parent.model_path)
@@ -178,11 +183,11 @@ def _most_sensitive_matmuls(pre, settings, eval_src, parent_model, run, work, ex
     from edgedeploy.quality.fidelity import reference_outputs
     from edgedeploy.quantize.sensitivity import candidates, rank
 
-    probe_settings = {**settings, "embeddings": False, "keep_8bit": []}
+    probe_settings = {**settings, "int4_embeddings": False, "keep_8bit": []}
     nodes = [n for n in candidates(pre, "int4") if n not in excluded]
-    log.info("int4: ranking %d MatMuls by measured sensitivity to keep %d at 8-bit", len(nodes), settings["sensitive_8bit"])
+    log.info("int4: ranking %d MatMuls by measured sensitivity to keep %d at 8-bit", len(nodes), settings["int4_sensitive_8bit"])
     ranked = rank("int4", pre, probe_settings, nodes, run, reference_outputs(parent_model, eval_src), work)
-    return [n for n, _ in ranked[: settings["sensitive_8bit"]]]
+    return [n for n, _ in ranked[: settings["int4_sensitive_8bit"]]]
 
 
 def _count(src) -> int:

@@ -33,14 +33,14 @@ def static(src: Path, dst: Path, s: dict, exclude: list[str], reader, only: list
     quantize_static(
         str(src), str(dst), reader, quant_format=getattr(QuantFormat, s["format"]),
         activation_type=_qtype(s["activation_type"]), weight_type=_qtype(s["weight_type"]), per_channel=s["per_channel"],
-        reduce_range=s["reduce_range"], calibrate_method=getattr(CalibrationMethod, CALIB[s["calibration_method"]]),
+        reduce_range=s["reduce_range"], calibrate_method=getattr(CalibrationMethod, CALIB[s["calib_method"]]),
         nodes_to_exclude=exclude or None, op_types_to_quantize=s.get("op_types") or None, nodes_to_quantize=only or None,
         calibration_cache_path=str(cache) if cache else None,
         extra_options={"ActivationSymmetric": s["symmetric_activations"], "WeightSymmetric": s["symmetric_weights"],
                        "CalibStridedMinMax": stride, "MatMulConstBOnly": True},
     )
     return {**{k: s[k] for k in ("format", "activation_type", "weight_type", "per_channel", "reduce_range", "symmetric_activations",
-                                 "symmetric_weights", "calibration_method")}, "op_types": s.get("op_types") or "all supported", "calibration_samples": reader.seen, "calibration_stride": stride}
+                                 "symmetric_weights", "calib_method")}, "op_types": s.get("op_types") or "all supported", "calibration_samples": reader.seen, "calibration_stride": stride}
 
 
 def fp16(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | None = None) -> dict:
@@ -65,14 +65,14 @@ def int4(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | No
     model = onnx.load(str(src))
     keep8 = [n for n in (s.get("keep_8bit") or []) if n not in exclude]
     passes = [("MatMul", 4, s["block_size"], exclude + keep8)]
-    if s["embeddings"]:
+    if s["int4_embeddings"]:
         passes.append(("Gather", 4, s["embedding_block_size"], exclude))
     if keep8:
         passes.append(("MatMul", 8, s["block_size"], exclude, keep8))
     for op, bits, block, excl, *include in passes:
         model = _nbits(model, op, bits, block, s, excl, (include[0] if include else None) or only)
     onnx.save(model, str(dst))
-    return {k: s[k] for k in ("block_size", "symmetric", "accuracy_level", "embeddings", "embedding_block_size")} | {"kept_8bit": keep8}
+    return {k: s[k] for k in ("block_size", "symmetric", "accuracy_level", "int4_embeddings", "embedding_block_size")} | {"kept_8bit": keep8}
 
 
 def _nbits(model, op: str, bits: int, block: int, s: dict, exclude: list[str], include: list[str] | None):

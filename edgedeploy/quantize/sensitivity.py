@@ -58,9 +58,9 @@ def rank(method, pre: Path, settings: dict, nodes: list[str], run_method, ref_ou
 class Budget:
     """What the search must reach: output fidelity and/or a task-accuracy drop."""
 
-    min_cosine: float | None = None
-    min_worst: float | None = None
-    max_drop: float | None = None
+    min_mean_cosine: float | None = None
+    min_worst_cosine: float | None = None
+    max_accuracy_drop: float | None = None
     accuracy: Callable[[Path], float] | None = None
     parent_accuracy: float | None = None
 
@@ -68,31 +68,31 @@ class Budget:
         from edgedeploy.quality.fidelity import compare_to_outputs
 
         r = compare_to_outputs(path, ref)
-        if self.max_drop is not None:
+        if self.max_accuracy_drop is not None:
             r["accuracy"] = self.accuracy(path)
             r["accuracy_drop"] = self.parent_accuracy - r["accuracy"]
         return r
 
     def met(self, r: dict) -> bool:
-        return ((self.min_cosine is None or r["mean_cosine"] >= self.min_cosine)
-                and (self.min_worst is None or r["min_cosine"] >= self.min_worst)
-                and (self.max_drop is None or r["accuracy_drop"] <= self.max_drop + 1e-12))
+        return ((self.min_mean_cosine is None or r["mean_cosine"] >= self.min_mean_cosine)
+                and (self.min_worst_cosine is None or r["worst_cosine"] >= self.min_worst_cosine)
+                and (self.max_accuracy_drop is None or r["accuracy_drop"] <= self.max_accuracy_drop + 1e-12))
 
     def describe(self) -> dict:
-        return {"min_mean_cosine": self.min_cosine, "min_worst_cosine": self.min_worst, "max_accuracy_drop": self.max_drop,
+        return {"min_mean_cosine": self.min_mean_cosine, "min_worst_cosine": self.min_worst_cosine, "max_accuracy_drop": self.max_accuracy_drop,
                 "parent_accuracy": self.parent_accuracy}
 
     def shortfall(self, r: dict) -> str:
-        parts = [f"best mean cosine {r['mean_cosine']:.4f} (min {r['min_cosine']:.4f})"]
+        parts = [f"best mean cosine {r['mean_cosine']:.4f} (min {r['worst_cosine']:.4f})"]
         if "accuracy_drop" in r:
             parts.append(f"accuracy drop {r['accuracy_drop']:.4f} (accuracy {r['accuracy']:.4f} vs parent {self.parent_accuracy:.4f})")
-        want = [f"mean >= {self.min_cosine}" if self.min_cosine is not None else "", f"min >= {self.min_worst}" if self.min_worst is not None else "",
-                f"drop <= {self.max_drop}" if self.max_drop is not None else ""]
+        want = [f"mean >= {self.min_mean_cosine}" if self.min_mean_cosine is not None else "", f"min >= {self.min_worst_cosine}" if self.min_worst_cosine is not None else "",
+                f"drop <= {self.max_accuracy_drop}" if self.max_accuracy_drop is not None else ""]
         return ", ".join(parts) + "; budget " + ", ".join(w for w in want if w)
 
 
 def _entry(kept: int, r: dict, **extra) -> dict:
-    e = {"kept_float": kept, **extra, "mean_cosine": r["mean_cosine"], "min_cosine": r["min_cosine"]}
+    e = {"kept_float": kept, **extra, "mean_cosine": r["mean_cosine"], "worst_cosine": r["worst_cosine"]}
     if "accuracy" in r:
         e["accuracy"] = r["accuracy"]
     return e
@@ -141,7 +141,7 @@ def search(method, pre: Path, dst: Path, settings: dict, excluded: list[str], ru
         run_method(method, pre, dst, settings, keep)
         reached = budget.evaluate(dst, ref)
         history.append(_entry(len(keep) - len(excluded), reached, node=node))
-        log.info("accuracy-aware: kept %s in float -> mean cosine %.4f, min %.4f", node, reached["mean_cosine"], reached["min_cosine"])
+        log.info("accuracy-aware: kept %s in float -> mean cosine %.4f, min %.4f", node, reached["mean_cosine"], reached["worst_cosine"])
         if budget.met(reached):
             keep, reached = _prune(method, pre, dst, settings, excluded, keep, costs, run_method, ref, budget, reached, history)
             result.update(met=True, reached=reached, excluded=keep)

@@ -1,5 +1,6 @@
 """Quantization settings: flags override the profile's preset, which overrides defaults.
-Every value records who chose it."""
+Every value records who chose it. Flag values are validated by ``QuantizeOptions``, profile
+values by the profile schema."""
 
 from __future__ import annotations
 
@@ -8,17 +9,15 @@ from edgedeploy.core.errors import BadInput
 DEFAULTS = {
     "dynamic": {"weight_type": "int8", "per_channel": True, "reduce_range": False},
     "static": {"format": "QDQ", "activation_type": "uint8", "weight_type": "int8", "per_channel": True, "reduce_range": False,
-               "symmetric_activations": False, "symmetric_weights": True, "calibration_method": "minmax"},
+               "symmetric_activations": False, "symmetric_weights": True, "calib_method": "minmax"},
     "fp16": {"keep_io_types": True, "op_block_list": ()},
-    "int4": {"block_size": 32, "symmetric": False, "accuracy_level": 4, "embeddings": True, "embedding_block_size": 64, "sensitive_8bit": 2},
+    "int4": {"block_size": 32, "symmetric": False, "accuracy_level": 4, "int4_embeddings": True, "embedding_block_size": 64, "int4_sensitive_8bit": 2},
 }
 FROM_PROFILE = {  # setting -> key in the profile's quantization section
     "weight_type": "weight_type", "per_channel": "per_channel", "reduce_range": "reduce_range", "format": "format",
     "activation_type": "activation_type", "symmetric_activations": "symmetric_activations", "symmetric_weights": "symmetric_weights",
     "block_size": "int4_block_size", "accuracy_level": "int4_accuracy_level",
 }
-CHOICES = {"weight_type": ("int8", "uint8"), "activation_type": ("int8", "uint8"), "format": ("QDQ", "QOperator"),
-           "calibration_method": ("minmax", "entropy", "percentile"), "block_size": (16, 32, 64, 128, 256), "embedding_block_size": (16, 32, 64, 128, 256), "accuracy_level": (0, 1, 2, 3, 4)}
 
 
 def resolve(method: str, profile: dict | None, overrides: dict) -> tuple[dict, dict]:
@@ -30,8 +29,6 @@ def resolve(method: str, profile: dict | None, overrides: dict) -> tuple[dict, d
             value, who = pq[FROM_PROFILE[key]], f"profile {profile['name']}"
         if overrides.get(key) is not None:
             value, who = overrides[key], "flag"
-        if key in CHOICES and value not in CHOICES[key]:
-            raise BadInput(f"{key} {value!r} is not valid for {method}; use one of {', '.join(map(str, CHOICES[key]))}")
         settings[key], chosen_by[key] = value, who
     if method == "static" and settings["format"] == "QOperator" and settings["activation_type"] == "int8" and settings["weight_type"] == "uint8":
         raise BadInput("static QOperator with int8 activations and uint8 weights is not supported by ONNX Runtime")

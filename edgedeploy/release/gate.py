@@ -7,19 +7,7 @@ the gate exit 4, unless a trustworthy budget already failed (exit 1).
 
 from __future__ import annotations
 
-# budget -> (where the value comes from, direction, unit, scale from the stored value)
-BUDGETS = {
-    "max_accuracy_drop": ("accuracy_drop", "max", "points", 100.0),
-    "min_accuracy": ("accuracy", "min", "%", 100.0),
-    "min_cosine": ("mean_cosine", "min", "", 1.0),
-    "max_size_mb": ("model_mb", "max", "MB", 1.0),
-    "max_p50_ms": ("p50_ms", "max", "ms", 1.0),
-    "max_p90_ms": ("p90_ms", "max", "ms", 1.0),
-    "min_throughput": ("throughput_per_s", "min", "samples/s", 1.0),
-    "min_compression": ("compression_ratio", "min", "x", 1.0),
-    "min_accuracy_retained": ("accuracy_retained", "min", "", 1.0),
-}
-TIMED = {"p50_ms", "p90_ms", "throughput_per_s"}
+from edgedeploy.release.budgets import TIMED, column, direction, unit
 
 
 def _value(field: str, variant: dict, measured: dict | None):
@@ -36,7 +24,7 @@ def check(report: dict) -> dict:
                 continue
             measured = t["results"].get(v["name"])
             for budget, limit in t["budgets"].items():
-                field, direction, unit, scale = BUDGETS[budget]
+                field, way, (u, scale) = column(budget), direction(budget), unit(budget)
                 value, trusted = _value(field, v, measured)
                 c = {"target": t["name"], "variant": v["name"], "budget": budget, "limit": limit, "value": value, "trusted": trusted}
                 if value is None:
@@ -44,14 +32,14 @@ def check(report: dict) -> dict:
                 else:
                     shown_limit = limit * scale  # budgets are written like the values they limit (fractions for accuracy)
                     shown = value * scale
-                    ok = shown <= shown_limit if direction == "max" else shown >= shown_limit
-                    miss = shown - shown_limit if direction == "max" else shown_limit - shown
+                    ok = shown <= shown_limit if way == "max" else shown >= shown_limit
+                    miss = shown - shown_limit if way == "max" else shown_limit - shown
                     c.update(passed=ok, margin=-miss)
                     rel = f" ({abs(miss) / abs(shown_limit):.1%})" if shown_limit else ""
-                    verb = "within" if ok else ("over by" if direction == "max" else "under by")
-                    u = unit and " " + unit
+                    verb = "within" if ok else ("over by" if way == "max" else "under by")
+                    u = u and " " + u
                     c["message"] = (f"{v['name']} on {t['name']}: {budget} {shown:.4g}{u} vs {shown_limit:.4g}{u}: "
-                                    f"{'ok, ' + format(abs(miss), '.3g') + ' to spare' if ok else verb + ' ' + format(abs(miss), '.3g') + (unit and ' ' + unit) + rel}"
+                                    f"{'ok, ' + format(abs(miss), '.3g') + ' to spare' if ok else verb + ' ' + format(abs(miss), '.3g') + u + rel}"
                                     + ("" if trusted else f" [UNSTABLE: CV {measured['cv']:.1%} > {t['max_cv']:.0%}, not trusted]"))
                 checks.append(c)
     hard_fail = [c for c in checks if not c["passed"] and (c["trusted"] or c["value"] is None) and not _is_unmeasured_timing(c)]
@@ -62,7 +50,7 @@ def check(report: dict) -> dict:
 
 
 def _is_unmeasured_timing(c: dict) -> bool:
-    return c["value"] is None and BUDGETS[c["budget"]][0] in TIMED
+    return c["value"] is None and column(c["budget"]) in TIMED
 
 
 def _why_missing(field, variant, measured) -> str:

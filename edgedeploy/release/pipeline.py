@@ -17,21 +17,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from edgedeploy.core.artifact import utc_now
 from edgedeploy.core.atomic import write_json_atomic
-from edgedeploy.core.errors import EdgeDeployError, Interrupted
+from edgedeploy.core.errors import BadInput, EdgeDeployError, Interrupted
+from edgedeploy.release.records import Result, StageRecord
+from edgedeploy.release.stage_ids import StageId
 
 log = logging.getLogger("edgedeploy")
 
 
 @dataclass
 class Stage:
-    id: str
-    kind: str
+    id: StageId
     inputs: Callable[[dict], dict]  # results of finished stages -> the key material
-    run: Callable[[dict], dict]  # results of finished stages -> this stage's result (JSON)
-    deps: list[str] = field(default_factory=list)  # all must succeed
-    soft_deps: list[str] = field(default_factory=list)  # used when they succeeded
-    intact: Callable[[dict], bool] = lambda result: True  # are the outputs of a cached result still there?
+    run: Callable[[dict], Result]  # results of finished stages -> this stage's result
+    deps: list[StageId] = field(default_factory=list)  # all must succeed
+    soft_deps: list[StageId] = field(default_factory=list)  # used when they succeeded
+    intact: Callable[[Result], bool] = lambda result: True  # are the outputs of a cached result still there?
+
+    @property
+    def kind(self) -> str:
+        return self.id.kind
 
 
 def stable_hash(obj) -> str:
@@ -45,52 +53,64 @@ class Runner:
         self.versions = versions
         self.echo = echo
 
-    def record_path(self, stage_id: str) -> Path:
-        return self.stage_dir / f"{stage_id.replace(':', '__')}.json"
+    def record_path(self, sid: StageId) -> Path:
+        return self.stage_dir / sid.record_name
 
-    def record(self, stage_id: str) -> dict | None:
-        p = self.record_path(stage_id)
+    def record(self, sid: StageId) -> StageRecord | None:
         try:
-            return json.loads(p.read_text()) if p.is_file() else None
-        except json.JSONDecodeError:
-            return None  # a torn record cannot happen with atomic writes, but never trust one
+            return read_record(self.record_path(sid))
+        except BadInput:
+            return None  # a torn record cannot happen with atomic writes, but never trust one: the stage re-runs
 
-    def _write(self, stage_id: str, rec: dict) -> None:
-        write_json_atomic(self.record_path(stage_id), rec)
+    def _write(self, rec: StageRecord) -> None:
+        write_json_atomic(self.record_path(StageId.parse(rec.id)), rec.model_dump(mode="json", exclude_none=True))
 
-    def execute(self, stages: list[Stage], only: str | None = None) -> dict[str, dict]:
+    def _reuse(self, st: Stage, rec: StageRecord | None, key: str | None = None) -> Result | None:
+        """The cached result of ``st`` when its record is ok (for ``key``, when given) and its outputs are intact."""
+        if rec is None or rec.status != "ok" or (key is not None and rec.key != key):
+            return None
+        try:
+            result = rec.typed()
+        except ValidationError:
+            return None  # a record this version cannot read is rebuilt, never trusted
+        return result if result is not None and st.intact(result) else None
+
+    def execute(self, stages: list[Stage], only: str | None = None) -> dict[StageId, StageRecord]:
         """Run ``stages`` (already in dependency order). Returns {id: record}."""
-        results: dict[str, dict] = {}
-        records: dict[str, dict] = {}
+        results: dict[StageId, Result] = {}
+        records: dict[StageId, StageRecord] = {}
         for st in stages:
-            failed = [d for d in st.deps if records.get(d, {}).get("status") not in ("ok", "cached")]
+            sid = str(st.id)
+            failed = [str(d) for d in st.deps if d not in records or not records[d].done]
             if only and not _matches(st, only):
                 rec = self.record(st.id)
-                if rec and rec.get("status") == "ok" and not failed and st.intact(rec["result"]):
-                    results[st.id] = rec["result"]
-                    records[st.id] = {**rec, "status": "cached"}
+                result = None if failed else self._reuse(st, rec)
+                if result is not None:
+                    results[st.id] = result
+                    records[st.id] = rec.model_copy(update={"status": "cached"})
                 else:
-                    records[st.id] = {"id": st.id, "status": "not-run"}
+                    records[st.id] = StageRecord(id=sid, kind=st.kind, status="not-run")
                 continue
             if failed:
                 why = f"needs {', '.join(failed)}, which did not finish"
-                self.echo(f"[skip]   {st.id}: {why}")
-                records[st.id] = {"id": st.id, "status": "skipped", "reason": why}
-                self._write(st.id, {**records[st.id], "at": _now()})
+                self.echo(f"[skip]   {sid}: {why}")
+                records[st.id] = StageRecord(id=sid, kind=st.kind, status="skipped", reason=why, at=_now())
+                self._write(records[st.id])
                 continue
             avail = {d: results[d] for d in st.deps + st.soft_deps if d in results}
             try:
-                key = stable_hash({"stage": st.id, "inputs": st.inputs(avail), "versions": self.versions})
+                key = stable_hash({"stage": sid, "inputs": st.inputs(avail), "versions": self.versions})
             except EdgeDeployError as exc:
                 records[st.id] = self._fail(st, None, exc, 0.0)
                 continue
             rec = self.record(st.id)
-            if rec and rec.get("status") == "ok" and rec.get("key") == key and st.intact(rec["result"]):
-                self.echo(f"[cached] {st.id}: inputs unchanged since {rec['finished']}")
-                results[st.id] = rec["result"]
-                records[st.id] = {**rec, "status": "cached"}
+            cached = self._reuse(st, rec, key)
+            if cached is not None:
+                self.echo(f"[cached] {sid}: inputs unchanged since {rec.finished}")
+                results[st.id] = cached
+                records[st.id] = rec.model_copy(update={"status": "cached"})
                 continue
-            self.echo(f"[run]    {st.id}")
+            self.echo(f"[run]    {sid}")
             t0 = time.perf_counter()
             try:
                 result = st.run(avail)
@@ -99,27 +119,35 @@ class Runner:
             except EdgeDeployError as exc:
                 records[st.id] = self._fail(st, key, exc, time.perf_counter() - t0)
                 continue
-            rec = {"id": st.id, "kind": st.kind, "status": "ok", "key": key, "seconds": round(time.perf_counter() - t0, 2),
-                   "finished": _now(), "result": result}
-            self._write(st.id, rec)
-            self.echo(f"[done]   {st.id} in {rec['seconds']:.1f} s")
+            rec = StageRecord(id=sid, kind=st.kind, status="ok", key=key, seconds=round(time.perf_counter() - t0, 2), finished=_now(),
+                              result=result.document())
+            self._write(rec)
+            self.echo(f"[done]   {sid} in {rec.seconds:.1f} s")
             results[st.id] = result
             records[st.id] = rec
         return records
 
-    def _fail(self, st: Stage, key, exc: EdgeDeployError, seconds: float) -> dict:
-        rec = {"id": st.id, "kind": st.kind, "status": "failed", "key": key, "error": str(exc), "exit_code": exc.exit_code,
-               "seconds": round(seconds, 2), "finished": _now()}
-        self._write(st.id, rec)
+    def _fail(self, st: Stage, key, exc: EdgeDeployError, seconds: float) -> StageRecord:
+        rec = StageRecord(id=str(st.id), kind=st.kind, status="failed", key=key, error=str(exc), exit_code=exc.exit_code,
+                          seconds=round(seconds, 2), finished=_now())
+        self._write(rec)
         self.echo(f"[FAILED] {st.id}: {exc}")
         return rec
 
 
+def read_record(path: Path) -> StageRecord | None:
+    """A stage record, or None when there is none; a torn or foreign record is a bad-input error naming the file."""
+    if not path.is_file():
+        return None
+    try:
+        return StageRecord.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise BadInput(f"{path}: not a readable stage record ({exc.errors()[0]['msg']}); delete it to re-run that stage") from None
+
+
 def _matches(st: Stage, only: str) -> bool:
-    return only in (st.id, st.kind)
+    return only in (str(st.id), st.kind)
 
 
 def _now() -> str:
-    from edgedeploy.core.artifact import utc_now
-
     return utc_now()

@@ -7,6 +7,7 @@ import contextlib
 from pathlib import Path
 
 from edgedeploy.core.errors import BadInput, EdgeDeployError
+from edgedeploy.release.stage_ids import KINDS
 
 
 def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: tuple[str, ...] = (), run_dir=None, echo=print) -> dict:
@@ -18,19 +19,19 @@ def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: 
     from edgedeploy.release.stages import build
 
     recipe = load(recipe_path, overrides)
-    run_dir = Path(run_dir or recipe.doc["run_dir"] or Path("runs") / recipe.name).absolute()
+    run_dir = Path(run_dir or recipe.spec.run_dir or Path("runs") / recipe.name).absolute()
     stages = build(recipe, run_dir)
-    if only and not any(only in (s.id, s.kind) for s in stages):
-        raise BadInput(f"--only {only}: no such stage; stages: {', '.join(s.id for s in stages)} (or a kind: compress, export, quantize, eval, bench)")
+    if only and not any(only in (str(s.id), s.kind) for s in stages):
+        raise BadInput(f"--only {only}: no such stage; stages: {', '.join(str(s.id) for s in stages)} (or a kind: {', '.join(KINDS)})")
     run_dir.mkdir(parents=True, exist_ok=True)
     with _exclusive(run_dir):
-        write_json_atomic(run_dir / "recipe.json", {**recipe.doc, "_file": str(recipe.path)})
+        write_json_atomic(run_dir / "recipe.json", recipe.document())
         records = Runner(run_dir, tool_versions(), echo).execute(stages, only)
         report, paths = build_report(run_dir)
-        failed = [r for r in records.values() if r["status"] == "failed"]
+        failed = [r for r in records.values() if r.status == "failed"]
         summary = {"recipe": recipe.name, "recipe_file": str(recipe.path), "run_dir": str(run_dir), "finished": utc_now(),
-                   "exit_code": failed[0]["exit_code"] if failed else (report["gate"]["exit_code"] if gate else 0),
-                   "stages": {sid: r["status"] for sid, r in records.items()}, "failed_stages": {r["id"]: r["error"] for r in failed},
+                   "exit_code": failed[0].exit_code if failed else (report["gate"]["exit_code"] if gate else 0),
+                   "stages": {str(sid): r.status for sid, r in records.items()}, "failed_stages": {r.id: r.error for r in failed},
                    "gate": report["gate"], "report": {k: str(v) for k, v in paths.items()}}
         write_json_atomic(run_dir / "summary.json", summary)
     return summary

@@ -2,268 +2,250 @@
 any) -> export (the source, and each compressed model a variant uses) -> quantize (one per
 variant) -> eval (one per variant, when the recipe has eval data) -> bench (one per target,
 every variant interleaved). Each stage says what its result depends on (the cache key) and
-how to produce it."""
+how to produce it; its result is a typed record (``records.py``)."""
 
 from __future__ import annotations
 
-from functools import cache
 from pathlib import Path
 
+from edgedeploy.bench import MeasureOptions
+from edgedeploy.compress.options import DistillOptions, PruneOptions
+from edgedeploy.core.artifact import Artifact, file_sha256
+from edgedeploy.core.errors import BadInput, EdgeDeployError
+from edgedeploy.core.sources import REFERENCE
+from edgedeploy.device.doctor import resolve_profile
+from edgedeploy.quantize.options import QuantizeOptions
+from edgedeploy.release import stage_ids as ids
 from edgedeploy.release.pipeline import Stage
-from edgedeploy.release.recipe import SOURCE_MODEL, Recipe, export_stage, producer, reference_variant
+from edgedeploy.release.recipe import Recipe
+from edgedeploy.release.records import ArtifactResult, BenchResult, CompressResult, EvalResult, ExportResult, QuantizeResult, QuantizeSummary
+from edgedeploy.release.spec import DistillStep, PruneStep, TargetSpec, VariantSpec
+from edgedeploy.release.stage_ids import SOURCE_MODEL, StageId
+from edgedeploy.runtimes.environment import cpuinfo
 
 ARTIFACTS = "artifacts"
 MODELS = "models"
-
-
-def file_sha256(path: str) -> str:
-    st = Path(path).stat()  # keyed by size and mtime too: a compress stage rewrites its files within a run
-    return _sha256(str(path), st.st_size, st.st_mtime_ns)
-
-
-@cache
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    from edgedeploy.core.artifact import sha256_file
-
-    return sha256_file(Path(path))
+NOT_A_CLASSIFIER = "not a classifier: accuracy does not apply, fidelity only"
 
 
 def tree_fingerprint(root: Path) -> list:
     """(relative path, sha256) of every file under a source model directory or file."""
     root = Path(root)
     if root.is_file():
-        return [(root.name, file_sha256(str(root)))]
-    return [(str(p.relative_to(root)), file_sha256(str(p))) for p in sorted(root.rglob("*")) if p.is_file()]
+        return [(root.name, file_sha256(root))]
+    return [(str(p.relative_to(root)), file_sha256(p)) for p in sorted(root.rglob("*")) if p.is_file()]
 
 
-def float_name(recipe: Recipe) -> str:
-    return reference_variant(recipe.doc)
+def source_fingerprint(source: str):
+    """What the recipe's source is, for cache keys, without building anything: a reference
+    classifier is named by its own cache key, a directory by its files."""
+    from edgedeploy.compress import reference
+    from edgedeploy.core.sources import resolve
+
+    if source.startswith(REFERENCE):
+        return {"reference": source, "key": reference.key(source[len(REFERENCE):])}
+    return tree_fingerprint(resolve(source).path)
 
 
-def resolve_profile(name: str | None) -> str | None:
-    if name == "auto":
-        from edgedeploy.device.doctor import diagnose
-
-        return diagnose()["closest_profile"]
-    return name
-
-
-def _artifact_intact(result: dict) -> bool:
-    from edgedeploy.core.artifact import Artifact
-    from edgedeploy.core.errors import EdgeDeployError
-
+def _artifact_intact(result: ArtifactResult) -> bool:
     try:
-        return Artifact.load(result["artifact"]).digest == result["digest"]
+        return Artifact.load(result.artifact).digest == result.digest
     except EdgeDeployError:
         return False
 
 
 def _data_key(recipe: Recipe, *keys) -> dict:
     d = recipe.data
-    out = {k: d.get(k) for k in ("text_column", "text_pair_column", "label_column", "limit")}
+    out = {k: getattr(d, k) for k in ("text_column", "text_pair_column", "label_column", "limit")}
     for k in keys:
-        out[k] = file_sha256(d[k]) if d.get(k) else None
+        out[k] = file_sha256(getattr(d, k)) if getattr(d, k) else None
     return out
 
 
 def build(recipe: Recipe, run_dir: Path) -> list[Stage]:
     arts = Path(run_dir) / ARTIFACTS
-    fname = float_name(recipe)
-    data = recipe.data
-    compress = recipe.doc.get("compress", {})
-    used = {v["model"] for v in recipe.variants().values()} - {SOURCE_MODEL}
+    fname = recipe.reference_variant()
+    compress = recipe.spec.compress
+    used = {v.model for v in recipe.variants.values()} - {SOURCE_MODEL}
     needed = set()  # compressed models that are used, and the steps they are made from
     for m in used:
         while m != SOURCE_MODEL and m not in needed:
             needed.add(m)
-            m = compress[m]["from"]
+            m = compress[m].from_
     stages = [_compress_stage(recipe, m, Path(run_dir) / MODELS / m) for m in compress if m in needed]
     stages.append(_export_stage(recipe, SOURCE_MODEL, arts / fname))
     for m in compress:
         if m in used:
-            float_variant = next((n for n, v in recipe.variants().items() if v["model"] == m and v["method"] == "float"), m)
+            float_variant = next((n for n, v in recipe.variants.items() if v.model == m and v.method == "float"), m)
             stages.append(_export_stage(recipe, m, arts / float_variant))
     variant_stage = {}
-    for name, v in recipe.variants().items():
-        if v["method"] != "float":
+    for name, v in recipe.variants.items():
+        if v.method != "float":
             stages.append(_quantize_stage(recipe, name, v, arts / name))
-        variant_stage[name] = producer(recipe.doc, name)
-    if data.get("eval"):
+        variant_stage[name] = ids.producer(v.method, v.model, name)
+    if recipe.data.eval:
         for name, sid in variant_stage.items():
             stages.append(_eval_stage(recipe, name, sid))
         if fname not in variant_stage:  # the float reference is always evaluated, for accuracy drops
-            stages.append(_eval_stage(recipe, fname, "export"))
-    for t in recipe.targets():
+            stages.append(_eval_stage(recipe, fname, ids.export()))
+    for t in recipe.targets:
         stages.append(_bench_stage(t, variant_stage))
     return stages
 
 
 def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
     """A PyTorch-side step (prune or distill) from the source or an earlier step, into ``RUN_DIR/models/NAME``."""
-    c = recipe.doc["compress"][name]
-    parent = c["from"]
-    settings = {k: v for k, v in c.items() if k not in ("from", "data")}
+    c = recipe.spec.compress[name]
+    parent = c.from_
     d = recipe.data
-    deps = [] if parent == SOURCE_MODEL else [f"compress:{parent}"]
+    deps = [] if parent == SOURCE_MODEL else [ids.compress(parent)]
+    settings = c.model_dump(mode="json", exclude={"from_", "train_data"})
 
     def parent_path(res) -> str:
-        return recipe.doc["source"] if parent == SOURCE_MODEL else res[f"compress:{parent}"]["model"]
+        return recipe.spec.source if parent == SOURCE_MODEL else res[ids.compress(parent)].model
 
     def inputs(res):
-        from edgedeploy.core.sources import resolve
-
-        files = tree_fingerprint(resolve(recipe.doc["source"]).path) if parent == SOURCE_MODEL else res[f"compress:{parent}"]["files"]
-        return {"parent": files, "settings": settings, "train": file_sha256(c["data"]) if c.get("data") else None,
+        files = source_fingerprint(recipe.spec.source) if parent == SOURCE_MODEL else res[ids.compress(parent)].files
+        return {"parent": files, "settings": settings, "train": file_sha256(c.train_data) if c.train_data else None,
                 "eval": _data_key(recipe, "eval") if recipe.labeled() else None}
 
-    def run(res):
-        from edgedeploy.compress import DistillOptions, PruneOptions, distill, prune
+    def run(res) -> CompressResult:
+        from edgedeploy.compress import distill, prune
 
-        common = {"eval": d.get("eval") if recipe.labeled() else None, "text_column": d.get("text_column", "text"),
-                  "label_column": d.get("label_column") or "label"}
-        if c["method"] == "prune":
-            rec = prune(parent_path(res), out, PruneOptions(**{k: v for k, v in c.items() if k not in ("method", "from")}, **common), force=True)
+        # the recipe's data section fills what the step does not set itself
+        common = {k: v for k, v in {"eval_data": d.eval if recipe.labeled() else None, "text_column": d.text_column,
+                                    "label_column": d.label_column or "label"}.items() if k not in c.model_fields_set}
+        fields = c.model_dump(exclude={"from_", "method"}) | common
+        if isinstance(c, PruneStep):
+            rec = prune(parent_path(res), out, PruneOptions(**fields), force=True)
         else:
-            opts = {k: v for k, v in c.items() if k not in ("method", "from")}
+            assert isinstance(c, DistillStep)
             # an interrupted run resumes the distillation from RUN_DIR/models/NAME.partial
-            rec = distill(parent_path(res), out, DistillOptions(**opts, **common), force=True, resume="if-compatible")
-        return {"model": str(out), "files": tree_fingerprint(out), "method": c["method"], "from": parent,
-                "parameters": rec["parameters"], "accuracy": rec.get("accuracy"), "seconds": rec["seconds"]}
+            rec = distill(parent_path(res), out, DistillOptions(**fields), force=True, resume="if-compatible")
+        return CompressResult(model=str(out), files=tree_fingerprint(out), method=c.method, from_=parent, parameters=rec["parameters"],
+                              accuracy=rec.get("accuracy"), seconds=rec["seconds"])
 
-    def intact(result):
+    def intact(result: CompressResult) -> bool:
         try:
-            return tree_fingerprint(Path(result["model"])) == [tuple(x) for x in result["files"]]
+            return tree_fingerprint(Path(result.model)) == [tuple(x) for x in result.files]
         except OSError:
             return False
 
-    return Stage(f"compress:{name}", "compress", inputs, run, deps=deps, intact=intact)
+    return Stage(ids.compress(name), inputs, run, deps=deps, intact=intact)
 
 
 def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
-    ex = recipe.doc.get("export", {})
-    sid = export_stage(model)
-    deps = [] if model == SOURCE_MODEL else [f"compress:{model}"]
+    ex = recipe.spec.export
+    deps = [] if model == SOURCE_MODEL else [ids.compress(model)]
+    sample = recipe.data.eval
 
     def source(res) -> str:
-        return recipe.doc["source"] if model == SOURCE_MODEL else res[f"compress:{model}"]["model"]
+        return recipe.spec.source if model == SOURCE_MODEL else res[ids.compress(model)].model
 
     def inputs(res):
-        from edgedeploy.core.sources import resolve
-
-        sample = recipe.data.get("eval")
-        files = tree_fingerprint(resolve(recipe.doc["source"]).path) if model == SOURCE_MODEL else res[f"compress:{model}"]["files"]
-        return {"source": recipe.doc["source"] if model == SOURCE_MODEL else model, "files": files, "export": ex,
+        files = source_fingerprint(recipe.spec.source) if model == SOURCE_MODEL else res[ids.compress(model)].files
+        return {"source": recipe.spec.source if model == SOURCE_MODEL else model, "files": files, "export": ex.recorded(),
                 "sample_data": file_sha256(sample) if sample else None}
 
-    def run(res):
-        from edgedeploy.export import export
+    def run(res) -> ExportResult:
+        from edgedeploy.export import ExportOptions, export
 
-        art = export(source(res), out, task=ex.get("task"), opset=ex.get("opset"), optimize=ex.get("optimize", False),
-                     atol=ex.get("atol"), rtol=ex.get("rtol"), sample_data=Path(recipe.data["eval"]) if recipe.data.get("eval") else None,
-                     text_column=recipe.data.get("text_column", "text"), force=True)
-        return {"artifact": str(art.path), "digest": art.digest, "validation": {k: art.manifest["validation"].get(k) for k in ("passed", "max_abs_diff", "inputs_from")}}
+        opts = ExportOptions(**ex.model_dump(), eval_data=Path(sample) if sample else None, text_column=recipe.data.text_column)
+        art = export(source(res), out, options=opts, force=True)
+        return ExportResult(artifact=str(art.path), digest=art.digest,
+                            validation={k: art.manifest["validation"].get(k) for k in ("passed", "max_abs_diff", "inputs_from")})
 
-    return Stage(sid, "export", inputs, run, deps=deps, intact=_artifact_intact)
-
-
-QUANT_KEYS = ("weight_type", "activation_type", "per_channel", "reduce_range", "format", "block_size", "symmetric",
-              "accuracy_level", "embeddings", "sensitive_8bit")
+    return Stage(ids.export(model), inputs, run, deps=deps, intact=_artifact_intact)
 
 
-def _quantize_stage(recipe: Recipe, name: str, v: dict, out: Path) -> Stage:
-    settings = {k: val for k, val in v.items() if k != "gate"}
-    # calibration text feeds static calibration, int4's sensitivity ranking and accuracy-aware searches
-    uses_calib = v["method"] in ("static", "int4") or any(v.get(k) is not None for k in ("min_cosine", "min_worst_cosine", "max_drop"))
-    calib = recipe.data.get("calib") if uses_calib else None
+def quantize_options(recipe: Recipe, v: VariantSpec) -> QuantizeOptions:
+    """A variant's quantize settings, with the recipe's data section filling what it does not set."""
+    d = recipe.data
+    fields = v.model_dump(exclude={"gate", "model"})
+    defaults = {"calib_data": Path(d.calib) if d.calib and v.uses_calibration() else None, "eval_data": Path(d.eval) if d.eval else None,
+                "text_column": d.text_column, "label_column": d.label_column or "label"}
+    for k, val in defaults.items():
+        if k not in v.model_fields_set:
+            fields[k] = val
+    return QuantizeOptions(**fields)
 
-    parent = export_stage(v["model"])
+
+def _quantize_stage(recipe: Recipe, name: str, v: VariantSpec, out: Path) -> Stage:
+    opts = quantize_options(recipe, v)
+    parent = ids.export(v.model)
+    settings = opts.model_dump(mode="json", exclude={"calib_data", "eval_data"})
 
     def inputs(res):
-        return {"parent": res[parent]["digest"], "settings": settings, "profile": resolve_profile(v.get("profile")),
-                "data": _data_key(recipe, "eval", *(["calib"] if calib else []))}
+        data = {k: file_sha256(p) if p else None for k, p in (("calib", opts.calib_data), ("eval", opts.eval_data))}
+        return {"parent": res[parent].digest, "settings": settings, "profile": resolve_profile(v.profile), "data": data}
 
-    def run(res):
+    def run(res) -> QuantizeResult:
         from edgedeploy.quantize import quantize
 
-        d = recipe.data
-        overrides = {k: v.get(k) for k in QUANT_KEYS} | {"calibration_method": v.get("calib_method")}
-        art = quantize(res[parent]["artifact"], out, v["method"], profile=resolve_profile(v.get("profile")), overrides=overrides,
-                       calib_data=Path(calib) if calib else None, calib_samples=v.get("calib_samples", 128),
-                       text_column=d.get("text_column", "text"), eval_data=Path(d["eval"]) if d.get("eval") else None,
-                       eval_samples=v.get("eval_samples", 64), exclude=tuple(v.get("exclude", ())), force=True,
-                       min_cosine=v.get("min_cosine"), min_worst_cosine=v.get("min_worst_cosine"), max_drop=v.get("max_drop"),
-                       label_column=d.get("label_column") or "label")
+        art = quantize(res[parent].artifact, out, options=opts.model_copy(update={"profile": resolve_profile(v.profile)}), force=True)
         q = art.manifest["quantization"]
-        return {"artifact": str(art.path), "digest": art.digest, "fidelity": art.manifest["fidelity"],
-                "quantization": {"method": q["method"], "profile": q["profile"], "compression_ratio": q["compression_ratio"],
-                                 "nodes_kept_float": len(q["nodes_kept_float"]), "warning": q.get("warning")}}
+        return QuantizeResult(artifact=str(art.path), digest=art.digest, fidelity=art.manifest["fidelity"],
+                              quantization=QuantizeSummary(method=q["method"], profile=q["profile"], compression_ratio=q["compression_ratio"],
+                                                           nodes_kept_float=len(q["nodes_kept_float"]), warning=q.get("warning")))
 
-    return Stage(f"quantize:{name}", "quantize", inputs, run, deps=[parent], intact=_artifact_intact)
+    return Stage(ids.quantize(name), inputs, run, deps=[parent], intact=_artifact_intact)
 
 
-def _eval_stage(recipe: Recipe, name: str, producer: str) -> Stage:
+def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
     d = recipe.data
-    is_ref = producer.split(":")[0] == "export"  # a float export is measured on its own
-    ref = export_stage(recipe.variants()[name]["model"]) if name in recipe.variants() else "export"  # fidelity against the model's float export
+    is_ref = producer.kind == "export"  # a float export is measured on its own
+    ref = ids.export(recipe.variants[name].model) if name in recipe.variants else ids.export()  # fidelity against the model's float export
 
     def inputs(res):
-        return {"artifact": res[producer]["digest"], "reference": None if is_ref else res[ref]["digest"], "data": _data_key(recipe, "eval")}
+        return {"artifact": res[producer].digest, "reference": None if is_ref else res[ref].digest, "data": _data_key(recipe, "eval")}
 
-    def run(res):
-        from edgedeploy.core.artifact import Artifact
+    def run(res) -> EvalResult:
         from edgedeploy.quality.evaluate import evaluate
 
-        art = Artifact.load(res[producer]["artifact"])
+        art = Artifact.load(res[producer].artifact)
         # a model without a classification head (a sentence encoder) gets fidelity only
         classifier = len(art.manifest["outputs"][0]["shape"]) == 2
-        label_column = d.get("label_column") if classifier else None
+        label_column = d.label_column if classifier else None
         if is_ref and label_column is None:
-            return {"variant": name, "samples": None, "task": None, "note": "not a classifier: accuracy does not apply, fidelity only"}
-        out = evaluate(art.path, Path(d["eval"]), reference=None if is_ref else res[ref]["artifact"],
-                       text_column=d.get("text_column", "text"), label_column=label_column, pair_column=d.get("text_pair_column"),
-                       limit=d.get("limit"))
-        out["variant"] = name
-        if not classifier:
-            out["note"] = "not a classifier: accuracy does not apply, fidelity only"
-        return out
+            return EvalResult(variant=name, note=NOT_A_CLASSIFIER)
+        out = evaluate(art.path, Path(d.eval), reference=None if is_ref else res[ref].artifact, text_column=d.text_column,
+                       label_column=label_column, text_pair_column=d.text_pair_column, limit=d.limit)
+        return EvalResult(**out, variant=name, note=None if classifier else NOT_A_CLASSIFIER)
 
     deps = [producer] if is_ref else [ref, producer]
-    return Stage(f"eval:{name}", "eval", inputs, run, deps=deps)
+    return Stage(ids.evaluate(name), inputs, run, deps=deps)
 
 
-def _bench_stage(t: dict, variant_stage: dict) -> Stage:
-    settings = {k: val for k, val in t.items() if k not in ("budgets", "max_cv", "note")}
+def _bench_stage(t: TargetSpec, variant_stage: dict[str, StageId]) -> Stage:
+    settings = t.model_dump(mode="json", exclude={"budgets", "max_cv", "note"})
 
     def available(res):
         return [(n, res[s]) for n, s in variant_stage.items() if s in res]
 
     def inputs(res):
-        from edgedeploy.runtimes.environment import cpuinfo
+        where = {"host": t.host} if t.host else {"local_cpu": cpuinfo()["cpu_model"]}
+        return {"variants": [(n, r.digest) for n, r in available(res)], "settings": settings, "profile": resolve_profile(t.profile), **where}
 
-        where = {"host": t["host"]} if t.get("host") else {"local_cpu": cpuinfo()["cpu_model"]}
-        return {"variants": [(n, r["digest"]) for n, r in available(res)], "settings": settings, "profile": resolve_profile(t["profile"]), **where}
-
-    def run(res):
+    def run(res) -> BenchResult:
         from edgedeploy.bench import bench
-        from edgedeploy.core.errors import BadInput
 
         pairs = available(res)
         if not pairs:
-            raise BadInput(f"target {t['name']}: no variant finished, nothing to measure")
+            raise BadInput(f"target {t.name}: no variant finished, nothing to measure")
         remote = None
-        if t.get("host"):
+        if t.host:
             from edgedeploy.device.fleet import remote_options
 
-            remote = remote_options(t, {"ssh_config": t.get("ssh_config"), "accept_new_host_key": t.get("accept_new_host_key", False),
-                                        "connect_timeout": t.get("connect_timeout", 10), "timeout_s": t.get("timeout", 1800)})
-        doc = bench([r["artifact"] for _, r in pairs], resolve_profile(t["profile"]), t["shape"], remote=remote,
-                    iterations=t["iterations"], duration_s=t["duration"], warmup=t.get("warmup", 20), threads=t.get("threads"))
+            remote = remote_options({"host": t.host}, t)
+        opts = MeasureOptions(**t.model_dump(include=set(MeasureOptions.model_fields)))
+        doc = bench([r.artifact for _, r in pairs], opts.model_copy(update={"profile": resolve_profile(t.profile)}), remote=remote)
         for (n, _), r in zip(pairs, doc["results"]):
             r["variant"] = n
-        if t.get("emulated"):
+        if t.emulated:
             doc["measured"] = "emulated"
-        if t.get("note"):
-            doc["note"] = t["note"]
-        return doc
+        if t.note:
+            doc["note"] = t.note
+        return BenchResult(**doc)
 
-    return Stage(f"bench:{t['name']}", "bench", inputs, run, deps=["export"], soft_deps=sorted(set(variant_stage.values()) - {"export"}))
+    soft = sorted({s for s in variant_stage.values()} - {ids.export()}, key=str)
+    return Stage(ids.bench(t.name), inputs, run, deps=[ids.export()], soft_deps=soft)

@@ -10,8 +10,10 @@ from pathlib import Path
 
 from edgedeploy.release.report import plots
 
-CSV_FIELDS = ("target", "variant", "model", "method", "status", "model_mb", "compression_ratio", "parameters", "gflops", "accuracy", "accuracy_drop", "macro_f1",
-              "mean_cosine", "min_cosine", "top1_agreement", "p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput_per_s", "stable",
+# the columns a budget limits carry the budget's name without min_/max_ (size_mb, compression, mean_cosine, worst_cosine, ...)
+CSV_FIELDS = ("target", "variant", "model", "method", "status", "size_mb", "compression", "parameters", "gflops", "accuracy", "accuracy_drop",
+              "accuracy_retained", "macro_f1", "mean_cosine", "worst_cosine", "top1_agreement", "p50_ms", "p90_ms", "p99_ms", "cv", "samples",
+              "throughput", "stable",
               "latency_provenance", "accuracy_provenance")
 HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("stable")]  # the provenance columns go to their own list
 
@@ -30,11 +32,11 @@ def rows(report: dict) -> list[dict]:
     for t in targets:
         for v in report["variants"]:
             m = t["results"].get(v["name"], {})
-            out.append({"target": t["name"], "variant": v["name"], "model": v.get("model", "source"), "method": v["method"], "status": v["status"], "model_mb": v.get("model_mb"), "compression_ratio": v.get("compression_ratio"),
+            out.append({"target": t["name"], "variant": v["name"], "model": v.get("model", "source"), "method": v["method"], "status": v["status"], "size_mb": v.get("size_mb"), "compression": v.get("compression"),
                         "parameters": v.get("parameters"), "gflops": (v.get("flops") or {}).get("gflops"), "accuracy": v.get("accuracy"),
-                        "accuracy_drop": v.get("accuracy_drop"), "macro_f1": v.get("macro_f1"), "mean_cosine": v.get("mean_cosine"),
-                        "min_cosine": v.get("min_cosine"), "top1_agreement": v.get("top1_agreement"),
-                        **{k: m.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput_per_s", "stable")},
+                        "accuracy_drop": v.get("accuracy_drop"), "accuracy_retained": v.get("accuracy_retained"), "macro_f1": v.get("macro_f1"),
+                        "mean_cosine": v.get("mean_cosine"), "worst_cosine": v.get("worst_cosine"), "top1_agreement": v.get("top1_agreement"),
+                        **{k: m.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput", "stable")},
                         "latency_provenance": m.get("provenance"), "accuracy_provenance": v.get("accuracy_provenance")})
     return out
 
@@ -63,7 +65,7 @@ def figures(report: dict) -> list[tuple[str, str]]:
                if v["name"] in t["results"] and v.get(key) is not None]
         figs.append((f"{label} vs latency on {t['name']}", plots.scatter_pareto(pts, "p50 latency (ms)", label, f"{label} vs p50 latency: {t['name']}")))
     names = [v["name"] for v in report["variants"]]
-    figs.append(("model size", plots.bars(names, {"model MB": [v.get("model_mb") for v in report["variants"]]}, "MB", "model size per variant")))
+    figs.append(("model size", plots.bars(names, {"model MB": [v.get("size_mb") for v in report["variants"]]}, "MB", "model size per variant")))
     for t in report["targets"]:
         series = {p: [t["results"].get(n, {}).get(f"{p}_ms") for n in names] for p in ("p50", "p90", "p99")}
         figs.append((f"latency percentiles on {t['name']}", plots.bars(names, series, "ms", f"latency percentiles: {t['name']} ({t['profile']})")))
@@ -99,7 +101,7 @@ def to_markdown(report: dict) -> str:
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for v in report["variants"]:
         drop = None if v.get("accuracy_drop") is None else v["accuracy_drop"] * 100
-        lines.append(f"| {v['name']} | {v.get('model', 'source')} | {v['method']} | {v['status']} | {_fmt(v.get('model_mb'), '.1f')} | {_fmt(v.get('compression_ratio'), '.2f')}x | {_fmt(v.get('parameters'), ',')} | "
+        lines.append(f"| {v['name']} | {v.get('model', 'source')} | {v['method']} | {v['status']} | {_fmt(v.get('size_mb'), '.1f')} | {_fmt(v.get('compression'), '.2f')}x | {_fmt(v.get('parameters'), ',')} | "
                      f"{_fmt((v.get('flops') or {}).get('gflops'), '.2f')} | {_fmt(v.get('accuracy'), '.4f')} | {_fmt(drop, '+.2f')} | "
                      f"{_fmt(v.get('mean_cosine'), '.4f')} | {_fmt(v.get('top1_agreement'), '.1%')} |")
     for t in report["targets"]:
@@ -113,7 +115,7 @@ def to_markdown(report: dict) -> str:
         lines += ["", "| variant | p50 ms | p90 ms | p99 ms | CV | runs | samples/s | stable |", "|---|---|---|---|---|---|---|---|"]
         for n, m in t["results"].items():
             lines.append(f"| {n} | {_fmt(m['p50_ms'], '.2f')} | {_fmt(m['p90_ms'], '.2f')} | {_fmt(m['p99_ms'], '.2f')} | {m['cv']:.1%} | "
-                         f"{m['samples']} | {_fmt(m['throughput_per_s'], '.1f')} | {'yes' if m['stable'] else 'UNSTABLE'} |")
+                         f"{m['samples']} | {_fmt(m['throughput'], '.1f')} | {'yes' if m['stable'] else 'UNSTABLE'} |")
         if t["budgets"]:
             lines += ["", "Budgets: " + ", ".join(f"{k} {v}" for k, v in t["budgets"].items())]
     lines += ["", "## Provenance", ""]

@@ -1,0 +1,19 @@
+import json
+
+import click
+
+SCHEMAS = ("recipe", "manifest")
+
+
+@click.command("schema")
+@click.argument("what", type=click.Choice(SCHEMAS))
+def command(what):
+    """Print the JSON Schema of a recipe or of an artifact's manifest (edgedeploy.json).
+
+    For completion in editors, put this first in a recipe:
+    # yaml-language-server: $schema=recipe.schema.json
+    after 'edgedeploy schema recipe > recipe.schema.json'.
+    """
+    from edgedeploy.schemas import schema
+
+    click.echo(json.dumps(schema(what), indent=2))

@@ -1,0 +1,86 @@
+"""The manifest (``edgedeploy.json``) as a typed model: ``Artifact.load`` checks every manifest
+against it, and ``edgedeploy schema manifest`` prints it as JSON Schema. Fields other
+versions add are kept (``extra="allow"``), so old and newer artifacts still load."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class FileEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the file's bytes.")
+    size: int = Field(ge=0, description="Size in bytes.")
+
+
+class TensorSpec(_Open):
+    name: str
+    dtype: str
+    shape: list[int | str | None] = Field(description="Dims: an integer, or a symbolic name such as batch_size.")
+
+
+class SourceInfo(_Open):
+    kind: str = Field(description="huggingface | torchscript | factory | reference | onnx")
+    name: str | None = None
+    path: str | None = None
+    family: str | None = Field(None, description="transformer | module: picks default tolerances and quantization op types.")
+    task: str | None = None
+    model_type: str | None = None
+
+
+class Lineage(_Open):
+    parent: str | None = Field(None, description="Digest of the parent artifact (null for an export).")
+    parent_path: str | None = None
+    step: str = Field(description="export, or quantize:<method>.")
+
+
+class Quantization(_Open):
+    method: str
+    profile: str | None = None
+    settings: dict = Field(description="The settings ONNX Runtime was called with.")
+    chosen_by: dict[str, str] = Field(default_factory=dict, description="Who chose each setting: flag, profile NAME or default.")
+    options: dict | None = Field(None, description="Every quantize option as given (0.2 and later; see QuantizeOptions).")
+    nodes_kept_float: list[str] = Field(default_factory=list)
+    model_bytes: int
+    parent_model_bytes: int
+    compression_ratio: float
+    notes: list[str] = Field(default_factory=list)
+    warning: str | None = None
+
+
+class Fidelity(_Open):
+    samples: int
+    mean_cosine: float
+    worst_cosine: float | None = Field(None, description="The worst sample's cosine (called min_cosine before 0.2).")
+    max_abs_diff: float
+    top1_agreement: float | None = None
+
+
+class Manifest(_Open):
+    schema_version: int = Field(ge=1, le=SCHEMA_VERSION)
+    kind: Literal["edgedeploy-artifact"] = "edgedeploy-artifact"
+    source: SourceInfo
+    lineage: Lineage | None = None
+    model_file: str = "model.onnx"
+    files: dict[str, FileEntry] = Field(description="Every file of the artifact but the manifest, by relative path.")
+    size_bytes: int = Field(ge=0)
+    opset: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    parameters: int | None = None
+    vocab_size: int | None = None
+    export: dict | None = None
+    validation: dict | None = None
+    quantization: Quantization | None = None
+    fidelity: Fidelity | None = None
+    tool_versions: dict[str, str | None] = Field(default_factory=dict)
+    created: str | None = None
+    digest: str | None = None

@@ -1,0 +1,211 @@
+"""Typed settings, declared once per operation.
+
+Each operation's settings are a pydantic model (``ExportOptions``, ``QuantizeOptions``,
+``BenchOptions``, ``PruneOptions``, ...): every field has its name, type, default, range and
+help text. Everything else is derived from that one declaration:
+
+- the click flags: ``--`` + the field name with dashes (:func:`click_options`);
+- the recipe keys: the field name, which is the flag in snake_case;
+- the settings recorded in manifests and stage records (:meth:`Options.recorded`);
+- the JSON Schema (``edgedeploy schema recipe``).
+
+A renamed setting keeps its old recipe key and flag as deprecated aliases (``RENAMED``):
+they still work and print a warning.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import types
+import typing
+from pathlib import Path
+from typing import Any, ClassVar, Literal, get_args, get_origin
+
+import click
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from edgedeploy.core.errors import BadInput
+
+
+def flag_name(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def warn(msg: str) -> None:
+    click.echo(f"edgedeploy: warning: {msg}", err=True)
+
+
+def _deprecated_props(schema: dict, cls) -> None:
+    props = schema.setdefault("properties", {})
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        props[old] = {"deprecated": True, "description": f"Deprecated: renamed to {new}."}
+
+
+class Options(BaseModel):
+    """Base of every settings model: unknown keys are errors, NaN and infinity are refused."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra=_deprecated_props)
+    RENAMED: ClassVar[dict[str, str]] = {}  # old key -> new key (the old flag is --old-key)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and cls.RENAMED:
+            data = dict(data)
+            for old, new in cls.RENAMED.items():
+                if old in data:
+                    if new in data:
+                        raise ValueError(f"{old} and {new} are both given; {old} is the deprecated name of {new}")
+                    data[new] = data.pop(old)
+        return data
+
+    def recorded(self) -> dict:
+        """The settings as recorded in manifests and stage records (JSON types, every field)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def keys(cls) -> set[str]:
+        return set(cls.model_fields)
+
+
+def did_you_mean(key: str, known) -> str:
+    close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def describe_error(err: dict, model: type[BaseModel] | None = None) -> str:
+    """One readable phrase for one pydantic error."""
+    t, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if t == "extra_forbidden":
+        known = model.keys() | set(getattr(model, "RENAMED", {})) if model is not None and hasattr(model, "keys") else set()
+        return "unknown key" + did_you_mean(err["loc"][-1], known)
+    if t == "missing":
+        return "missing required key"
+    if t in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}[t]
+        bound = next(iter(ctx.values()))
+        return f"must be {op} {bound}, got {value!r}"
+    if t == "literal_error":
+        return f"must be one of {ctx.get('expected', '')}, got {value!r}"
+    if t == "finite_number" or (isinstance(value, float) and not math.isfinite(value)):
+        return f"must be a finite number, got {value!r}"
+    expected = {"int": "int", "float": "float", "bool": "bool", "string": "str", "list": "a list", "dict": "a mapping", "model": "a mapping",
+                "model_attributes": "a mapping", "path": "a path"}
+    kind = t.rsplit("_", 1)[0] if t.endswith(("_type", "_parsing")) else None
+    if kind in expected:
+        return f"expected {expected[kind]}, got {type(value).__name__} {value!r}"
+    if t == "string_too_short":
+        return "must not be empty"
+    msg = err["msg"]
+    return msg[len("Value error, ") :] if msg.startswith("Value error, ") else msg
+
+
+# ---- click flags derived from the declaration -------------------------------------------
+
+
+def _unwrap(annotation):
+    """(base type, optional?) for ``X | None``."""
+    origin = get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+        return annotation, True
+    return annotation, False
+
+
+def _click_param(name: str, field, cls) -> list[click.Option]:
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    base, optional = _unwrap(field.annotation)
+    flag = extra.get("flag") or flag_name(name)
+    help_text = field.description or ""
+    kw: dict[str, Any] = {"help": help_text}
+    default = None if field.is_required() else field.default
+    origin = get_origin(base)
+    if base is bool:
+        off = extra.get("off_flag")
+        if optional or off:
+            decl = f"{flag}/{off or '--no-' + flag[2:]}"
+            kw.update(default=None)
+        else:
+            decl = flag
+            kw.update(is_flag=True, default=False)
+        params = [click.Option([decl, name], **kw)]
+    else:
+        if origin is Literal:
+            values = get_args(base)
+            if all(isinstance(v, str) for v in values):
+                kw["type"] = click.Choice(values)
+            else:
+                kw["type"] = type(values[0])
+                kw["help"] = (help_text + f" One of {', '.join(map(str, values))}.").strip()
+        elif origin in (list, tuple):
+            kw["multiple"] = True
+            kw["type"] = str
+            default = None
+        elif base in (int, float, str):
+            kw["type"] = base
+        elif base is Path:
+            kw["type"] = click.Path(path_type=Path)
+        if extra.get("metavar"):
+            kw["metavar"] = extra["metavar"]
+        if default is not None and not kw.get("multiple"):
+            kw.update(default=default, show_default=True)
+        if field.is_required():
+            kw["required"] = True
+        params = [click.Option([flag, name], **kw)]
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        if new != name:
+            continue
+        if base is bool and not optional and not extra.get("off_flag"):
+            params.append(click.Option([flag_name(old), f"old__{old}"], hidden=True, is_flag=True, default=False))
+        elif base is bool:
+            params.append(click.Option([f"{flag_name(old)}/--no-{old.replace('_', '-')}", f"old__{old}"], hidden=True, default=None))
+        else:
+            params.append(click.Option([flag_name(old), f"old__{old}"], hidden=True, type=kw.get("type"), multiple=kw.get("multiple", False)))
+    return params
+
+
+def click_options(cls: type[Options], *, skip: tuple[str, ...] = ()):
+    """A decorator adding one click option per field of ``cls`` (and hidden deprecated aliases)."""
+
+    def deco(f):
+        params = [p for name, field in cls.model_fields.items() if name not in skip for p in _click_param(name, field, cls)]
+        f.__click_params__ = getattr(f, "__click_params__", []) + list(reversed(params))
+        return f
+
+    return deco
+
+
+def from_cli(cls: type[Options], kwargs: dict, **fixed):
+    """Build ``cls`` from click's keyword arguments (removing the ones it uses); deprecated
+    flags warn; every invalid value is reported at once (exit 2)."""
+    data = dict(fixed)
+    for name in cls.model_fields:
+        if name in kwargs:
+            v = kwargs.pop(name)
+            if isinstance(v, tuple):
+                v = list(v) if v else None
+            if v is not None:
+                data[name] = v
+    for old, new in cls.RENAMED.items():
+        v = kwargs.pop(f"old__{old}", None)
+        if v in (None, (), False):
+            continue
+        warn(f"{flag_name(old)} is deprecated; use {flag_name(new)}")
+        if new in data and new not in fixed:
+            raise BadInput(f"{flag_name(old)} and {flag_name(new)} are the same setting; give only {flag_name(new)}")
+        data[new] = list(v) if isinstance(v, tuple) else v
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise BadInput("; ".join(f"{flag_name(str(e['loc'][0])) if e['loc'] else 'options'}: {describe_error(e, cls)}" for e in exc.errors())) from None
+
+
+def coerce(cls: type[Options], data: dict, where: str = "options"):
+    """Validate a plain dict (a library call's keyword arguments) into ``cls``, exit 2 on errors."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise BadInput("; ".join(f"{where}: {'.'.join(map(str, e['loc']))}: {describe_error(e, cls)}" for e in exc.errors())) from None

@@ -1,0 +1,100 @@
+"""Typed stage records: what each stage of a run produced, as written to
+``RUN_DIR/stages/<kind>__<name>.json`` and read back by the runner, the report and the gate.
+Unknown fields are kept, so records written by other versions still load."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["ok", "failed", "skipped", "cached", "not-run"]
+
+
+class Result(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    def document(self) -> dict:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+
+
+class ArtifactResult(Result):
+    artifact: str
+    digest: str
+
+
+class ExportResult(ArtifactResult):
+    validation: dict = Field(default_factory=dict)
+
+
+class QuantizeSummary(Result):
+    method: str
+    profile: str | None = None
+    compression_ratio: float
+    nodes_kept_float: int = 0
+    warning: str | None = None
+
+
+class QuantizeResult(ArtifactResult):
+    fidelity: dict
+    quantization: QuantizeSummary
+
+
+class CompressResult(Result):
+    model: str
+    files: list
+    method: str
+    from_: str = Field(alias="from")
+    parameters: dict
+    accuracy: dict | None = None
+    seconds: float
+
+
+class EvalResult(Result):
+    variant: str
+    samples: int | None = None
+    data: str | None = None
+    task: dict | None = None
+    fidelity: dict | None = None
+    note: str | None = None
+
+
+class BenchResult(Result):
+    results: list[dict]
+    environment: dict
+    profile: str | None = None
+    measured: str = "measured"
+    interleaved: bool = False
+    note: str | None = None
+    remote: dict | None = None
+
+
+RESULTS: dict[str, type[Result]] = {"export": ExportResult, "quantize": QuantizeResult, "compress": CompressResult, "eval": EvalResult,
+                                    "bench": BenchResult}
+
+
+class StageRecord(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    kind: str | None = None
+    status: Status
+    key: str | None = None
+    seconds: float | None = None
+    finished: str | None = None
+    at: str | None = None
+    result: dict | None = None
+    error: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in ("ok", "cached")
+
+    def typed(self) -> Result | None:
+        """The result as its kind's model (None when the stage did not finish)."""
+        if self.result is None or not self.done:
+            return None
+        kind = self.kind or self.id.partition(":")[0]
+        return RESULTS[kind].model_validate(self.result)

@@ -1,0 +1,14 @@
+"""JSON Schemas derived from the typed declarations (``edgedeploy schema recipe|manifest``)."""
+
+from __future__ import annotations
+
+from edgedeploy.core.manifest import Manifest
+from edgedeploy.release.spec import RecipeSpec
+
+
+def schema(what: str) -> dict:
+    model = {"recipe": RecipeSpec, "manifest": Manifest}[what]
+    out = model.model_json_schema(by_alias=True)
+    out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    out["title"] = {"recipe": "edgedeploy release recipe", "manifest": "edgedeploy artifact manifest (edgedeploy.json)"}[what]
+    return out

