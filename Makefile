@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps test test-fast demo edgemin bench-harness e2e-arm64 clean reference-model export quantize bench report release
+.PHONY: setup system-deps test test-fast lint demo edgemin bench-harness e2e-arm64 clean reference-model export quantize bench report release
 
 setup: $(STAMP)
 
@@ -32,11 +32,19 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: setup system-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+# Random order (pytest-randomly prints the seed; rerun one order with --randomly-seed=N),
+# the 20 slowest tests and every skip reason at the end; a missing sshd fails the SSH tests here.
+PYTEST := EDGEDEPLOY_REQUIRE_SSHD=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=20 -rs
+
+test: setup system-deps lint
+	$(PYTEST) tests
 
 test-fast: setup system-deps
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow" tests
+	$(PYTEST) -m "not slow" tests
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # ---- release pipelines: thin wrappers over the CLI, for CI jobs and Makefiles -------------
 # make export [MODEL=minilm-l6|path|reference:sst2]     -> $(ARTIFACTS)/model

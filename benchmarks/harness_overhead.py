@@ -53,7 +53,7 @@ def main() -> None:
         opts.intra_op_num_threads = run["intra_op_threads"]
         default_sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         feeds = inputs.generate(session.signature(harness_sess), {"batch": 1, "sequence": 128}, vocab_size=30522)
-        target = measure.Target(name, lambda sess=harness_sess, feeds=feeds: sess.run(None, feeds))
+        target = measure.Timed(name, lambda sess=harness_sess, feeds=feeds: sess.run(None, feeds))
         for s in (default_sess, harness_sess):
             for _ in range(20):
                 s.run(None, feeds)

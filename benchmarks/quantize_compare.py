@@ -147,13 +147,13 @@ def main() -> None:
         sess, _ = session.create(str(path), run_cfg)
         f = inputs.generate(session.signature(sess), {"batch": 1, "sequence": 128}, seed=0, vocab_size=30522)
         feeds = feeds or f
-        targets.append(measure.Target(name, (lambda s=sess, x=f: s.run(None, x))))
+        targets.append(measure.Timed(name, (lambda s=sess, x=f: s.run(None, x))))
     tfeeds = {k: torch.from_numpy(v) for k, v in feeds.items()}
     for name, model in torch_models.items():
         def run(m=model):
             with torch.inference_mode():
                 m(**tfeeds)
-        targets.insert(0 if name.endswith("float") else 1, measure.Target(name, run))
+        targets.insert(0 if name.endswith("float") else 1, measure.Timed(name, run))
     print(f"measuring {len(targets)} targets interleaved, {args.iterations} iterations each ...", file=sys.stderr, flush=True)
     results = {r["name"]: r for r in measure.interleaved(targets, args.iterations, 3600, warmup=20, warmup_s=5, block=10, pause_ms=10)}
 

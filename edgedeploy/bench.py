@@ -94,7 +94,7 @@ def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
     import torch
 
     from edgedeploy.exporters import huggingface, torch_module
-    from edgedeploy.runtimes.measure import Target
+    from edgedeploy.runtimes.measure import Timed
 
     src = art.manifest["source"]
     if src.get("kind") == "huggingface" and src.get("path"):
@@ -115,7 +115,7 @@ def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
         raise BadInput(f"{art.path}: --baseline torch needs a Hugging Face or --factory source; this artifact came from {src.get('kind')}")
     torch.set_num_threads(threads)
     batch = next(iter(feeds.values())).shape[0]
-    return Target(f"pytorch-eager ({src.get('name')})", run, batch)
+    return Timed(f"pytorch-eager ({src.get('name')})", run, batch)
 
 
 def _job_settings(opts: MeasureOptions, inputs=None, save_outputs=None) -> dict:

@@ -11,7 +11,6 @@ from pathlib import Path
 from edgedeploy.core.errors import BadInput
 
 LFS_MAGIC = b"version https://git-lfs.github.com/spec"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
 def check_not_lfs_pointer(path: Path) -> None:

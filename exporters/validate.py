@@ -75,15 +75,15 @@ def compare_arrays(name: str, got: np.ndarray, want: np.ndarray, atol: float, rt
 
 def validate(onnx_path, torch_fn, cases: list[dict], atol: float, rtol: float) -> ValidationResult:
     """Run ORT and ``torch_fn`` (feeds -> {output name: ndarray}) on each case and compare."""
-    from edgedeploy.runtimes.session import cpu_session
+    from edgedeploy.runtimes.session import Runner
 
-    sess = cpu_session(onnx_path)
-    names = [o.name for o in sess.get_outputs()]
-    input_names = {i.name for i in sess.get_inputs()}
+    model = Runner(onnx_path)
+    names = model.names
+    input_names = {i.name for i in model.session.get_inputs()}
     result = ValidationResult(atol=atol, rtol=rtol)
     for feeds in cases:
         feeds = {k: v for k, v in feeds.items() if k in input_names}
-        got = sess.run(names, feeds)
+        got = model(feeds)
         want = torch_fn(feeds)
         outs = []
         for i, name in enumerate(names):

@@ -13,8 +13,9 @@ INTERESTING_FLAGS = (
 )
 
 
-def cpuinfo() -> dict:
-    model, flags = platform.processor() or "", set()
+def _proc_cpuinfo() -> tuple[str, set[str]]:
+    """(CPU model, every ISA flag) from /proc/cpuinfo: the one parser of it."""
+    model, flags = "", set()
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -26,6 +27,17 @@ def cpuinfo() -> dict:
                     flags.update(value.split())
     except OSError:
         pass
+    return model, flags
+
+
+def cpu_flags() -> set[str]:
+    """Every ISA flag the kernel reports (x86 ``flags``, ARM ``Features``)."""
+    return _proc_cpuinfo()[1]
+
+
+def cpuinfo() -> dict:
+    model, flags = _proc_cpuinfo()
+    model = model or platform.processor() or ""
     if not model:
         try:
             with open("/proc/device-tree/model") as fh:

@@ -69,7 +69,7 @@ def prepare(job: dict, interleave: bool | None = None):
             sess, info = session.create(m["path"], run_cfg)
             feeds = _feeds(sess, m, job)
             names = [o.name for o in sess.get_outputs()]
-            targets.append(measure.Target(m["name"], (lambda s=sess, f=feeds, n=names: s.run(n, f)), _batch_of(feeds)))
+            targets.append(measure.Timed(m["name"], (lambda s=sess, f=feeds, n=names: s.run(n, f)), _batch_of(feeds)))
         prepared.append({"model": m, "targets": targets, "session": info, "feeds": feeds, "sess": sess})
     return prepared, interleave
 

@@ -22,7 +22,9 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass
-class Target:
+class Timed:
+    """One thing the harness times: a callable (a session run on fixed feeds) and its latencies."""
+
     name: str
     run: Callable[[], object]
     batch: int = 1
@@ -35,14 +37,14 @@ def _clock() -> float:
     return time.perf_counter()
 
 
-def first_inference(target: Target) -> float:
+def first_inference(target: Timed) -> float:
     t0 = _clock()
     target.run()
     target.first_inference_ms = (_clock() - t0) * 1e3
     return target.first_inference_ms
 
 
-def warm_up(target: Target, iterations: int, duration_s: float) -> dict:
+def warm_up(target: Timed, iterations: int, duration_s: float) -> dict:
     """Run at least one and at most ``iterations`` warm-up inferences, stopping early at
     ``duration_s``; record how many and how long they took."""
     times = []
@@ -57,7 +59,7 @@ def warm_up(target: Target, iterations: int, duration_s: float) -> dict:
     return target.warmup
 
 
-def steady(target: Target, iterations: int, duration_s: float, progress: Progress | None = None) -> list[float]:
+def steady(target: Timed, iterations: int, duration_s: float, progress: Progress | None = None) -> list[float]:
     lat = target.latencies_ms
     run = target.run
     deadline = _clock() + duration_s
@@ -75,7 +77,7 @@ def steady(target: Target, iterations: int, duration_s: float, progress: Progres
     return lat
 
 
-def single_stream(target: Target, iterations: int, duration_s: float, warmup: int, warmup_s: float, progress=None) -> dict:
+def single_stream(target: Timed, iterations: int, duration_s: float, warmup: int, warmup_s: float, progress=None) -> dict:
     first_inference(target)
     warm_up(target, warmup, warmup_s)
     t0 = _clock()
@@ -84,7 +86,7 @@ def single_stream(target: Target, iterations: int, duration_s: float, warmup: in
     return describe(target, wall)
 
 
-def interleaved(targets: list[Target], iterations: int, duration_s: float, warmup: int, warmup_s: float,
+def interleaved(targets: list[Timed], iterations: int, duration_s: float, warmup: int, warmup_s: float,
                 block: int = 10, pause_ms: float = 10.0, progress=None) -> list[dict]:
     """Round-robin blocks of ``block`` inferences per target, so drift on a shared host
     hits every target alike. A short pause between blocks lets idle thread pools settle."""
@@ -116,7 +118,7 @@ def interleaved(targets: list[Target], iterations: int, duration_s: float, warmu
     return [describe(t, walls[t.name]) for t in targets]
 
 
-def offline(targets: list[Target], iterations: int, duration_s: float, warmup: int, warmup_s: float, progress=None) -> dict:
+def offline(targets: list[Timed], iterations: int, duration_s: float, warmup: int, warmup_s: float, progress=None) -> dict:
     """``targets`` are ``concurrency`` independent sessions of one model, each driven by its
     own thread; throughput is all samples over the wall time of the concurrent phase."""
     for t in targets:
@@ -131,7 +133,7 @@ def offline(targets: list[Target], iterations: int, duration_s: float, warmup: i
     return res
 
 
-def server(targets: list[Target], qps: float, iterations: int, duration_s: float, warmup: int, warmup_s: float,
+def server(targets: list[Timed], qps: float, iterations: int, duration_s: float, warmup: int, warmup_s: float,
            latency_budget_ms: float | None, seed: int = 0, progress=None) -> dict:
     """Poisson arrivals at ``qps``; latency counts from the scheduled arrival, so queueing
     behind slow queries shows up in p99. ``targets`` are the worker sessions."""
@@ -146,7 +148,7 @@ def server(targets: list[Target], qps: float, iterations: int, duration_s: float
     lock = threading.Lock()
     start = _clock() + 0.01
 
-    def worker(t: Target):
+    def worker(t: Timed):
         while True:
             with lock:
                 i = next_index[0]
@@ -176,7 +178,7 @@ def server(targets: list[Target], qps: float, iterations: int, duration_s: float
     return res
 
 
-def _in_threads(fn, targets: list[Target]) -> None:
+def _in_threads(fn, targets: list[Timed]) -> None:
     threads = [threading.Thread(target=fn, args=(t,)) for t in targets]
     for th in threads:
         th.start()
@@ -184,16 +186,16 @@ def _in_threads(fn, targets: list[Target]) -> None:
         th.join()
 
 
-def _merged(targets: list[Target], latencies: list[float]) -> Target:
+def _merged(targets: list[Timed], latencies: list[float]) -> Timed:
     """One result for several worker sessions of the same model."""
-    merged = Target(targets[0].name, targets[0].run, targets[0].batch)
+    merged = Timed(targets[0].name, targets[0].run, targets[0].batch)
     merged.latencies_ms = latencies
     merged.first_inference_ms = targets[0].first_inference_ms
     merged.warmup = targets[0].warmup
     return merged
 
 
-def describe(target: Target, wall_s: float) -> dict:
+def describe(target: Timed, wall_s: float) -> dict:
     lat = target.latencies_ms
     summary = summarize(lat)
     samples = len(lat) * target.batch

@@ -69,6 +69,23 @@ def cpu_session(model_path):
     return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
 
 
+class Runner:
+    """Feeds in, outputs out: one CPU session for numerical work (fidelity, accuracy, evaluation,
+    export validation, saved device outputs). ``outputs`` picks which outputs (default: all)."""
+
+    def __init__(self, model_path, outputs: list[int] | None = None):
+        self.session = cpu_session(model_path)
+        every = [o.name for o in self.session.get_outputs()]
+        self.names = every if outputs is None else [every[i] for i in outputs]
+
+    def __call__(self, feeds: dict) -> list:
+        return self.session.run(self.names, feeds)
+
+    def first(self, feeds: dict):
+        """The first selected output."""
+        return self(feeds)[0]
+
+
 def signature(sess) -> list[dict]:
     """Input signature (names, numpy dtypes, symbolic dims) read from the session."""
     types = {

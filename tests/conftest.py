@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ SST2_DEV = DATASETS / "sst2" / "dev.tsv"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests never read or fill the user's model cache (~/.cache/edgedeploy): one empty cache per run.
+os.environ.setdefault("EDGEDEPLOY_CACHE", tempfile.mkdtemp(prefix="edgedeploy-test-cache-"))
 
 
 def have_minilm() -> bool:
@@ -58,6 +61,29 @@ def minilm_artifact(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("minilm") / "minilm-l6"
     return export("minilm-l6", out)
+
+
+# The session's SST-2 classifier: the reference plan (all-MiniLM-L6-v2 + a classification head,
+# embeddings frozen, the shared training loop) on fewer rows than `make reference-model`, so a
+# fresh clone with an empty cache trains it in about a minute. README figures come from the
+# full reference model, not from this one.
+SST2_TEST_ROWS = 3000
+SST2_TEST_MIN_ACCURACY = 0.80
+
+
+@pytest.fixture(scope="session")
+def sst2_classifier(tmp_path_factory):
+    """A trained SST-2 classifier directory (HF checkpoint with reference.json), built once per session."""
+    if not have_minilm():
+        pytest.skip("demo extra not installed")
+    import dataclasses
+
+    from edgedeploy.compress import reference
+
+    plan = dataclasses.replace(reference.PLANS["sst2"], train_rows=SST2_TEST_ROWS, min_dev_accuracy=SST2_TEST_MIN_ACCURACY)
+    out = tmp_path_factory.mktemp("sst2-classifier") / "sst2-minilm-l6"
+    reference.build("sst2", out, plan, DATASETS)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ def test_bench_minilm_prints_table_and_writes_json(minilm_artifact, tmp_path):
 def test_bench_interleaves_variants_and_ratios(minilm_artifact, int8_artifact):
     from edgedeploy.bench import bench
 
-    doc = bench([minilm_artifact.path, int8_artifact.path], shape="batch=1,sequence=64", iterations=30, warmup=2, duration_s=60)
+    doc = bench([minilm_artifact.path, int8_artifact.path], shape="batch=1,sequence=64", iterations=30, warmup=2, duration=60)
     assert doc["interleaved"] is True
     a, b = doc["results"]
     assert a["ratio_to_first"] == 1.0

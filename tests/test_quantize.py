@@ -118,7 +118,7 @@ def small_artifact(tmp_path_factory):
 def test_bad_quantize_inputs(small_artifact, tmp_path):
     a = small_artifact.path
     out = tmp_path / "o"
-    assert "unknown method" in one_line_error(cli("quantize", a, "-o", out, "--method", "int3", check=2))
+    assert "'int3' is not one of" in one_line_error(cli("quantize", a, "-o", out, "--method", "int3", check=2))
     assert "unknown profile" in one_line_error(cli("quantize", a, "-o", out, "--method", "dynamic", "--profile", "toaster", check=2))
     assert "matches no node" in one_line_error(cli("quantize", a, "-o", out, "--method", "dynamic", "--exclude", "encoder.layer.99", check=2))
     assert "--calib-data" in one_line_error(cli("quantize", a, "-o", out, "--method", "static", check=2))
@@ -177,10 +177,12 @@ def test_accuracy_budget_that_cannot_be_met_exits_1(tmp_path):
 
     parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input_specs=("x:float32:batch,32",))
     proc = cli("quantize", parent.path, "-o", tmp_path / "never", "--method", "dynamic", "--random-calibration",
-               "--min-mean-cosine", "1.0000001", check=1)
+               "--min-mean-cosine", "1.0", "--min-worst-cosine", "1.0", check=1)
     line = one_line_error(proc)
     assert "budget not met" in line and "best mean cosine" in line
     assert not (tmp_path / "never").exists()
+    over = cli("quantize", parent.path, "-o", tmp_path / "never", "--method", "dynamic", "--min-mean-cosine", "1.0000001", check=2)
+    assert "--min-mean-cosine: must be <= 1" in one_line_error(over)  # a cosine above 1 is not a budget, it is a typo
 
 
 def test_exclude_module_of_a_dynamo_export(tmp_path):

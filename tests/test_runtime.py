@@ -120,7 +120,7 @@ def test_harness_overhead_against_bare_session_run(tiny_onnx):
     """Median per-inference time of the harness within 5 % (or 20 us) of a bare loop."""
     sess, _ = session.create(str(tiny_onnx), {"intra_op_threads": 1})
     feeds = {"x": np.ones((1, 16), np.float32)}
-    target = measure.Target("t", lambda: sess.run(["y"], feeds))
+    target = measure.Timed("t", lambda: sess.run(["y"], feeds))
     for _ in range(200):
         sess.run(["y"], feeds)
     bare, harness = [], []

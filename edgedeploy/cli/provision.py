@@ -19,10 +19,10 @@ def command(hosts, remote_venv, remote_python, packages, ssh_config, accept_new_
     from edgedeploy.core.errors import EdgeDeployError
     from edgedeploy.device.fleet import run_all
     from edgedeploy.device.provision import provision
-    from edgedeploy.device.ssh import Target
+    from edgedeploy.device.ssh import Host
 
     def one(entry):
-        t = Target.parse(entry["host"], config=str(ssh_config) if ssh_config else None, accept_new_host_key=accept_new_host_key)
+        t = Host.parse(entry["host"], config=str(ssh_config) if ssh_config else None, accept_new_host_key=accept_new_host_key)
         return provision(t, remote_venv, remote_python, list(packages) or None)
 
     results = run_all([{"host": h} for h in hosts], one)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.core.errors import BadInput
+from edgedeploy.data.labels import config_label2id, to_ids
 
 
 @dataclass
@@ -19,10 +20,6 @@ class TextSet:
 
     def __len__(self) -> int:
         return len(self.texts)
-
-
-def label_map(config) -> dict[str, int]:
-    return {str(k): int(v) for k, v in (getattr(config, "label2id", None) or {}).items()}
 
 
 def load(path, config, *, text_column: str = "text", label_column: str | None = "label", limit: int | None = None,
@@ -40,18 +37,9 @@ def load(path, config, *, text_column: str = "text", label_column: str | None = 
     texts = [str(r[text_column]) for r in rows]
     if not has_labels:
         return TextSet(path, texts, None)
-    names = label_map(config)
-    n_labels = int(getattr(config, "num_labels", 0) or 0)
-    ids = []
-    for i, r in enumerate(rows):
-        s = str(r[label_column]).strip()
-        if s in names:
-            ids.append(names[s])
-        elif s.lstrip("-").isdigit() and 0 <= int(s) < n_labels:
-            ids.append(int(s))
-        else:
-            raise BadInput(f"{path}: row {i + 1}: label {s!r} is not one of the model's labels ({', '.join(sorted(names)) or f'0..{n_labels - 1}'})")
-    return TextSet(path, texts, np.asarray(ids, dtype=np.int64))
+    n_labels = int(getattr(config, "num_labels", 0) or 0) or None
+    ids = to_ids([r[label_column] for r in rows], config_label2id(config), n_labels, str(path))
+    return TextSet(path, texts, ids)
 
 
 def batches(tokenizer, data: TextSet, order, batch_size: int, max_length: int):

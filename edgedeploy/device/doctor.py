@@ -16,23 +16,11 @@ def closest_profile(arch: str, flags: set[str], jetson: bool) -> str:
     return "x86-64-avx2"
 
 
-def _full_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                k, _, v = line.partition(":")
-                if k.strip().lower() in ("flags", "features"):
-                    return set(v.split())
-    except OSError:
-        pass
-    return set()
-
-
 def diagnose() -> dict:
     from edgedeploy.runtimes import environment
 
     env = environment.describe()
-    flags = _full_flags()
+    flags = environment.cpu_flags()
     jetson = os.path.exists("/etc/nv_tegra_release")
     profile = closest_profile(platform.machine(), flags, jetson)
     warnings = []

@@ -34,9 +34,9 @@ def read_inventory(path: Path) -> list[dict]:
 
 def remote_options(entry: dict, opts) -> dict:
     """How to reach one device: an inventory entry's own settings over ``opts`` (``RemoteOptions``)."""
-    from edgedeploy.device.ssh import Target
+    from edgedeploy.device.ssh import Host
 
-    target = Target.parse(entry["host"], config=str(opts.ssh_config) if opts.ssh_config else None,
+    target = Host.parse(entry["host"], config=str(opts.ssh_config) if opts.ssh_config else None,
                           accept_new_host_key=opts.accept_new_host_key, connect_timeout=opts.connect_timeout)
     venv = entry.get("remote_venv") or opts.remote_venv
     python = f"{venv.rstrip('/')}/bin/python" if venv else entry.get("remote_python") or opts.remote_python

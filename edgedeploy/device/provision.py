@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 import logging
 import subprocess
 import sys
@@ -22,16 +21,6 @@ from edgedeploy.device import remote, ssh
 
 log = logging.getLogger("edgedeploy")
 RUNTIME_DIST = "edgedeploy_runtime"
-PROBE = """import json, os, platform, sys, sysconfig
-venv = sys.argv[1]
-py = os.path.join(venv, "bin", "python")
-r = {"python": "%d.%d" % sys.version_info[:2], "arch": platform.machine(), "libc": platform.libc_ver()[0], "installed": {}}
-if os.path.exists(py):
-    import subprocess
-    out = subprocess.run([py, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"], capture_output=True, text=True)
-    if out.returncode == 0:
-        r["installed"] = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(out.stdout)}
-print(json.dumps(r))"""
 INSTALL = ('set -e; test -x "$1/bin/python" || "$3" -m venv "$1"; '
            '"$1/bin/python" -m pip install -q --disable-pip-version-check --no-index --find-links "$2" "$4" numpy onnxruntime')
 
@@ -76,15 +65,10 @@ def download_wheels(dest: Path, arch: str, python: str, packages: list[str]) -> 
         raise EnvironmentFailure(f"could not download wheels for {arch} / Python {python} on this host: {last}")
 
 
-def provision(target: ssh.Target, venv: str = ".edgedeploy/venv", python: str = "python3", packages: list[str] | None = None) -> dict:
+def provision(target: ssh.Host, venv: str = ".edgedeploy/venv", python: str = "python3", packages: list[str] | None = None) -> dict:
     import importlib.metadata as md
 
-    probe = ssh.run(target, [python, "-c", PROBE, venv], check=False)
-    if probe.returncode == 127:
-        raise EnvironmentFailure(f"{target.label}: no {python} on the remote; install Python 3 there (e.g. apt install python3 python3-venv)")
-    if probe.returncode != 0:
-        raise EnvironmentFailure(f"{target.label}: probing the remote failed: {probe.stderr.decode(errors='replace').strip()[-200:]}")
-    info = json.loads(probe.stdout.decode().strip().splitlines()[-1])
+    info = remote.probe(target, python, venv)
     want = packages or [f"numpy=={md.version('numpy')}", f"onnxruntime=={md.version('onnxruntime')}"]
     wanted = {p.split("==")[0].lower(): (p.split("==")[1] if "==" in p else None) for p in want}
     wanted["edgedeploy-runtime"] = __version__
@@ -96,8 +80,8 @@ def provision(target: ssh.Target, venv: str = ".edgedeploy/venv", python: str = 
     with tempfile.TemporaryDirectory(prefix="edgedeploy-wheels-") as tmp:
         wh = Path(tmp) / "wheelhouse"
         wh.mkdir()
-        log.info("downloading wheels for %s / Python %s on the host", info["arch"], info["python"])
-        download_wheels(wh, info["arch"], info["python"], want)
+        log.info("downloading wheels for %s / Python %s on the host", info["arch"], info["python_tag"])
+        download_wheels(wh, info["arch"], info["python_tag"], want)
         runtime_wheel(wh)
         sums = {f.relative_to(wh).as_posix(): sha256_file(f) for f in wh.iterdir()}
         workdir = ssh.run(target, [python, "-c", remote.MKTEMP]).stdout.decode().strip()

@@ -20,15 +20,24 @@ from edgedeploy.device import ssh
 log = logging.getLogger("edgedeploy")
 PYZ = "edgedeploy-runtime.pyz"
 
-CHECK = """import json, os, platform, sys, tempfile
-r = {"python": platform.python_version(), "arch": platform.machine(), "executable": sys.executable, "missing": []}
+# The one probe of a device's Python: version, arch, libc, numpy/onnxruntime, free disk, and the
+# packages of a venv when one is named (argv[1]). Standard library only: it runs before anything is installed.
+PROBE = """import json, os, platform, sys, tempfile
+r = {"python": platform.python_version(), "python_tag": "%d.%d" % sys.version_info[:2], "arch": platform.machine(),
+     "libc": platform.libc_ver()[0], "executable": sys.executable, "missing": [], "installed": {}}
 for m in ("numpy", "onnxruntime"):
     try:
         r[m] = __import__(m).__version__
     except Exception:
         r["missing"].append(m)
 st = os.statvfs(tempfile.gettempdir())
-r["free_mb"] = st.f_bavail * st.f_frsize / 1e6
+r["free_disk_mb"] = st.f_bavail * st.f_frsize / 1e6
+py = os.path.join(sys.argv[1], "bin", "python") if len(sys.argv) > 1 else ""
+if py and os.path.exists(py):
+    import subprocess
+    out = subprocess.run([py, "-m", "pip", "list", "--format=json", "--disable-pip-version-check"], capture_output=True, text=True)
+    if out.returncode == 0:
+        r["installed"] = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(out.stdout)}
 print(json.dumps(r))"""
 MKTEMP = "import tempfile; print(tempfile.mkdtemp(prefix='edgedeploy-'))"
 VERIFY = """import hashlib, json, os, sys
@@ -93,22 +102,28 @@ class _Throttle:
         self.raw.flush()
 
 
-def check_remote(target: ssh.Target, python: str, need_bytes: int = 0) -> dict:
-    proc = ssh.run(target, [python, "-c", CHECK], check=False)
+def probe(target: ssh.Host, python: str, venv: str | None = None) -> dict:
+    """What the device's ``python`` has (see ``PROBE``); exit 3 when there is no such Python."""
+    proc = ssh.run(target, [python, "-c", PROBE, *([venv] if venv else [])], check=False)
     if proc.returncode == 127:
-        raise EnvironmentFailure(f"{target.label}: no {python} on the remote; install Python 3 there or pass --remote-python PATH")
+        raise EnvironmentFailure(f"{target.label}: no {python} on the remote; install Python 3 there (e.g. apt install python3 python3-venv) "
+                                 "or pass --remote-python PATH")
     if proc.returncode != 0:
-        raise EnvironmentFailure(f"{target.label}: {python} failed the environment check: {proc.stderr.decode(errors='replace').strip()[-200:]}")
-    info = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+        raise EnvironmentFailure(f"{target.label}: {python} failed the environment probe: {proc.stderr.decode(errors='replace').strip()[-200:]}")
+    return json.loads(proc.stdout.decode().strip().splitlines()[-1])
+
+
+def check_remote(target: ssh.Host, python: str, need_bytes: int = 0) -> dict:
+    info = probe(target, python)
     if info["missing"]:
         raise EnvironmentFailure(f"{target.label}: remote {python} lacks {', '.join(info['missing'])}; fix with: "
                                  f"edgedeploy provision --host {target.label} (offline), then pass --remote-venv")
-    if need_bytes and info["free_mb"] * 1e6 < 2 * need_bytes:
-        raise EnvironmentFailure(f"{target.label}: only {info['free_mb']:.0f} MB free in the remote temp dir; need {2 * need_bytes / 1e6:.0f} MB")
+    if need_bytes and info["free_disk_mb"] * 1e6 < 2 * need_bytes:
+        raise EnvironmentFailure(f"{target.label}: only {info['free_disk_mb']:.0f} MB free in the remote temp dir; need {2 * need_bytes / 1e6:.0f} MB")
     return info
 
 
-def upload(target: ssh.Target, local: Path, workdir: str, bwlimit_kbps: float | None = None) -> None:
+def upload(target: ssh.Host, local: Path, workdir: str, bwlimit_kbps: float | None = None) -> None:
     """Stream ``local`` as a tar into ``workdir/.staging``; retried on connection failures."""
     attempts = 1 + target.retries
     for attempt in range(1, attempts + 1):
@@ -134,7 +149,7 @@ def upload(target: ssh.Target, local: Path, workdir: str, bwlimit_kbps: float | 
         raise EnvironmentFailure(f"{target.label}: upload failed (exit {rc}): {err.strip()[-200:]}")
 
 
-def verify(target: ssh.Target, python: str, staging: str, sums: dict) -> None:
+def verify(target: ssh.Host, python: str, staging: str, sums: dict) -> None:
     proc = ssh.run(target, [python, "-c", VERIFY, staging], input=json.dumps(sums).encode(), check=False)
     if proc.returncode == 1:
         bad = json.loads(proc.stdout.decode().strip().splitlines()[-1])
@@ -143,7 +158,7 @@ def verify(target: ssh.Target, python: str, staging: str, sums: dict) -> None:
         raise EnvironmentFailure(f"{target.label}: checksum verification failed to run: {proc.stderr.decode(errors='replace').strip()[-200:]}")
 
 
-def run_harness(target: ssh.Target, python: str, bundle: str, timeout_s: float, progress=None) -> None:
+def run_harness(target: ssh.Host, python: str, bundle: str, timeout_s: float, progress=None) -> None:
     cmd = target.base() + [ssh.remote_command(["sh", "-c", RUN, "sh", bundle, python, str(int(timeout_s))])]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
@@ -178,7 +193,7 @@ def run_harness(target: ssh.Target, python: str, bundle: str, timeout_s: float, 
         raise EnvironmentFailure(f"{target.label}: the remote harness failed with exit {rc}: {tail}")
 
 
-def bench_remote(target: ssh.Target, arts, job: dict, *, inputs_npz=None, python: str = "python3", timeout_s: float = 1800,
+def bench_remote(target: ssh.Host, arts, job: dict, *, inputs_npz=None, python: str = "python3", timeout_s: float = 1800,
                  keep_remote: bool = False, bwlimit_kbps: float | None = None, progress=None, save_outputs=None) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgedeploy-bundle-") as tmp:
         local = Path(tmp)

@@ -22,7 +22,7 @@ SSH_FAILURE = 255
 
 
 @dataclass
-class Target:
+class Host:
     """``user@host[:port]`` or a Host alias from the ssh config."""
 
     host: str
@@ -36,7 +36,7 @@ class Target:
     options: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, spec: str, **kw) -> Target:
+    def parse(cls, spec: str, **kw) -> Host:
         m = re.fullmatch(r"(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:@\s]+)(?::(?P<port>\d+))?", spec or "")
         if not m:
             raise BadInput(f"--host {spec!r}: expected user@host[:port] or a Host name from ~/.ssh/config")
@@ -69,7 +69,7 @@ def remote_command(argv: list[str]) -> str:
     return " ".join(shlex.quote(str(a)) for a in argv)
 
 
-def explain(target: Target, stderr: str) -> EnvironmentFailure:
+def explain(target: Host, stderr: str) -> EnvironmentFailure:
     err = stderr.strip()
     last = err.splitlines()[-1] if err else "no output"
     if "Host key verification failed" in err or "No ED25519 host key is known" in err or "host key for" in err.lower():
@@ -84,7 +84,7 @@ def explain(target: Target, stderr: str) -> EnvironmentFailure:
     return EnvironmentFailure(f"{target.label}: ssh failed ({last})")
 
 
-def run(target: Target, argv: list[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True,
+def run(target: Host, argv: list[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True,
         retry: bool = True) -> subprocess.CompletedProcess:
     """Run ``argv`` on the target. Exit 255 (ssh's own failure) is retried with backoff;
     any other non-zero exit is the remote command's and is returned or raised as-is."""

@@ -9,24 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.core.errors import BadInput
+from edgedeploy.data.labels import config_label2id, to_ids
+from edgedeploy.runtimes.session import Runner
 
 
 def label_ids(labels: list, artifact) -> np.ndarray:
+    """Class ids of ``labels`` through the artifact's config.json (``label2id``, ``num_labels``)."""
     cfg_path = artifact.path / "config.json"
-    label2id = {}
-    if cfg_path.is_file():
-        label2id = {str(k): int(v) for k, v in (json.loads(cfg_path.read_text()).get("label2id") or {}).items()}
-    out = []
-    for lab in labels:
-        s = str(lab).strip()
-        if s in label2id:
-            out.append(label2id[s])
-        elif s.lstrip("-").isdigit():
-            out.append(int(s))
-        else:
-            known = ", ".join(sorted(label2id)) or "(config.json has no label2id)"
-            raise BadInput(f"label {s!r} is neither an integer nor one of the model's labels: {known}")
-    return np.asarray(out, dtype=np.int64)
+    cfg = json.loads(cfg_path.read_text()) if cfg_path.is_file() else {}
+    cfg = cfg if isinstance(cfg, dict) else {}
+    n = len(cfg["id2label"]) if isinstance(cfg.get("id2label"), dict) else None
+    return to_ids(labels, config_label2id(cfg), n, str(artifact.path))
 
 
 def labeled_eval(artifact, data: Path, text_column: str, label_column: str, limit: int):
@@ -38,12 +31,10 @@ def labeled_eval(artifact, data: Path, text_column: str, label_column: str, limi
 
 
 def accuracy(model_path, batches: list[dict], labels: np.ndarray) -> float:
-    from edgedeploy.runtimes.session import cpu_session
-
-    sess = cpu_session(model_path)
+    model = Runner(model_path, [0])
     preds = []
     for feeds in batches:
-        logits = sess.run([sess.get_outputs()[0].name], feeds)[0]
+        logits = model.first(feeds)
         if logits.ndim != 2:
             raise BadInput(f"{model_path}: task accuracy needs a classifier with 2-D logits; this output has shape {list(logits.shape)} (use --min-cosine)")
         preds.append(logits.argmax(1))

@@ -14,6 +14,7 @@ from pydantic import Field
 from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import Options
+from edgedeploy.runtimes.session import Runner
 
 log = logging.getLogger("edgedeploy")
 
@@ -58,25 +59,24 @@ def evaluate(artifact, data: Path, *, reference=None, text_column: str = "text",
     from edgedeploy.data.samples import SampleSource
     from edgedeploy.quality.accuracy import label_ids
     from edgedeploy.quality.fidelity import Collector
-    from edgedeploy.runtimes.session import cpu_session
 
     art = Artifact.load(artifact)
     ref = Artifact.load(reference) if reference else None
     src = SampleSource(art, data, text_column, limit=limit or 10**12, batch=batch, label_column=label_column, pair_column=text_pair_column)
-    sess = cpu_session(art.model_path)
-    ref_sess = cpu_session(ref.model_path) if ref else None
-    out_name = sess.get_outputs()[0].name
+    model = Runner(art.model_path, [0])
+    ref_model = Runner(ref.model_path, [0]) if ref else None
+    out_name = model.names[0]
     col = Collector() if ref else None
     preds, seen = [], 0
     for feeds in src:
-        got = sess.run([out_name], feeds)[0]
+        got = model.first(feeds)
         if label_column:
             if got.ndim != 2:
                 raise BadInput(f"{art.path}: task accuracy needs a classifier (2-D logits); output {out_name!r} has shape {list(got.shape)}; "
                                "drop --label-column to measure fidelity only")
             preds.append(got.argmax(1))
-        if ref_sess is not None:
-            col.add(got, ref_sess.run([ref_sess.get_outputs()[0].name], feeds)[0], feeds.get("attention_mask"))
+        if ref_model is not None:
+            col.add(got, ref_model.first(feeds), feeds.get("attention_mask"))
         seen += len(next(iter(feeds.values())))
         if progress:
             progress(seen)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgedeploy.runtimes.session import cpu_session
+from edgedeploy.runtimes.session import Runner
 
 
 def pooled(output: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -53,32 +53,25 @@ def worst_cosine(fidelity: dict) -> float:
     return fidelity["worst_cosine"] if "worst_cosine" in fidelity else fidelity["min_cosine"]
 
 
-def _output_name(sess, output_index: int) -> str:
-    return sess.get_outputs()[output_index].name
-
-
 def compare_models(candidate, reference, batches, output_index: int = 0) -> dict:
     """Stream ``batches`` through both models and compare (bounded memory)."""
-    cand, ref = cpu_session(candidate), cpu_session(reference)
-    cn, rn = _output_name(cand, output_index), _output_name(ref, output_index)
+    cand, ref = Runner(candidate, [output_index]), Runner(reference, [output_index])
     col = Collector()
     for feeds in batches:
-        col.add(cand.run([cn], feeds)[0], ref.run([rn], feeds)[0], feeds.get("attention_mask"))
-    return col.result(cn)
+        col.add(cand.first(feeds), ref.first(feeds), feeds.get("attention_mask"))
+    return col.result(cand.names[0])
 
 
 def reference_outputs(reference, batches, output_index: int = 0) -> list[tuple[dict, np.ndarray]]:
     """Run the reference once and keep (feeds, output) pairs, for search loops that
     compare many candidates on the same small sample."""
-    ref = cpu_session(reference)
-    rn = _output_name(ref, output_index)
-    return [(feeds, ref.run([rn], feeds)[0]) for feeds in batches]
+    ref = Runner(reference, [output_index])
+    return [(feeds, ref.first(feeds)) for feeds in batches]
 
 
 def compare_to_outputs(candidate, ref_outputs, output_index: int = 0) -> dict:
-    cand = cpu_session(candidate)
-    cn = _output_name(cand, output_index)
+    cand = Runner(candidate, [output_index])
     col = Collector()
     for feeds, want in ref_outputs:
-        col.add(cand.run([cn], feeds)[0], want, feeds.get("attention_mask"))
-    return col.result(cn)
+        col.add(cand.first(feeds), want, feeds.get("attention_mask"))
+    return col.result(cand.names[0])

@@ -39,7 +39,3 @@ class StreamingReader(CalibrationDataReader):
         self._left -= 1
         self.seen += 1
         return item
-
-    def rewind(self):
-        self._iter = iter(self._samples)
-        self._left = self._total

@@ -60,13 +60,3 @@ def gemm_to_matmul(path: Path) -> int:
     onnx.save(om.model, str(path))
     return len(meta)
 
-
-def value_types(model) -> dict:
-    """elem_type for every tensor name the graph knows (inputs, outputs, value_info, initializers)."""
-    types = {}
-    for vi in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
-        if vi.type.tensor_type.elem_type:
-            types[vi.name] = vi.type.tensor_type.elem_type
-    for init in model.graph.initializer:
-        types[init.name] = init.data_type
-    return types

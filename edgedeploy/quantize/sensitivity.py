@@ -83,10 +83,10 @@ class Budget:
                 "parent_accuracy": self.parent_accuracy}
 
     def shortfall(self, r: dict) -> str:
-        parts = [f"best mean cosine {r['mean_cosine']:.4f} (min {r['worst_cosine']:.4f})"]
+        parts = [f"best mean cosine {r['mean_cosine']:.4f} (worst {r['worst_cosine']:.4f})"]
         if "accuracy_drop" in r:
             parts.append(f"accuracy drop {r['accuracy_drop']:.4f} (accuracy {r['accuracy']:.4f} vs parent {self.parent_accuracy:.4f})")
-        want = [f"mean >= {self.min_mean_cosine}" if self.min_mean_cosine is not None else "", f"min >= {self.min_worst_cosine}" if self.min_worst_cosine is not None else "",
+        want = [f"mean >= {self.min_mean_cosine}" if self.min_mean_cosine is not None else "", f"worst >= {self.min_worst_cosine}" if self.min_worst_cosine is not None else "",
                 f"drop <= {self.max_accuracy_drop}" if self.max_accuracy_drop is not None else ""]
         return ", ".join(parts) + "; budget " + ", ".join(w for w in want if w)
 

@@ -1,0 +1,159 @@
+"""Settings declared once: flags, recipe keys, manifest options and JSON Schema all come from
+the typed declarations; renamed keys and flags still work and warn; a bad recipe reports every
+problem at once."""
+
+import json
+
+import pytest
+from conftest import SST2_DEV, cli, one_line_error
+
+from edgedeploy.bench import BenchOptions
+from edgedeploy.compress.options import DistillOptions, PruneOptions
+from edgedeploy.core.options import flag_name
+from edgedeploy.export import ExportOptions
+from edgedeploy.quality.evaluate import EvalOptions
+from edgedeploy.quantize.options import QuantizeOptions
+from edgedeploy.release.budgets import Budgets, column
+
+COMMANDS = {"quantize": QuantizeOptions, "export": ExportOptions, "bench": BenchOptions, "prune": PruneOptions, "distill": DistillOptions,
+            "eval": EvalOptions}
+
+
+def schema(what: str) -> dict:
+    return json.loads(cli("schema", what, check=0).stdout)
+
+
+def test_schema_recipe_lists_every_quantize_setting_as_a_variant_key():
+    s = schema("recipe")
+    variant = s["$defs"]["VariantSpec"]["properties"]
+    assert set(QuantizeOptions.model_fields) <= set(variant)
+    assert {"gate", "model"} <= set(variant)
+    assert variant["min_cosine"]["deprecated"] is True  # the old name is still accepted, and marked
+    target = s["$defs"]["TargetSpec"]["properties"]
+    assert {"iterations", "duration", "warmup", "threads", "shape", "host", "remote_venv", "timeout", "max_cv", "budgets"} <= set(target)
+    assert set(Budgets.model_fields) <= set(s["$defs"]["Budgets"]["properties"])
+    assert s["$defs"]["Budgets"]["properties"]["min_cosine"]["deprecated"] is True
+
+
+def test_schema_manifest_describes_the_manifest(minilm_artifact):
+    s = schema("manifest")
+    assert {"schema_version", "source", "files", "opset", "inputs", "outputs", "size_bytes"} <= set(s["required"])
+    assert set(json.loads((minilm_artifact.path / "edgedeploy.json").read_text())) <= set(s["properties"])
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_declared_setting_is_a_flag(command):
+    """The help text is generated from the declaration: every field has its flag, with its help."""
+    out = cli(command, "--help", check=0).stdout
+    for name, field in COMMANDS[command].model_fields.items():
+        assert flag_name(name) in out, f"{command}: {flag_name(name)} missing from --help"
+        assert field.description.split()[0] in out
+
+
+def test_budget_names_match_report_columns():
+    from edgedeploy.release.report.render import CSV_FIELDS
+
+    assert {"min_mean_cosine", "min_worst_cosine"} <= set(Budgets.model_fields)
+    timed = {"p50_ms", "p90_ms", "throughput"}  # per target, in the target columns
+    assert {column(b) for b in Budgets.model_fields} <= set(CSV_FIELDS) | timed | {"throughput"}
+    assert "min_cosine" not in CSV_FIELDS and "worst_cosine" in CSV_FIELDS
+
+
+def test_deprecated_flag_still_works_and_warns(tmp_path):
+    proc = cli("quantize", tmp_path / "missing", "-o", tmp_path / "out", "--method", "dynamic", "--min-cosine", "0.99", check=2)
+    assert "edgedeploy: warning: --min-cosine is deprecated; use --min-mean-cosine" in proc.stderr
+    assert "no such artifact" in one_line_error(proc)
+    both = cli("quantize", tmp_path / "missing", "-o", tmp_path / "out", "--method", "dynamic", "--min-cosine", "0.99",
+               "--min-mean-cosine", "0.98", check=2)
+    assert "are the same setting" in one_line_error(both)
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["bench", "X", "--threads", "0"], "--threads: must be >= 1, got 0"),
+    (["bench", "X", "--iterations", "-5"], "--iterations: must be >= 1"),
+    (["bench", "X", "--scenario", "server", "--qps", "-5"], "--qps: must be > 0"),
+    (["quantize", "X", "-o", "Y", "--method", "dynamic", "--eval-samples", "0"], "--eval-samples: must be >= 1"),
+    (["quantize", "X", "-o", "Y", "--method", "int4", "--block-size", "7"], "--block-size: must be one of 16, 32, 64, 128 or 256"),
+    (["prune", "X", "-o", "Y", "--ffn", "1.5"], "--ffn: must be < 1"),
+])
+def test_flag_values_are_checked_before_work_starts(args, expected):
+    line = one_line_error(cli(*args, check=2))
+    assert expected in line
+
+
+def test_several_flag_errors_are_reported_together():
+    line = one_line_error(cli("bench", "X", "--threads", "0", "--iterations", "0", check=2))
+    assert "--threads" in line and "--iterations" in line
+
+
+def write(tmp_path, text):
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_a_bad_recipe_reports_every_problem_at_once(tmp_path):
+    recipe = write(tmp_path, (
+        "source: minilm-l6\n"
+        "variants:\n"
+        "  int8: {methd: dynamic}\n"                       # 3: unknown key (did you mean), and method missing
+        "  int4: {method: int4, block_size: 7}\n"          # 4: not a block size
+        "targets:\n"
+        "  - name: local\n"
+        "    iterations: -1\n"                              # 7: negative
+        "budgets:\n"
+        "  max_size_mb: .nan\n"))                           # 9: NaN
+    run_dir = tmp_path / "run"
+    proc = cli("run", recipe, "--run-dir", run_dir, check=2)
+    assert "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgedeploy: error:")]
+    text = "\n".join(errors)
+    assert "r.yaml:3: variants.int8.methd: unknown key; did you mean 'method'?" in text
+    assert "r.yaml:3: variants.int8: missing required key 'method'" in text
+    assert "r.yaml:4: variants.int4.block_size: must be one of" in text
+    assert "r.yaml:7: targets.0.iterations: must be >= 1" in text
+    assert "r.yaml:9: budgets.max_size_mb: must be a finite number" in text
+    assert len(errors) == 5
+    assert not run_dir.exists()
+
+
+def test_deprecated_recipe_keys_still_work_and_warn(tmp_path):
+    from edgedeploy.release.recipe import load
+
+    recipe = write(tmp_path, (
+        f"source: minilm-l6\ndata:\n  eval: {SST2_DEV}\n  pair_column: hypothesis\n"
+        "variants:\n  int4: {method: int4, embeddings: false, sensitive_8bit: 1}\n  aware: {method: dynamic, min_cosine: 0.99}\n"
+        "targets:\n  - name: local\nbudgets:\n  min_cosine: 0.95\n"))
+    warned = []
+    r = load(recipe, warn=warned.append)
+    assert r.spec.budgets.min_mean_cosine == 0.95 and r.variants["aware"].min_mean_cosine == 0.99
+    assert r.variants["int4"].int4_embeddings is False and r.variants["int4"].int4_sensitive_8bit == 1
+    assert r.data.text_pair_column == "hypothesis"
+    assert any(w.endswith("r.yaml:11: budgets.min_cosine: deprecated key; use min_mean_cosine") for w in warned), warned
+    assert len(warned) == 5
+    proc = cli("run", recipe, "--only", "nothing", "--run-dir", tmp_path / "run", check=2)  # the CLI prints the warnings too
+    assert "edgedeploy: warning:" in proc.stderr and "budgets.min_cosine: deprecated key" in proc.stderr
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("variants:\n  ../../escaped: {method: dynamic}\ntargets:\n  - name: local\n", ":3: variants.../../escaped: '../../escaped' is not a valid name"),
+    ("variants:\n  a: {method: dynamic}\ntargets:\n  - name: ../up\n", ":5: targets.0.name: '../up' is not a valid name"),
+    ("variants:\n  a: {method: float}\ncompress:\n  .hidden: {method: prune, heads: 0.2}\ntargets:\n  - name: l\n", ":5: compress..hidden: '.hidden' is not"),
+])
+def test_names_that_become_paths_are_identifiers(tmp_path, text, expected):
+    run_dir = tmp_path / "run"
+    line = one_line_error(cli("run", write(tmp_path, "source: minilm-l6\n" + text), "--run-dir", run_dir, check=2))
+    assert expected in line
+    assert not run_dir.exists()
+
+
+def test_resolving_a_reference_source_never_trains(tmp_path, monkeypatch):
+    from edgedeploy.core.sources import resolve
+    from edgedeploy.release.stages import source_fingerprint
+
+    monkeypatch.setenv("EDGEDEPLOY_CACHE", str(tmp_path / "cache"))
+    src = resolve("reference:sst2")
+    assert src.kind == "reference" and src.path is None
+    fp = source_fingerprint("reference:sst2")  # the cache key of the model, computed without the model
+    assert fp["reference"] == "reference:sst2" and len(fp["key"]) == 64
+    assert not (tmp_path / "cache").exists()
