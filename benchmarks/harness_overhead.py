@@ -68,7 +68,9 @@ def main() -> None:
         ma, mb, mc = (float(np.median(x)) for x in (a, b, target.latencies_ms))
         rows.append((name, ma, mb, mc))
     print(f"profile {profile['name']}, {run['intra_op_threads']} threads, MiniLM batch 1 x 128, {args.iterations} iterations per way")
-    print("| model | A bare loop, default session | B bare loop, harness session | C harness loop | C/B (harness loop cost) | B/A (session settings) |")
+    print(
+        "| model | A bare loop, default session | B bare loop, harness session | C harness loop | C/B (harness loop cost) | B/A (session settings) |"
+    )
     print("|---|---|---|---|---|---|")
     for name, ma, mb, mc in rows:
         print(f"| {name} | {ma:.2f} ms | {mb:.2f} ms | {mc:.2f} ms | {mc / mb:.3f} | {mb / ma:.3f} |")

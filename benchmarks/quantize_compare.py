@@ -63,11 +63,21 @@ def build(work: Path, reuse: bool, profile: str) -> dict[str, Path]:
     train, dev = SST2 / "train.tsv", SST2 / "dev.tsv"
     common = dict(eval_data=dev, eval_samples=64, force=True)
     out["edgedeploy dynamic (profile)"] = step("ed-dynamic", lambda p: quantize(fused, p, "dynamic", profile=profile, **common)) / "model.onnx"
-    out["edgedeploy static QDQ (profile)"] = step("ed-static", lambda p: quantize(fp32, p, "static", profile=profile, calib_data=train,
-                                                                                   calib_samples=128, overrides={"format": "QDQ"}, **common)) / "model.onnx"
+    out["edgedeploy static QDQ (profile)"] = (
+        step(
+            "ed-static",
+            lambda p: quantize(fp32, p, "static", profile=profile, calib_data=train, calib_samples=128, overrides={"format": "QDQ"}, **common),
+        )
+        / "model.onnx"
+    )
     out["edgedeploy int4"] = step("ed-int4", lambda p: quantize(fp32, p, "int4", profile=profile, calib_data=train, **common)) / "model.onnx"
-    out["edgedeploy accuracy-aware"] = step("ed-accuracy-aware", lambda p: quantize(
-        fused, p, "dynamic", profile=profile, calib_data=train, min_cosine=0.995, min_worst_cosine=0.985, **common)) / "model.onnx"
+    out["edgedeploy accuracy-aware"] = (
+        step(
+            "ed-accuracy-aware",
+            lambda p: quantize(fused, p, "dynamic", profile=profile, calib_data=train, min_cosine=0.995, min_worst_cosine=0.985, **common),
+        )
+        / "model.onnx"
+    )
     return out
 
 
@@ -86,12 +96,14 @@ def fidelity(paths: dict, torch_models: dict, tokenizer_dir: Path, n: int) -> di
 
     tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     texts = sentences(n)
-    batches = [tok(texts[i:i + 16], padding=True, truncation=True, max_length=128, return_tensors="np") for i in range(0, n, 16)]
+    batches = [tok(texts[i : i + 16], padding=True, truncation=True, max_length=128, return_tensors="np") for i in range(0, n, 16)]
 
     def embed_onnx(path):
         s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         names = {i.name for i in s.get_inputs()}
-        return np.concatenate([pooled(s.run(None, {k: v.astype(np.int64) for k, v in b.items() if k in names})[0], b["attention_mask"]) for b in batches])
+        return np.concatenate(
+            [pooled(s.run(None, {k: v.astype(np.int64) for k, v in b.items() if k in names})[0], b["attention_mask"]) for b in batches]
+        )
 
     def embed_torch(model):
         outs = []
@@ -150,9 +162,11 @@ def main() -> None:
         targets.append(measure.Timed(name, (lambda s=sess, x=f: s.run(None, x))))
     tfeeds = {k: torch.from_numpy(v) for k, v in feeds.items()}
     for name, model in torch_models.items():
+
         def run(m=model):
             with torch.inference_mode():
                 m(**tfeeds)
+
         targets.insert(0 if name.endswith("float") else 1, measure.Timed(name, run))
     print(f"measuring {len(targets)} targets interleaved, {args.iterations} iterations each ...", file=sys.stderr, flush=True)
     results = {r["name"]: r for r in measure.interleaved(targets, args.iterations, 3600, warmup=20, warmup_s=5, block=10, pause_ms=10)}
@@ -162,9 +176,11 @@ def main() -> None:
     base = results[fastest_peer]["latency_ms"]["p50"]
     float_size = paths["ORT float"].stat().st_size
     env = environment.describe({"providers_used": ["CPUExecutionProvider"], "intra_op_threads": threads, "inter_op_threads": 1}, profile["name"])
-    print(f"\n{time.strftime('%Y-%m-%d')} | {env['cpu_model']} ({env['arch']}, {env['cores']} cores, {' '.join(env['isa_flags'])}) | "
-          f"onnxruntime {env['onnxruntime']} | torch {torch.__version__} | profile {profile['name']} | {threads} threads | "
-          f"MiniLM-L6 batch 1 x 128 | {args.iterations} interleaved iterations each | fidelity on {args.samples} SST-2 dev sentences")
+    print(
+        f"\n{time.strftime('%Y-%m-%d')} | {env['cpu_model']} ({env['arch']}, {env['cores']} cores, {' '.join(env['isa_flags'])}) | "
+        f"onnxruntime {env['onnxruntime']} | torch {torch.__version__} | profile {profile['name']} | {threads} threads | "
+        f"MiniLM-L6 batch 1 x 128 | {args.iterations} interleaved iterations each | fidelity on {args.samples} SST-2 dev sentences"
+    )
     header = f"| {'variant':34} | {'p50 ms':>7} | {'cv':>5} | {'vs fastest INT8 peer':>20} | {'size MB':>7} | {'smaller':>7} | {'mean cos':>8} | {'min cos':>7} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
@@ -173,17 +189,26 @@ def main() -> None:
         size = paths[name].stat().st_size if name in paths else None
         mean_c, min_c = fid[name]
         size_txt = f"{size / 1e6:7.1f} | {float_size / size:6.2f}x" if size else f"{'-':>7} | {'-':>7}"
-        print(f"| {name:34} | {r['latency_ms']['p50']:7.2f} | {r['latency_ms']['cv']:5.1%} | {r['latency_ms']['p50'] / base:19.2f}x | "
-              f"{size_txt} | {mean_c:8.4f} | {min_c:7.4f} |")
+        print(
+            f"| {name:34} | {r['latency_ms']['p50']:7.2f} | {r['latency_ms']['cv']:5.1%} | {r['latency_ms']['p50'] / base:19.2f}x | "
+            f"{size_txt} | {mean_c:8.4f} | {min_c:7.4f} |"
+        )
     print(f"\nfastest INT8 peer: {fastest_peer} ({base:.2f} ms)")
     aa = results["edgedeploy accuracy-aware"]["latency_ms"]["p50"] / base
     dyn = min(results[n]["latency_ms"]["p50"] for n in ("edgedeploy dynamic (profile)", "edgedeploy static QDQ (profile)")) / base
     i4 = float_size / paths["edgedeploy int4"].stat().st_size
     checks = [
-        ("accuracy-aware mean cos >= 0.995, min >= 0.985, <= 1.1x fastest INT8 peer",
-         fid["edgedeploy accuracy-aware"][0] >= 0.995 and fid["edgedeploy accuracy-aware"][1] >= 0.985 and aa <= 1.1, f"{aa:.2f}x"),
+        (
+            "accuracy-aware mean cos >= 0.995, min >= 0.985, <= 1.1x fastest INT8 peer",
+            fid["edgedeploy accuracy-aware"][0] >= 0.995 and fid["edgedeploy accuracy-aware"][1] >= 0.985 and aa <= 1.1,
+            f"{aa:.2f}x",
+        ),
         ("profile-chosen INT8 at least as fast as the fastest peer", dyn <= 1.0, f"{dyn:.2f}x"),
-        ("int4 >= 6x smaller with mean cos >= 0.97", i4 >= 6 and fid["edgedeploy int4"][0] >= 0.97, f"{i4:.2f}x, cos {fid['edgedeploy int4'][0]:.4f}"),
+        (
+            "int4 >= 6x smaller with mean cos >= 0.97",
+            i4 >= 6 and fid["edgedeploy int4"][0] >= 0.97,
+            f"{i4:.2f}x, cos {fid['edgedeploy int4'][0]:.4f}",
+        ),
     ]
     for label, ok, value in checks:
         print(f"{'PASS' if ok else 'FAIL'}  {label}: {value}")

@@ -12,6 +12,13 @@ from pydantic import Field
 from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput, InvalidBenchmark
 from edgedeploy.core.options import Options, coerce
+from edgedeploy.device import remote as remote_mod
+from edgedeploy.device.doctor import resolve_profile
+from edgedeploy.device.profiles import load, run_settings
+from edgedeploy.exporters import huggingface, torch_module
+from edgedeploy.runtimes import inputs as rt_inputs
+from edgedeploy.runtimes import job as rt_job
+from edgedeploy.runtimes.measure import Timed
 from edgedeploy.runtimes.stats import UNSTABLE_CV
 
 log = logging.getLogger("edgedeploy")
@@ -20,7 +27,9 @@ log = logging.getLogger("edgedeploy")
 class MeasureOptions(Options):
     """How to measure: shared by ``edgedeploy bench`` and a recipe's targets."""
 
-    profile: str | None = Field(None, description="Device profile (default: the closest to this host, as 'edgedeploy doctor' picks; 'auto' the same).")
+    profile: str | None = Field(
+        None, description="Device profile (default: the closest to this host, as 'edgedeploy doctor' picks; 'auto' the same)."
+    )
     shape: str = Field("batch=1,sequence=128", min_length=1, description="Bind symbolic dims; 'batch'/'sequence' are short names.")
     scenario: Literal["single-stream", "offline", "server"] = Field("single-stream", description="What is measured.")
     iterations: int = Field(200, ge=1, description="Steady-state inferences per model (upper bound).")
@@ -60,20 +69,47 @@ class BenchOptions(MeasureOptions, RemoteOptions):
     save_outputs: Path | None = Field(None, description="Save each model's inputs and outputs (<model>.npz) here, to compare devices.")
 
 
-def make_job(arts: list[Artifact], profile: dict, shape: dict, *, inputs_npz=None, scenario="single-stream", iterations=200,
-             duration_s=60.0, warmup=20, warmup_s=5.0, concurrency=1, qps=None, latency_budget_ms=None, threads=None, seed=0,
-             local: bool = True, save_outputs=None) -> dict:
-    from edgedeploy.device.profiles import run_settings
+def make_job(
+    arts: list[Artifact],
+    profile: dict,
+    shape: dict,
+    *,
+    inputs_npz=None,
+    scenario="single-stream",
+    iterations=200,
+    duration_s=60.0,
+    warmup=20,
+    warmup_s=5.0,
+    concurrency=1,
+    qps=None,
+    latency_budget_ms=None,
+    threads=None,
+    seed=0,
+    local: bool = True,
+    save_outputs=None,
+) -> dict:
 
     run = run_settings(profile) if local else dict(profile["run"])
     if threads:
         run["intra_op_threads"] = threads
     names = _unique_names(arts)
     return {
-        "models": [{"name": n, "path": str(a.model_path), "vocab_size": a.manifest.get("vocab_size"), "artifact_digest": a.digest} for n, a in zip(names, arts)],
-        "shape": shape, "inputs_npz": str(inputs_npz) if inputs_npz else None, "scenario": scenario, "iterations": iterations,
-        "duration_s": duration_s, "warmup": warmup, "warmup_s": warmup_s, "concurrency": concurrency, "qps": qps,
-        "latency_budget_ms": latency_budget_ms, "seed": seed, "profile": {"name": profile["name"], "run": run},
+        "models": [
+            {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.get("vocab_size"), "artifact_digest": a.digest}
+            for n, a in zip(names, arts)
+        ],
+        "shape": shape,
+        "inputs_npz": str(inputs_npz) if inputs_npz else None,
+        "scenario": scenario,
+        "iterations": iterations,
+        "duration_s": duration_s,
+        "warmup": warmup,
+        "warmup_s": warmup_s,
+        "concurrency": concurrency,
+        "qps": qps,
+        "latency_budget_ms": latency_budget_ms,
+        "seed": seed,
+        "profile": {"name": profile["name"], "run": run},
         "save_outputs": str(save_outputs) if save_outputs else None,
     }
 
@@ -92,9 +128,6 @@ def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
     """Eager PyTorch target for the artifact's source model (the lineage's root)."""
     import numpy as np
     import torch
-
-    from edgedeploy.exporters import huggingface, torch_module
-    from edgedeploy.runtimes.measure import Timed
 
     src = art.manifest["source"]
     if src.get("kind") == "huggingface" and src.get("path"):
@@ -119,20 +152,26 @@ def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
 
 
 def _job_settings(opts: MeasureOptions, inputs=None, save_outputs=None) -> dict:
-    return {"inputs_npz": inputs, "scenario": opts.scenario, "iterations": opts.iterations, "duration_s": opts.duration, "warmup": opts.warmup,
-            "concurrency": opts.concurrency, "qps": opts.qps, "latency_budget_ms": opts.latency_budget, "threads": opts.threads,
-            "save_outputs": save_outputs}
+    return {
+        "inputs_npz": inputs,
+        "scenario": opts.scenario,
+        "iterations": opts.iterations,
+        "duration_s": opts.duration,
+        "warmup": opts.warmup,
+        "concurrency": opts.concurrency,
+        "qps": opts.qps,
+        "latency_budget_ms": opts.latency_budget,
+        "threads": opts.threads,
+        "save_outputs": save_outputs,
+    }
 
 
-def bench(artifacts: list, options: MeasureOptions | None = None, *, progress=None, remote: dict | None = None, inputs=None,
-          save_outputs=None, **settings) -> dict:
+def bench(
+    artifacts: list, options: MeasureOptions | None = None, *, progress=None, remote: dict | None = None, inputs=None, save_outputs=None, **settings
+) -> dict:
     """Measure ``artifacts`` on this host, or on ``remote`` ({"target": ssh.Host, "python",
     "timeout_s", "keep_remote", "bwlimit_kbps"}) over SSH with the same harness. Settings are a
     ``MeasureOptions`` (or ``BenchOptions``) or its fields as keyword arguments."""
-    from edgedeploy.device.doctor import resolve_profile
-    from edgedeploy.device.profiles import load
-    from edgedeploy.runtimes import inputs as rt_inputs
-    from edgedeploy.runtimes import job as rt_job
 
     opts = options if options is not None else coerce(MeasureOptions, settings, "bench")
     if isinstance(opts, BenchOptions):
@@ -161,17 +200,22 @@ def bench(artifacts: list, options: MeasureOptions | None = None, *, progress=No
     doc = rt_job.assemble(job, prepared, measured[: len(prepared)], interleave)
     if job["save_outputs"]:
         rt_job.save_outputs(prepared, Path(job["save_outputs"]))
-    for res in measured[len(prepared):]:
-        res.update({"model_path": None, "model_size_bytes": None, "init_ms": None, "peak_rss_mb": doc["results"][0]["peak_rss_mb"],
-                    "baseline": "torch", "session": {"framework": "torch", "threads": job["profile"]["run"]["intra_op_threads"]}})
+    for res in measured[len(prepared) :]:
+        res.update(
+            {
+                "model_path": None,
+                "model_size_bytes": None,
+                "init_ms": None,
+                "peak_rss_mb": doc["results"][0]["peak_rss_mb"],
+                "baseline": "torch",
+                "session": {"framework": "torch", "threads": job["profile"]["run"]["intra_op_threads"]},
+            }
+        )
         doc["results"].append(res)
     return _finish(doc, arts, len(extra), interleave)
 
 
 def _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts) -> dict:
-    from edgedeploy.device import remote as remote_mod
-    from edgedeploy.device.profiles import load
-    from edgedeploy.runtimes import inputs as rt_inputs
 
     if baseline:
         raise BadInput("--baseline torch runs on the host; it cannot be combined with --host")
@@ -182,9 +226,18 @@ def _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts)
         job = make_job(arts, profile, rt_inputs.parse_shape(shape), local=False, **opts)
     except rt_inputs.ShapeError as exc:
         raise BadInput(str(exc)) from None
-    doc = remote_mod.bench_remote(remote["target"], arts, job, inputs_npz=opts.get("inputs_npz"), python=remote.get("python", "python3"),
-                                  timeout_s=remote.get("timeout_s", 1800), keep_remote=remote.get("keep_remote", False),
-                                  bwlimit_kbps=remote.get("bwlimit_kbps"), progress=progress, save_outputs=opts.get("save_outputs"))
+    doc = remote_mod.bench_remote(
+        remote["target"],
+        arts,
+        job,
+        inputs_npz=opts.get("inputs_npz"),
+        python=remote.get("python", "python3"),
+        timeout_s=remote.get("timeout_s", 1800),
+        keep_remote=remote.get("keep_remote", False),
+        bwlimit_kbps=remote.get("bwlimit_kbps"),
+        progress=progress,
+        save_outputs=opts.get("save_outputs"),
+    )
     return _finish(doc, arts, 0, doc.get("interleaved", False))
 
 
@@ -196,11 +249,15 @@ def _finish(doc: dict, arts, n_extra: int, interleave: bool) -> dict:
             r["artifact"] = str(a.path)
             r["artifact_digest"] = a.digest
     if interleave:
-        doc["interleave_note"] = "measured interleaved with thread-pool spinning off, so targets do not steal each other's cores; absolute times are non-spinning latencies, ratios compare like with like"
+        doc["interleave_note"] = (
+            "measured interleaved with thread-pool spinning off, so targets do not steal each other's cores; absolute times are non-spinning latencies, ratios compare like with like"
+        )
     doc["unstable"] = [r["name"] for r in doc["results"] if not r["stable"]]
     return doc
 
 
 def require_stable(doc: dict) -> None:
     if doc["unstable"]:
-        raise InvalidBenchmark(f"unstable result(s) (CV over {UNSTABLE_CV:.0%}): {', '.join(doc['unstable'])}; close other programs, raise --iterations, or pin the CPU governor")
+        raise InvalidBenchmark(
+            f"unstable result(s) (CV over {UNSTABLE_CV:.0%}): {', '.join(doc['unstable'])}; close other programs, raise --iterations, or pin the CPU governor"
+        )

@@ -10,13 +10,18 @@ import math
 
 import numpy as np
 
+from edgedeploy.core.atomic import scratch_cwd
+from edgedeploy.device.doctor import diagnose
+from edgedeploy.device.profiles import load, run_settings
+from edgedeploy.runtimes import job as rt_job
+from edgedeploy.runtimes.inputs import resolve_dims
+
 INT_OPS = {"MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul", "QLinearConv", "ConvInteger", "MatMulNBits", "QGemm"}
 MATMUL_OPS = {"MatMul", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul", "FusedMatMul", "MatMulNBits", "QGemm", "Gemm"}
 CONV_OPS = {"Conv", "QLinearConv", "ConvInteger", "FusedConv"}
 
 
 def _bind(model, shape: dict):
-    from edgedeploy.runtimes.inputs import resolve_dims
 
     sig = []
     init = {i.name for i in model.graph.initializer}
@@ -41,7 +46,6 @@ def count(model_path, shape: dict) -> dict:
 
     model = onnx.load(str(model_path))
     _bind(model, shape)
-    from edgedeploy.core.atomic import scratch_cwd
 
     try:  # ORT's symbolic inference knows the contrib ops of fused graphs
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
@@ -98,8 +102,14 @@ def count(model_path, shape: dict) -> dict:
             d = dims(o)
             if d is not None:
                 act_bytes += 2.0 * float(np.prod(d)) * itemsize.get(shapes[o][1], 4)
-    return {"flops_float": flops["float"], "flops_int": flops["int"], "weight_bytes": float(weight_bytes),
-            "activation_bytes": act_bytes, "bytes": float(weight_bytes) + act_bytes, "uncounted_nodes": unknown[:20]}
+    return {
+        "flops_float": flops["float"],
+        "flops_int": flops["int"],
+        "weight_bytes": float(weight_bytes),
+        "activation_bytes": act_bytes,
+        "bytes": float(weight_bytes) + act_bytes,
+        "uncounted_nodes": unknown[:20],
+    }
 
 
 def roofline(counts: dict, profile: dict) -> dict:
@@ -120,15 +130,27 @@ def roofline(counts: dict, profile: dict) -> dict:
 def calibrate(model_path, shape: dict, counts: dict) -> dict:
     """Measure the model on this host and compare with the estimate for the host's own
     profile: the ratio is the method's error here, printed beside every estimate."""
-    from edgedeploy.device.doctor import diagnose
-    from edgedeploy.device.profiles import load, run_settings
-    from edgedeploy.runtimes import job as rt_job
 
     host_profile = load(diagnose()["closest_profile"])
     est = roofline(counts, host_profile)
-    doc = rt_job.run_job({"models": [{"name": "calibration", "path": str(model_path)}], "shape": shape, "iterations": 40,
-                          "duration_s": 15.0, "warmup": 5, "warmup_s": 2.0, "profile": {"name": host_profile["name"], "run": run_settings(host_profile)}})
+    doc = rt_job.run_job(
+        {
+            "models": [{"name": "calibration", "path": str(model_path)}],
+            "shape": shape,
+            "iterations": 40,
+            "duration_s": 15.0,
+            "warmup": 5,
+            "warmup_s": 2.0,
+            "profile": {"name": host_profile["name"], "run": run_settings(host_profile)},
+        }
+    )
     measured = doc["results"][0]["latency_ms"]["p50"]
     ratio = measured / est["estimated_ms"] if est["estimated_ms"] > 0 else math.nan
-    return {"host_profile": host_profile["name"], "measured_p50_ms": measured, "estimated_ms": est["estimated_ms"],
-            "measured_over_estimated": ratio, "samples": doc["results"][0]["samples"], "cv": doc["results"][0]["latency_ms"]["cv"]}
+    return {
+        "host_profile": host_profile["name"],
+        "measured_p50_ms": measured,
+        "estimated_ms": est["estimated_ms"],
+        "measured_over_estimated": ratio,
+        "samples": doc["results"][0]["samples"],
+        "cv": doc["results"][0]["latency_ms"]["cv"],
+    }

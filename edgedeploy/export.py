@@ -15,12 +15,15 @@ from edgedeploy.core.atomic import checkpoint, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
 from edgedeploy.core.options import Options, coerce
 from edgedeploy.core.sources import resolve
+from edgedeploy.data.datasets import read_texts
+from edgedeploy.exporters import registry
+from edgedeploy.exporters.huggingface import optimize as hf_optimize
+from edgedeploy.exporters.validate import DEFAULT_TOLERANCES, validate
 
 log = logging.getLogger("edgedeploy")
 
 
 def _sample_cases(source_path: Path, sample_data: Path, text_column: str, limit: int = 16, batch: int = 8) -> list[dict]:
-    from edgedeploy.data.datasets import read_texts
 
     suffix = Path(sample_data).suffix
     if suffix == ".npz":
@@ -34,7 +37,7 @@ def _sample_cases(source_path: Path, sample_data: Path, text_column: str, limit:
     tok = AutoTokenizer.from_pretrained(str(source_path), local_files_only=True)
     cases = []
     for i in range(0, len(texts), batch):
-        enc = tok(texts[i:i + batch], padding=True, truncation=True, max_length=128, return_tensors="np")
+        enc = tok(texts[i : i + batch], padding=True, truncation=True, max_length=128, return_tensors="np")
         cases.append({k: v.astype("int64") for k, v in enc.items()})
     return cases
 
@@ -56,7 +59,9 @@ class ExportOptions(ExportSettings):
 
     factory: str | None = Field(None, description="package.module:callable returning a torch.nn.Module.")
     weights: Path | None = Field(None, description="Weights for --factory (.safetensors preferred; .pt loads with weights_only=True).")
-    input: list[str] = Field(default_factory=list, description="Input spec name:dtype:dims, dims may be symbolic: input:float32:batch,3,224,224. Repeatable.")
+    input: list[str] = Field(
+        default_factory=list, description="Input spec name:dtype:dims, dims may be symbolic: input:float32:batch,3,224,224. Repeatable."
+    )
     eval_data: Path | None = Field(None, description="Validate on real samples: TSV/CSV/JSONL text or .npz of inputs.")
     text_column: str = Field("text", min_length=1, description="Text column of TSV/CSV/JSONL data.")
     trust_pickle: bool = Field(False, description="Allow loading arbitrary pickled objects (only for files you trust; never from a recipe).")
@@ -65,8 +70,6 @@ class ExportOptions(ExportSettings):
 def export(source: str | None, out: Path, *, options: ExportOptions | None = None, force: bool = False, **settings) -> Artifact:
     """Export ``source`` to a validated artifact at ``out``. Settings are an ``ExportOptions``
     or its fields as keyword arguments."""
-    from edgedeploy.exporters import registry
-    from edgedeploy.exporters.validate import DEFAULT_TOLERANCES, validate
 
     opts = options if options is not None else coerce(ExportOptions, settings, "export")
     task, opset, optimize, factory, weights = opts.task, opts.opset, opts.optimize, opts.factory, opts.weights
@@ -82,8 +85,6 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
         if optimize:
             if src.kind != "huggingface":
                 raise BadInput("--optimize applies onnxruntime.transformers fusions and needs a Hugging Face transformer source")
-            from edgedeploy.exporters.huggingface import optimize as hf_optimize
-
             opt = hf_optimize(stage, info["config"], info.get("model_type"))
             log.info("optimize: %s", opt)
             checkpoint()
@@ -109,10 +110,21 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
             )
         manifest = {
             "kind": "edgedeploy-artifact",
-            "source": {**src.as_dict(), "weights": str(Path(weights).resolve()) if weights else None, "task": info.get("task"), "model_type": info.get("model_type"), "family": info["family"]},
+            "source": {
+                **src.as_dict(),
+                "weights": str(Path(weights).resolve()) if weights else None,
+                "task": info.get("task"),
+                "model_type": info.get("model_type"),
+                "family": info["family"],
+            },
             "lineage": {"parent": None, "step": "export"},
             "model_file": "model.onnx",
-            "export": {"exporter": info["exporter"], "attempts_failed": info.get("exporter_attempts", []), "optimize": opt, "seconds": round(time.perf_counter() - t0, 2)},
+            "export": {
+                "exporter": info["exporter"],
+                "attempts_failed": info.get("exporter_attempts", []),
+                "optimize": opt,
+                "seconds": round(time.perf_counter() - t0, 2),
+            },
             "opset": opset_used,
             "inputs": inputs,
             "outputs": outputs,

@@ -13,13 +13,27 @@ from edgedeploy.core.errors import BadInput
 from edgedeploy.exporters.safe_load import check_not_lfs_pointer, check_weight_file
 
 PREPROCESSOR_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "vocab.json",
-    "merges.txt", "sentencepiece.bpe.model", "spiece.model", "added_tokens.json", "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "added_tokens.json",
+    "preprocessor_config.json",
 )
 # onnxruntime.transformers optimizer model types for the families we export
 OPTIMIZER_TYPES = {
-    "bert": "bert", "distilbert": "bert", "roberta": "bert", "xlm-roberta": "bert", "electra": "bert",
-    "mpnet": "bert", "gpt2": "gpt2", "vit": "vit",
+    "bert": "bert",
+    "distilbert": "bert",
+    "roberta": "bert",
+    "xlm-roberta": "bert",
+    "electra": "bert",
+    "mpnet": "bert",
+    "gpt2": "gpt2",
+    "vit": "vit",
 }
 
 

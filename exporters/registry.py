@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgedeploy.core.errors import BadInput
+from edgedeploy.exporters import huggingface, torch_module
 
 
 def _huggingface(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle):
-    from edgedeploy.exporters import huggingface
 
     if weights or input_specs:
         raise BadInput("--weights/--input apply to --factory and .pt sources; a Hugging Face directory carries its own")
@@ -20,7 +20,6 @@ def _huggingface(src, stage: Path, *, task, opset, weights, input_specs, trust_p
 
 
 def _module(model, stage, input_specs, opset):
-    from edgedeploy.exporters import torch_module
 
     if not input_specs:
         raise BadInput("a torch module source needs --input name:dtype:dims (e.g. --input input:float32:batch,3,224,224)")
@@ -29,14 +28,12 @@ def _module(model, stage, input_specs, opset):
 
 
 def _factory(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle):
-    from edgedeploy.exporters import torch_module
 
     model = torch_module.load_factory(src.name, Path(weights) if weights else None, trust_pickle)
     return _module(model, stage, input_specs, opset)
 
 
 def _torchscript(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle):
-    from edgedeploy.exporters import torch_module
 
     model, how = torch_module.load_pt(src.path, trust_pickle)
     info = _module(model, stage, input_specs, opset)

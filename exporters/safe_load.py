@@ -30,7 +30,9 @@ def check_safetensors(path: Path) -> None:
             raise BadInput(f"{path}: truncated safetensors file ({size} bytes)")
         (hlen,) = struct.unpack("<Q", raw)
         if hlen <= 0 or 8 + hlen > size:
-            raise BadInput(f"{path}: not a valid safetensors file (header length {hlen} exceeds file size {size}); the file is truncated or not safetensors")
+            raise BadInput(
+                f"{path}: not a valid safetensors file (header length {hlen} exceeds file size {size}); the file is truncated or not safetensors"
+            )
         try:
             header = json.loads(fh.read(hlen))
         except (json.JSONDecodeError, UnicodeDecodeError):

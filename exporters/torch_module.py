@@ -17,8 +17,19 @@ import numpy as np
 from edgedeploy.core.errors import BadInput
 from edgedeploy.exporters.safe_load import is_torchscript, load_state_dict, load_torch_pickle
 
-DTYPES = {"float32": "float32", "float": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-          "int64": "int64", "long": "int64", "int32": "int32", "int": "int32", "bool": "bool", "uint8": "uint8"}
+DTYPES = {
+    "float32": "float32",
+    "float": "float32",
+    "fp32": "float32",
+    "float16": "float16",
+    "fp16": "float16",
+    "int64": "int64",
+    "long": "int64",
+    "int32": "int32",
+    "int": "int32",
+    "bool": "bool",
+    "uint8": "uint8",
+}
 BATCH_NAMES = ("batch", "batch_size", "n", "N")
 _UNSUPPORTED = [
     re.compile(r"Exporting the operator '?([\w:.]+)'? to ONNX opset version (\d+) is not supported"),
@@ -170,8 +181,9 @@ def export(model, specs: list[InputSpec], stage: Path, opset: int | None) -> dic
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                kwargs = dict(input_names=[s.name for s in specs], output_names=output_names, opset_version=opset,
-                              dynamic_axes=dynamic_axes, dynamo=dynamo)
+                kwargs = dict(
+                    input_names=[s.name for s in specs], output_names=output_names, opset_version=opset, dynamic_axes=dynamic_axes, dynamo=dynamo
+                )
                 if dynamo:
                     kwargs["verbose"] = False
                     kwargs["report"] = False
@@ -183,8 +195,10 @@ def export(model, specs: list[InputSpec], stage: Path, opset: int | None) -> dic
     if exporter is None:
         op = unsupported_operator(errors)
         if op:
-            raise BadInput(f"operator {op} cannot be exported to ONNX at opset {opset} by either torch.onnx exporter; "
-                           "replace it, register a custom translation, or try another --opset")
+            raise BadInput(
+                f"operator {op} cannot be exported to ONNX at opset {opset} by either torch.onnx exporter; "
+                "replace it, register a custom translation, or try another --opset"
+            )
         raise BadInput("torch.onnx could not export the module: " + " | ".join(e.splitlines()[0][:200] for e in errors))
     _name_dims(target, specs, output_names)
     return {

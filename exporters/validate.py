@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgedeploy.runtimes.session import Runner
+
 # Defaults by model family: transformer stacks accumulate more float reordering error
 # (fused kernels, softmax) than small CNNs/MLPs.
 DEFAULT_TOLERANCES = {
@@ -75,7 +77,6 @@ def compare_arrays(name: str, got: np.ndarray, want: np.ndarray, atol: float, rt
 
 def validate(onnx_path, torch_fn, cases: list[dict], atol: float, rtol: float) -> ValidationResult:
     """Run ORT and ``torch_fn`` (feeds -> {output name: ndarray}) on each case and compare."""
-    from edgedeploy.runtimes.session import Runner
 
     model = Runner(onnx_path)
     names = model.names

@@ -120,9 +120,15 @@ def main(argv=None) -> None:
         else:
             job = {
                 "models": [{"name": Path(m).stem, "path": m} for m in args.models],
-                "shape": parse_shape(args.shape), "inputs_npz": args.inputs, "scenario": args.scenario,
-                "iterations": args.iterations, "duration_s": args.duration, "warmup": args.warmup,
-                "concurrency": args.concurrency, "qps": args.qps, "latency_budget_ms": args.latency_budget,
+                "shape": parse_shape(args.shape),
+                "inputs_npz": args.inputs,
+                "scenario": args.scenario,
+                "iterations": args.iterations,
+                "duration_s": args.duration,
+                "warmup": args.warmup,
+                "concurrency": args.concurrency,
+                "qps": args.qps,
+                "latency_budget_ms": args.latency_budget,
                 "profile": {"name": None, "run": {"intra_op_threads": args.threads, "providers": args.providers.split(",")}},
             }
             base = Path.cwd()

@@ -8,8 +8,24 @@ import resource
 import sys
 
 INTERESTING_FLAGS = (
-    "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8", "f16c",
-    "asimd", "asimddp", "fphp", "asimdhp", "i8mm", "sve", "bf16", "hypervisor",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_int8",
+    "f16c",
+    "asimd",
+    "asimddp",
+    "fphp",
+    "asimdhp",
+    "i8mm",
+    "sve",
+    "bf16",
+    "hypervisor",
 )
 
 

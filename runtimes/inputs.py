@@ -21,7 +21,6 @@ _TYPE_HINTS = ("token_type_ids", "segment")
 _POSITION_HINTS = ("position_ids",)
 
 
-
 def parse_shape(text: str | None) -> dict[str, int]:
     out: dict[str, int] = {}
     if not text:
@@ -71,8 +70,7 @@ def resolve_dims(signature: list[dict], shape: dict[str, int], strict: bool = Tr
     unbound = [d for d in dims if d not in bound]
     if unbound:
         raise ShapeError(
-            f"unbound dim(s) {', '.join(unbound)}: bind them with --shape (model dims: {', '.join(dims)}; "
-            "'batch' and 'sequence' work as short names)"
+            f"unbound dim(s) {', '.join(unbound)}: bind them with --shape (model dims: {', '.join(dims)}; 'batch' and 'sequence' work as short names)"
         )
     return bound
 
@@ -89,7 +87,9 @@ def _concrete(spec: dict, bound: dict[str, int]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def generate(signature: list[dict], shape: dict[str, int], seed: int = 0, vocab_size: int | None = None, strict: bool = True) -> dict[str, np.ndarray]:
+def generate(
+    signature: list[dict], shape: dict[str, int], seed: int = 0, vocab_size: int | None = None, strict: bool = True
+) -> dict[str, np.ndarray]:
     """Deterministic inputs: token ids in [0, vocab), masks of ones, zeros for token
     types, 0..n position ids, floats ~ N(0, 1) clipped to [-3, 3] (images in a sane range)."""
     bound = resolve_dims(signature, shape, strict)

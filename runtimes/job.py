@@ -11,9 +11,20 @@ from .errors import JobError
 SCENARIOS = ("single-stream", "offline", "server")
 JOB_SCHEMA = 1
 DEFAULTS = {
-    "scenario": "single-stream", "shape": {"batch": 1, "sequence": 128}, "seed": 0, "iterations": 200,
-    "duration_s": 60.0, "warmup": 20, "warmup_s": 5.0, "concurrency": 1, "qps": None,
-    "latency_budget_ms": None, "block": 10, "pause_ms": 10.0, "inputs_npz": None, "save_outputs": None,
+    "scenario": "single-stream",
+    "shape": {"batch": 1, "sequence": 128},
+    "seed": 0,
+    "iterations": 200,
+    "duration_s": 60.0,
+    "warmup": 20,
+    "warmup_s": 5.0,
+    "concurrency": 1,
+    "qps": None,
+    "latency_budget_ms": None,
+    "block": 10,
+    "pause_ms": 10.0,
+    "inputs_npz": None,
+    "save_outputs": None,
 }
 
 
@@ -95,14 +106,16 @@ def execute(job: dict, prepared: list[dict], interleave: bool, extra_targets=(),
 def assemble(job: dict, prepared: list[dict], measured: list[dict], interleave: bool) -> dict:
     rss = environment.peak_rss_mb()
     for p, res in zip(prepared, measured):
-        res.update({
-            "model_path": p["model"]["path"],
-            "model_size_bytes": _model_size(p["model"]["path"]),
-            "init_ms": p["session"]["init_ms"],
-            "peak_rss_mb": rss,
-            "inputs": {k: list(v.shape) for k, v in p["feeds"].items()},
-            "session": p["session"],
-        })
+        res.update(
+            {
+                "model_path": p["model"]["path"],
+                "model_size_bytes": _model_size(p["model"]["path"]),
+                "init_ms": p["session"]["init_ms"],
+                "peak_rss_mb": rss,
+                "inputs": {k: list(v.shape) for k, v in p["feeds"].items()},
+                "session": p["session"],
+            }
+        )
     return {
         "schema": JOB_SCHEMA,
         "scenario": job["scenario"],

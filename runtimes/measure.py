@@ -86,8 +86,9 @@ def single_stream(target: Timed, iterations: int, duration_s: float, warmup: int
     return describe(target, wall)
 
 
-def interleaved(targets: list[Timed], iterations: int, duration_s: float, warmup: int, warmup_s: float,
-                block: int = 10, pause_ms: float = 10.0, progress=None) -> list[dict]:
+def interleaved(
+    targets: list[Timed], iterations: int, duration_s: float, warmup: int, warmup_s: float, block: int = 10, pause_ms: float = 10.0, progress=None
+) -> list[dict]:
     """Round-robin blocks of ``block`` inferences per target, so drift on a shared host
     hits every target alike. A short pause between blocks lets idle thread pools settle."""
     for t in targets:
@@ -133,8 +134,17 @@ def offline(targets: list[Timed], iterations: int, duration_s: float, warmup: in
     return res
 
 
-def server(targets: list[Timed], qps: float, iterations: int, duration_s: float, warmup: int, warmup_s: float,
-           latency_budget_ms: float | None, seed: int = 0, progress=None) -> dict:
+def server(
+    targets: list[Timed],
+    qps: float,
+    iterations: int,
+    duration_s: float,
+    warmup: int,
+    warmup_s: float,
+    latency_budget_ms: float | None,
+    seed: int = 0,
+    progress=None,
+) -> dict:
     """Poisson arrivals at ``qps``; latency counts from the scheduled arrival, so queueing
     behind slow queries shows up in p99. ``targets`` are the worker sessions."""
     for t in targets:
@@ -166,13 +176,15 @@ def server(targets: list[Timed], qps: float, iterations: int, duration_s: float,
     wall = _clock() - start
     res = describe(_merged(targets, lat), wall)
     p99 = res["latency_ms"]["p99"]
-    res.update({
-        "target_qps": qps,
-        "achieved_qps": n / wall if wall > 0 else None,
-        "latency_budget_ms": latency_budget_ms,
-        "budget_held": None if latency_budget_ms is None or p99 is None else bool(p99 <= latency_budget_ms),
-        "concurrency": len(targets),
-    })
+    res.update(
+        {
+            "target_qps": qps,
+            "achieved_qps": n / wall if wall > 0 else None,
+            "latency_budget_ms": latency_budget_ms,
+            "budget_held": None if latency_budget_ms is None or p99 is None else bool(p99 <= latency_budget_ms),
+            "concurrency": len(targets),
+        }
+    )
     if latency_budget_ms is not None and p99 is None:
         res["budget_note"] = "p99 not available (fewer than 662 queries); raise --duration or --qps"
     return res

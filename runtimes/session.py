@@ -89,8 +89,13 @@ class Runner:
 def signature(sess) -> list[dict]:
     """Input signature (names, numpy dtypes, symbolic dims) read from the session."""
     types = {
-        "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-        "tensor(int64)": "int64", "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8",
+        "tensor(float)": "float32",
+        "tensor(float16)": "float16",
+        "tensor(double)": "float64",
+        "tensor(int64)": "int64",
+        "tensor(int32)": "int32",
+        "tensor(int8)": "int8",
+        "tensor(uint8)": "uint8",
         "tensor(bool)": "bool",
     }
     out = []

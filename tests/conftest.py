@@ -65,10 +65,12 @@ def minilm_artifact(tmp_path_factory):
 
 # The session's SST-2 classifier: the reference plan (all-MiniLM-L6-v2 + a classification head,
 # embeddings frozen, the shared training loop) on fewer rows than `make reference-model`, so a
-# fresh clone with an empty cache trains it in about a minute. README figures come from the
-# full reference model, not from this one.
+# fresh clone with an empty cache trains it in under two minutes. README figures come from the
+# full reference model, not from this one. The fixture has its own time budget; the tests that
+# use it add it to theirs.
 SST2_TEST_ROWS = 3000
-SST2_TEST_MIN_ACCURACY = 0.80
+SST2_TEST_MIN_ACCURACY = 0.78  # it reaches 0.8096 (training is deterministic); 92 s on 2 cores
+SST2_FIXTURE_BUDGET_S = 300
 
 
 @pytest.fixture(scope="session")
@@ -76,13 +78,26 @@ def sst2_classifier(tmp_path_factory):
     """A trained SST-2 classifier directory (HF checkpoint with reference.json), built once per session."""
     if not have_minilm():
         pytest.skip("demo extra not installed")
-    import dataclasses
-
-    from edgedeploy.compress import reference
-
-    plan = dataclasses.replace(reference.PLANS["sst2"], train_rows=SST2_TEST_ROWS, min_dev_accuracy=SST2_TEST_MIN_ACCURACY)
     out = tmp_path_factory.mktemp("sst2-classifier") / "sst2-minilm-l6"
-    reference.build("sst2", out, plan, DATASETS)
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgedeploy.reference_model",
+        "sst2",
+        "--out",
+        str(out),
+        "--datasets",
+        str(DATASETS),
+        "--train-rows",
+        str(SST2_TEST_ROWS),
+        "--min-accuracy",
+        str(SST2_TEST_MIN_ACCURACY),
+    ]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=SST2_FIXTURE_BUDGET_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"training the SST-2 test classifier took over its {SST2_FIXTURE_BUDGET_S} s budget")
+    assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 
 
@@ -126,8 +141,17 @@ def tiny_classifier_dir(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("tinyclf") / "src"
     torch.manual_seed(0)
-    cfg = tf.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=128, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    cfg = tf.BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=2,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
     tf.BertForSequenceClassification(cfg).eval().save_pretrained(d)
     for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy2(embedded_path("minilm-l6") / f, d / f)

@@ -13,7 +13,9 @@ def build(arch: str, dest: Path) -> Path:
     if arch == "bert":
         model = tf.BertModel(tf.BertConfig(vocab_size=128, max_position_embeddings=64, **small))
     elif arch == "distilbert":
-        model = tf.DistilBertForSequenceClassification(tf.DistilBertConfig(vocab_size=128, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64, num_labels=3))
+        model = tf.DistilBertForSequenceClassification(
+            tf.DistilBertConfig(vocab_size=128, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64, num_labels=3)
+        )
     elif arch == "roberta":
         model = tf.RobertaModel(tf.RobertaConfig(vocab_size=128, max_position_embeddings=72, pad_token_id=1, **small))
     elif arch == "gpt2":

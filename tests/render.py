@@ -7,8 +7,19 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0", "--hide-scrollbars"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--hide-scrollbars",
+]
 
 
 def chromium() -> str | None:
@@ -18,8 +29,19 @@ def chromium() -> str | None:
 def render(html: Path, png: Path, size=(1200, 2000)) -> list[str]:
     """Screenshot ``html`` into ``png``; return its console messages (errors, uncaught exceptions, logs)."""
     with tempfile.TemporaryDirectory() as profile:
-        proc = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", f"--screenshot={png}", f"--window-size={size[0]},{size[1]}",
-                               Path(html).resolve().as_uri()], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                chromium(),
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                f"--screenshot={png}",
+                f"--window-size={size[0]},{size[1]}",
+                Path(html).resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert png.is_file(), f"chromium wrote no screenshot (exit {proc.returncode}):\n{proc.stderr[-2000:]}"
     return [m.group(1) for m in re.finditer(r"CONSOLE[^\]]*\] (.*)", proc.stderr)]
 

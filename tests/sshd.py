@@ -44,7 +44,8 @@ class Server:
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\nPidFile {root / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             f"PubkeyAuthentication yes\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nMaxStartups 100\n"
-            f"MaxSessions 100\nLogLevel ERROR\nSetEnv TMPDIR={self.remote_tmp}\n")
+            f"MaxSessions 100\nLogLevel ERROR\nSetEnv TMPDIR={self.remote_tmp}\n"
+        )
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.time() + 20
@@ -61,7 +62,8 @@ class Server:
         path = self.root / f"ssh_config_{alias}"
         path.write_text(
             f"Host {alias}\n  HostName 127.0.0.1\n  Port {port or self.port}\n  User {self.user}\n  IdentityFile {key or self.user_key}\n"
-            f"  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts or self.known_hosts}\n  GlobalKnownHostsFile /dev/null\n")
+            f"  IdentitiesOnly yes\n  UserKnownHostsFile {known_hosts or self.known_hosts}\n  GlobalKnownHostsFile /dev/null\n"
+        )
         return path
 
     def session_pids(self) -> list[int]:

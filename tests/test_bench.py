@@ -23,7 +23,17 @@ def test_bench_minilm_prints_table_and_writes_json(minilm_artifact, tmp_path):
     assert "p50 ms" in proc.stdout and "minilm-l6" in proc.stdout and f"results: {out}" in proc.stdout
     doc = json.loads(out.read_text())
     r = doc["results"][0]
-    for key in ("latency_ms", "throughput_per_s", "init_ms", "first_inference_ms", "peak_rss_mb", "stable", "samples", "latencies_ms", "model_size_bytes"):
+    for key in (
+        "latency_ms",
+        "throughput_per_s",
+        "init_ms",
+        "first_inference_ms",
+        "peak_rss_mb",
+        "stable",
+        "samples",
+        "latencies_ms",
+        "model_size_bytes",
+    ):
         assert key in r, key
     assert set(r["latency_ms"]) >= {"p50", "p90", "p99", "mean", "std", "min", "max", "cv"}
     assert r["samples"] == 70 and r["latency_ms"]["p90"] is not None and r["latency_ms"]["p99"] is None

@@ -28,12 +28,21 @@ def test_help_on_every_command(name):
 
 def test_top_level_help_is_fast_and_lists_commands():
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", "import sys; from edgedeploy.cli.main import main; main(['--help'])"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from edgedeploy.cli.main import main; main(['--help'])"], capture_output=True, text=True
+    )
     assert time.perf_counter() - t0 < 5
     for name in COMMANDS:
         assert name in proc.stdout
-    heavy = subprocess.run([sys.executable, "-c", "import sys, edgedeploy.cli.main; print(sorted(m for m in ('torch','onnx','onnxruntime','transformers') if m in sys.modules))"],
-                           capture_output=True, text=True)
+    heavy = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, edgedeploy.cli.main; print(sorted(m for m in ('torch','onnx','onnxruntime','transformers') if m in sys.modules))",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert heavy.stdout.strip() == "[]"
 
 

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import DATASETS, SST2_DEV, SST2_TEST_MIN_ACCURACY, TESTS, cli, have_minilm, needs_minilm, one_line_error
+from conftest import DATASETS, SST2_DEV, SST2_FIXTURE_BUDGET_S, SST2_TEST_MIN_ACCURACY, TESTS, cli, have_minilm, needs_minilm, one_line_error
 
 SST2_TRAIN = DATASETS / "sst2" / "train.tsv"
 
@@ -25,8 +25,17 @@ def _tiny_classifier(dest, layers=3, heads=4, hidden=64, ffn=128, seed=0, tokeni
     from edgedeploy.core.sources import embedded_path
 
     torch.manual_seed(seed)
-    cfg = tf.BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads, intermediate_size=ffn,
-                        max_position_embeddings=128, num_labels=2, id2label={0: "negative", 1: "positive"}, label2id={"negative": 0, "positive": 1})
+    cfg = tf.BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+        max_position_embeddings=128,
+        num_labels=2,
+        id2label={0: "negative", 1: "positive"},
+        label2id={"negative": 0, "positive": 1},
+    )
     tf.BertForSequenceClassification(cfg).eval().save_pretrained(dest)
     src = tokenizer_from or embedded_path("minilm-l6")
     for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
@@ -59,6 +68,7 @@ def _logits(model, texts=("a gripping, funny film", "dull and far too long")):
 
 
 # ---- pruning ------------------------------------------------------------------------------
+
 
 @needs_minilm
 def test_pruned_model_is_smaller_reloads_and_exports(teacher, tmp_path):
@@ -104,7 +114,7 @@ def test_pruning_without_recovery_only_removes_what_is_named(teacher):
     enc = Encoder(masked)
     d = enc.head_size()
     with torch.no_grad():  # zero head 2 of layer 1 in the output projection: what pruning it must equal
-        enc.part(1, "attn_out").weight[:, 2 * d:3 * d] = 0
+        enc.part(1, "attn_out").weight[:, 2 * d : 3 * d] = 0
     model.prune_heads({1: [2]})
     assert torch.allclose(_logits(model), _logits(masked), atol=1e-5)
 
@@ -151,8 +161,30 @@ def test_gradient_importance_equals_hugging_face_head_mask_gradient(teacher):
 @needs_minilm
 def test_gradual_pruning_with_recovery_reports_accuracy_each_round(teacher, tmp_path):
     out = tmp_path / "pruned"
-    proc = cli("prune", teacher, "-o", out, "--heads", "0.25", "--steps", "2", "--train-data", SST2_DEV, "--eval-data", SST2_DEV,
-               "--importance-samples", "64", "--recover-epochs", "1", "--limit", "96", "--lr", "1e-4", "--json", check=0)
+    proc = cli(
+        "prune",
+        teacher,
+        "-o",
+        out,
+        "--heads",
+        "0.25",
+        "--steps",
+        "2",
+        "--train-data",
+        SST2_DEV,
+        "--eval-data",
+        SST2_DEV,
+        "--importance-samples",
+        "64",
+        "--recover-epochs",
+        "1",
+        "--limit",
+        "96",
+        "--lr",
+        "1e-4",
+        "--json",
+        check=0,
+    )
     rec = json.loads(proc.stdout)
     assert rec["importance"] == "gradient"
     assert rec["removed"]["heads_total"] == 3  # 25 % of 12 heads, over two rounds
@@ -227,6 +259,7 @@ def test_prune_refuses_to_overwrite_without_force(teacher, tmp_path):
 
 # ---- distillation -------------------------------------------------------------------------
 
+
 def _state(path):
     from safetensors.torch import load_file
 
@@ -241,8 +274,18 @@ def test_distillation_lowers_its_loss_and_is_deterministic(teacher, tmp_path):
 
     # a separately initialised one-layer student: far from the teacher, so there is something to learn
     student = _tiny_classifier(tmp_path / "student", layers=1, seed=1)
-    opts = DistillOptions(data=str(SST2_DEV), student=str(student), alpha=0.0, limit=256, epochs=2, lr=1e-3, attention_weight=1.0,
-                          hidden_weight=1.0, eval=str(SST2_DEV), checkpoint_every=0)
+    opts = DistillOptions(
+        data=str(SST2_DEV),
+        student=str(student),
+        alpha=0.0,
+        limit=256,
+        epochs=2,
+        lr=1e-3,
+        attention_weight=1.0,
+        hidden_weight=1.0,
+        eval=str(SST2_DEV),
+        checkpoint_every=0,
+    )
     rec = distill(str(teacher), tmp_path / "a", opts)
     assert rec["layer_map"] == [2]  # one student layer learns from the teacher's last
     before, after = rec["loss_before"], rec["loss_after"]
@@ -264,14 +307,32 @@ def test_distillation_lowers_its_loss_and_is_deterministic(teacher, tmp_path):
 def test_interrupted_distillation_resumes_to_the_same_weights(teacher, tmp_path):
     import torch
 
-    args = ["distill", "--teacher", teacher, "--student-layers", "2", "--train-data", SST2_DEV, "--epochs", "2", "--batch-size", "4",
-            "--lr", "5e-4", "--checkpoint-every", "5", "--attention-weight", "1"]
+    args = [
+        "distill",
+        "--teacher",
+        teacher,
+        "--student-layers",
+        "2",
+        "--train-data",
+        SST2_DEV,
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--lr",
+        "5e-4",
+        "--checkpoint-every",
+        "5",
+        "--attention-weight",
+        "1",
+    ]
     cli(*args, "-o", tmp_path / "straight", check=0)
 
     out = tmp_path / "resumed"
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    proc = subprocess.Popen([sys.executable, "-m", "edgedeploy", *map(str, args), "-o", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgedeploy", *map(str, args), "-o", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     partial = tmp_path / "resumed.partial"
     deadline = time.monotonic() + 120
     while not (partial / "trainer.pt").exists() and proc.poll() is None and time.monotonic() < deadline:
@@ -294,8 +355,26 @@ def test_interrupted_distillation_resumes_to_the_same_weights(teacher, tmp_path)
 @needs_minilm
 def test_diverging_distillation_stops_and_keeps_the_last_good_checkpoint(teacher, tmp_path):
     out = tmp_path / "s"
-    proc = cli("distill", "--teacher", teacher, "--student-layers", "1", "--train-data", SST2_DEV, "--limit", "400", "--batch-size", "8",
-               "--lr", "1e30", "--checkpoint-every", "1", "-o", out, check=1)
+    proc = cli(
+        "distill",
+        "--teacher",
+        teacher,
+        "--student-layers",
+        "1",
+        "--train-data",
+        SST2_DEV,
+        "--limit",
+        "400",
+        "--batch-size",
+        "8",
+        "--lr",
+        "1e30",
+        "--checkpoint-every",
+        "1",
+        "-o",
+        out,
+        check=1,
+    )
     line = one_line_error(proc)
     assert "the loss became" in line and "last good checkpoint is" in line and "--resume" in line
     assert not out.exists()
@@ -305,8 +384,25 @@ def test_diverging_distillation_stops_and_keeps_the_last_good_checkpoint(teacher
 @needs_minilm
 def test_diverging_recovery_keeps_the_pruned_model_before_it(teacher, tmp_path):
     out = tmp_path / "p"
-    proc = cli("prune", teacher, "-o", out, "--heads", "2", "--train-data", SST2_DEV, "--limit", "200", "--batch-size", "8",
-               "--recover-epochs", "1", "--lr", "1e30", check=1)
+    proc = cli(
+        "prune",
+        teacher,
+        "-o",
+        out,
+        "--heads",
+        "2",
+        "--train-data",
+        SST2_DEV,
+        "--limit",
+        "200",
+        "--batch-size",
+        "8",
+        "--recover-epochs",
+        "1",
+        "--lr",
+        "1e30",
+        check=1,
+    )
     line = one_line_error(proc)
     assert "recovery: the loss became" in line and "the pruned model before this recovery is kept in" in line
     assert not out.exists()
@@ -358,6 +454,7 @@ def test_distill_rejects_bad_input(teacher, tmp_path, args, expected):
 
 # ---- compression steps in a recipe ---------------------------------------------------------
 
+
 @needs_minilm
 def test_recipe_compresses_exports_quantizes_and_reports_each_step(teacher, tmp_path):
     recipe = tmp_path / "r.yaml"
@@ -369,7 +466,8 @@ def test_recipe_compresses_exports_quantizes_and_reports_each_step(teacher, tmp_
         "  unused: {method: prune, heads: 1}\n"
         "variants:\n  fp32: {method: float, gate: false}\n  small: {model: small, method: float}\n"
         "  pruned: {model: small-pruned, method: float}\n  pruned-int8: {model: small-pruned, method: dynamic}\n"
-        "targets:\n  - {name: local, iterations: 64, duration: 10, shape: 'batch=1,sequence=32', max_cv: 10.0}\n")
+        "targets:\n  - {name: local, iterations: 64, duration: 10, shape: 'batch=1,sequence=32', max_cv: 10.0}\n"
+    )
     run_dir = tmp_path / "run"
     cli("run", recipe, "--run-dir", run_dir, check=0)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -399,19 +497,42 @@ def test_recipe_compresses_exports_quantizes_and_reports_each_step(teacher, tmp_
 
 # ---- the real reference classifier -------------------------------------------------------
 
+
 @pytest.mark.slow
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(SST2_FIXTURE_BUDGET_S + 300)
 @needs_minilm
 def test_prune_20_percent_of_heads_of_the_sst2_classifier_and_recover(sst2_classifier, tmp_path):
     """MiniLM-L6 fine-tuned on SST-2 (the session's classifier), 20 % of its 72 heads removed by
     gradient importance, one recovery epoch on 2,000 training rows, accuracy on all of SST-2 dev."""
     out = tmp_path / "pruned"
-    proc = cli("prune", sst2_classifier, "-o", out, "--heads", "0.2", "--train-data", SST2_TRAIN, "--eval-data", SST2_DEV,
-               "--importance-samples", "512", "--recover-epochs", "1", "--limit", "2000", "--json", cwd=TESTS.parent, check=0, timeout=400)
+    proc = cli(
+        "prune",
+        sst2_classifier,
+        "-o",
+        out,
+        "--heads",
+        "0.2",
+        "--train-data",
+        SST2_TRAIN,
+        "--eval-data",
+        SST2_DEV,
+        "--importance-samples",
+        "512",
+        "--recover-epochs",
+        "1",
+        "--limit",
+        "2000",
+        "--json",
+        cwd=TESTS.parent,
+        check=0,
+        timeout=400,
+    )
     rec = json.loads(proc.stdout)
     acc = rec["accuracy"]
-    print(f"\nSST-2 dev: before {acc['before']:.4f}, pruned {rec['rounds'][0]['accuracy_after_prune']:.4f}, "
-          f"recovered {acc['after']:.4f}; parameters {rec['parameters']['before']:,} -> {rec['parameters']['after']:,}")
+    print(
+        f"\nSST-2 dev: before {acc['before']:.4f}, pruned {rec['rounds'][0]['accuracy_after_prune']:.4f}, "
+        f"recovered {acc['after']:.4f}; parameters {rec['parameters']['before']:,} -> {rec['parameters']['after']:,}"
+    )
     assert rec["removed"]["heads_total"] == 14 and rec["removed"]["heads_before"] == 72
     assert rec["parameters"]["before"] - rec["parameters"]["after"] == 14 * 4 * 32 * 384 + 14 * 3 * 32  # q,k,v rows + biases, output columns
     assert acc["eval_rows"] == 872 and acc["before"] > SST2_TEST_MIN_ACCURACY

@@ -14,7 +14,14 @@ def test_metrics_by_hand():
     assert m["accuracy"] == pytest.approx(0.6)
     # a: p=1/2 r=1/2 f1=.5; b: p=2/3 r=1 f1=.8; c: nothing right, f1=0
     assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
-    assert m["per_class"]["b"] == {"support": 2, "predicted": 3, "correct": 2, "precision": pytest.approx(2 / 3), "recall": 1.0, "f1": pytest.approx(0.8)}
+    assert m["per_class"]["b"] == {
+        "support": 2,
+        "predicted": 3,
+        "correct": 2,
+        "precision": pytest.approx(2 / 3),
+        "recall": 1.0,
+        "f1": pytest.approx(0.8),
+    }
     assert m["per_class"]["c"]["support"] == 1 and m["per_class"]["c"]["predicted"] == 0
 
 
@@ -33,8 +40,16 @@ def banking_classifier(tmp_path_factory):
     assert len(names) == 77
     d = tmp_path_factory.mktemp("b77")
     torch.manual_seed(0)
-    cfg = tf.DistilBertConfig(vocab_size=30522, dim=64, n_layers=2, n_heads=2, hidden_dim=128, num_labels=77,
-                              id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+    cfg = tf.DistilBertConfig(
+        vocab_size=30522,
+        dim=64,
+        n_layers=2,
+        n_heads=2,
+        hidden_dim=128,
+        num_labels=77,
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
     tf.DistilBertForSequenceClassification(cfg).eval().save_pretrained(d / "src")
     for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy2(embedded_path("minilm-l6") / f, d / "src" / f)
@@ -63,8 +78,14 @@ def test_banking77_string_labels_and_fidelity(banking_classifier, tmp_path):
 def test_text_pairs_and_bad_columns(banking_classifier, tmp_path):
     rows = (DATASETS / "sst2" / "dev.tsv").read_text().splitlines()[1:9]
     pairs = tmp_path / "pairs.tsv"
-    pairs.write_text("premise\thypothesis\tlabel\n" + "".join(f"{a.split(chr(9))[0]}\t{b.split(chr(9))[0]}\tcard_arrival\n" for a, b in zip(rows, rows[1:])))
-    res = json.loads(cli("eval", banking_classifier.path, "--eval-data", pairs, "--text-column", "premise", "--text-pair-column", "hypothesis", "--json", check=0).stdout)
+    pairs.write_text(
+        "premise\thypothesis\tlabel\n" + "".join(f"{a.split(chr(9))[0]}\t{b.split(chr(9))[0]}\tcard_arrival\n" for a, b in zip(rows, rows[1:]))
+    )
+    res = json.loads(
+        cli(
+            "eval", banking_classifier.path, "--eval-data", pairs, "--text-column", "premise", "--text-pair-column", "hypothesis", "--json", check=0
+        ).stdout
+    )
     assert res["samples"] == 7 and res["task"]["per_class"]["card_arrival"]["support"] == 7
     line = one_line_error(cli("eval", banking_classifier.path, "--eval-data", pairs, check=2))
     assert "no column 'text'" in line and "'premise'" in line

@@ -130,7 +130,9 @@ def test_planted_mismatch_fails_and_publishes_nothing(tmp_path):
 
 def test_tolerance_is_enforced_not_warned(tmp_path):
     """A tolerance below the float noise floor must fail the export (exit 1)."""
-    proc = cli("export", "--factory", "factories:tiny_cnn", "--input", "input:float32:batch,3,32,32", "--atol", "0", "--rtol", "0", "-o", tmp_path / "x")
+    proc = cli(
+        "export", "--factory", "factories:tiny_cnn", "--input", "input:float32:batch,3,32,32", "--atol", "0", "--rtol", "0", "-o", tmp_path / "x"
+    )
     # bit-exact ONNX vs PyTorch is possible for tiny graphs; either it passed exactly or it failed with exit 1
     if proc.returncode == 0:
         assert Artifact.load(tmp_path / "x").manifest["validation"]["max_abs_diff"] == 0.0
@@ -189,7 +191,9 @@ def test_unsafe_external_data_location_is_refused(tmp_path):
     del t.float_data[:]
     entry = t.external_data.add()
     entry.key, entry.value = "location", "../../etc/passwd"
-    graph = helper.make_graph([helper.make_node("Identity", ["w"], ["y"])], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [t])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["w"], ["y"])], "g", [], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [t]
+    )
     path = tmp_path / "model.onnx"
     onnx.save(helper.make_model(graph), str(path))
     with pytest.raises(BadInput, match="unsafe external-data location"):

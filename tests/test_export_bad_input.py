@@ -71,17 +71,22 @@ def test_git_lfs_pointer(bert_dir, tmp_path):
 
 def test_truncated_pt_weights_for_factory(tmp_path):
     (tmp_path / "w.pt").write_bytes(b"PK\x03\x04" + os.urandom(100))
-    proc = cli("export", "--factory", "factories:tiny_mlp", "--weights", tmp_path / "w.pt", "--input", "x:float32:batch,64", "-o", tmp_path / "out", check=2)
+    proc = cli(
+        "export", "--factory", "factories:tiny_mlp", "--weights", tmp_path / "w.pt", "--input", "x:float32:batch,64", "-o", tmp_path / "out", check=2
+    )
     assert "w.pt" in one_line_error(proc)
     no_leftovers(tmp_path, tmp_path / "out")
 
 
-@pytest.mark.parametrize("factory,needle", [
-    ("factories_missing_module:build", "cannot import"),
-    ("factories:no_such_callable", "has no attribute"),
-    ("factories:not_a_module", "not a torch.nn.Module"),
-    ("factories", "module:callable"),
-])
+@pytest.mark.parametrize(
+    "factory,needle",
+    [
+        ("factories_missing_module:build", "cannot import"),
+        ("factories:no_such_callable", "has no attribute"),
+        ("factories:not_a_module", "not a torch.nn.Module"),
+        ("factories", "module:callable"),
+    ],
+)
 def test_bad_factories(factory, needle, tmp_path):
     proc = cli("export", "--factory", factory, "--input", "x:float32:batch,16", "-o", tmp_path / "out", check=2)
     assert needle in one_line_error(proc)
@@ -95,7 +100,9 @@ def test_operator_the_exporter_cannot_handle(tmp_path):
     no_leftovers(tmp_path, tmp_path / "out")
 
 
-@pytest.mark.parametrize("spec,needle", [("x:float99:batch,16", "unknown dtype"), ("x:float32", "name:dtype:dims"), ("x:float32:batch,-1", "positive integer")])
+@pytest.mark.parametrize(
+    "spec,needle", [("x:float99:batch,16", "unknown dtype"), ("x:float32", "name:dtype:dims"), ("x:float32:batch,-1", "positive integer")]
+)
 def test_bad_input_specs(spec, needle, tmp_path):
     proc = cli("export", "--factory", "factories:tiny_mlp", "--input", spec, "-o", tmp_path / "out", check=2)
     assert needle in one_line_error(proc)
@@ -127,8 +134,13 @@ def test_missing_demo_extra_message(monkeypatch):
 def test_interrupt_mid_write_leaves_nothing(sig, tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(TESTS))
-    proc = subprocess.Popen([sys.executable, "-m", "edgedeploy", "export", "minilm-l6", "-o", str(out)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgedeploy", "export", "minilm-l6", "-o", str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not [p for p in tmp_path.iterdir() if p.name.startswith(".edgedeploy-staging")]:
         time.sleep(0.05)

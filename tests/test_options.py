@@ -15,8 +15,14 @@ from edgedeploy.quality.evaluate import EvalOptions
 from edgedeploy.quantize.options import QuantizeOptions
 from edgedeploy.release.budgets import Budgets, column
 
-COMMANDS = {"quantize": QuantizeOptions, "export": ExportOptions, "bench": BenchOptions, "prune": PruneOptions, "distill": DistillOptions,
-            "eval": EvalOptions}
+COMMANDS = {
+    "quantize": QuantizeOptions,
+    "export": ExportOptions,
+    "bench": BenchOptions,
+    "prune": PruneOptions,
+    "distill": DistillOptions,
+    "eval": EvalOptions,
+}
 
 
 def schema(what: str) -> dict:
@@ -63,19 +69,23 @@ def test_deprecated_flag_still_works_and_warns(tmp_path):
     proc = cli("quantize", tmp_path / "missing", "-o", tmp_path / "out", "--method", "dynamic", "--min-cosine", "0.99", check=2)
     assert "edgedeploy: warning: --min-cosine is deprecated; use --min-mean-cosine" in proc.stderr
     assert "no such artifact" in one_line_error(proc)
-    both = cli("quantize", tmp_path / "missing", "-o", tmp_path / "out", "--method", "dynamic", "--min-cosine", "0.99",
-               "--min-mean-cosine", "0.98", check=2)
+    both = cli(
+        "quantize", tmp_path / "missing", "-o", tmp_path / "out", "--method", "dynamic", "--min-cosine", "0.99", "--min-mean-cosine", "0.98", check=2
+    )
     assert "are the same setting" in one_line_error(both)
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["bench", "X", "--threads", "0"], "--threads: must be >= 1, got 0"),
-    (["bench", "X", "--iterations", "-5"], "--iterations: must be >= 1"),
-    (["bench", "X", "--scenario", "server", "--qps", "-5"], "--qps: must be > 0"),
-    (["quantize", "X", "-o", "Y", "--method", "dynamic", "--eval-samples", "0"], "--eval-samples: must be >= 1"),
-    (["quantize", "X", "-o", "Y", "--method", "int4", "--block-size", "7"], "--block-size: must be one of 16, 32, 64, 128 or 256"),
-    (["prune", "X", "-o", "Y", "--ffn", "1.5"], "--ffn: must be < 1"),
-])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["bench", "X", "--threads", "0"], "--threads: must be >= 1, got 0"),
+        (["bench", "X", "--iterations", "-5"], "--iterations: must be >= 1"),
+        (["bench", "X", "--scenario", "server", "--qps", "-5"], "--qps: must be > 0"),
+        (["quantize", "X", "-o", "Y", "--method", "dynamic", "--eval-samples", "0"], "--eval-samples: must be >= 1"),
+        (["quantize", "X", "-o", "Y", "--method", "int4", "--block-size", "7"], "--block-size: must be one of 16, 32, 64, 128 or 256"),
+        (["prune", "X", "-o", "Y", "--ffn", "1.5"], "--ffn: must be < 1"),
+    ],
+)
 def test_flag_values_are_checked_before_work_starts(args, expected):
     line = one_line_error(cli(*args, check=2))
     assert expected in line
@@ -93,16 +103,20 @@ def write(tmp_path, text):
 
 
 def test_a_bad_recipe_reports_every_problem_at_once(tmp_path):
-    recipe = write(tmp_path, (
-        "source: minilm-l6\n"
-        "variants:\n"
-        "  int8: {methd: dynamic}\n"                       # 3: unknown key (did you mean), and method missing
-        "  int4: {method: int4, block_size: 7}\n"          # 4: not a block size
-        "targets:\n"
-        "  - name: local\n"
-        "    iterations: -1\n"                              # 7: negative
-        "budgets:\n"
-        "  max_size_mb: .nan\n"))                           # 9: NaN
+    recipe = write(
+        tmp_path,
+        (
+            "source: minilm-l6\n"
+            "variants:\n"
+            "  int8: {methd: dynamic}\n"  # 3: unknown key (did you mean), and method missing
+            "  int4: {method: int4, block_size: 7}\n"  # 4: not a block size
+            "targets:\n"
+            "  - name: local\n"
+            "    iterations: -1\n"  # 7: negative
+            "budgets:\n"
+            "  max_size_mb: .nan\n"
+        ),
+    )  # 9: NaN
     run_dir = tmp_path / "run"
     proc = cli("run", recipe, "--run-dir", run_dir, check=2)
     assert "Traceback" not in proc.stderr
@@ -120,10 +134,14 @@ def test_a_bad_recipe_reports_every_problem_at_once(tmp_path):
 def test_deprecated_recipe_keys_still_work_and_warn(tmp_path):
     from edgedeploy.release.recipe import load
 
-    recipe = write(tmp_path, (
-        f"source: minilm-l6\ndata:\n  eval: {SST2_DEV}\n  pair_column: hypothesis\n"
-        "variants:\n  int4: {method: int4, embeddings: false, sensitive_8bit: 1}\n  aware: {method: dynamic, min_cosine: 0.99}\n"
-        "targets:\n  - name: local\nbudgets:\n  min_cosine: 0.95\n"))
+    recipe = write(
+        tmp_path,
+        (
+            f"source: minilm-l6\ndata:\n  eval: {SST2_DEV}\n  pair_column: hypothesis\n"
+            "variants:\n  int4: {method: int4, embeddings: false, sensitive_8bit: 1}\n  aware: {method: dynamic, min_cosine: 0.99}\n"
+            "targets:\n  - name: local\nbudgets:\n  min_cosine: 0.95\n"
+        ),
+    )
     warned = []
     r = load(recipe, warn=warned.append)
     assert r.spec.budgets.min_mean_cosine == 0.95 and r.variants["aware"].min_mean_cosine == 0.99
@@ -135,11 +153,20 @@ def test_deprecated_recipe_keys_still_work_and_warn(tmp_path):
     assert "edgedeploy: warning:" in proc.stderr and "budgets.min_cosine: deprecated key" in proc.stderr
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("variants:\n  ../../escaped: {method: dynamic}\ntargets:\n  - name: local\n", ":3: variants.../../escaped: '../../escaped' is not a valid name"),
-    ("variants:\n  a: {method: dynamic}\ntargets:\n  - name: ../up\n", ":5: targets.0.name: '../up' is not a valid name"),
-    ("variants:\n  a: {method: float}\ncompress:\n  .hidden: {method: prune, heads: 0.2}\ntargets:\n  - name: l\n", ":5: compress..hidden: '.hidden' is not"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (
+            "variants:\n  ../../escaped: {method: dynamic}\ntargets:\n  - name: local\n",
+            ":3: variants.../../escaped: '../../escaped' is not a valid name",
+        ),
+        ("variants:\n  a: {method: dynamic}\ntargets:\n  - name: ../up\n", ":5: targets.0.name: '../up' is not a valid name"),
+        (
+            "variants:\n  a: {method: float}\ncompress:\n  .hidden: {method: prune, heads: 0.2}\ntargets:\n  - name: l\n",
+            ":5: compress..hidden: '.hidden' is not",
+        ),
+    ],
+)
 def test_names_that_become_paths_are_identifiers(tmp_path, text, expected):
     run_dir = tmp_path / "run"
     line = one_line_error(cli("run", write(tmp_path, "source: minilm-l6\n" + text), "--run-dir", run_dir, check=2))

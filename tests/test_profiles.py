@@ -38,13 +38,16 @@ def _broken(tmp_path, mutate):
     return path
 
 
-@pytest.mark.parametrize("mutate,field", [
-    (lambda d: d["run"].pop("providers"), "run.providers"),
-    (lambda d: d["target"].__setitem__("cores", "four"), "target.cores"),
-    (lambda d: d["run"].__setitem__("providers", ["WarpDriveExecutionProvider"]), "run.providers"),
-    (lambda d: d["quantization"].__setitem__("format", "QQQ"), "quantization.format"),
-    (lambda d: d["peaks"].__setitem__("int8_gops", True), "peaks.int8_gops"),
-])
+@pytest.mark.parametrize(
+    "mutate,field",
+    [
+        (lambda d: d["run"].pop("providers"), "run.providers"),
+        (lambda d: d["target"].__setitem__("cores", "four"), "target.cores"),
+        (lambda d: d["run"].__setitem__("providers", ["WarpDriveExecutionProvider"]), "run.providers"),
+        (lambda d: d["quantization"].__setitem__("format", "QQQ"), "quantization.format"),
+        (lambda d: d["peaks"].__setitem__("int8_gops", True), "peaks.int8_gops"),
+    ],
+)
 def test_broken_profiles_name_file_and_field(tmp_path, mutate, field):
     path = _broken(tmp_path, mutate)
     with pytest.raises(BadInput) as exc:

@@ -48,15 +48,24 @@ def test_dynamic_int8_with_profile(minilm_artifact, sst2_dev, tmp_path, monkeypa
 
 @needs_minilm
 def test_static_qdq_and_qoperator(minilm_artifact, sst2_dev, tmp_path):
-    qdq = quantize(minilm_artifact.path, tmp_path / "qdq", "static", calib_data=sst2_dev, calib_samples=32, eval_samples=16,
-                   format="QDQ", calib_method="minmax")
+    qdq = quantize(
+        minilm_artifact.path, tmp_path / "qdq", "static", calib_data=sst2_dev, calib_samples=32, eval_samples=16, format="QDQ", calib_method="minmax"
+    )
     check_quantized(qdq, minilm_artifact, "static")
     assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(qdq)
     s = qdq.manifest["quantization"]["settings"]
     assert s["calibration_samples"] == 32 and s["format"] == "QDQ"
     assert qdq.manifest["fidelity"]["mean_cosine"] > 0.85
-    qop = quantize(minilm_artifact.path, tmp_path / "qop", "static", calib_data=sst2_dev, calib_samples=16, eval_samples=16,
-                   format="QOperator", calib_method="percentile")
+    qop = quantize(
+        minilm_artifact.path,
+        tmp_path / "qop",
+        "static",
+        calib_data=sst2_dev,
+        calib_samples=16,
+        eval_samples=16,
+        format="QOperator",
+        calib_method="percentile",
+    )
     assert "QLinearMatMul" in op_types(qop) or "MatMulInteger" in op_types(qop)
     assert qop.manifest["quantization"]["settings"]["calib_method"] == "percentile"
 
@@ -84,8 +93,7 @@ def test_int4_is_six_times_smaller(minilm_artifact, sst2_dev, tmp_path):
 
 @needs_minilm
 def test_exclude_by_pytorch_module_name(minilm_artifact, sst2_dev, tmp_path):
-    art = quantize(minilm_artifact.path, tmp_path / "ex", "dynamic", eval_data=sst2_dev, eval_samples=16,
-                   exclude=("encoder.layer.5.output.dense",))
+    art = quantize(minilm_artifact.path, tmp_path / "ex", "dynamic", eval_data=sst2_dev, eval_samples=16, exclude=("encoder.layer.5.output.dense",))
     kept = art.manifest["quantization"]["nodes_kept_float"]
     assert "/encoder/layer.5/output/dense/MatMul" in kept
     assert all(k.startswith("/encoder/layer.5/output/dense/") for k in kept)  # the module's nodes, nothing else
@@ -106,6 +114,7 @@ def test_random_bert_every_method(tmp_path):
 
 
 # -- bad input -----------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def small_artifact(tmp_path_factory):
@@ -141,8 +150,24 @@ def test_bad_calibration_data(minilm_artifact, tmp_path):
     empty = tmp_path / "empty.tsv"
     empty.write_text("")
     assert "is empty" in one_line_error(cli("quantize", a, "-o", tmp_path / "o", "--method", "static", "--calib-data", empty, check=2))
-    ok = cli("quantize", a, "-o", tmp_path / "o", "--method", "static", "--calib-data", wrong, "--text-column", "sentence",
-             "--calib-samples", "1", "--eval-samples", "1", "--json", check=0)
+    ok = cli(
+        "quantize",
+        a,
+        "-o",
+        tmp_path / "o",
+        "--method",
+        "static",
+        "--calib-data",
+        wrong,
+        "--text-column",
+        "sentence",
+        "--calib-samples",
+        "1",
+        "--eval-samples",
+        "1",
+        "--json",
+        check=0,
+    )
     assert json.loads(ok.stdout)["quantization"]["settings"]["calibration_samples"] == 1
 
 
@@ -176,8 +201,20 @@ def test_accuracy_budget_that_cannot_be_met_exits_1(tmp_path):
     from edgedeploy.export import export
 
     parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input_specs=("x:float32:batch,32",))
-    proc = cli("quantize", parent.path, "-o", tmp_path / "never", "--method", "dynamic", "--random-calibration",
-               "--min-mean-cosine", "1.0", "--min-worst-cosine", "1.0", check=1)
+    proc = cli(
+        "quantize",
+        parent.path,
+        "-o",
+        tmp_path / "never",
+        "--method",
+        "dynamic",
+        "--random-calibration",
+        "--min-mean-cosine",
+        "1.0",
+        "--min-worst-cosine",
+        "1.0",
+        check=1,
+    )
     line = one_line_error(proc)
     assert "budget not met" in line and "best mean cosine" in line
     assert not (tmp_path / "never").exists()
@@ -206,8 +243,13 @@ def test_interrupted_quantize_publishes_nothing(minilm_artifact, sst2_dev, tmp_p
     import time
 
     out = tmp_path / "int4"
-    proc = subprocess.Popen([sys.executable, "-m", "edgedeploy", "quantize", str(minilm_artifact.path), "-o", str(out), "--method", "int4",
-                             "--eval-data", str(sst2_dev)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgedeploy", "quantize", str(minilm_artifact.path), "-o", str(out), "--method", "int4", "--eval-data", str(sst2_dev)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.name.startswith(".edgedeploy-staging") for p in tmp_path.iterdir()):
         time.sleep(0.05)
@@ -237,9 +279,18 @@ def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
 
     torch.manual_seed(0)
     src = tmp_path / "clf-src"
-    tf.DistilBertForSequenceClassification(tf.DistilBertConfig(vocab_size=30522, dim=64, n_layers=2, n_heads=2, hidden_dim=128,
-                                                               num_labels=2, id2label={0: "negative", 1: "positive"},
-                                                               label2id={"negative": 0, "positive": 1})).eval().save_pretrained(src)
+    tf.DistilBertForSequenceClassification(
+        tf.DistilBertConfig(
+            vocab_size=30522,
+            dim=64,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=128,
+            num_labels=2,
+            id2label={0: "negative", 1: "positive"},
+            label2id={"negative": 0, "positive": 1},
+        )
+    ).eval().save_pretrained(src)
     for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy2(embedded_path("minilm-l6") / f, src / f)
     parent = export(str(src), tmp_path / "clf")
@@ -262,5 +313,7 @@ def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
     assert "top1_agreement" in art.manifest["fidelity"]
     wrong = tmp_path / "wrong.tsv"
     wrong.write_text("text\tlabel\nhello\tneutral\n")
-    line = one_line_error(cli("quantize", parent.path, "-o", tmp_path / "x", "--method", "dynamic", "--eval-data", wrong, "--max-accuracy-drop", "0.01", check=2))
+    line = one_line_error(
+        cli("quantize", parent.path, "-o", tmp_path / "x", "--method", "dynamic", "--eval-data", wrong, "--max-accuracy-drop", "0.01", check=2)
+    )
     assert "'neutral'" in line and "negative, positive" in line

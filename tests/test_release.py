@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import DATASETS, ROOT, SST2_DEV, SST2_TEST_MIN_ACCURACY, cli, needs_minilm, one_line_error
+from conftest import DATASETS, ROOT, SST2_DEV, SST2_FIXTURE_BUDGET_S, SST2_TEST_MIN_ACCURACY, cli, needs_minilm, one_line_error
 
 SST2_TRAIN = DATASETS / "sst2" / "train.tsv"
 
@@ -16,11 +16,14 @@ SST2_TRAIN = DATASETS / "sst2" / "train.tsv"
 def write_recipe(path, source, *, extra="", calib=None, budgets="  max_size_mb: 50\n  max_p90_ms: 1000\n"):
     path.write_text(
         f"name: tiny\nsource: {source}\n"
-        f"data:\n  eval: {SST2_DEV}\n  limit: 96\n" + (f"  calib: {calib}\n" if calib else "")
+        f"data:\n  eval: {SST2_DEV}\n  limit: 96\n"
+        + (f"  calib: {calib}\n" if calib else "")
         + "variants:\n  fp32: {method: float, gate: false}\n  int8: {method: dynamic}\n"
         + ("  static: {method: static, calib_samples: 16}\n" if calib else "")
         + "targets:\n  - name: local\n    iterations: 64\n    duration: 20\n    max_cv: 10.0\n"
-        + f"budgets:\n{budgets}" + extra)
+        + f"budgets:\n{budgets}"
+        + extra
+    )
     return path
 
 
@@ -32,11 +35,19 @@ def statuses(run_dir):
 
 BAD_RECIPES = [
     ("source: minilm-l6\nvariants:\n  int8: {method: dynamic, profle: rpi4}\ntargets:\n  - name: local\n", ":3: variants.int8.profle: unknown key"),
-    ("source: minilm-l6\nvariants:\n  int8: {method: dynamic}\ntargets:\n  - name: local\n    iterations: many\n", ":6: targets.0.iterations: expected int"),
+    (
+        "source: minilm-l6\nvariants:\n  int8: {method: dynamic}\ntargets:\n  - name: local\n    iterations: many\n",
+        ":6: targets.0.iterations: expected int",
+    ),
     ("source: minilm-l6\ndata:\n  eval: nope.tsv\nvariants:\n  int8: {method: dynamic}\ntargets:\n  - name: local\n", ":3: data.eval: no such file"),
-    ("source: minilm-l6\nvariants:\n  int8: {method: dynamic}\ntargets:\n  - name: local\nbudgets:\n  max_accuracy_drop: 0.01\n",
-     ":7: budgets.max_accuracy_drop: this accuracy budget cannot be evaluated"),
-    ("source: minilm-l6\nvariants:\n  int8: {method: dynamic}\n  int8: {method: int4}\ntargets:\n  - name: local\n", ":4: variants.int8: duplicate key"),
+    (
+        "source: minilm-l6\nvariants:\n  int8: {method: dynamic}\ntargets:\n  - name: local\nbudgets:\n  max_accuracy_drop: 0.01\n",
+        ":7: budgets.max_accuracy_drop: this accuracy budget cannot be evaluated",
+    ),
+    (
+        "source: minilm-l6\nvariants:\n  int8: {method: dynamic}\n  int8: {method: int4}\ntargets:\n  - name: local\n",
+        ":4: variants.int8: duplicate key",
+    ),
     ("source: minilm-l6\nvariants:\n  int8: {method: int3}\ntargets:\n  - name: local\n", ":3: variants.int8.method: unknown method"),
     ("source: minilm-l6\nvariants:\n  s: {method: static}\ntargets:\n  - name: local\n", "static quantization needs data.calib"),
     ("source: ./no-such-model\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n", ":1: source: no such model directory"),
@@ -44,25 +55,47 @@ BAD_RECIPES = [
     ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - {name: a}\n  - {name: a}\n", "used twice"),
     ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets: []\n", "targets: expected a list with at least one entry"),
     ("source: minilm-l6\nvariants: {a: {method: dynamic}\n", "not valid YAML"),
-    ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\nbudgets:\n  max_p90_ms: fast\n", ":7: budgets.max_p90_ms: expected float"),
+    (
+        "source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\nbudgets:\n  max_p90_ms: fast\n",
+        ":7: budgets.max_p90_ms: expected float",
+    ),
     ("source: minilm-l6\nvariants:\n  a: {profile: rpi4}\ntargets:\n  - name: local\n", ":3: variants.a: missing required key 'method'"),
     ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - profile: rpi4\n", ":5: targets.0: missing required key 'name'"),
     ("variants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n", ":1: (top level): missing required key 'source'"),
     # compression steps before export
-    ("source: minilm-l6\ncompress:\n  s: {method: squeeze}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n", ":3: compress.s.method: unknown method"),
-    ("source: minilm-l6\ncompress:\n  s: {method: prune, temperature: 2}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
-     ":3: compress.s.temperature: applies to method distill"),
-    ("source: minilm-l6\ncompress:\n  s: {method: prune, from: t, heads: 0.2}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
-     ":3: compress.s.from: unknown model 't'"),
-    ("source: minilm-l6\ncompress:\n  s: {method: prune}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n", ":3: compress.s: prune needs heads:"),
-    ("source: minilm-l6\ncompress:\n  s: {method: distill, student_layers: 2}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
-     ":3: compress.s: distill needs train_data:"),
-    ("source: minilm-l6\ncompress:\n  s: {method: prune, heads: 0.2}\nvariants:\n  a: {method: float, model: t}\ntargets:\n  - name: local\n",
-     ":5: variants.a.model: unknown model 't'"),
-    ("source: minilm-l6\ncompress:\n  s: {method: prune, heads: 0.2}\nvariants:\n  a: {method: float, model: s}\n  b: {method: float, model: s}\n"
-     "targets:\n  - name: local\n", ":6: variants.b: only one float variant per model"),
-    ("source: minilm-l6\ncompress:\n  s: {method: prune, heads: [1, 2]}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
-     ":3: compress.s.heads: expected str"),
+    (
+        "source: minilm-l6\ncompress:\n  s: {method: squeeze}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
+        ":3: compress.s.method: unknown method",
+    ),
+    (
+        "source: minilm-l6\ncompress:\n  s: {method: prune, temperature: 2}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
+        ":3: compress.s.temperature: applies to method distill",
+    ),
+    (
+        "source: minilm-l6\ncompress:\n  s: {method: prune, from: t, heads: 0.2}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
+        ":3: compress.s.from: unknown model 't'",
+    ),
+    (
+        "source: minilm-l6\ncompress:\n  s: {method: prune}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
+        ":3: compress.s: prune needs heads:",
+    ),
+    (
+        "source: minilm-l6\ncompress:\n  s: {method: distill, student_layers: 2}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
+        ":3: compress.s: distill needs train_data:",
+    ),
+    (
+        "source: minilm-l6\ncompress:\n  s: {method: prune, heads: 0.2}\nvariants:\n  a: {method: float, model: t}\ntargets:\n  - name: local\n",
+        ":5: variants.a.model: unknown model 't'",
+    ),
+    (
+        "source: minilm-l6\ncompress:\n  s: {method: prune, heads: 0.2}\nvariants:\n  a: {method: float, model: s}\n  b: {method: float, model: s}\n"
+        "targets:\n  - name: local\n",
+        ":6: variants.b: only one float variant per model",
+    ),
+    (
+        "source: minilm-l6\ncompress:\n  s: {method: prune, heads: [1, 2]}\nvariants:\n  a: {method: float}\ntargets:\n  - name: local\n",
+        ":3: compress.s.heads: expected str",
+    ),
 ]
 
 
@@ -93,8 +126,22 @@ def test_report_of_a_directory_that_is_not_a_run(tmp_path):
 def test_gate_logic_on_a_hand_made_report():
     from edgedeploy.release.gate import check
 
-    variant = {"name": "int8", "gate": True, "status": "ok", "size_mb": 23.0, "accuracy": 0.80, "accuracy_drop": 0.03, "accuracy_retained": 0.96, "mean_cosine": 0.99}
-    target = {"name": "pi", "max_cv": 0.1, "budgets": {}, "results": {"int8": {"p90_ms": 40.0, "p50_ms": 35.0, "throughput": 28.0, "stable": True, "cv": 0.05}}}
+    variant = {
+        "name": "int8",
+        "gate": True,
+        "status": "ok",
+        "size_mb": 23.0,
+        "accuracy": 0.80,
+        "accuracy_drop": 0.03,
+        "accuracy_retained": 0.96,
+        "mean_cosine": 0.99,
+    }
+    target = {
+        "name": "pi",
+        "max_cv": 0.1,
+        "budgets": {},
+        "results": {"int8": {"p90_ms": 40.0, "p50_ms": 35.0, "throughput": 28.0, "stable": True, "cv": 0.05}},
+    }
     report = {"variants": [variant], "targets": [target]}
     target["budgets"] = {"max_size_mb": 30, "max_p90_ms": 50}
     assert check(report)["exit_code"] == 0
@@ -129,6 +176,7 @@ def test_pareto_front():
 
 
 # ---- a whole pipeline on a tiny classifier: caching, resume, report, render -----------------
+
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_classifier_dir, tmp_path_factory):
@@ -256,6 +304,7 @@ def test_eval_stage_reports_bad_labels_as_a_failed_stage(tiny_classifier_dir, tm
 
 # ---- the shipped recipes ---------------------------------------------------------------------
 
+
 @needs_minilm
 def test_demo_recipe_produces_report_html(tmp_path):
     """`make demo` runs examples/demo.yaml; fewer iterations here to keep the suite short."""
@@ -271,31 +320,47 @@ def test_demo_recipe_produces_report_html(tmp_path):
 
 @needs_minilm
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(SST2_FIXTURE_BUDGET_S + 600)
 def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(sst2_classifier, tmp_path):
     """examples/sst2.yaml on an SST-2 classifier (the session's, in place of reference:sst2):
     passes with its shipped budgets; exit 1 with an accuracy budget it cannot meet."""
     run_dir = tmp_path / "sst2"
     src = f"source={sst2_classifier}"
-    proc = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, "--set", src, "--set", "targets.0.iterations=100",
-               timeout=560)
+    proc = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, "--set", src, "--set", "targets.0.iterations=100", timeout=560)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((run_dir / "report.json").read_text())
     acc = {v["name"]: v["accuracy"] for v in report["variants"]}
     assert acc["fp32"] >= SST2_TEST_MIN_ACCURACY and acc["fp32"] - acc["int8"] <= 0.02 and report["gate"]["passed"]
     assert next(v for v in report["variants"] if v["name"] == "int4")["size_mb"] < 30
 
-    tight = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, "--set", src, "--set", "targets.0.iterations=100",
-                "--set", "budgets.min_accuracy=0.99", check=1)
+    tight = cli(
+        "run",
+        ROOT / "examples" / "sst2.yaml",
+        "--gate",
+        "--run-dir",
+        run_dir,
+        "--set",
+        src,
+        "--set",
+        "targets.0.iterations=100",
+        "--set",
+        "budgets.min_accuracy=0.99",
+        check=1,
+    )
     assert "[run]" not in tight.stdout  # only the gate changed: every stage is reused
     line = one_line_error(tight)
     assert "gate failed" in line and "min_accuracy" in line and "under by" in line
 
     # the same through `make release` (make itself exits 2 when a command fails; edgedeploy's 1 is in its message)
     tightened = tmp_path / "sst2-tight.yaml"
-    tightened.write_text((ROOT / "examples" / "sst2.yaml").read_text().replace("../../shared/datasets", str(DATASETS))
-                         .replace("source: reference:sst2", f"source: {sst2_classifier}")
-                         .replace("iterations: 200", "iterations: 100").replace("max_size_mb: 30", "max_size_mb: 10"))
+    tightened.write_text(
+        (ROOT / "examples" / "sst2.yaml")
+        .read_text()
+        .replace("../../shared/datasets", str(DATASETS))
+        .replace("source: reference:sst2", f"source: {sst2_classifier}")
+        .replace("iterations: 200", "iterations: 100")
+        .replace("max_size_mb: 30", "max_size_mb: 10")
+    )
     mk = subprocess.run(["make", "-s", "release", f"RECIPE={tightened}", f"RUN_DIR={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert mk.returncode == 2 and "release] Error 1" in mk.stderr, mk.stdout + mk.stderr
     assert "MISS int8 on local: max_size_mb" in mk.stdout and "gate failed" in mk.stderr

@@ -11,10 +11,12 @@ import pytest
 
 from edgedeploy.runtimes import inputs, job, measure, session
 
-SIG = [{"name": "input_ids", "dtype": "int64", "shape": ["batch_size", "sequence_length"]},
-       {"name": "attention_mask", "dtype": "int64", "shape": ["batch_size", "sequence_length"]},
-       {"name": "token_type_ids", "dtype": "int64", "shape": ["batch_size", "sequence_length"]},
-       {"name": "pixel_values", "dtype": "float32", "shape": ["batch_size", 3, 8, 8]}]
+SIG = [
+    {"name": "input_ids", "dtype": "int64", "shape": ["batch_size", "sequence_length"]},
+    {"name": "attention_mask", "dtype": "int64", "shape": ["batch_size", "sequence_length"]},
+    {"name": "token_type_ids", "dtype": "int64", "shape": ["batch_size", "sequence_length"]},
+    {"name": "pixel_values", "dtype": "float32", "shape": ["batch_size", 3, 8, 8]},
+]
 
 
 def test_short_names_bind_exporter_dims():
@@ -36,8 +38,13 @@ def test_unknown_and_unbound_dims_list_the_models_dims():
 
 
 def test_npz_inputs(tmp_path):
-    np.savez(tmp_path / "in.npz", input_ids=np.ones((1, 4)), attention_mask=np.ones((1, 4)), token_type_ids=np.zeros((1, 4)),
-             pixel_values=np.zeros((1, 3, 8, 8)))
+    np.savez(
+        tmp_path / "in.npz",
+        input_ids=np.ones((1, 4)),
+        attention_mask=np.ones((1, 4)),
+        token_type_ids=np.zeros((1, 4)),
+        pixel_values=np.zeros((1, 3, 8, 8)),
+    )
     feeds = inputs.load_npz(str(tmp_path / "in.npz"), SIG)
     assert feeds["input_ids"].dtype == np.int64 and feeds["pixel_values"].dtype == np.float32
     np.savez(tmp_path / "bad.npz", x=np.ones(3))
@@ -46,8 +53,16 @@ def test_npz_inputs(tmp_path):
 
 
 def _job(model, **kw):
-    return {"models": [{"name": "tiny", "path": str(model)}], "shape": {"batch": 4}, "iterations": 80, "duration_s": 30,
-            "warmup": 3, "warmup_s": 1.0, "profile": {"name": "test", "run": {"intra_op_threads": 1}}, **kw}
+    return {
+        "models": [{"name": "tiny", "path": str(model)}],
+        "shape": {"batch": 4},
+        "iterations": 80,
+        "duration_s": 30,
+        "warmup": 3,
+        "warmup_s": 1.0,
+        "profile": {"name": "test", "run": {"intra_op_threads": 1}},
+        **kw,
+    }
 
 
 def test_single_stream_results_document(tiny_onnx):

@@ -24,9 +24,24 @@ def bare_python(tmp_path_factory):
     venv.EnvBuilder(with_pip=False).create(d)
     py = d / "bin" / "python"
     pins = [f"numpy=={version('numpy')}", f"onnxruntime=={version('onnxruntime')}"]
-    proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", *pins,
-                           f"flatbuffers=={version('flatbuffers')}", f"protobuf=={version('protobuf')}", f"packaging=={version('packaging')}"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(py),
+            "install",
+            "-q",
+            "--no-deps",
+            *pins,
+            f"flatbuffers=={version('flatbuffers')}",
+            f"protobuf=={version('protobuf')}",
+            f"packaging=={version('packaging')}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     return py
 
@@ -35,14 +50,20 @@ def test_zipapp_runs_in_a_numpy_onnxruntime_only_venv(bare_python, tiny_onnx, tm
     from edgedeploy.device.runtime_bundle import build_zipapp
 
     pyz = build_zipapp(tmp_path / "edgedeploy-runtime.pyz")
-    listed = subprocess.run([str(bare_python), "-c", "import importlib.util as u; print([m for m in ('torch','transformers','onnx','optimum') if u.find_spec(m)])"],
-                            capture_output=True, text=True)
+    listed = subprocess.run(
+        [str(bare_python), "-c", "import importlib.util as u; print([m for m in ('torch','transformers','onnx','optimum') if u.find_spec(m)])"],
+        capture_output=True,
+        text=True,
+    )
     assert listed.stdout.strip() == "[]", "the bare venv must not contain torch/transformers/onnx/optimum"
     chk = subprocess.run([str(bare_python), str(pyz), "check"], capture_output=True, text=True)
     assert chk.returncode == 0, chk.stderr
     out = tmp_path / "r.json"
-    run = subprocess.run([str(bare_python), str(pyz), "bench", str(tiny_onnx), "--shape", "batch=2", "--iterations", "30", "--quiet", "-o", str(out)],
-                         capture_output=True, text=True)
+    run = subprocess.run(
+        [str(bare_python), str(pyz), "bench", str(tiny_onnx), "--shape", "batch=2", "--iterations", "30", "--quiet", "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     doc = json.loads(out.read_text())
     assert doc["results"][0]["samples"] == 30 and doc["environment"]["onnxruntime"] == version("onnxruntime")
@@ -65,7 +86,7 @@ def test_running_the_harness_imports_no_host_libraries(tiny_onnx, tmp_path):
         forbidden = {FORBIDDEN!r}
         def report():
             loaded = sorted(m for m in sys.modules if m.split('.')[0] in forbidden)
-            with open({str(tmp_path / 'mods.json')!r}, 'w') as fh:
+            with open({str(tmp_path / "mods.json")!r}, 'w') as fh:
                 json.dump(loaded, fh)
         atexit.register(report)
         sys.argv = ['x', 'bench', {str(tiny_onnx)!r}, '--shape', 'batch=1', '--iterations', '10', '--quiet']

@@ -18,8 +18,9 @@ from edgedeploy.device import ssh
 from edgedeploy.export import export
 
 # Skipped only outside `make test` and CI; there a missing sshd fails these tests (EDGEDEPLOY_REQUIRE_SSHD=1).
-pytestmark = pytest.mark.skipif(ensure_sshd() is not None and not (os.environ.get("CI") or os.environ.get("EDGEDEPLOY_REQUIRE_SSHD")),
-                                reason=ensure_sshd() or "")
+pytestmark = pytest.mark.skipif(
+    ensure_sshd() is not None and not (os.environ.get("CI") or os.environ.get("EDGEDEPLOY_REQUIRE_SSHD")), reason=ensure_sshd() or ""
+)
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,26 @@ def wide(tmp_path_factory):
 
 
 def remote_bench(server, art, *extra, config=None, host="testpi", check=None):
-    return cli("bench", art.path, "--host", host, "--ssh-config", config or server.config, "--profile", "rpi4",
-               "--remote-python", sys.executable, "--shape", "batch=1", "--iterations", "30", "--warmup", "2", *extra, check=check)
+    return cli(
+        "bench",
+        art.path,
+        "--host",
+        host,
+        "--ssh-config",
+        config or server.config,
+        "--profile",
+        "rpi4",
+        "--remote-python",
+        sys.executable,
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "30",
+        "--warmup",
+        "2",
+        *extra,
+        check=check,
+    )
 
 
 def test_full_remote_bench(server, mlp, tmp_path):
@@ -76,13 +95,44 @@ def test_unknown_host_key_is_refused(server, mlp, tmp_path):
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     cfg = server.client_config("stranger", known_hosts=empty)
-    proc = cli("bench", mlp.path, "--host", "stranger", "--ssh-config", cfg, "--profile", "rpi4", "--remote-python", sys.executable,
-               "--shape", "batch=1", "--iterations", "5", check=3)
+    proc = cli(
+        "bench",
+        mlp.path,
+        "--host",
+        "stranger",
+        "--ssh-config",
+        cfg,
+        "--profile",
+        "rpi4",
+        "--remote-python",
+        sys.executable,
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "5",
+        check=3,
+    )
     line = one_line_error(proc)
     assert "host key" in line and "ssh-keyscan" in line and "--accept-new-host-key" in line
     assert empty.read_text() == ""
-    cli("bench", mlp.path, "--host", "stranger", "--ssh-config", cfg, "--profile", "rpi4", "--remote-python", sys.executable,
-        "--shape", "batch=1", "--iterations", "5", "--accept-new-host-key", check=0)
+    cli(
+        "bench",
+        mlp.path,
+        "--host",
+        "stranger",
+        "--ssh-config",
+        cfg,
+        "--profile",
+        "rpi4",
+        "--remote-python",
+        sys.executable,
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "5",
+        "--accept-new-host-key",
+        check=0,
+    )
     assert "127.0.0.1" in empty.read_text()  # trusted on first use, only with the flag
     assert server.leftovers() == []
 
@@ -106,8 +156,23 @@ def test_unreachable_port(server, mlp):
 def test_remote_without_onnxruntime(server, mlp, tmp_path):
     bare = tmp_path / "bare"
     venv.EnvBuilder(with_pip=False).create(bare)
-    proc = cli("bench", mlp.path, "--host", "testpi", "--ssh-config", server.config, "--profile", "rpi4",
-               "--remote-python", bare / "bin" / "python", "--shape", "batch=1", "--iterations", "5", check=3)
+    proc = cli(
+        "bench",
+        mlp.path,
+        "--host",
+        "testpi",
+        "--ssh-config",
+        server.config,
+        "--profile",
+        "rpi4",
+        "--remote-python",
+        bare / "bin" / "python",
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "5",
+        check=3,
+    )
     line = one_line_error(proc)
     assert "lacks numpy, onnxruntime" in line and "edgedeploy provision" in line
     assert server.leftovers() == []
@@ -117,11 +182,28 @@ def test_checksum_mismatch_after_upload(server, mlp, tmp_path):
     """A remote python that corrupts the uploaded model right before the sha256 check
     (disk or transfer corruption on the device): nothing may run, exit 2, no leftovers."""
     wrapper = tmp_path / "corrupting-python"
-    wrapper.write_text("#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in */.staging) for m in \"$a\"/models/*/model.onnx; do printf x >> \"$m\"; done;; esac; done\n"
-                       f"exec {sys.executable} \"$@\"\n")
+    wrapper.write_text(
+        '#!/bin/sh\nfor a in "$@"; do case "$a" in */.staging) for m in "$a"/models/*/model.onnx; do printf x >> "$m"; done;; esac; done\n'
+        f'exec {sys.executable} "$@"\n'
+    )
     wrapper.chmod(0o755)
-    proc = cli("bench", mlp.path, "--host", "testpi", "--ssh-config", server.config, "--profile", "rpi4", "--remote-python", wrapper,
-               "--shape", "batch=1", "--iterations", "5", check=2)
+    proc = cli(
+        "bench",
+        mlp.path,
+        "--host",
+        "testpi",
+        "--ssh-config",
+        server.config,
+        "--profile",
+        "rpi4",
+        "--remote-python",
+        wrapper,
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "5",
+        check=2,
+    )
     line = one_line_error(proc)
     assert "checksum mismatch after upload" in line and "model.onnx" in line
     assert server.leftovers() == []
@@ -153,8 +235,27 @@ def test_connection_killed_mid_upload_is_retried(server, wide):
 
 def test_remote_command_timeout(server, mlp):
     t0 = time.time()
-    proc = cli("bench", mlp.path, "--host", "testpi", "--ssh-config", server.config, "--profile", "rpi4", "--remote-python", sys.executable,
-               "--shape", "batch=1", "--iterations", "100000000", "--duration", "600", "--timeout", "3", check=3)
+    proc = cli(
+        "bench",
+        mlp.path,
+        "--host",
+        "testpi",
+        "--ssh-config",
+        server.config,
+        "--profile",
+        "rpi4",
+        "--remote-python",
+        sys.executable,
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "100000000",
+        "--duration",
+        "600",
+        "--timeout",
+        "3",
+        check=3,
+    )
     assert "deadline" in one_line_error(proc)
     assert time.time() - t0 < 60
     time.sleep(0.5)
@@ -170,8 +271,10 @@ def test_fleet_one_failure_does_not_stop_the_others(server, mlp, tmp_path):
     cfg = tmp_path / "fleet_config"
     cfg.write_text(server.config.read_text() + (server.root / "ssh_config_closedfleet").read_text())
     inv = tmp_path / "inventory.yaml"
-    inv.write_text(f"hosts:\n  - host: testpi\n    profile: rpi4\n    remote_python: {sys.executable}\n"
-                   f"  - host: closedfleet\n    profile: rpi5\n    remote_python: {sys.executable}\n")
+    inv.write_text(
+        f"hosts:\n  - host: testpi\n    profile: rpi4\n    remote_python: {sys.executable}\n"
+        f"  - host: closedfleet\n    profile: rpi5\n    remote_python: {sys.executable}\n"
+    )
     out = tmp_path / "fleet"
     proc = cli("bench", mlp.path, "--hosts", inv, "--ssh-config", cfg, "--shape", "batch=1", "--iterations", "10", "-o", out, check=3)
     assert "testpi" in proc.stdout and "FAILED" in proc.stdout
@@ -184,8 +287,11 @@ _NASTY = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(args=st.lists(_NASTY | st.sampled_from(["a b", "it's", '"q"', "$(touch /tmp/pwned)", "`id`", ";rm -rf x", "--", "-n", "*"]),
-                     min_size=1, max_size=5))
+@given(
+    args=st.lists(
+        _NASTY | st.sampled_from(["a b", "it's", '"q"', "$(touch /tmp/pwned)", "`id`", ";rm -rf x", "--", "-n", "*"]), min_size=1, max_size=5
+    )
+)
 def test_remote_arguments_round_trip(server, args):
     target = ssh.Host.parse("testpi", config=str(server.config))
     proc = ssh.run(target, ["printf", "%s\\0", *args])
@@ -198,8 +304,24 @@ def test_file_names_with_spaces_quotes_and_substitutions(server, tmp_path):
     """An artifact and a remote venv path full of shell metacharacters bench fine."""
     d = tmp_path / "we ird $(touch pwned) 'q' \"dq\""
     art = export(None, d / "my model;`id`", factory="factories:tiny_mlp", input_specs=("x:float32:batch,64",))
-    proc = cli("bench", art.path, "--host", "testpi", "--ssh-config", server.config, "--profile", "rpi4", "--remote-python", sys.executable,
-               "--shape", "batch=1", "--iterations", "5", "--json", check=0)
+    proc = cli(
+        "bench",
+        art.path,
+        "--host",
+        "testpi",
+        "--ssh-config",
+        server.config,
+        "--profile",
+        "rpi4",
+        "--remote-python",
+        sys.executable,
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "5",
+        "--json",
+        check=0,
+    )
     assert json.loads(proc.stdout)["results"][0]["samples"] == 5
     assert not (tmp_path / "pwned").exists() and not os.path.exists("pwned")
     assert server.leftovers() == []
@@ -207,18 +329,48 @@ def test_file_names_with_spaces_quotes_and_substitutions(server, tmp_path):
 
 def test_provision_into_a_fresh_venv_then_bench_with_it(server, mlp, tmp_path):
     venv_dir = tmp_path / "device venv"  # a space in the path, on purpose
-    first = cli("provision", "--host", "testpi", "--ssh-config", server.config, "--remote-venv", venv_dir, "--remote-python", sys.executable,
-                "--json", check=0)
+    first = cli(
+        "provision",
+        "--host",
+        "testpi",
+        "--ssh-config",
+        server.config,
+        "--remote-venv",
+        venv_dir,
+        "--remote-python",
+        sys.executable,
+        "--json",
+        check=0,
+    )
     res = json.loads(first.stdout)["testpi"]["ok"]
     assert any(w.startswith("onnxruntime-") for w in res["installed"]) and any(w.startswith("edgedeploy_runtime-") for w in res["installed"])
     py = venv_dir / "bin" / "python"
-    mods = subprocess.run([str(py), "-c", "import importlib.util as u; print([m for m in ('torch', 'transformers', 'onnx', 'click') if u.find_spec(m)])"],
-                          capture_output=True, text=True)
+    mods = subprocess.run(
+        [str(py), "-c", "import importlib.util as u; print([m for m in ('torch', 'transformers', 'onnx', 'click') if u.find_spec(m)])"],
+        capture_output=True,
+        text=True,
+    )
     assert mods.stdout.strip() == "[]"  # only the runtime and its two dependencies went in
     again = cli("provision", "--host", "testpi", "--ssh-config", server.config, "--remote-venv", venv_dir, "--remote-python", sys.executable, check=0)
     assert "already provisioned, nothing installed" in again.stdout
-    proc = cli("bench", mlp.path, "--host", "testpi", "--ssh-config", server.config, "--profile", "rpi4", "--remote-venv", venv_dir,
-               "--shape", "batch=1", "--iterations", "10", "--json", check=0)
+    proc = cli(
+        "bench",
+        mlp.path,
+        "--host",
+        "testpi",
+        "--ssh-config",
+        server.config,
+        "--profile",
+        "rpi4",
+        "--remote-venv",
+        venv_dir,
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "10",
+        "--json",
+        check=0,
+    )
     doc = json.loads(proc.stdout)
     assert doc["remote"]["check"]["executable"].startswith(str(venv_dir))
     assert server.leftovers() == []
@@ -234,7 +386,8 @@ def test_release_recipe_with_an_ssh_target(server, tiny_classifier_dir, tmp_path
         "variants:\n  fp32: {method: float, gate: false}\n  int8: {method: dynamic}\n"
         "targets:\n  - {name: here, iterations: 64, max_cv: 10.0}\n"
         f"  - {{name: pi, host: testpi, ssh_config: {server.config}, profile: rpi4, remote_python: {sys.executable}, iterations: 64, max_cv: 10.0}}\n"
-        "budgets:\n  max_size_mb: 50\n  max_p90_ms: 1000\n")
+        "budgets:\n  max_size_mb: 50\n  max_p90_ms: 1000\n"
+    )
     proc = cli("run", recipe, "--run-dir", tmp_path / "run", "--gate", check=0)
     assert "[done]   bench:pi" in proc.stdout and "int8 on pi: max_p90_ms" in proc.stdout
     report = json.loads((tmp_path / "run" / "report.json").read_text())

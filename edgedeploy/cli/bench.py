@@ -3,8 +3,12 @@ from pathlib import Path
 
 import click
 
-from edgedeploy.bench import BenchOptions
+from edgedeploy.bench import BenchOptions, bench
+from edgedeploy.bench import require_stable as check_stable
 from edgedeploy.cli.common import emit_json, fmt_bytes, fmt_ms, json_option, table, warn
+from edgedeploy.cli.fleet_cmd import run_fleet
+from edgedeploy.core.atomic import write_json_atomic
+from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import click_options, from_cli
 from edgedeploy.runtimes.stats import UNSTABLE_CV
 
@@ -32,17 +36,27 @@ def render(doc: dict) -> str:
     rows = []
     for r in doc["results"]:
         lat = r["latency_ms"]
-        rows.append([
-            r["name"], fmt_ms(lat["p50"]), fmt_ms(lat["p90"]), fmt_ms(lat["p99"]), fmt_ms(lat["mean"]), f"{lat['cv']:.1%}",
-            f"{r['throughput_per_s']:.1f}" if r["throughput_per_s"] else "n/a",
-            fmt_bytes(r["model_size_bytes"]) if r.get("model_size_bytes") else "-",
-            f"{r['ratio_to_first']:.2f}x" if r.get("ratio_to_first") else "-",
-            "yes" if r["stable"] else "UNSTABLE", r["samples"],
-        ])
+        rows.append(
+            [
+                r["name"],
+                fmt_ms(lat["p50"]),
+                fmt_ms(lat["p90"]),
+                fmt_ms(lat["p99"]),
+                fmt_ms(lat["mean"]),
+                f"{lat['cv']:.1%}",
+                f"{r['throughput_per_s']:.1f}" if r["throughput_per_s"] else "n/a",
+                fmt_bytes(r["model_size_bytes"]) if r.get("model_size_bytes") else "-",
+                f"{r['ratio_to_first']:.2f}x" if r.get("ratio_to_first") else "-",
+                "yes" if r["stable"] else "UNSTABLE",
+                r["samples"],
+            ]
+        )
     env = doc["environment"]
-    head = (f"profile {doc['profile']} | {env['cpu_model']} ({env['arch']}, {env['cores']} cores) | onnxruntime {env['onnxruntime']} "
-            f"| providers {','.join(env.get('providers_used') or [])} | threads {env['threads']['intra_op']} | scenario {doc['scenario']}"
-            + (" | interleaved" if doc.get("interleaved") else ""))
+    head = (
+        f"profile {doc['profile']} | {env['cpu_model']} ({env['arch']}, {env['cores']} cores) | onnxruntime {env['onnxruntime']} "
+        f"| providers {','.join(env.get('providers_used') or [])} | threads {env['threads']['intra_op']} | scenario {doc['scenario']}"
+        + (" | interleaved" if doc.get("interleaved") else "")
+    )
     body = table(rows, ["model", "p50 ms", "p90 ms", "p99 ms", "mean ms", "cv", "samples/s", "size", "p50 vs first", "stable", "n"])
     if doc.get("note"):
         head = f"NOTE: {doc['note']}\n" + head
@@ -57,16 +71,10 @@ def render(doc: dict) -> str:
 def command(artifacts, output, as_json, **settings):
     """Measure latency and throughput of one or more ARTIFACTS (interleaved when several),
     on this host or on devices over SSH."""
-    from edgedeploy.bench import bench
-    from edgedeploy.bench import require_stable as check_stable
-    from edgedeploy.core.atomic import write_json_atomic
 
     opts = from_cli(BenchOptions, settings)
     note, require_stable = opts.note, opts.require_stable
     if opts.host or opts.hosts:
-        from edgedeploy.cli.fleet_cmd import run_fleet
-        from edgedeploy.core.errors import BadInput
-
         if opts.baseline:
             raise BadInput("--baseline torch runs on the host; it cannot be combined with --host/--hosts")
         doc = run_fleet(list(artifacts), opts, output, as_json)
@@ -87,7 +95,9 @@ def command(artifacts, output, as_json, **settings):
         click.echo(render(doc))
         for r in doc["results"]:
             if r.get("budget_held") is not None:
-                click.echo(f"{r['name']}: p99 {fmt_ms(r['latency_ms']['p99'])} ms vs budget {r['latency_budget_ms']} ms: {'held' if r['budget_held'] else 'MISSED'}")
+                click.echo(
+                    f"{r['name']}: p99 {fmt_ms(r['latency_ms']['p99'])} ms vs budget {r['latency_budget_ms']} ms: {'held' if r['budget_held'] else 'MISSED'}"
+                )
         if doc["unstable"]:
             warn(f"unstable (CV > {UNSTABLE_CV:.0%}): {', '.join(doc['unstable'])}; the host is noisy, trust the ratios more than absolute times")
         if output:

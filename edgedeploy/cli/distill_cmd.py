@@ -3,6 +3,7 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option
+from edgedeploy.compress import distill
 from edgedeploy.compress.options import DistillOptions
 from edgedeploy.core.options import click_options, from_cli
 
@@ -16,7 +17,6 @@ from edgedeploy.core.options import click_options, from_cli
 @json_option
 def command(teacher, out, resume, force, as_json, **settings):
     """Distill a teacher classifier into a smaller student (logits, hidden states, attention relations)."""
-    from edgedeploy.compress import distill
 
     opts = from_cli(DistillOptions, settings)
     rec = distill(teacher, out, opts, force=force, resume=resume)
@@ -26,9 +26,13 @@ def command(teacher, out, resume, force, as_json, **settings):
     p, t = rec["parameters"], rec["training"]
     click.echo(f"distilled {teacher} -> {out}")
     click.echo(f"  parameters {p['teacher'] / 1e6:.2f} M -> {p['student'] / 1e6:.2f} M ({p['reduction']:.1%} fewer)")
-    click.echo(f"  distillation loss {rec['loss_before']['total']:.4f} -> {rec['loss_after']['total']:.4f} on a held probe; "
-               f"{t['steps']} steps on {t['rows']} rows in {t['seconds']:.0f} s")
+    click.echo(
+        f"  distillation loss {rec['loss_before']['total']:.4f} -> {rec['loss_after']['total']:.4f} on a held probe; "
+        f"{t['steps']} steps on {t['rows']} rows in {t['seconds']:.0f} s"
+    )
     a = rec["accuracy"]
     if a:
-        click.echo(f"  accuracy: teacher {a['teacher']:.4f}, student {a['student_before']:.4f} before -> {a['student_after']:.4f} after "
-                   f"({a['eval_rows']} rows, PyTorch)")
+        click.echo(
+            f"  accuracy: teacher {a['teacher']:.4f}, student {a['student_before']:.4f} before -> {a['student_after']:.4f} after "
+            f"({a['eval_rows']} rows, PyTorch)"
+        )

@@ -1,13 +1,13 @@
 import click
 
 from edgedeploy.cli.common import emit_json, json_option
+from edgedeploy.device.doctor import diagnose
 
 
 @click.command("doctor")
 @json_option
 def command(as_json):
     """Detect this host, name the closest device profile and what makes numbers unreliable."""
-    from edgedeploy.device.doctor import diagnose
 
     d = diagnose()
     if as_json:

@@ -3,6 +3,11 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option
+from edgedeploy.core.artifact import Artifact
+from edgedeploy.core.errors import BadInput
+from edgedeploy.device.profiles import load
+from edgedeploy.estimate import calibrate, count, roofline
+from edgedeploy.runtimes.inputs import ShapeError, parse_shape
 
 
 @click.command("estimate")
@@ -17,11 +22,6 @@ def command(artifact, profile_names, shape, no_calibrate, as_json):
     Estimates are never measurements: every figure is labelled, and the method's error
     measured on this host is printed beside it.
     """
-    from edgedeploy.core.artifact import Artifact
-    from edgedeploy.core.errors import BadInput
-    from edgedeploy.device.profiles import load
-    from edgedeploy.estimate import calibrate, count, roofline
-    from edgedeploy.runtimes.inputs import ShapeError, parse_shape
 
     art = Artifact.load(artifact)
     try:
@@ -40,11 +40,15 @@ def command(artifact, profile_names, shape, no_calibrate, as_json):
     if as_json:
         emit_json(out)
         return
-    click.echo(f"{art.path.name} at {shape}: {(counts['flops_float'] + counts['flops_int']) / 1e9:.2f} GFLOP "
-               f"({counts['flops_int'] / 1e9:.2f} integer), {counts['bytes'] / 1e6:.0f} MB moved (weights {counts['weight_bytes'] / 1e6:.0f} MB)")
+    click.echo(
+        f"{art.path.name} at {shape}: {(counts['flops_float'] + counts['flops_int']) / 1e9:.2f} GFLOP "
+        f"({counts['flops_int'] / 1e9:.2f} integer), {counts['bytes'] / 1e6:.0f} MB moved (weights {counts['weight_bytes'] / 1e6:.0f} MB)"
+    )
     if cal:
-        click.echo(f"method error on this host ({cal['host_profile']}): measured p50 {cal['measured_p50_ms']:.2f} ms vs "
-                   f"estimated {cal['estimated_ms']:.2f} ms = {cal['measured_over_estimated']:.2f}x")
+        click.echo(
+            f"method error on this host ({cal['host_profile']}): measured p50 {cal['measured_p50_ms']:.2f} ms vs "
+            f"estimated {cal['estimated_ms']:.2f} ms = {cal['measured_over_estimated']:.2f}x"
+        )
     for e in out["estimates"]:
         line = f"ESTIMATE {e['profile']}: {e['estimated_ms']:.1f} ms ({e['bound']}-bound, roofline)"
         if "calibrated_ms" in e:

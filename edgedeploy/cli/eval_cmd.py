@@ -4,8 +4,10 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option, table
+from edgedeploy.core.atomic import write_json_atomic
+from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import click_options, from_cli
-from edgedeploy.quality.evaluate import EvalOptions
+from edgedeploy.quality.evaluate import EvalOptions, evaluate, top_confusions
 from edgedeploy.quality.fidelity import worst_cosine
 
 
@@ -17,9 +19,6 @@ from edgedeploy.quality.fidelity import worst_cosine
 def command(artifact, output, as_json, **settings):
     """Task accuracy of ARTIFACT on labeled data (accuracy, macro-F1, per class) and its
     fidelity against --reference."""
-    from edgedeploy.core.atomic import write_json_atomic
-    from edgedeploy.core.errors import BadInput
-    from edgedeploy.quality.evaluate import evaluate, top_confusions
 
     o = from_cli(EvalOptions, settings)
     if o.no_labels and not o.reference:
@@ -30,8 +29,17 @@ def command(artifact, output, as_json, **settings):
         if tty:
             click.echo(f"\revaluated {n} rows", err=True, nl=False)
 
-    res = evaluate(artifact, o.eval_data, reference=o.reference, text_column=o.text_column, label_column=None if o.no_labels else o.label_column,
-                   text_pair_column=o.text_pair_column, limit=o.limit, batch=o.batch_size, progress=progress)
+    res = evaluate(
+        artifact,
+        o.eval_data,
+        reference=o.reference,
+        text_column=o.text_column,
+        label_column=None if o.no_labels else o.label_column,
+        text_pair_column=o.text_pair_column,
+        limit=o.limit,
+        batch=o.batch_size,
+        progress=progress,
+    )
     if tty:
         click.echo("", err=True)
     if output:
@@ -43,7 +51,10 @@ def command(artifact, output, as_json, **settings):
     if "task" in res:
         t = res["task"]
         click.echo(f"  accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}")
-        rows = [[name, c["support"], c["predicted"], c["correct"], f"{c['f1']:.3f}"] for name, c in sorted(t["per_class"].items(), key=lambda kv: -kv[1]["support"])[:20]]
+        rows = [
+            [name, c["support"], c["predicted"], c["correct"], f"{c['f1']:.3f}"]
+            for name, c in sorted(t["per_class"].items(), key=lambda kv: -kv[1]["support"])[:20]
+        ]
         click.echo(table(rows, ["class", "support", "predicted", "correct", "f1"]))
         if len(t["per_class"]) > 20:
             click.echo(f"  ({len(t['per_class']) - 20} more classes in the JSON); most missed: {top_confusions(t['per_class'])}")

@@ -22,8 +22,17 @@ def command(source, out, force, as_json, **settings):
     art = export(source, out, options=from_cli(ExportOptions, settings), force=force)
     v = art.manifest["validation"]
     if as_json:
-        emit_json({"artifact": str(art.path), "digest": art.digest, "validation": {k: v[k] for k in ("passed", "max_abs_diff", "atol", "rtol")}, "size_bytes": art.manifest["size_bytes"]})
+        emit_json(
+            {
+                "artifact": str(art.path),
+                "digest": art.digest,
+                "validation": {k: v[k] for k in ("passed", "max_abs_diff", "atol", "rtol")},
+                "size_bytes": art.manifest["size_bytes"],
+            }
+        )
     else:
         click.echo(f"exported {art.manifest['source']['name']} -> {art.path}")
-        click.echo(f"  validation passed: max_abs_diff {v['max_abs_diff']:.3g} (atol {v['atol']:g}), "
-                   f"{len(v['cases'])} cases, exporter {art.manifest['export']['exporter']}, size {art.manifest['size_bytes'] / 1e6:.1f} MB")
+        click.echo(
+            f"  validation passed: max_abs_diff {v['max_abs_diff']:.3g} (atol {v['atol']:g}), "
+            f"{len(v['cases'])} cases, exporter {art.manifest['export']['exporter']}, size {art.manifest['size_bytes'] / 1e6:.1f} MB"
+        )

@@ -4,17 +4,17 @@ from pathlib import Path
 
 import click
 
+from edgedeploy.bench import bench
+from edgedeploy.bench import require_stable as check_stable
 from edgedeploy.cli.common import emit_json, table
+from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.errors import EdgeDeployError
+from edgedeploy.device.fleet import read_inventory, remote_options, run_all
 
 
 def run_fleet(artifacts, opts, output, as_json):
     """One device: measure it and return its results for the caller to report like a
     local run. Several: measure them in parallel, report here and return None."""
-    from edgedeploy.bench import bench
-    from edgedeploy.bench import require_stable as check_stable
-    from edgedeploy.core.atomic import write_json_atomic
-    from edgedeploy.device.fleet import read_inventory, remote_options, run_all
 
     entries = [{"host": h} for h in opts.host] + (read_inventory(opts.hosts) if opts.hosts else [])
     single = len(entries) == 1
@@ -39,8 +39,17 @@ def run_fleet(artifacts, opts, output, as_json):
         if "ok" in res:
             for r in res["ok"]["results"]:
                 lat = r["latency_ms"]
-                rows.append([host, r["name"], f"{lat['p50']:.2f}", f"{lat['p90']:.2f}" if lat["p90"] else "n/a", f"{lat['cv']:.1%}",
-                             f"{r['ratio_to_first']:.2f}x", "yes" if r["stable"] else "UNSTABLE"])
+                rows.append(
+                    [
+                        host,
+                        r["name"],
+                        f"{lat['p50']:.2f}",
+                        f"{lat['p90']:.2f}" if lat["p90"] else "n/a",
+                        f"{lat['cv']:.1%}",
+                        f"{r['ratio_to_first']:.2f}x",
+                        "yes" if r["stable"] else "UNSTABLE",
+                    ]
+                )
         else:
             rows.append([host, "FAILED", "-", "-", "-", "-", res["error"][:80]])
     if as_json:

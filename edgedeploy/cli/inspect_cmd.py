@@ -3,6 +3,7 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option, table
+from edgedeploy.core.artifact import Artifact
 from edgedeploy.quality.fidelity import worst_cosine
 
 
@@ -11,7 +12,6 @@ from edgedeploy.quality.fidelity import worst_cosine
 @json_option
 def command(artifact, as_json):
     """Show an artifact's manifest: source, lineage, signature, validation, files."""
-    from edgedeploy.core.artifact import Artifact
 
     art = Artifact.load(artifact, verify=False)
     m = art.manifest
@@ -20,10 +20,14 @@ def command(artifact, as_json):
         return
     src = m["source"]
     rows = [
-        ["artifact", str(art.path)], ["digest", m.get("digest", art.digest)[:16]],
+        ["artifact", str(art.path)],
+        ["digest", m.get("digest", art.digest)[:16]],
         ["source", f"{src.get('name')} ({src.get('kind')}, task {src.get('task')})"],
-        ["parent", (m.get("lineage") or {}).get("parent") or "-"], ["step", (m.get("lineage") or {}).get("step", "-")],
-        ["opset", m["opset"]], ["parameters", f"{m.get('parameters', 0):,}"], ["size", f"{m['size_bytes'] / 1e6:.2f} MB"],
+        ["parent", (m.get("lineage") or {}).get("parent") or "-"],
+        ["step", (m.get("lineage") or {}).get("step", "-")],
+        ["opset", m["opset"]],
+        ["parameters", f"{m.get('parameters', 0):,}"],
+        ["size", f"{m['size_bytes'] / 1e6:.2f} MB"],
     ]
     for spec in m["inputs"]:
         rows.append([f"input {spec['name']}", f"{spec['dtype']} {spec['shape']}"])

@@ -14,9 +14,21 @@ from edgedeploy.core.errors import EdgeDeployError
 from edgedeploy.runtimes.errors import JobError, ShapeError
 
 COMMANDS = {
-    "export": "export", "inspect": "inspect_cmd", "verify": "verify", "quantize": "quantize",
-    "bench": "bench", "profiles": "profiles", "doctor": "doctor", "estimate": "estimate", "provision": "provision", "eval": "eval_cmd",
-    "run": "run_cmd", "report": "report_cmd", "prune": "prune_cmd", "distill": "distill_cmd", "schema": "schema_cmd",
+    "export": "export",
+    "inspect": "inspect_cmd",
+    "verify": "verify",
+    "quantize": "quantize",
+    "bench": "bench",
+    "profiles": "profiles",
+    "doctor": "doctor",
+    "estimate": "estimate",
+    "provision": "provision",
+    "eval": "eval_cmd",
+    "run": "run_cmd",
+    "report": "report_cmd",
+    "prune": "prune_cmd",
+    "distill": "distill_cmd",
+    "schema": "schema_cmd",
 }
 
 

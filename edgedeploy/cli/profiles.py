@@ -1,6 +1,7 @@
 import click
 
 from edgedeploy.cli.common import emit_json, json_option, table
+from edgedeploy.device.profiles import available, load
 
 
 @click.group("profiles")
@@ -12,14 +13,22 @@ def command():
 @json_option
 def list_cmd(as_json):
     """List every profile that loads and validates."""
-    from edgedeploy.device.profiles import available, load
 
     rows, docs = [], []
     for name in sorted(available()):
         p = load(name)
         docs.append(p)
-        rows.append([name, p["target"]["arch"], p["target"]["cpu"], p["target"]["cores"], ",".join(p["run"]["providers"]).replace("ExecutionProvider", ""),
-                     p["quantization"]["preferred"], p["_path"]])
+        rows.append(
+            [
+                name,
+                p["target"]["arch"],
+                p["target"]["cpu"],
+                p["target"]["cores"],
+                ",".join(p["run"]["providers"]).replace("ExecutionProvider", ""),
+                p["quantization"]["preferred"],
+                p["_path"],
+            ]
+        )
     if as_json:
         emit_json(docs)
     else:
@@ -31,7 +40,6 @@ def list_cmd(as_json):
 @json_option
 def show_cmd(name, as_json):
     """Show one profile (NAME or a path to a .json profile)."""
-    from edgedeploy.device.profiles import load
 
     p = load(name)
     if as_json:

@@ -3,6 +3,10 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option
+from edgedeploy.core.errors import EdgeDeployError
+from edgedeploy.device.fleet import run_all
+from edgedeploy.device.provision import provision
+from edgedeploy.device.ssh import Host
 
 
 @click.command("provision")
@@ -16,10 +20,6 @@ from edgedeploy.cli.common import emit_json, json_option
 def command(hosts, remote_venv, remote_python, packages, ssh_config, accept_new_host_key, as_json):
     """Make devices ready to benchmark without internet on them: wheels for the device's
     platform are downloaded here, copied over and installed offline into a venv."""
-    from edgedeploy.core.errors import EdgeDeployError
-    from edgedeploy.device.fleet import run_all
-    from edgedeploy.device.provision import provision
-    from edgedeploy.device.ssh import Host
 
     def one(entry):
         t = Host.parse(entry["host"], config=str(ssh_config) if ssh_config else None, accept_new_host_key=accept_new_host_key)

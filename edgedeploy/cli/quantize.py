@@ -5,6 +5,7 @@ import click
 from edgedeploy.cli.common import emit_json, json_option
 from edgedeploy.core.options import click_options, from_cli
 from edgedeploy.quality.fidelity import worst_cosine
+from edgedeploy.quantize import quantize
 from edgedeploy.quantize.options import QuantizeOptions
 
 
@@ -16,7 +17,6 @@ from edgedeploy.quantize.options import QuantizeOptions
 @json_option
 def command(artifact, out, force, as_json, **settings):
     """Quantize ARTIFACT with ONNX Runtime into a new artifact (the parent is never modified)."""
-    from edgedeploy.quantize import quantize
 
     opts = from_cli(QuantizeOptions, settings)
     method = opts.method
@@ -25,14 +25,20 @@ def command(artifact, out, force, as_json, **settings):
     if as_json:
         emit_json({"artifact": str(art.path), "quantization": q, "fidelity": f})
         return
-    click.echo(f"{method} -> {art.path}: {q['model_bytes'] / 1e6:.1f} MB ({q['compression_ratio']:.2f}x smaller than {q['parent_model_bytes'] / 1e6:.1f} MB)")
-    line = f"  fidelity on {f['samples']} samples: mean cosine {f['mean_cosine']:.4f}, worst {worst_cosine(f):.4f}, max abs diff {f['max_abs_diff']:.3g}"
+    click.echo(
+        f"{method} -> {art.path}: {q['model_bytes'] / 1e6:.1f} MB ({q['compression_ratio']:.2f}x smaller than {q['parent_model_bytes'] / 1e6:.1f} MB)"
+    )
+    line = (
+        f"  fidelity on {f['samples']} samples: mean cosine {f['mean_cosine']:.4f}, worst {worst_cosine(f):.4f}, max abs diff {f['max_abs_diff']:.3g}"
+    )
     if "top1_agreement" in f:
         line += f", top-1 agreement {f['top1_agreement']:.1%}"
     click.echo(line)
     search = q.get("accuracy_search")
     if search and "accuracy" in search["reached"]:
-        click.echo(f"  task accuracy {search['reached']['accuracy']:.4f} vs parent {search['budget']['parent_accuracy']:.4f} "
-                   f"(drop {search['reached']['accuracy_drop']:.4f}, budget {search['budget']['max_accuracy_drop']})")
+        click.echo(
+            f"  task accuracy {search['reached']['accuracy']:.4f} vs parent {search['budget']['parent_accuracy']:.4f} "
+            f"(drop {search['reached']['accuracy_drop']:.4f}, budget {search['budget']['max_accuracy_drop']})"
+        )
     if q["nodes_kept_float"]:
         click.echo(f"  kept in float: {len(q['nodes_kept_float'])} node(s)")

@@ -3,6 +3,7 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option
+from edgedeploy.release.report import build
 
 
 @click.command("report")
@@ -11,7 +12,6 @@ from edgedeploy.cli.common import emit_json, json_option
 def command(run_dir, as_json):
     """Write report.json, results.csv, report.md and a self-contained report.html for RUN_DIR
     (made by 'edgedeploy run')."""
-    from edgedeploy.release.report import build
 
     report, paths = build(run_dir)
     if as_json:

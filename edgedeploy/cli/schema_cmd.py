@@ -2,6 +2,8 @@ import json
 
 import click
 
+from edgedeploy.schemas import schema
+
 SCHEMAS = ("recipe", "manifest")
 
 
@@ -14,6 +16,5 @@ def command(what):
     # yaml-language-server: $schema=recipe.schema.json
     after 'edgedeploy schema recipe > recipe.schema.json'.
     """
-    from edgedeploy.schemas import schema
 
     click.echo(json.dumps(schema(what), indent=2))

@@ -3,6 +3,7 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option
+from edgedeploy.core.artifact import Artifact, check_external_data
 from edgedeploy.core.errors import BadInput
 
 
@@ -11,7 +12,6 @@ from edgedeploy.core.errors import BadInput
 @json_option
 def command(artifact, as_json):
     """Re-hash every file of ARTIFACT against its manifest (exit 2 on any mismatch)."""
-    from edgedeploy.core.artifact import Artifact, check_external_data
 
     art = Artifact.load(artifact, verify=False)
     problems = art.verify()

@@ -25,10 +25,32 @@ class Family:
     layers_key: str
 
 
-_BERT = Family("encoder.layer", "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-               "attention.self", "num_attention_heads", "intermediate.dense", "output.dense", "intermediate_size", "num_hidden_layers")
-_DISTILBERT = Family("transformer.layer", "attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin",
-                     "attention", "n_heads", "ffn.lin1", "ffn.lin2", "hidden_dim", "n_layers")
+_BERT = Family(
+    "encoder.layer",
+    "attention.self.query",
+    "attention.self.key",
+    "attention.self.value",
+    "attention.output.dense",
+    "attention.self",
+    "num_attention_heads",
+    "intermediate.dense",
+    "output.dense",
+    "intermediate_size",
+    "num_hidden_layers",
+)
+_DISTILBERT = Family(
+    "transformer.layer",
+    "attention.q_lin",
+    "attention.k_lin",
+    "attention.v_lin",
+    "attention.out_lin",
+    "attention",
+    "n_heads",
+    "ffn.lin1",
+    "ffn.lin2",
+    "hidden_dim",
+    "n_layers",
+)
 FAMILIES = {"bert": _BERT, "roberta": _BERT, "xlm-roberta": _BERT, "electra": _BERT, "camembert": _BERT, "distilbert": _DISTILBERT}
 
 
@@ -118,8 +140,9 @@ class Encoder:
             idx = torch.tensor(sorted(keep), dtype=torch.long)
             for name, dim in (("ffn_in", 0), ("ffn_out", 1)):
                 lin = self.part(layer, name)
-                new = torch.nn.Linear(lin.in_features if dim == 0 else len(idx), len(idx) if dim == 0 else lin.out_features,
-                                      bias=lin.bias is not None)
+                new = torch.nn.Linear(
+                    lin.in_features if dim == 0 else len(idx), len(idx) if dim == 0 else lin.out_features, bias=lin.bias is not None
+                )
                 with torch.no_grad():
                     new.weight.copy_(lin.weight.index_select(dim, idx))
                     if lin.bias is not None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.core.errors import BadInput
+from edgedeploy.data.datasets import iter_rows
 from edgedeploy.data.labels import config_label2id, to_ids
 
 
@@ -22,10 +23,10 @@ class TextSet:
         return len(self.texts)
 
 
-def load(path, config, *, text_column: str = "text", label_column: str | None = "label", limit: int | None = None,
-         seed: int = 0, need_labels: bool = False) -> TextSet:
+def load(
+    path, config, *, text_column: str = "text", label_column: str | None = "label", limit: int | None = None, seed: int = 0, need_labels: bool = False
+) -> TextSet:
     """Read ``path`` (TSV/CSV/JSONL). ``limit`` takes a seeded random subset, not the head of the file."""
-    from edgedeploy.data.datasets import iter_rows
 
     path = Path(path)
     cols = (text_column,) + ((label_column,) if label_column and need_labels else ())
@@ -47,7 +48,7 @@ def batches(tokenizer, data: TextSet, order, batch_size: int, max_length: int):
     import torch
 
     for i in range(0, len(order), batch_size):
-        idx = order[i:i + batch_size]
+        idx = order[i : i + batch_size]
         enc = tokenizer([data.texts[j] for j in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
         labels = torch.from_numpy(data.labels[idx]) if data.labels is not None else None
         yield dict(enc), labels

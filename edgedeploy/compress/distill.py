@@ -18,9 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedeploy.compress import data as textdata
+from edgedeploy.compress import losses, model_io
 from edgedeploy.compress.arch import Encoder, parameters
 from edgedeploy.compress.options import DistillOptions
+from edgedeploy.compress.train import Schedule, train, trainable
+from edgedeploy.core.atomic import check_output_dir
 from edgedeploy.core.errors import BadInput
+from edgedeploy.exporters.huggingface import weight_files
 
 log = logging.getLogger("edgedeploy")
 
@@ -51,12 +56,16 @@ def check_tokenizers(teacher_tok, student_tok, texts: list[str], teacher: str, s
     """Distillation compares outputs token by token: both models must see the same ids."""
     tv, sv = teacher_tok.get_vocab(), student_tok.get_vocab()
     if tv != sv:
-        raise BadInput(f"teacher {teacher} and student {student} have different tokenizers ({len(tv)} vs {len(sv)} vocabulary entries"
-                       f"{', same size but different ids' if len(tv) == len(sv) else ''}); distillation needs a shared tokenizer")
+        raise BadInput(
+            f"teacher {teacher} and student {student} have different tokenizers ({len(tv)} vs {len(sv)} vocabulary entries"
+            f"{', same size but different ids' if len(tv) == len(sv) else ''}); distillation needs a shared tokenizer"
+        )
     for i, t in enumerate(texts):
         if teacher_tok(t)["input_ids"] != student_tok(t)["input_ids"]:
-            raise BadInput(f"teacher {teacher} and student {student} tokenize row {i + 1} differently (normalisation or special tokens); "
-                           "distillation needs a shared tokenizer")
+            raise BadInput(
+                f"teacher {teacher} and student {student} tokenize row {i + 1} differently (normalisation or special tokens); "
+                "distillation needs a shared tokenizer"
+            )
 
 
 def _qkv_hooks(enc: Encoder, store: list):
@@ -67,11 +76,6 @@ def _qkv_hooks(enc: Encoder, store: list):
 
 def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = False, resume: bool | str = False) -> dict:
     import torch
-
-    from edgedeploy.compress import data as textdata
-    from edgedeploy.compress import losses, model_io
-    from edgedeploy.compress.train import Schedule, train, trainable
-    from edgedeploy.core.atomic import check_output_dir
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -106,19 +110,32 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
     if s_model.config.num_labels != t_model.config.num_labels:
         raise BadInput(f"teacher has {t_model.config.num_labels} classes, student {s_model.config.num_labels}; they must match")
     need_labels = opts.alpha > 0
-    train_set = textdata.load(opts.train_data, t_model.config, text_column=opts.text_column, label_column=opts.label_column,
-                              limit=opts.limit, seed=opts.seed, need_labels=need_labels)
+    train_set = textdata.load(
+        opts.train_data,
+        t_model.config,
+        text_column=opts.text_column,
+        label_column=opts.label_column,
+        limit=opts.limit,
+        seed=opts.seed,
+        need_labels=need_labels,
+    )
     if opts.student:
         check_tokenizers(t_tok, s_tok, train_set.texts[:32], teacher, opts.student)
     if opts.hidden_weight and s_model.config.hidden_size != t_model.config.hidden_size:
-        raise BadInput(f"--hidden-weight needs the same hidden size in teacher ({t_model.config.hidden_size}) and student ({s_model.config.hidden_size})")
+        raise BadInput(
+            f"--hidden-weight needs the same hidden size in teacher ({t_model.config.hidden_size}) and student ({s_model.config.hidden_size})"
+        )
     heads = opts.relation_heads or t_model.config.num_attention_heads
     if opts.attention_weight:
         widths = {"teacher": t_enc.part(len(t_enc.layers) - 1, "q").out_features, "student": s_enc.part(len(s_enc.layers) - 1, "q").out_features}
         bad = {k: w for k, w in widths.items() if w % heads}
         if bad:
             raise BadInput(f"--relation-heads {heads}: does not divide the attention width of the {', '.join(f'{k} ({w})' for k, w in bad.items())}")
-    eval_set = textdata.load(opts.eval_data, t_model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True) if opts.eval_data else None
+    eval_set = (
+        textdata.load(opts.eval_data, t_model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
+        if opts.eval_data
+        else None
+    )
 
     t_model.eval().requires_grad_(False)
     t_store, s_store = [], []
@@ -157,30 +174,52 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
                 n += len(next(iter(x.values())))
         return {k: v / n for k, v in sums.items()} | {"total": sum(sums.values()) / n}
 
-    record = {"kind": "edgedeploy-compression", "method": "distill", "teacher": t_src.as_dict(), "student": student_from,
-              "settings": opts.recorded(), "layer_map": layer_map, "accuracy": {}}
+    record = {
+        "kind": "edgedeploy-compression",
+        "method": "distill",
+        "teacher": t_src.as_dict(),
+        "student": student_from,
+        "settings": opts.recorded(),
+        "layer_map": layer_map,
+        "accuracy": {},
+    }
     if eval_set is not None:
         record["accuracy"]["teacher"] = textdata.accuracy(t_model, t_tok, eval_set)
         record["accuracy"]["student_before"] = textdata.accuracy(s_model, t_tok, eval_set)
     record["loss_before"] = probe()
     ckpt = out.absolute().with_name(out.name + ".partial")
-    from edgedeploy.exporters.huggingface import weight_files
 
     teacher_files = [model_io.data_fingerprint(f) for f in [t_src.path / "config.json", *weight_files(t_src.path)]]
-    fingerprint = {"teacher": teacher_files, "settings": opts.recorded(), "student_from": student_from,
-                   "data": model_io.data_fingerprint(opts.train_data)}
+    fingerprint = {
+        "teacher": teacher_files,
+        "settings": opts.recorded(),
+        "student_from": student_from,
+        "data": model_io.data_fingerprint(opts.train_data),
+    }
     sched = Schedule(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed, checkpoint_every=opts.checkpoint_every)
-    record["training"] = train(s_model, trainable(s_model), loss_fn, len(train_set),
-                               lambda order: textdata.batches(t_tok, train_set, order, opts.batch_size, opts.max_length),
-                               sched, what="distill", ckpt_dir=ckpt, fingerprint=fingerprint, resume=resume)
+    record["training"] = train(
+        s_model,
+        trainable(s_model),
+        loss_fn,
+        len(train_set),
+        lambda order: textdata.batches(t_tok, train_set, order, opts.batch_size, opts.max_length),
+        sched,
+        what="distill",
+        ckpt_dir=ckpt,
+        fingerprint=fingerprint,
+        resume=resume,
+    )
     record["training"]["rows"] = len(train_set)
     record["loss_after"] = probe()
     if eval_set is not None:
         record["accuracy"]["student_after"] = textdata.accuracy(s_model, t_tok, eval_set)
         record["accuracy"]["eval_rows"] = len(eval_set)
         record["accuracy"]["provenance"] = "measured with PyTorch on this host"
-    record["parameters"] = {"teacher": parameters(t_model), "student": parameters(s_model),
-                            "reduction": 1 - parameters(s_model) / parameters(t_model)}
+    record["parameters"] = {
+        "teacher": parameters(t_model),
+        "student": parameters(s_model),
+        "reduction": 1 - parameters(s_model) / parameters(t_model),
+    }
     record["data"] = {"train": model_io.data_fingerprint(opts.train_data), "eval": model_io.data_fingerprint(opts.eval_data)}
     record["seconds"] = round(time.perf_counter() - t0, 1)
     model_io.publish(s_model, t_tok, out, record, force)

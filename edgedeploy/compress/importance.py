@@ -43,11 +43,11 @@ def gradient(enc: Encoder, batches) -> tuple[list[np.ndarray], list[np.ndarray]]
     hooks = []
     for i in range(len(enc.layers)):
         # the output projection's input is the heads side by side: gate each head's slice
-        hooks.append(enc.part(i, "attn_out").register_forward_pre_hook(
-            lambda _m, args, g=head_gates[i]: (args[0] * g.repeat_interleave(d),) + tuple(args[1:])))
+        hooks.append(
+            enc.part(i, "attn_out").register_forward_pre_hook(lambda _m, args, g=head_gates[i]: (args[0] * g.repeat_interleave(d),) + tuple(args[1:]))
+        )
         # feed-forward: gate the activations going into the down-projection
-        hooks.append(enc.part(i, "ffn_out").register_forward_pre_hook(
-            lambda _m, args, g=ffn_gates[i]: (args[0] * g,) + tuple(args[1:])))
+        hooks.append(enc.part(i, "ffn_out").register_forward_pre_hook(lambda _m, args, g=ffn_gates[i]: (args[0] * g,) + tuple(args[1:])))
     head_imp = [torch.zeros_like(g) for g in head_gates]
     ffn_imp = [torch.zeros_like(g) for g in ffn_gates]
     was_training = model.training

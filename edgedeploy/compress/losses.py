@@ -39,7 +39,7 @@ def relation_logprobs(x, mask, heads: int):
     b, s, width = x.shape
     d = width // heads
     xr = x.view(b, s, heads, d).transpose(1, 2)  # b, h, s, d
-    scores = xr @ xr.transpose(-1, -2) / d ** 0.5
+    scores = xr @ xr.transpose(-1, -2) / d**0.5
     scores = scores.masked_fill(~mask.bool()[:, None, None, :], torch.finfo(scores.dtype).min)
     return scores.log_softmax(-1)
 

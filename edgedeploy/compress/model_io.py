@@ -6,7 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgedeploy.compress.reference import materialize
+from edgedeploy.core.artifact import sha256_file
+from edgedeploy.core.atomic import staged_directory
 from edgedeploy.core.errors import BadInput
+from edgedeploy.core.sources import resolve
 
 RECORD = "compression.json"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
@@ -21,9 +25,6 @@ def load(source: str, what: str = "SOURCE"):
     """(model, tokenizer or None, resolved Source) in eval mode."""
     from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-    from edgedeploy.compress.reference import materialize
-    from edgedeploy.core.sources import resolve
-
     src = materialize(resolve(source))
     if src.kind != "huggingface":
         raise BadInput(f"{what} {source}: pruning and distillation need a Hugging Face model directory (this is {src.kind})")
@@ -37,8 +38,9 @@ def load(source: str, what: str = "SOURCE"):
 
 def require_classifier(model, source: str, why: str) -> None:
     if not type(model).__name__.endswith("ForSequenceClassification"):
-        raise BadInput(f"{source}: {why} needs a sequence classifier (a *ForSequenceClassification model with a task head); "
-                       "this is an encoder without one")
+        raise BadInput(
+            f"{source}: {why} needs a sequence classifier (a *ForSequenceClassification model with a task head); this is an encoder without one"
+        )
 
 
 def require_tokenizer(tok, source: str) -> None:
@@ -51,7 +53,6 @@ def is_output(path: Path) -> bool:
 
 
 def publish(model, tok, out: Path, record: dict, force: bool) -> Path:
-    from edgedeploy.core.atomic import staged_directory
 
     with staged_directory(out, force=force, is_artifact=is_output) as stage:
         model.save_pretrained(stage, safe_serialization=True)
@@ -64,6 +65,5 @@ def publish(model, tok, out: Path, record: dict, force: bool) -> Path:
 def data_fingerprint(path) -> dict | None:
     if not path:
         return None
-    from edgedeploy.core.artifact import sha256_file
 
     return {"file": str(Path(path).resolve()), "sha256": sha256_file(Path(path))}

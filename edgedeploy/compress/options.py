@@ -31,10 +31,14 @@ class TrainingOptions(Options):
 
 
 class PruneOptions(TrainingOptions):
-    heads: str | None = Field(None, description="Attention heads to remove: a fraction of all heads (0.2), a count (14) or LAYER:HEAD,..;.. (0:1,2;3:0).")
+    heads: str | None = Field(
+        None, description="Attention heads to remove: a fraction of all heads (0.2), a count (14) or LAYER:HEAD,..;.. (0:1,2;3:0)."
+    )
     ffn: float | None = Field(None, gt=0, lt=1, description="Fraction of feed-forward neurons to remove from every layer (0.25).")
     keep_layers: str | None = Field(None, description="Keep only these layers, e.g. 0,2,4 (applied first).")
-    importance: Literal["gradient", "magnitude"] | None = Field(None, description="Ranking: gradient (needs --train-data; the default with it) or magnitude.")
+    importance: Literal["gradient", "magnitude"] | None = Field(
+        None, description="Ranking: gradient (needs --train-data; the default with it) or magnitude."
+    )
     importance_samples: int = Field(512, ge=1, description="Training rows used to rank heads and neurons.")
     steps: int = Field(1, ge=1, le=100, description="Gradual schedule: prune in this many rounds, recovering after each.")
     recover_epochs: float = Field(0.0, ge=0, description="Recovery fine-tuning after each round (epochs over the training data; fractions allowed).")

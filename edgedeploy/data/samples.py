@@ -9,14 +9,26 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.core.errors import BadInput
+from edgedeploy.data.datasets import iter_rows
+from edgedeploy.runtimes.inputs import generate
 
 
 class SampleSource:
     """Re-iterable batches of feeds for one artifact."""
 
-    def __init__(self, artifact, path: Path | None, text_column: str = "text", limit: int = 64, batch: int = 16,
-                 max_length: int = 128, allow_random: bool = False, label_column: str | None = None, pad_to_max: bool = False,
-                 pair_column: str | None = None):
+    def __init__(
+        self,
+        artifact,
+        path: Path | None,
+        text_column: str = "text",
+        limit: int = 64,
+        batch: int = 16,
+        max_length: int = 128,
+        allow_random: bool = False,
+        label_column: str | None = None,
+        pad_to_max: bool = False,
+        pair_column: str | None = None,
+    ):
         self.artifact = artifact
         self.path = Path(path) if path else None
         self.text_column = text_column
@@ -42,8 +54,11 @@ class SampleSource:
         return "npz" if self.path.suffix == ".npz" else "text"
 
     def describe(self) -> dict:
-        return {"source": str(self.path) if self.path else "random inputs generated from the signature (not real data)",
-                "kind": self.kind, "limit": self.limit}
+        return {
+            "source": str(self.path) if self.path else "random inputs generated from the signature (not real data)",
+            "kind": self.kind,
+            "limit": self.limit,
+        }
 
     def tokenizer(self):
         if self._tokenizer is None:
@@ -63,7 +78,6 @@ class SampleSource:
             yield from self._random()
 
     def _text(self):
-        from edgedeploy.data.datasets import iter_rows
 
         cols = (self.text_column,) + tuple(c for c in (self.label_column, self.pair_column) if c)
         texts, pairs, n = [], [], 0
@@ -84,7 +98,9 @@ class SampleSource:
             yield self._encode(texts, pairs)
 
     def _encode(self, texts, pairs=None):
-        enc = self.tokenizer()(texts, pairs or None, padding="max_length" if self.pad_to_max else True, truncation=True, max_length=self.max_length, return_tensors="np")
+        enc = self.tokenizer()(
+            texts, pairs or None, padding="max_length" if self.pad_to_max else True, truncation=True, max_length=self.max_length, return_tensors="np"
+        )
         return {k: v.astype(np.int64) for k, v in enc.items() if k in self.input_names}
 
     def _npz(self):
@@ -97,10 +113,9 @@ class SampleSource:
             raise BadInput(f"{self.path}: lacks input(s) {', '.join(missing)}; it has {', '.join(data.files)}")
         total = min(len(data[self.input_names[0]]), self.limit)
         for i in range(0, total, self.batch):
-            yield {n: data[n][i:min(i + self.batch, total)] for n in self.input_names}
+            yield {n: data[n][i : min(i + self.batch, total)] for n in self.input_names}
 
     def _random(self):
-        from edgedeploy.runtimes.inputs import generate
 
         sig = self.artifact.inputs
         done = 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import platform
 
+from edgedeploy.runtimes import environment
+
 
 def closest_profile(arch: str, flags: set[str], jetson: bool) -> str:
     if arch in ("x86_64", "AMD64"):
@@ -17,7 +19,6 @@ def closest_profile(arch: str, flags: set[str], jetson: bool) -> str:
 
 
 def diagnose() -> dict:
-    from edgedeploy.runtimes import environment
 
     env = environment.describe()
     flags = environment.cpu_flags()
@@ -26,9 +27,13 @@ def diagnose() -> dict:
     warnings = []
     gov = env.get("governor")
     if gov is None:
-        warnings.append("CPU frequency governor not readable (VM or container): clocks may scale or be shared; compare variants interleaved and trust ratios over absolute times")
+        warnings.append(
+            "CPU frequency governor not readable (VM or container): clocks may scale or be shared; compare variants interleaved and trust ratios over absolute times"
+        )
     elif gov != "performance":
-        warnings.append(f"CPU governor is {gov!r}, not 'performance': latency will vary with frequency scaling (set it with cpupower frequency-set -g performance)")
+        warnings.append(
+            f"CPU governor is {gov!r}, not 'performance': latency will vary with frequency scaling (set it with cpupower frequency-set -g performance)"
+        )
     if "hypervisor" in flags:
         warnings.append("running under a hypervisor: vCPUs may be shared with other tenants (noisy neighbours)")
     cores = os.cpu_count() or 1

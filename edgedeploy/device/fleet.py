@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from edgedeploy.core.errors import BadInput, EdgeDeployError
+from edgedeploy.device.ssh import Host
 
 log = logging.getLogger("edgedeploy")
 
@@ -34,10 +35,13 @@ def read_inventory(path: Path) -> list[dict]:
 
 def remote_options(entry: dict, opts) -> dict:
     """How to reach one device: an inventory entry's own settings over ``opts`` (``RemoteOptions``)."""
-    from edgedeploy.device.ssh import Host
 
-    target = Host.parse(entry["host"], config=str(opts.ssh_config) if opts.ssh_config else None,
-                          accept_new_host_key=opts.accept_new_host_key, connect_timeout=opts.connect_timeout)
+    target = Host.parse(
+        entry["host"],
+        config=str(opts.ssh_config) if opts.ssh_config else None,
+        accept_new_host_key=opts.accept_new_host_key,
+        connect_timeout=opts.connect_timeout,
+    )
     venv = entry.get("remote_venv") or opts.remote_venv
     python = f"{venv.rstrip('/')}/bin/python" if venv else entry.get("remote_python") or opts.remote_python
     return {"target": target, "python": python, "timeout_s": opts.timeout, "keep_remote": opts.keep_remote, "bwlimit_kbps": opts.bwlimit}

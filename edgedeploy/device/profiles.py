@@ -14,10 +14,20 @@ from pathlib import Path
 from edgedeploy.core.errors import BadInput
 
 KNOWN_PROVIDERS = {
-    "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider", "XnnpackExecutionProvider",
-    "ACLExecutionProvider", "ArmNNExecutionProvider", "OpenVINOExecutionProvider", "DnnlExecutionProvider",
-    "CoreMLExecutionProvider", "QNNExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider",
-    "NnapiExecutionProvider", "DmlExecutionProvider",
+    "CPUExecutionProvider",
+    "CUDAExecutionProvider",
+    "TensorrtExecutionProvider",
+    "XnnpackExecutionProvider",
+    "ACLExecutionProvider",
+    "ArmNNExecutionProvider",
+    "OpenVINOExecutionProvider",
+    "DnnlExecutionProvider",
+    "CoreMLExecutionProvider",
+    "QNNExecutionProvider",
+    "ROCMExecutionProvider",
+    "MIGraphXExecutionProvider",
+    "NnapiExecutionProvider",
+    "DmlExecutionProvider",
 }
 NUM = (int, float)
 OPT = type(None)
@@ -27,9 +37,19 @@ SCHEMA = {
     "target": {"arch": str, "cpu": str, "cores": int, "isa": list, "memory_gb": NUM, "accelerator": (str, OPT)},
     "run": {"providers": list, "intra_op_threads": int, "inter_op_threads": int, "graph_optimization_level": str, "allow_spinning": bool},
     "quantization": {
-        "preferred": str, "format": str, "activation_type": str, "weight_type": str, "per_channel": bool, "reduce_range": bool,
-        "symmetric_activations": bool, "symmetric_weights": bool, "int4_block_size": int, "int4_accuracy_level": int,
-        "fp16": bool, "int8_faster": bool, "notes": str,
+        "preferred": str,
+        "format": str,
+        "activation_type": str,
+        "weight_type": str,
+        "per_channel": bool,
+        "reduce_range": bool,
+        "symmetric_activations": bool,
+        "symmetric_weights": bool,
+        "int4_block_size": int,
+        "int4_accuracy_level": int,
+        "fp16": bool,
+        "int8_faster": bool,
+        "notes": str,
     },
     "peaks": {"compute_unit": str, "fp32_gflops": NUM, "int8_gops": NUM, "memory_bandwidth_gbs": NUM, "source": str},
 }

@@ -18,22 +18,26 @@ from edgedeploy import __version__
 from edgedeploy.core.artifact import sha256_file
 from edgedeploy.core.errors import EnvironmentFailure
 from edgedeploy.device import remote, ssh
+from edgedeploy.device.runtime_bundle import runtime_sources
 
 log = logging.getLogger("edgedeploy")
 RUNTIME_DIST = "edgedeploy_runtime"
-INSTALL = ('set -e; test -x "$1/bin/python" || "$3" -m venv "$1"; '
-           '"$1/bin/python" -m pip install -q --disable-pip-version-check --no-index --find-links "$2" "$4" numpy onnxruntime')
+INSTALL = (
+    'set -e; test -x "$1/bin/python" || "$3" -m venv "$1"; '
+    '"$1/bin/python" -m pip install -q --disable-pip-version-check --no-index --find-links "$2" "$4" numpy onnxruntime'
+)
 
 
 def runtime_wheel(dest: Path) -> Path:
     """A pure-Python wheel with edgedeploy/__init__.py and edgedeploy/runtimes only."""
-    from edgedeploy.device.runtime_bundle import runtime_sources
 
     name = f"{RUNTIME_DIST}-{__version__}"
     files = dict(runtime_sources())
-    files[f"{name}.dist-info/METADATA"] = (f"Metadata-Version: 2.1\nName: edgedeploy-runtime\nVersion: {__version__}\n"
-                                          "Summary: edgedeploy device-side benchmark harness (numpy + onnxruntime only)\n"
-                                          "Requires-Dist: numpy\nRequires-Dist: onnxruntime\n").encode()
+    files[f"{name}.dist-info/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: edgedeploy-runtime\nVersion: {__version__}\n"
+        "Summary: edgedeploy device-side benchmark harness (numpy + onnxruntime only)\n"
+        "Requires-Dist: numpy\nRequires-Dist: onnxruntime\n"
+    ).encode()
     files[f"{name}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: edgedeploy\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     record = []
     for path, data in files.items():
@@ -55,8 +59,21 @@ def platform_tags(arch: str) -> list[str]:
 
 
 def download_wheels(dest: Path, arch: str, python: str, packages: list[str]) -> None:
-    cmd = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--only-binary=:all:", "--dest", str(dest),
-           "--python-version", python, "--implementation", "cp"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "-q",
+        "--disable-pip-version-check",
+        "--only-binary=:all:",
+        "--dest",
+        str(dest),
+        "--python-version",
+        python,
+        "--implementation",
+        "cp",
+    ]
     for tag in platform_tags(arch):
         cmd += ["--platform", tag]
     proc = subprocess.run(cmd + packages, capture_output=True, text=True)
@@ -88,8 +105,12 @@ def provision(target: ssh.Host, venv: str = ".edgedeploy/venv", python: str = "p
         try:
             remote.upload(target, wh, workdir)
             remote.verify(target, python, f"{workdir}/.staging", sums)
-            proc = ssh.run(target, ["sh", "-c", INSTALL, "sh", venv, f"{workdir}/.staging", python,
-                                    f"edgedeploy-runtime=={__version__}"], check=False, timeout=900)
+            proc = ssh.run(
+                target,
+                ["sh", "-c", INSTALL, "sh", venv, f"{workdir}/.staging", python, f"edgedeploy-runtime=={__version__}"],
+                check=False,
+                timeout=900,
+            )
             if proc.returncode != 0:
                 raise EnvironmentFailure(f"{target.label}: offline install into {venv} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
         finally:

@@ -16,6 +16,7 @@ from pathlib import Path
 from edgedeploy.core.artifact import sha256_file
 from edgedeploy.core.errors import BadInput, EnvironmentFailure
 from edgedeploy.device import ssh
+from edgedeploy.device.runtime_bundle import build_zipapp
 
 log = logging.getLogger("edgedeploy")
 PYZ = "edgedeploy-runtime.pyz"
@@ -63,7 +64,6 @@ KILL = 'test -f "$1/pid" && kill -9 "$(cat "$1/pid")" 2>/dev/null; true'
 
 def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None) -> dict[str, str]:
     """Model files, the runtime zipapp, the inputs and a job file, with a sha256 of each."""
-    from edgedeploy.device.runtime_bundle import build_zipapp
 
     job = json.loads(json.dumps(job))
     for model, art in zip(job["models"], arts):
@@ -106,8 +106,9 @@ def probe(target: ssh.Host, python: str, venv: str | None = None) -> dict:
     """What the device's ``python`` has (see ``PROBE``); exit 3 when there is no such Python."""
     proc = ssh.run(target, [python, "-c", PROBE, *([venv] if venv else [])], check=False)
     if proc.returncode == 127:
-        raise EnvironmentFailure(f"{target.label}: no {python} on the remote; install Python 3 there (e.g. apt install python3 python3-venv) "
-                                 "or pass --remote-python PATH")
+        raise EnvironmentFailure(
+            f"{target.label}: no {python} on the remote; install Python 3 there (e.g. apt install python3 python3-venv) or pass --remote-python PATH"
+        )
     if proc.returncode != 0:
         raise EnvironmentFailure(f"{target.label}: {python} failed the environment probe: {proc.stderr.decode(errors='replace').strip()[-200:]}")
     return json.loads(proc.stdout.decode().strip().splitlines()[-1])
@@ -116,10 +117,14 @@ def probe(target: ssh.Host, python: str, venv: str | None = None) -> dict:
 def check_remote(target: ssh.Host, python: str, need_bytes: int = 0) -> dict:
     info = probe(target, python)
     if info["missing"]:
-        raise EnvironmentFailure(f"{target.label}: remote {python} lacks {', '.join(info['missing'])}; fix with: "
-                                 f"edgedeploy provision --host {target.label} (offline), then pass --remote-venv")
+        raise EnvironmentFailure(
+            f"{target.label}: remote {python} lacks {', '.join(info['missing'])}; fix with: "
+            f"edgedeploy provision --host {target.label} (offline), then pass --remote-venv"
+        )
     if need_bytes and info["free_disk_mb"] * 1e6 < 2 * need_bytes:
-        raise EnvironmentFailure(f"{target.label}: only {info['free_disk_mb']:.0f} MB free in the remote temp dir; need {2 * need_bytes / 1e6:.0f} MB")
+        raise EnvironmentFailure(
+            f"{target.label}: only {info['free_disk_mb']:.0f} MB free in the remote temp dir; need {2 * need_bytes / 1e6:.0f} MB"
+        )
     return info
 
 
@@ -193,8 +198,19 @@ def run_harness(target: ssh.Host, python: str, bundle: str, timeout_s: float, pr
         raise EnvironmentFailure(f"{target.label}: the remote harness failed with exit {rc}: {tail}")
 
 
-def bench_remote(target: ssh.Host, arts, job: dict, *, inputs_npz=None, python: str = "python3", timeout_s: float = 1800,
-                 keep_remote: bool = False, bwlimit_kbps: float | None = None, progress=None, save_outputs=None) -> dict:
+def bench_remote(
+    target: ssh.Host,
+    arts,
+    job: dict,
+    *,
+    inputs_npz=None,
+    python: str = "python3",
+    timeout_s: float = 1800,
+    keep_remote: bool = False,
+    bwlimit_kbps: float | None = None,
+    progress=None,
+    save_outputs=None,
+) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgedeploy-bundle-") as tmp:
         local = Path(tmp)
         sums = build_bundle(local, arts, job, Path(inputs_npz) if inputs_npz else None)

@@ -50,9 +50,21 @@ class Host:
         return f"{self.user + '@' if self.user else ''}{self.host}{':' + str(self.port) if self.port else ''}"
 
     def base(self) -> list[str]:
-        cmd = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(self.connect_timeout)}",
-               "-o", f"StrictHostKeyChecking={'accept-new' if self.accept_new_host_key else 'yes'}",
-               "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR"]
+        cmd = [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"ConnectTimeout={int(self.connect_timeout)}",
+            "-o",
+            f"StrictHostKeyChecking={'accept-new' if self.accept_new_host_key else 'yes'}",
+            "-o",
+            "ServerAliveInterval=5",
+            "-o",
+            "ServerAliveCountMax=3",
+            "-o",
+            "LogLevel=ERROR",
+        ]
         if self.config:
             cmd += ["-F", self.config]
         if self.port:
@@ -76,7 +88,8 @@ def explain(target: Host, stderr: str) -> EnvironmentFailure:
         port = f" -p {target.port}" if target.port else ""
         return EnvironmentFailure(
             f"{target.label}: unknown or changed host key, refused; verify the key and add it with "
-            f"'ssh-keyscan{port} {target.host} >> ~/.ssh/known_hosts', or pass --accept-new-host-key to trust it on first use")
+            f"'ssh-keyscan{port} {target.host} >> ~/.ssh/known_hosts', or pass --accept-new-host-key to trust it on first use"
+        )
     if "Permission denied" in err:
         return EnvironmentFailure(f"{target.label}: authentication failed ({last}); check the user and key (ssh -v {target.host})")
     if "Connection refused" in err or "timed out" in err or "No route to host" in err or "Could not resolve" in err:
@@ -84,8 +97,9 @@ def explain(target: Host, stderr: str) -> EnvironmentFailure:
     return EnvironmentFailure(f"{target.label}: ssh failed ({last})")
 
 
-def run(target: Host, argv: list[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True,
-        retry: bool = True) -> subprocess.CompletedProcess:
+def run(
+    target: Host, argv: list[str], *, input: bytes | None = None, timeout: float = 120.0, check: bool = True, retry: bool = True
+) -> subprocess.CompletedProcess:
     """Run ``argv`` on the target. Exit 255 (ssh's own failure) is retried with backoff;
     any other non-zero exit is the remote command's and is returned or raised as-is."""
     attempts = 1 + (target.retries if retry else 0)
@@ -104,8 +118,9 @@ def run(target: Host, argv: list[str], *, input: bytes | None = None, timeout: f
             continue
         raise explain(target, stderr)
     if check and proc.returncode != 0:
-        raise EnvironmentFailure(f"{target.label}: remote command {argv[0]} failed with exit {proc.returncode}: "
-                                 f"{proc.stderr.decode(errors='replace').strip()[-300:]}")
+        raise EnvironmentFailure(
+            f"{target.label}: remote command {argv[0]} failed with exit {proc.returncode}: {proc.stderr.decode(errors='replace').strip()[-300:]}"
+        )
     return proc
 
 

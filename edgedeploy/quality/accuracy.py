@@ -10,6 +10,7 @@ import numpy as np
 
 from edgedeploy.core.errors import BadInput
 from edgedeploy.data.labels import config_label2id, to_ids
+from edgedeploy.data.samples import SampleSource
 from edgedeploy.runtimes.session import Runner
 
 
@@ -23,7 +24,6 @@ def label_ids(labels: list, artifact) -> np.ndarray:
 
 
 def labeled_eval(artifact, data: Path, text_column: str, label_column: str, limit: int):
-    from edgedeploy.data.samples import SampleSource
 
     src = SampleSource(artifact, data, text_column, limit=limit, label_column=label_column)
     batches = list(src)
@@ -36,7 +36,9 @@ def accuracy(model_path, batches: list[dict], labels: np.ndarray) -> float:
     for feeds in batches:
         logits = model.first(feeds)
         if logits.ndim != 2:
-            raise BadInput(f"{model_path}: task accuracy needs a classifier with 2-D logits; this output has shape {list(logits.shape)} (use --min-cosine)")
+            raise BadInput(
+                f"{model_path}: task accuracy needs a classifier with 2-D logits; this output has shape {list(logits.shape)} (use --min-cosine)"
+            )
         preds.append(logits.argmax(1))
     p = np.concatenate(preds)
     return float((p == labels[: len(p)]).mean())

@@ -14,6 +14,9 @@ from pydantic import Field
 from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import Options
+from edgedeploy.data.samples import SampleSource
+from edgedeploy.quality.accuracy import label_ids
+from edgedeploy.quality.fidelity import Collector
 from edgedeploy.runtimes.session import Runner
 
 log = logging.getLogger("edgedeploy")
@@ -48,17 +51,27 @@ def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: dict[in
         f1 = 2 * p * r / (p + r) if p + r else 0.0
         f1s.append(f1)
         per_class[(names or {}).get(c, str(c))] = {"support": tp + fn, "predicted": tp + fp, "correct": tp, "precision": p, "recall": r, "f1": f1}
-    return {"samples": int(labels.size), "accuracy": float((labels == preds).mean()) if labels.size else float("nan"),
-            "macro_f1": float(np.mean(f1s)) if f1s else float("nan"), "per_class": per_class}
+    return {
+        "samples": int(labels.size),
+        "accuracy": float((labels == preds).mean()) if labels.size else float("nan"),
+        "macro_f1": float(np.mean(f1s)) if f1s else float("nan"),
+        "per_class": per_class,
+    }
 
 
-def evaluate(artifact, data: Path, *, reference=None, text_column: str = "text", label_column: str | None = "label",
-             text_pair_column: str | None = None, limit: int | None = None, batch: int = 32, progress=None) -> dict:
+def evaluate(
+    artifact,
+    data: Path,
+    *,
+    reference=None,
+    text_column: str = "text",
+    label_column: str | None = "label",
+    text_pair_column: str | None = None,
+    limit: int | None = None,
+    batch: int = 32,
+    progress=None,
+) -> dict:
     import json
-
-    from edgedeploy.data.samples import SampleSource
-    from edgedeploy.quality.accuracy import label_ids
-    from edgedeploy.quality.fidelity import Collector
 
     art = Artifact.load(artifact)
     ref = Artifact.load(reference) if reference else None
@@ -72,8 +85,10 @@ def evaluate(artifact, data: Path, *, reference=None, text_column: str = "text",
         got = model.first(feeds)
         if label_column:
             if got.ndim != 2:
-                raise BadInput(f"{art.path}: task accuracy needs a classifier (2-D logits); output {out_name!r} has shape {list(got.shape)}; "
-                               "drop --label-column to measure fidelity only")
+                raise BadInput(
+                    f"{art.path}: task accuracy needs a classifier (2-D logits); output {out_name!r} has shape {list(got.shape)}; "
+                    "drop --label-column to measure fidelity only"
+                )
             preds.append(got.argmax(1))
         if ref_model is not None:
             col.add(got, ref_model.first(feeds), feeds.get("attention_mask"))

@@ -41,8 +41,14 @@ class Collector:
 
     def result(self, output_name: str) -> dict:
         c = np.concatenate(self.cos) if self.cos else np.array([np.nan])
-        out = {"output": output_name, "samples": int(c.size), "mean_cosine": float(np.mean(c)), "worst_cosine": float(np.min(c)),
-               "max_abs_diff": self.max_abs, "finite": self.finite}
+        out = {
+            "output": output_name,
+            "samples": int(c.size),
+            "mean_cosine": float(np.mean(c)),
+            "worst_cosine": float(np.min(c)),
+            "max_abs_diff": self.max_abs,
+            "finite": self.finite,
+        }
         if self.agree:
             out["top1_agreement"] = float(np.concatenate(self.agree).mean())
         return out

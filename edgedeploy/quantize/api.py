@@ -12,15 +12,34 @@ from edgedeploy.core.artifact import MANIFEST, Artifact, finalize_manifest, is_a
 from edgedeploy.core.atomic import checkpoint, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
 from edgedeploy.core.options import coerce
+from edgedeploy.data.datasets import iter_rows
+from edgedeploy.data.samples import SampleSource
 from edgedeploy.device.doctor import resolve_profile
+from edgedeploy.device.profiles import load as load_profile
+from edgedeploy.quality.accuracy import accuracy, labeled_eval
+from edgedeploy.quality.fidelity import compare_models, reference_outputs
 from edgedeploy.quantize import methods
 from edgedeploy.quantize import settings as settings_mod
 from edgedeploy.quantize.options import QuantizeOptions
+from edgedeploy.quantize.preprocess import preprocess
+from edgedeploy.quantize.sensitivity import Budget, candidates, rank
+from edgedeploy.quantize.sensitivity import search as accuracy_search
 
 log = logging.getLogger("edgedeploy")
 METHODS = ("dynamic", "static", "fp16", "int4")
-QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "MatMulNBits", "QLinearMatMul",
-                 "DynamicQuantizeMatMul", "GatherBlockQuantized", "QAttention", "QLinearConv", "ConvInteger"}
+QUANTIZED_OPS = {
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "MatMulInteger",
+    "MatMulNBits",
+    "QLinearMatMul",
+    "DynamicQuantizeMatMul",
+    "GatherBlockQuantized",
+    "QAttention",
+    "QLinearConv",
+    "ConvInteger",
+}
 
 
 def already_quantized(art: Artifact, model) -> str | None:
@@ -34,14 +53,10 @@ def already_quantized(art: Artifact, model) -> str | None:
     return None
 
 
-def quantize(artifact, out: Path, method: str | None = None, *, options: QuantizeOptions | None = None, force: bool = False,
-             **settings) -> Artifact:
+def quantize(artifact, out: Path, method: str | None = None, *, options: QuantizeOptions | None = None, force: bool = False, **settings) -> Artifact:
     """Quantize ``artifact`` into a new artifact at ``out``. Settings are a ``QuantizeOptions``
     or its fields as keyword arguments (``quantize(a, out, "dynamic", eval_data=dev)``)."""
     import onnx
-
-    from edgedeploy.data.samples import SampleSource
-    from edgedeploy.device.profiles import load as load_profile
 
     from . import exclusions
 
@@ -69,12 +84,15 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         next(iter(eval_src))  # fail fast on wrong columns or an empty file, before any work
     calib_src = None
     if method == "static":
-        calib_src = SampleSource(parent, calib_data, text_column, limit=opts.calib_samples, batch=1, allow_random=opts.random_calibration,
-                                 pad_to_max=True)
+        calib_src = SampleSource(
+            parent, calib_data, text_column, limit=opts.calib_samples, batch=1, allow_random=opts.random_calibration, pad_to_max=True
+        )
         next(iter(calib_src))
 
-    with tempfile.TemporaryDirectory(prefix=".edgedeploy-quant-", dir=Path(out).absolute().parent) as work, \
-            staged_directory(out, force=force, is_artifact=is_artifact) as stage:
+    with (
+        tempfile.TemporaryDirectory(prefix=".edgedeploy-quant-", dir=Path(out).absolute().parent) as work,
+        staged_directory(out, force=force, is_artifact=is_artifact) as stage,
+    ):
         work = Path(work)
         pre = work / "preprocessed.onnx"
         log.info("pre-processing %s", parent.model_path)
@@ -99,9 +117,6 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         used = run(method, pre, stage / "model.onnx", settings, excluded)
         checkpoint()
         if opts.accuracy_aware():
-            from edgedeploy.quantize.sensitivity import Budget
-            from edgedeploy.quantize.sensitivity import search as accuracy_search
-
             budget = Budget(opts.min_mean_cosine, opts.min_worst_cosine, opts.max_accuracy_drop)
             if opts.max_accuracy_drop is not None:
                 budget.accuracy, budget.parent_accuracy = _task_accuracy(parent, eval_data, text_column, opts.label_column, eval_samples)
@@ -109,8 +124,6 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
             search = accuracy_search(method, pre, stage / "model.onnx", settings, excluded, run, tune_src, parent.model_path, budget, work)
             excluded = search["excluded"]
             checkpoint()
-        from edgedeploy.quality.fidelity import compare_models
-
         log.info("measuring fidelity against the parent on %s", eval_src.describe()["source"])
         fid = compare_models(stage / "model.onnx", parent.model_path, eval_src)
         fid.update({"inputs": eval_src.describe(), "reference": parent.digest})
@@ -127,14 +140,25 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
             "source": parent.manifest["source"],
             "lineage": {"parent": parent.digest, "parent_path": str(parent.path), "step": f"quantize:{method}"},
             "model_file": "model.onnx",
-            "opset": opset, "inputs": inputs, "outputs": outputs, "parameters": params,
+            "opset": opset,
+            "inputs": inputs,
+            "outputs": outputs,
+            "parameters": params,
             "vocab_size": parent.manifest.get("vocab_size"),
             "quantization": {
-                "method": method, "profile": prof["name"] if prof else None, "settings": used, "chosen_by": chosen_by,
+                "method": method,
+                "profile": prof["name"] if prof else None,
+                "settings": used,
+                "chosen_by": chosen_by,
                 "options": opts.recorded(),
-                "nodes_kept_float": excluded, "exclude_patterns": resolved, "preprocess": pre_info,
-                "model_bytes": size, "parent_model_bytes": parent_size, "compression_ratio": parent_size / size,
-                "notes": notes, "accuracy_search": search,
+                "nodes_kept_float": excluded,
+                "exclude_patterns": resolved,
+                "preprocess": pre_info,
+                "model_bytes": size,
+                "parent_model_bytes": parent_size,
+                "compression_ratio": parent_size / size,
+                "notes": notes,
+                "accuracy_search": search,
             },
             "fidelity": fid,
         }
@@ -147,7 +171,6 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
 
 def _task_accuracy(parent, eval_data, text_column, label_column, limit):
     """(accuracy function over model files, the parent's accuracy) on labeled eval data."""
-    from edgedeploy.quality.accuracy import accuracy, labeled_eval
 
     if eval_data is None:
         raise BadInput("--max-accuracy-drop needs labeled --eval-data (with --label-column)")
@@ -157,7 +180,6 @@ def _task_accuracy(parent, eval_data, text_column, label_column, limit):
 
 
 def _preprocess(src: Path, dst: Path) -> dict:
-    from edgedeploy.quantize.preprocess import preprocess
 
     try:
         return preprocess(src, dst)
@@ -172,7 +194,8 @@ def _run_method(method, pre, dst, settings, excluded, calib_src, calib_total, on
         return methods.fp16(pre, dst, settings, excluded, only)
     if method == "int4":
         return methods.int4(pre, dst, settings, excluded, only)
-    from edgedeploy.quantize.calibration import StreamingReader
+
+    from edgedeploy.quantize.calibration import StreamingReader  # onnxruntime.quantization imports onnx
 
     reader = StreamingReader(calib_src, calib_total)
     return methods.static(pre, dst, settings, excluded, reader, only, cache)
@@ -180,8 +203,6 @@ def _run_method(method, pre, dst, settings, excluded, calib_src, calib_total, on
 
 def _most_sensitive_matmuls(pre, settings, eval_src, parent_model, run, work, excluded) -> list[str]:
     """The MatMuls whose 4-bit quantization hurts fidelity most, measured one at a time."""
-    from edgedeploy.quality.fidelity import reference_outputs
-    from edgedeploy.quantize.sensitivity import candidates, rank
 
     probe_settings = {**settings, "int4_embeddings": False, "keep_8bit": []}
     nodes = [n for n in candidates(pre, "int4") if n not in excluded]
@@ -191,7 +212,6 @@ def _most_sensitive_matmuls(pre, settings, eval_src, parent_model, run, work, ex
 
 
 def _count(src) -> int:
-    from edgedeploy.data.datasets import iter_rows
 
     if src.kind != "text":
         return src.limit if src.kind == "random" else sum(len(next(iter(b.values()))) for b in src)

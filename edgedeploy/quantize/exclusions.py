@@ -48,8 +48,10 @@ def resolve(model, patterns) -> dict[str, list[str]]:
             if not hits:
                 hits = [n for n, _ in nodes if (s := scopes[n]) == pat or s.startswith(pat + ".")]
         if not hits:
-            raise BadInput(f"--exclude {pat!r} matches no node (not a node name, op type, glob or PyTorch module name in this model); "
-                           "see node names with: python -c \"import onnx; print([n.name for n in onnx.load('ARTIFACT/model.onnx').graph.node])\"")
+            raise BadInput(
+                f"--exclude {pat!r} matches no node (not a node name, op type, glob or PyTorch module name in this model); "
+                "see node names with: python -c \"import onnx; print([n.name for n in onnx.load('ARTIFACT/model.onnx').graph.node])\""
+            )
         out[pat] = hits
     return out
 

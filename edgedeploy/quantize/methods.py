@@ -18,29 +18,64 @@ def _qtype(name: str):
 def dynamic(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | None = None) -> dict:
     from onnxruntime.quantization import quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=_qtype(s["weight_type"]), per_channel=s["per_channel"],
-                     reduce_range=s["reduce_range"], nodes_to_exclude=exclude or None, nodes_to_quantize=only or None,
-                     extra_options={"MatMulConstBOnly": True})
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        weight_type=_qtype(s["weight_type"]),
+        per_channel=s["per_channel"],
+        reduce_range=s["reduce_range"],
+        nodes_to_exclude=exclude or None,
+        nodes_to_quantize=only or None,
+        extra_options={"MatMulConstBOnly": True},
+    )
     return {k: s[k] for k in ("weight_type", "per_channel", "reduce_range")}
 
 
 def static(src: Path, dst: Path, s: dict, exclude: list[str], reader, only: list[str] | None = None, cache: Path | None = None) -> dict:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
-    from edgedeploy.quantize.calibration import stride_for
+    from edgedeploy.quantize.calibration import stride_for  # onnxruntime.quantization imports onnx
 
     stride = stride_for(len(reader))
     quantize_static(
-        str(src), str(dst), reader, quant_format=getattr(QuantFormat, s["format"]),
-        activation_type=_qtype(s["activation_type"]), weight_type=_qtype(s["weight_type"]), per_channel=s["per_channel"],
-        reduce_range=s["reduce_range"], calibrate_method=getattr(CalibrationMethod, CALIB[s["calib_method"]]),
-        nodes_to_exclude=exclude or None, op_types_to_quantize=s.get("op_types") or None, nodes_to_quantize=only or None,
+        str(src),
+        str(dst),
+        reader,
+        quant_format=getattr(QuantFormat, s["format"]),
+        activation_type=_qtype(s["activation_type"]),
+        weight_type=_qtype(s["weight_type"]),
+        per_channel=s["per_channel"],
+        reduce_range=s["reduce_range"],
+        calibrate_method=getattr(CalibrationMethod, CALIB[s["calib_method"]]),
+        nodes_to_exclude=exclude or None,
+        op_types_to_quantize=s.get("op_types") or None,
+        nodes_to_quantize=only or None,
         calibration_cache_path=str(cache) if cache else None,
-        extra_options={"ActivationSymmetric": s["symmetric_activations"], "WeightSymmetric": s["symmetric_weights"],
-                       "CalibStridedMinMax": stride, "MatMulConstBOnly": True},
+        extra_options={
+            "ActivationSymmetric": s["symmetric_activations"],
+            "WeightSymmetric": s["symmetric_weights"],
+            "CalibStridedMinMax": stride,
+            "MatMulConstBOnly": True,
+        },
     )
-    return {**{k: s[k] for k in ("format", "activation_type", "weight_type", "per_channel", "reduce_range", "symmetric_activations",
-                                 "symmetric_weights", "calib_method")}, "op_types": s.get("op_types") or "all supported", "calibration_samples": reader.seen, "calibration_stride": stride}
+    return {
+        **{
+            k: s[k]
+            for k in (
+                "format",
+                "activation_type",
+                "weight_type",
+                "per_channel",
+                "reduce_range",
+                "symmetric_activations",
+                "symmetric_weights",
+                "calib_method",
+            )
+        },
+        "op_types": s.get("op_types") or "all supported",
+        "calibration_samples": reader.seen,
+        "calibration_stride": stride,
+    }
 
 
 def fp16(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | None = None) -> dict:
@@ -53,7 +88,11 @@ def fp16(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | No
         exclude = [n.name for n in model.graph.node if n.name not in only]
     model = convert_float_to_float16(model, keep_io_types=s["keep_io_types"], op_block_list=block, node_block_list=exclude or None)
     onnx.save(model, str(dst))
-    return {"keep_io_types": s["keep_io_types"], "op_block_list_extra": list(s.get("op_block_list") or ()), "converter": "onnxruntime.transformers.float16"}
+    return {
+        "keep_io_types": s["keep_io_types"],
+        "op_block_list_extra": list(s.get("op_block_list") or ()),
+        "converter": "onnxruntime.transformers.float16",
+    }
 
 
 def int4(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | None = None) -> dict:
@@ -80,9 +119,22 @@ def _nbits(model, op: str, bits: int, block: int, s: dict, exclude: list[str], i
 
     if include:  # ORT's nodes_to_include adds to the op types rather than restricting: restrict by exclusion
         exclude = list(exclude or []) + [n.name for n in model.graph.node if n.op_type == op and n.name not in include]
-    cfg = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=s["symmetric"], accuracy_level=s["accuracy_level"],
-                                       op_types_to_quantize=(op,), quant_axes=(("MatMul", 0), ("Gather", 1)), bits=bits)
-    q = MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=s["symmetric"], accuracy_level=s["accuracy_level"],
-                             nodes_to_exclude=exclude or [], algo_config=cfg)
+    cfg = DefaultWeightOnlyQuantConfig(
+        block_size=block,
+        is_symmetric=s["symmetric"],
+        accuracy_level=s["accuracy_level"],
+        op_types_to_quantize=(op,),
+        quant_axes=(("MatMul", 0), ("Gather", 1)),
+        bits=bits,
+    )
+    q = MatMulNBitsQuantizer(
+        model,
+        bits=bits,
+        block_size=block,
+        is_symmetric=s["symmetric"],
+        accuracy_level=s["accuracy_level"],
+        nodes_to_exclude=exclude or [],
+        algo_config=cfg,
+    )
     q.process()
     return q.model.model

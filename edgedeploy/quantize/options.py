@@ -14,14 +14,30 @@ Method = Literal["dynamic", "static", "fp16", "int4"]
 IntType = Literal["int8", "uint8"]
 BlockSize = Literal[16, 32, 64, 128, 256]
 # settings.resolve() merges these with the profile's preset and the method's defaults
-RESOLVED = ("weight_type", "activation_type", "per_channel", "reduce_range", "format", "calib_method", "block_size", "symmetric",
-            "accuracy_level", "int4_embeddings", "op_block_list", "int4_sensitive_8bit", "embedding_block_size")
+RESOLVED = (
+    "weight_type",
+    "activation_type",
+    "per_channel",
+    "reduce_range",
+    "format",
+    "calib_method",
+    "block_size",
+    "symmetric",
+    "accuracy_level",
+    "int4_embeddings",
+    "op_block_list",
+    "int4_sensitive_8bit",
+    "embedding_block_size",
+)
 
 
 class QuantizeOptions(Options):
     RENAMED: ClassVar[dict[str, str]] = {
-        "min_cosine": "min_mean_cosine", "max_drop": "max_accuracy_drop", "calibration_method": "calib_method",
-        "embeddings": "int4_embeddings", "sensitive_8bit": "int4_sensitive_8bit",
+        "min_cosine": "min_mean_cosine",
+        "max_drop": "max_accuracy_drop",
+        "calibration_method": "calib_method",
+        "embeddings": "int4_embeddings",
+        "sensitive_8bit": "int4_sensitive_8bit",
     }
 
     method: Method = Field(description="dynamic | static | fp16 | int4")
@@ -45,11 +61,17 @@ class QuantizeOptions(Options):
     accuracy_level: int | None = Field(None, ge=0, le=4, description="int4 MatMulNBits accuracy_level (0-4).")
     int4_embeddings: bool | None = Field(None, description="Also block-quantize embedding Gathers (int4; default on).")
     embedding_block_size: BlockSize | None = Field(None, description="int4: block size for embedding tables (default 64).")
-    int4_sensitive_8bit: int | None = Field(None, ge=0, le=1000, description="int4: keep the N most sensitive MatMuls (measured) at 8-bit (default 2).")
+    int4_sensitive_8bit: int | None = Field(
+        None, ge=0, le=1000, description="int4: keep the N most sensitive MatMuls (measured) at 8-bit (default 2)."
+    )
     op_block_list: list[str] = Field(default_factory=list, description="fp16: extra op types to keep in float32. Repeatable.")
-    min_mean_cosine: float | None = Field(None, ge=-1, le=1, description="Accuracy-aware: keep the most sensitive nodes in float until the mean cosine >= this.")
+    min_mean_cosine: float | None = Field(
+        None, ge=-1, le=1, description="Accuracy-aware: keep the most sensitive nodes in float until the mean cosine >= this."
+    )
     min_worst_cosine: float | None = Field(None, ge=-1, le=1, description="Accuracy-aware: also require the worst sample's cosine >= this.")
-    max_accuracy_drop: float | None = Field(None, ge=0, le=1, description="Accuracy-aware: max task-accuracy drop (a fraction) vs the parent on labeled --eval-data.")
+    max_accuracy_drop: float | None = Field(
+        None, ge=0, le=1, description="Accuracy-aware: max task-accuracy drop (a fraction) vs the parent on labeled --eval-data."
+    )
 
     def overrides(self) -> dict:
         """The settings that a profile preset or a method default may fill in."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from edgedeploy.core.atomic import scratch_cwd
+
 log = logging.getLogger("edgedeploy")
 ATTEMPTS = (
     {"skip_symbolic_shape": False, "skip_optimization": False},
@@ -22,8 +24,6 @@ ATTEMPTS = (
 
 def preprocess(src: Path, dst: Path) -> dict:
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from edgedeploy.core.atomic import scratch_cwd
 
     src, dst = Path(src).absolute(), Path(dst).absolute()
     failures = []
@@ -59,4 +59,3 @@ def gemm_to_matmul(path: Path) -> int:
                 node.metadata_props.extend(meta[origin])
     onnx.save(om.model, str(path))
     return len(meta)
-

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgedeploy.core.errors import ValidationFailed
+from edgedeploy.quality.fidelity import compare_to_outputs, reference_outputs
 
 log = logging.getLogger("edgedeploy")
 WEIGHTED_OPS = ("MatMul", "Gemm", "Gather", "Attention", "EmbedLayerNormalization")
@@ -41,7 +42,6 @@ def candidates(pre: Path, method: str) -> dict[str, float]:
 
 def rank(method, pre: Path, settings: dict, nodes: list[str], run_method, ref_outputs, work: Path) -> list[tuple[str, float]]:
     """[(node, sensitivity)] sorted most sensitive first."""
-    from edgedeploy.quality.fidelity import compare_to_outputs
 
     out = []
     probe = work / "probe.onnx"
@@ -65,7 +65,6 @@ class Budget:
     parent_accuracy: float | None = None
 
     def evaluate(self, path: Path, ref) -> dict:
-        from edgedeploy.quality.fidelity import compare_to_outputs
 
         r = compare_to_outputs(path, ref)
         if self.max_accuracy_drop is not None:
@@ -74,20 +73,29 @@ class Budget:
         return r
 
     def met(self, r: dict) -> bool:
-        return ((self.min_mean_cosine is None or r["mean_cosine"] >= self.min_mean_cosine)
-                and (self.min_worst_cosine is None or r["worst_cosine"] >= self.min_worst_cosine)
-                and (self.max_accuracy_drop is None or r["accuracy_drop"] <= self.max_accuracy_drop + 1e-12))
+        return (
+            (self.min_mean_cosine is None or r["mean_cosine"] >= self.min_mean_cosine)
+            and (self.min_worst_cosine is None or r["worst_cosine"] >= self.min_worst_cosine)
+            and (self.max_accuracy_drop is None or r["accuracy_drop"] <= self.max_accuracy_drop + 1e-12)
+        )
 
     def describe(self) -> dict:
-        return {"min_mean_cosine": self.min_mean_cosine, "min_worst_cosine": self.min_worst_cosine, "max_accuracy_drop": self.max_accuracy_drop,
-                "parent_accuracy": self.parent_accuracy}
+        return {
+            "min_mean_cosine": self.min_mean_cosine,
+            "min_worst_cosine": self.min_worst_cosine,
+            "max_accuracy_drop": self.max_accuracy_drop,
+            "parent_accuracy": self.parent_accuracy,
+        }
 
     def shortfall(self, r: dict) -> str:
         parts = [f"best mean cosine {r['mean_cosine']:.4f} (worst {r['worst_cosine']:.4f})"]
         if "accuracy_drop" in r:
             parts.append(f"accuracy drop {r['accuracy_drop']:.4f} (accuracy {r['accuracy']:.4f} vs parent {self.parent_accuracy:.4f})")
-        want = [f"mean >= {self.min_mean_cosine}" if self.min_mean_cosine is not None else "", f"worst >= {self.min_worst_cosine}" if self.min_worst_cosine is not None else "",
-                f"drop <= {self.max_accuracy_drop}" if self.max_accuracy_drop is not None else ""]
+        want = [
+            f"mean >= {self.min_mean_cosine}" if self.min_mean_cosine is not None else "",
+            f"worst >= {self.min_worst_cosine}" if self.min_worst_cosine is not None else "",
+            f"drop <= {self.max_accuracy_drop}" if self.max_accuracy_drop is not None else "",
+        ]
         return ", ".join(parts) + "; budget " + ", ".join(w for w in want if w)
 
 
@@ -114,9 +122,19 @@ def _prune(method, pre, dst, settings, excluded, keep, costs, run_method, ref, b
     return keep, reached
 
 
-def search(method, pre: Path, dst: Path, settings: dict, excluded: list[str], run_method, eval_src, parent_model: Path,
-           budget: Budget, work: Path, max_float: int = 16) -> dict:
-    from edgedeploy.quality.fidelity import reference_outputs
+def search(
+    method,
+    pre: Path,
+    dst: Path,
+    settings: dict,
+    excluded: list[str],
+    run_method,
+    eval_src,
+    parent_model: Path,
+    budget: Budget,
+    work: Path,
+    max_float: int = 16,
+) -> dict:
 
     ref = reference_outputs(parent_model, eval_src)
     start = budget.evaluate(dst, ref)

@@ -8,15 +8,36 @@ from edgedeploy.core.errors import BadInput
 
 DEFAULTS = {
     "dynamic": {"weight_type": "int8", "per_channel": True, "reduce_range": False},
-    "static": {"format": "QDQ", "activation_type": "uint8", "weight_type": "int8", "per_channel": True, "reduce_range": False,
-               "symmetric_activations": False, "symmetric_weights": True, "calib_method": "minmax"},
+    "static": {
+        "format": "QDQ",
+        "activation_type": "uint8",
+        "weight_type": "int8",
+        "per_channel": True,
+        "reduce_range": False,
+        "symmetric_activations": False,
+        "symmetric_weights": True,
+        "calib_method": "minmax",
+    },
     "fp16": {"keep_io_types": True, "op_block_list": ()},
-    "int4": {"block_size": 32, "symmetric": False, "accuracy_level": 4, "int4_embeddings": True, "embedding_block_size": 64, "int4_sensitive_8bit": 2},
+    "int4": {
+        "block_size": 32,
+        "symmetric": False,
+        "accuracy_level": 4,
+        "int4_embeddings": True,
+        "embedding_block_size": 64,
+        "int4_sensitive_8bit": 2,
+    },
 }
 FROM_PROFILE = {  # setting -> key in the profile's quantization section
-    "weight_type": "weight_type", "per_channel": "per_channel", "reduce_range": "reduce_range", "format": "format",
-    "activation_type": "activation_type", "symmetric_activations": "symmetric_activations", "symmetric_weights": "symmetric_weights",
-    "block_size": "int4_block_size", "accuracy_level": "int4_accuracy_level",
+    "weight_type": "weight_type",
+    "per_channel": "per_channel",
+    "reduce_range": "reduce_range",
+    "format": "format",
+    "activation_type": "activation_type",
+    "symmetric_activations": "symmetric_activations",
+    "symmetric_weights": "symmetric_weights",
+    "block_size": "int4_block_size",
+    "accuracy_level": "int4_accuracy_level",
 }
 
 
@@ -46,9 +67,15 @@ def predictions(method: str, profile: dict | None, has_conv: bool) -> list[str]:
     if method in ("dynamic", "static") and not pq["int8_faster"]:
         notes.append(f"profile {profile['name']} predicts INT8 will not be faster than float on this target: {pq['notes']}")
     if method == "dynamic" and has_conv:
-        notes.append("dynamic quantization of a CNN quantizes activations at run time per Conv; it is usually slower than float on CPUs: prefer --method static")
+        notes.append(
+            "dynamic quantization of a CNN quantizes activations at run time per Conv; it is usually slower than float on CPUs: prefer --method static"
+        )
     if method == "fp16" and profile["peaks"]["compute_unit"] == "cpu" and not pq["fp16"]:
-        notes.append(f"FP16 is meant for GPU/Jetson profiles; on {profile['name']} it runs slower than float32 (no fp16 arithmetic): use it for size only")
+        notes.append(
+            f"FP16 is meant for GPU/Jetson profiles; on {profile['name']} it runs slower than float32 (no fp16 arithmetic): use it for size only"
+        )
     if method == "int4":
-        notes.append("INT4 weight-only pays off where weights dominate: memory-bound decoding and small-RAM devices; at batch 1 x 128 tokens on a CPU MatMulNBits can be slower than float")
+        notes.append(
+            "INT4 weight-only pays off where weights dominate: memory-bound decoding and small-RAM devices; at batch 1 x 128 tokens on a CPU MatMulNBits can be slower than float"
+        )
     return notes

@@ -20,7 +20,9 @@ def _budget(unit: str, scale: float, help_text: str, **limits):
 class Budgets(Options):
     RENAMED: ClassVar[dict[str, str]] = {"min_cosine": "min_mean_cosine"}
 
-    max_accuracy_drop: float | None = _budget("points", 100.0, "Largest task-accuracy drop against the float reference, a fraction (0.01 = 1 point).", ge=0, le=1)
+    max_accuracy_drop: float | None = _budget(
+        "points", 100.0, "Largest task-accuracy drop against the float reference, a fraction (0.01 = 1 point).", ge=0, le=1
+    )
     min_accuracy: float | None = _budget("%", 100.0, "Lowest task accuracy, a fraction.", ge=0, le=1)
     min_accuracy_retained: float | None = _budget("", 1.0, "Lowest accuracy as a fraction of the float reference's.", ge=0)
     min_mean_cosine: float | None = _budget("", 1.0, "Lowest mean cosine of outputs against the float reference.", ge=-1, le=1)

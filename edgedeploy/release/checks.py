@@ -79,8 +79,12 @@ def _variants(spec: RecipeSpec, lab: bool) -> list:
         if v.max_accuracy_drop is not None and not lab:
             out.append((("variants", name, "max_accuracy_drop"), "needs labeled data.eval (with data.label_column)"))
         if v.model != SOURCE_MODEL and v.model not in spec.compress:
-            out.append((("variants", name, "model"),
-                        f"unknown model {v.model!r}; use source or a name under compress: ({', '.join(spec.compress) or 'none defined'})"))
+            out.append(
+                (
+                    ("variants", name, "model"),
+                    f"unknown model {v.model!r}; use source or a name under compress: ({', '.join(spec.compress) or 'none defined'})",
+                )
+            )
         if v.method == "float":
             if v.model in seen_float:
                 out.append((("variants", name), f"only one float variant per model ({seen_float[v.model]!r} already exports {v.model})"))

@@ -28,7 +28,9 @@ def check(report: dict) -> dict:
                 value, trusted = _value(field, v, measured)
                 c = {"target": t["name"], "variant": v["name"], "budget": budget, "limit": limit, "value": value, "trusted": trusted}
                 if value is None:
-                    c.update(passed=False, message=f"{v['name']} on {t['name']}: {budget} could not be evaluated ({_why_missing(field, v, measured)})")
+                    c.update(
+                        passed=False, message=f"{v['name']} on {t['name']}: {budget} could not be evaluated ({_why_missing(field, v, measured)})"
+                    )
                 else:
                     shown_limit = limit * scale  # budgets are written like the values they limit (fractions for accuracy)
                     shown = value * scale
@@ -38,15 +40,22 @@ def check(report: dict) -> dict:
                     rel = f" ({abs(miss) / abs(shown_limit):.1%})" if shown_limit else ""
                     verb = "within" if ok else ("over by" if way == "max" else "under by")
                     u = u and " " + u
-                    c["message"] = (f"{v['name']} on {t['name']}: {budget} {shown:.4g}{u} vs {shown_limit:.4g}{u}: "
-                                    f"{'ok, ' + format(abs(miss), '.3g') + ' to spare' if ok else verb + ' ' + format(abs(miss), '.3g') + u + rel}"
-                                    + ("" if trusted else f" [UNSTABLE: CV {measured['cv']:.1%} > {t['max_cv']:.0%}, not trusted]"))
+                    c["message"] = (
+                        f"{v['name']} on {t['name']}: {budget} {shown:.4g}{u} vs {shown_limit:.4g}{u}: "
+                        f"{'ok, ' + format(abs(miss), '.3g') + ' to spare' if ok else verb + ' ' + format(abs(miss), '.3g') + u + rel}"
+                        + ("" if trusted else f" [UNSTABLE: CV {measured['cv']:.1%} > {t['max_cv']:.0%}, not trusted]")
+                    )
                 checks.append(c)
     hard_fail = [c for c in checks if not c["passed"] and (c["trusted"] or c["value"] is None) and not _is_unmeasured_timing(c)]
     untrusted = [c for c in checks if not c["trusted"] or _is_unmeasured_timing(c)]
     exit_code = 1 if hard_fail else 4 if untrusted else 0
-    return {"passed": exit_code == 0, "exit_code": exit_code, "checks": checks, "failed": [c["message"] for c in hard_fail],
-            "untrusted": [c["message"] for c in untrusted]}
+    return {
+        "passed": exit_code == 0,
+        "exit_code": exit_code,
+        "checks": checks,
+        "failed": [c["message"] for c in hard_fail],
+        "untrusted": [c["message"] for c in untrusted],
+    }
 
 
 def _is_unmeasured_timing(c: dict) -> bool:

@@ -119,8 +119,9 @@ class Runner:
             except EdgeDeployError as exc:
                 records[st.id] = self._fail(st, key, exc, time.perf_counter() - t0)
                 continue
-            rec = StageRecord(id=sid, kind=st.kind, status="ok", key=key, seconds=round(time.perf_counter() - t0, 2), finished=_now(),
-                              result=result.document())
+            rec = StageRecord(
+                id=sid, kind=st.kind, status="ok", key=key, seconds=round(time.perf_counter() - t0, 2), finished=_now(), result=result.document()
+            )
             self._write(rec)
             self.echo(f"[done]   {sid} in {rec.seconds:.1f} s")
             results[st.id] = result
@@ -128,8 +129,9 @@ class Runner:
         return records
 
     def _fail(self, st: Stage, key, exc: EdgeDeployError, seconds: float) -> StageRecord:
-        rec = StageRecord(id=str(st.id), kind=st.kind, status="failed", key=key, error=str(exc), exit_code=exc.exit_code,
-                          seconds=round(seconds, 2), finished=_now())
+        rec = StageRecord(
+            id=str(st.id), kind=st.kind, status="failed", key=key, error=str(exc), exit_code=exc.exit_code, seconds=round(seconds, 2), finished=_now()
+        )
         self._write(rec)
         self.echo(f"[FAILED] {st.id}: {exc}")
         return rec

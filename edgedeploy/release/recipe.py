@@ -34,7 +34,7 @@ import yaml
 from pydantic import ValidationError
 
 from edgedeploy.core.errors import BadInput
-from edgedeploy.core.options import describe_error, did_you_mean
+from edgedeploy.core.options import describe_error, did_you_mean, warn
 from edgedeploy.export import ExportSettings
 from edgedeploy.release import checks
 from edgedeploy.release.spec import STEP_KINDS, Budgets, DataSpec, RecipeSpec, TargetSpec, VariantSpec
@@ -267,7 +267,6 @@ def load(path, overrides: tuple[str, ...] = (), warn=None) -> Recipe:
 
 
 def _default_warn(msg: str) -> None:
-    from edgedeploy.core.options import warn
 
     warn(msg)
 
@@ -281,5 +280,3 @@ def from_document(doc: dict) -> RecipeSpec:
         return RecipeSpec.model_validate(body)
     except ValidationError as exc:
         raise BadInput(f"recipe.json: not a recipe this version can read ({describe_error(exc.errors()[0])})") from None
-
-

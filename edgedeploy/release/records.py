@@ -69,8 +69,13 @@ class BenchResult(Result):
     remote: dict | None = None
 
 
-RESULTS: dict[str, type[Result]] = {"export": ExportResult, "quantize": QuantizeResult, "compress": CompressResult, "eval": EvalResult,
-                                    "bench": BenchResult}
+RESULTS: dict[str, type[Result]] = {
+    "export": ExportResult,
+    "quantize": QuantizeResult,
+    "compress": CompressResult,
+    "eval": EvalResult,
+    "bench": BenchResult,
+}
 
 
 class StageRecord(BaseModel):

@@ -6,17 +6,17 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from edgedeploy.core.artifact import tool_versions, utc_now
+from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.errors import BadInput, EdgeDeployError
+from edgedeploy.release.pipeline import Runner
+from edgedeploy.release.recipe import load
+from edgedeploy.release.report import build as build_report
 from edgedeploy.release.stage_ids import KINDS
+from edgedeploy.release.stages import build
 
 
 def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: tuple[str, ...] = (), run_dir=None, echo=print) -> dict:
-    from edgedeploy.core.artifact import tool_versions, utc_now
-    from edgedeploy.core.atomic import write_json_atomic
-    from edgedeploy.release.pipeline import Runner
-    from edgedeploy.release.recipe import load
-    from edgedeploy.release.report import build as build_report
-    from edgedeploy.release.stages import build
 
     recipe = load(recipe_path, overrides)
     run_dir = Path(run_dir or recipe.spec.run_dir or Path("runs") / recipe.name).absolute()
@@ -29,10 +29,17 @@ def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: 
         records = Runner(run_dir, tool_versions(), echo).execute(stages, only)
         report, paths = build_report(run_dir)
         failed = [r for r in records.values() if r.status == "failed"]
-        summary = {"recipe": recipe.name, "recipe_file": str(recipe.path), "run_dir": str(run_dir), "finished": utc_now(),
-                   "exit_code": failed[0].exit_code if failed else (report["gate"]["exit_code"] if gate else 0),
-                   "stages": {str(sid): r.status for sid, r in records.items()}, "failed_stages": {r.id: r.error for r in failed},
-                   "gate": report["gate"], "report": {k: str(v) for k, v in paths.items()}}
+        summary = {
+            "recipe": recipe.name,
+            "recipe_file": str(recipe.path),
+            "run_dir": str(run_dir),
+            "finished": utc_now(),
+            "exit_code": failed[0].exit_code if failed else (report["gate"]["exit_code"] if gate else 0),
+            "stages": {str(sid): r.status for sid, r in records.items()},
+            "failed_stages": {r.id: r.error for r in failed},
+            "gate": report["gate"],
+            "report": {k: str(v) for k, v in paths.items()},
+        }
         write_json_atomic(run_dir / "summary.json", summary)
     return summary
 
@@ -58,11 +65,17 @@ def raise_for(summary: dict, gate: bool) -> None:
     if summary["failed_stages"]:
         sid, err = next(iter(summary["failed_stages"].items()))
         n = len(summary["failed_stages"])
-        raise StageFailed(f"stage {sid} failed: {err}" + (f" (and {n - 1} more)" if n > 1 else "")
-                          + f"; finished stages are kept in {summary['run_dir']}, re-run to resume", exit_code=summary["exit_code"])
+        raise StageFailed(
+            f"stage {sid} failed: {err}"
+            + (f" (and {n - 1} more)" if n > 1 else "")
+            + f"; finished stages are kept in {summary['run_dir']}, re-run to resume",
+            exit_code=summary["exit_code"],
+        )
     if gate and summary["gate"]["exit_code"]:
         g = summary["gate"]
         what = g["failed"] or g["untrusted"]
-        raise EdgeDeployError(f"gate {'failed' if g['exit_code'] == 1 else 'could not trust a benchmark'}: {what[0]}"
-                              + (f" (+{len(what) - 1} more, see {summary['report']['report.md']})" if len(what) > 1 else ""),
-                              exit_code=g["exit_code"])
+        raise EdgeDeployError(
+            f"gate {'failed' if g['exit_code'] == 1 else 'could not trust a benchmark'}: {what[0]}"
+            + (f" (+{len(what) - 1} more, see {summary['report']['report.md']})" if len(what) > 1 else ""),
+            exit_code=g["exit_code"],
+        )

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedeploy.bench import MeasureOptions
+from edgedeploy.bench import MeasureOptions, bench
+from edgedeploy.compress import distill, prune, reference
 from edgedeploy.compress.options import DistillOptions, PruneOptions
 from edgedeploy.core.artifact import Artifact, file_sha256
 from edgedeploy.core.errors import BadInput, EdgeDeployError
-from edgedeploy.core.sources import REFERENCE
+from edgedeploy.core.sources import REFERENCE, resolve
 from edgedeploy.device.doctor import resolve_profile
+from edgedeploy.device.fleet import remote_options
+from edgedeploy.export import ExportOptions, export
+from edgedeploy.quality.evaluate import evaluate
+from edgedeploy.quantize import quantize
 from edgedeploy.quantize.options import QuantizeOptions
 from edgedeploy.release import stage_ids as ids
 from edgedeploy.release.pipeline import Stage
@@ -39,11 +44,9 @@ def tree_fingerprint(root: Path) -> list:
 def source_fingerprint(source: str):
     """What the recipe's source is, for cache keys, without building anything: a reference
     classifier is named by its own cache key, a directory by its files."""
-    from edgedeploy.compress import reference
-    from edgedeploy.core.sources import resolve
 
     if source.startswith(REFERENCE):
-        return {"reference": source, "key": reference.key(source[len(REFERENCE):])}
+        return {"reference": source, "key": reference.key(source[len(REFERENCE) :])}
     return tree_fingerprint(resolve(source).path)
 
 
@@ -106,15 +109,25 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
 
     def inputs(res):
         files = source_fingerprint(recipe.spec.source) if parent == SOURCE_MODEL else res[ids.compress(parent)].files
-        return {"parent": files, "settings": settings, "train": file_sha256(c.train_data) if c.train_data else None,
-                "eval": _data_key(recipe, "eval") if recipe.labeled() else None}
+        return {
+            "parent": files,
+            "settings": settings,
+            "train": file_sha256(c.train_data) if c.train_data else None,
+            "eval": _data_key(recipe, "eval") if recipe.labeled() else None,
+        }
 
     def run(res) -> CompressResult:
-        from edgedeploy.compress import distill, prune
 
         # the recipe's data section fills what the step does not set itself
-        common = {k: v for k, v in {"eval_data": d.eval if recipe.labeled() else None, "text_column": d.text_column,
-                                    "label_column": d.label_column or "label"}.items() if k not in c.model_fields_set}
+        common = {
+            k: v
+            for k, v in {
+                "eval_data": d.eval if recipe.labeled() else None,
+                "text_column": d.text_column,
+                "label_column": d.label_column or "label",
+            }.items()
+            if k not in c.model_fields_set
+        }
         fields = c.model_dump(exclude={"from_", "method"}) | common
         if isinstance(c, PruneStep):
             rec = prune(parent_path(res), out, PruneOptions(**fields), force=True)
@@ -122,8 +135,15 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
             assert isinstance(c, DistillStep)
             # an interrupted run resumes the distillation from RUN_DIR/models/NAME.partial
             rec = distill(parent_path(res), out, DistillOptions(**fields), force=True, resume="if-compatible")
-        return CompressResult(model=str(out), files=tree_fingerprint(out), method=c.method, from_=parent, parameters=rec["parameters"],
-                              accuracy=rec.get("accuracy"), seconds=rec["seconds"])
+        return CompressResult(
+            model=str(out),
+            files=tree_fingerprint(out),
+            method=c.method,
+            from_=parent,
+            parameters=rec["parameters"],
+            accuracy=rec.get("accuracy"),
+            seconds=rec["seconds"],
+        )
 
     def intact(result: CompressResult) -> bool:
         try:
@@ -144,16 +164,22 @@ def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
 
     def inputs(res):
         files = source_fingerprint(recipe.spec.source) if model == SOURCE_MODEL else res[ids.compress(model)].files
-        return {"source": recipe.spec.source if model == SOURCE_MODEL else model, "files": files, "export": ex.recorded(),
-                "sample_data": file_sha256(sample) if sample else None}
+        return {
+            "source": recipe.spec.source if model == SOURCE_MODEL else model,
+            "files": files,
+            "export": ex.recorded(),
+            "sample_data": file_sha256(sample) if sample else None,
+        }
 
     def run(res) -> ExportResult:
-        from edgedeploy.export import ExportOptions, export
 
         opts = ExportOptions(**ex.model_dump(), eval_data=Path(sample) if sample else None, text_column=recipe.data.text_column)
         art = export(source(res), out, options=opts, force=True)
-        return ExportResult(artifact=str(art.path), digest=art.digest,
-                            validation={k: art.manifest["validation"].get(k) for k in ("passed", "max_abs_diff", "inputs_from")})
+        return ExportResult(
+            artifact=str(art.path),
+            digest=art.digest,
+            validation={k: art.manifest["validation"].get(k) for k in ("passed", "max_abs_diff", "inputs_from")},
+        )
 
     return Stage(ids.export(model), inputs, run, deps=deps, intact=_artifact_intact)
 
@@ -162,8 +188,12 @@ def quantize_options(recipe: Recipe, v: VariantSpec) -> QuantizeOptions:
     """A variant's quantize settings, with the recipe's data section filling what it does not set."""
     d = recipe.data
     fields = v.model_dump(exclude={"gate", "model"})
-    defaults = {"calib_data": Path(d.calib) if d.calib and v.uses_calibration() else None, "eval_data": Path(d.eval) if d.eval else None,
-                "text_column": d.text_column, "label_column": d.label_column or "label"}
+    defaults = {
+        "calib_data": Path(d.calib) if d.calib and v.uses_calibration() else None,
+        "eval_data": Path(d.eval) if d.eval else None,
+        "text_column": d.text_column,
+        "label_column": d.label_column or "label",
+    }
     for k, val in defaults.items():
         if k not in v.model_fields_set:
             fields[k] = val
@@ -180,13 +210,21 @@ def _quantize_stage(recipe: Recipe, name: str, v: VariantSpec, out: Path) -> Sta
         return {"parent": res[parent].digest, "settings": settings, "profile": resolve_profile(v.profile), "data": data}
 
     def run(res) -> QuantizeResult:
-        from edgedeploy.quantize import quantize
 
         art = quantize(res[parent].artifact, out, options=opts.model_copy(update={"profile": resolve_profile(v.profile)}), force=True)
         q = art.manifest["quantization"]
-        return QuantizeResult(artifact=str(art.path), digest=art.digest, fidelity=art.manifest["fidelity"],
-                              quantization=QuantizeSummary(method=q["method"], profile=q["profile"], compression_ratio=q["compression_ratio"],
-                                                           nodes_kept_float=len(q["nodes_kept_float"]), warning=q.get("warning")))
+        return QuantizeResult(
+            artifact=str(art.path),
+            digest=art.digest,
+            fidelity=art.manifest["fidelity"],
+            quantization=QuantizeSummary(
+                method=q["method"],
+                profile=q["profile"],
+                compression_ratio=q["compression_ratio"],
+                nodes_kept_float=len(q["nodes_kept_float"]),
+                warning=q.get("warning"),
+            ),
+        )
 
     return Stage(ids.quantize(name), inputs, run, deps=[parent], intact=_artifact_intact)
 
@@ -200,7 +238,6 @@ def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
         return {"artifact": res[producer].digest, "reference": None if is_ref else res[ref].digest, "data": _data_key(recipe, "eval")}
 
     def run(res) -> EvalResult:
-        from edgedeploy.quality.evaluate import evaluate
 
         art = Artifact.load(res[producer].artifact)
         # a model without a classification head (a sentence encoder) gets fidelity only
@@ -208,8 +245,15 @@ def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
         label_column = d.label_column if classifier else None
         if is_ref and label_column is None:
             return EvalResult(variant=name, note=NOT_A_CLASSIFIER)
-        out = evaluate(art.path, Path(d.eval), reference=None if is_ref else res[ref].artifact, text_column=d.text_column,
-                       label_column=label_column, text_pair_column=d.text_pair_column, limit=d.limit)
+        out = evaluate(
+            art.path,
+            Path(d.eval),
+            reference=None if is_ref else res[ref].artifact,
+            text_column=d.text_column,
+            label_column=label_column,
+            text_pair_column=d.text_pair_column,
+            limit=d.limit,
+        )
         return EvalResult(**out, variant=name, note=None if classifier else NOT_A_CLASSIFIER)
 
     deps = [producer] if is_ref else [ref, producer]
@@ -227,15 +271,12 @@ def _bench_stage(t: TargetSpec, variant_stage: dict[str, StageId]) -> Stage:
         return {"variants": [(n, r.digest) for n, r in available(res)], "settings": settings, "profile": resolve_profile(t.profile), **where}
 
     def run(res) -> BenchResult:
-        from edgedeploy.bench import bench
 
         pairs = available(res)
         if not pairs:
             raise BadInput(f"target {t.name}: no variant finished, nothing to measure")
         remote = None
         if t.host:
-            from edgedeploy.device.fleet import remote_options
-
             remote = remote_options({"host": t.host}, t)
         opts = MeasureOptions(**t.model_dump(include=set(MeasureOptions.model_fields)))
         doc = bench([r.artifact for _, r in pairs], opts.model_copy(update={"profile": resolve_profile(t.profile)}), remote=remote)

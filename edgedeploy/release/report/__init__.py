@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgedeploy.release.report.collect import collect
+from edgedeploy.release.report.render import write_all
+
 
 def build(run_dir: Path) -> tuple[dict, dict[str, Path]]:
-    from edgedeploy.release.report.collect import collect
-    from edgedeploy.release.report.render import write_all
 
     report = collect(run_dir)
     return report, write_all(report, run_dir)

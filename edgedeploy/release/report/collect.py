@@ -74,8 +74,12 @@ def _flops(run_dir: Path, model: Path, digest: str, shape: str) -> dict:
     if cache.is_file():
         return json.loads(cache.read_text())
     c = count(model, parse_shape(shape))
-    out = {"gflops": (c["flops_float"] + c["flops_int"]) / 1e9, "int_share": c["flops_int"] / max(c["flops_float"] + c["flops_int"], 1),
-           "shape": shape, "provenance": "estimated: counted from the ONNX graph (2 per multiply-accumulate of MatMul/Gemm/Conv/Attention)"}
+    out = {
+        "gflops": (c["flops_float"] + c["flops_int"]) / 1e9,
+        "int_share": c["flops_int"] / max(c["flops_float"] + c["flops_int"], 1),
+        "shape": shape,
+        "provenance": "estimated: counted from the ONNX graph (2 per multiply-accumulate of MatMul/Gemm/Conv/Attention)",
+    }
     write_json_atomic(cache, out)
     return out
 
@@ -87,22 +91,41 @@ def _variant_row(data: RunData, name: str, ref_task: dict | None) -> dict:
     v = data.recipe.variants[name]
     made_by = str(ids.producer(v.method, v.model, name))
     rec = data.records.get(made_by)
-    row = {"name": name, "model": v.model, "method": v.method, "gate": v.gate, "status": rec.status if rec else "not-run",
-           "error": rec.error if rec else None, "stage": made_by}
+    row = {
+        "name": name,
+        "model": v.model,
+        "method": v.method,
+        "gate": v.gate,
+        "status": rec.status if rec else "not-run",
+        "error": rec.error if rec else None,
+        "stage": made_by,
+    }
     result = rec.typed() if rec and rec.status == "ok" else None
     if result is not None:
         facts = data.facts[result.artifact]
-        row.update(artifact=result.artifact, digest=result.digest, model_bytes=facts["model_bytes"], size_mb=facts["model_bytes"] / 1e6,
-                   parameters=facts["parameters"], flops=facts["flops"])
+        row.update(
+            artifact=result.artifact,
+            digest=result.digest,
+            model_bytes=facts["model_bytes"],
+            size_mb=facts["model_bytes"] / 1e6,
+            parameters=facts["parameters"],
+            flops=facts["flops"],
+        )
         if v.method == "float" and v.model == SOURCE_MODEL:
             row.update(mean_cosine=1.0, worst_cosine=1.0, compression=1.0, fidelity_provenance="the float export is the reference")
         elif v.method == "float":
             row["fidelity_provenance"] = f"a compressed model ({v.model}): judged by its accuracy, not compared output by output"
         else:
             q, f = result.quantization, result.fidelity
-            row.update(compression=q.compression_ratio, nodes_kept_float=q.nodes_kept_float, profile=q.profile, mean_cosine=f["mean_cosine"],
-                       worst_cosine=worst_cosine(f), top1_agreement=f.get("top1_agreement"),
-                       fidelity_provenance=f"measured on host CPU at quantize time, {f['samples']} samples of {f['inputs']['source']}")
+            row.update(
+                compression=q.compression_ratio,
+                nodes_kept_float=q.nodes_kept_float,
+                profile=q.profile,
+                mean_cosine=f["mean_cosine"],
+                worst_cosine=worst_cosine(f),
+                top1_agreement=f.get("top1_agreement"),
+                fidelity_provenance=f"measured on host CPU at quantize time, {f['samples']} samples of {f['inputs']['source']}",
+            )
     ev = data.records.get(str(ids.evaluate(name)))
     r = ev.typed() if ev and ev.status == "ok" else None
     if r is not None and r.samples:
@@ -116,8 +139,13 @@ def _variant_row(data: RunData, name: str, ref_task: dict | None) -> dict:
                 row["accuracy_retained"] = r.task["accuracy"] / ref_task["accuracy"] if ref_task["accuracy"] else None
         if r.fidelity:
             f = r.fidelity
-            row.update(mean_cosine=f["mean_cosine"], worst_cosine=worst_cosine(f), top1_agreement=f.get("top1_agreement"),
-                       max_abs_diff=f["max_abs_diff"], fidelity_provenance=f"{prov}, against the float export")
+            row.update(
+                mean_cosine=f["mean_cosine"],
+                worst_cosine=worst_cosine(f),
+                top1_agreement=f.get("top1_agreement"),
+                max_abs_diff=f["max_abs_diff"],
+                fidelity_provenance=f"{prov}, against the float export",
+            )
     return row
 
 
@@ -133,25 +161,45 @@ def _relative_to_reference(variants: list[dict], reference: str) -> None:
 
 def _target_entry(data: RunData, t) -> dict:
     rec = data.records.get(str(ids.bench(t.name)))
-    entry = {"name": t.name, "profile": t.profile, "host": t.host, "shape": t.shape, "max_cv": t.max_cv,
-             "budgets": data.recipe.budgets.merged(t.budgets).set(), "status": rec.status if rec else "not-run",
-             "error": rec.error if rec else None, "results": {}}
+    entry = {
+        "name": t.name,
+        "profile": t.profile,
+        "host": t.host,
+        "shape": t.shape,
+        "max_cv": t.max_cv,
+        "budgets": data.recipe.budgets.merged(t.budgets).set(),
+        "status": rec.status if rec else "not-run",
+        "error": rec.error if rec else None,
+        "results": {},
+    }
     doc = rec.typed() if rec and rec.status == "ok" else None
     if doc is None:
         return entry
     env = doc.environment
     kind = "EMULATED (timings under an emulator mean nothing for the real device)" if doc.measured == "emulated" else "measured"
     where = (doc.remote or {}).get("host") or "this host"
-    entry.update(profile=doc.profile, environment={k: env.get(k) for k in ("cpu_model", "arch", "cores", "onnxruntime", "providers_used")},
-                 interleaved=doc.interleaved, measured=doc.measured, note=doc.note)
+    entry.update(
+        profile=doc.profile,
+        environment={k: env.get(k) for k in ("cpu_model", "arch", "cores", "onnxruntime", "providers_used")},
+        interleaved=doc.interleaved,
+        measured=doc.measured,
+        note=doc.note,
+    )
     for r in doc.results:
         lat = r["latency_ms"]
         stable = lat["cv"] <= t.max_cv
         entry["results"][r["variant"]] = {
-            "p50_ms": lat["p50"], "p90_ms": lat["p90"], "p99_ms": lat["p99"], "mean_ms": lat["mean"], "cv": lat["cv"],
-            "samples": r["samples"], "throughput": r["throughput_per_s"], "stable": stable, "ratio_to_first": r.get("ratio_to_first"),
+            "p50_ms": lat["p50"],
+            "p90_ms": lat["p90"],
+            "p99_ms": lat["p99"],
+            "mean_ms": lat["mean"],
+            "cv": lat["cv"],
+            "samples": r["samples"],
+            "throughput": r["throughput_per_s"],
+            "stable": stable,
+            "ratio_to_first": r.get("ratio_to_first"),
             "provenance": f"{kind} on {where} ({env.get('cpu_model')}, {env['threads']['intra_op']} threads), "
-                          f"{r['samples']} runs, CV {lat['cv']:.1%}" + ("" if stable else f" > {t.max_cv:.0%}: UNSTABLE"),
+            f"{r['samples']} runs, CV {lat['cv']:.1%}" + ("" if stable else f" > {t.max_cv:.0%}: UNSTABLE"),
         }
     return entry
 
@@ -175,10 +223,20 @@ def derive(data: RunData, generated: str) -> dict:
             entry.update(parameters=r.parameters, accuracy=r.accuracy, seconds=r.seconds)
         compress.append(entry)
     d = spec.data
-    report = {"recipe": data.name, "recipe_file": data.recipe_file, "source": spec.source, "generated": generated,
-              "run_dir": str(data.run_dir.resolve()), "data": {k: getattr(d, k) if d else None for k in ("eval", "calib", "label_column", "limit")},
-              "reference_variant": fname, "reference_accuracy": ref_task["accuracy"] if ref_task else None,
-              "variants": variants, "compress": compress, "targets": targets, "stages": stages}
+    report = {
+        "recipe": data.name,
+        "recipe_file": data.recipe_file,
+        "source": spec.source,
+        "generated": generated,
+        "run_dir": str(data.run_dir.resolve()),
+        "data": {k: getattr(d, k) if d else None for k in ("eval", "calib", "label_column", "limit")},
+        "reference_variant": fname,
+        "reference_accuracy": ref_task["accuracy"] if ref_task else None,
+        "variants": variants,
+        "compress": compress,
+        "targets": targets,
+        "stages": stages,
+    }
     report["gate"] = check(report)
     return report
 

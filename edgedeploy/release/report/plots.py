@@ -9,9 +9,11 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 def _svg(body: str, title: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{escape(title)}">'
-            f'<rect width="{W}" height="{H}" fill="#ffffff"/>'
-            f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">{escape(title)}</text>{body}</svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{escape(title)}">'
+        f'<rect width="{W}" height="{H}" fill="#ffffff"/>'
+        f'<text x="{W / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">{escape(title)}</text>{body}</svg>'
+    )
 
 
 def _scale(lo, hi, a, b):
@@ -24,13 +26,19 @@ def _axes(xlabel: str, ylabel: str, xticks, yticks) -> str:
     x0, y0, x1, y1 = PAD_L, H - PAD_B, W - PAD_R, PAD_T
     out = [f'<line x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}" stroke="#333"/><line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="#333"/>']
     for pos, label in xticks:
-        out.append(f'<line x1="{pos:.1f}" y1="{y0}" x2="{pos:.1f}" y2="{y0 + 4}" stroke="#333"/>'
-                   f'<text x="{pos:.1f}" y="{y0 + 16}" text-anchor="middle" font-size="11">{escape(label)}</text>')
+        out.append(
+            f'<line x1="{pos:.1f}" y1="{y0}" x2="{pos:.1f}" y2="{y0 + 4}" stroke="#333"/>'
+            f'<text x="{pos:.1f}" y="{y0 + 16}" text-anchor="middle" font-size="11">{escape(label)}</text>'
+        )
     for pos, label in yticks:
-        out.append(f'<line x1="{x0 - 4}" y1="{pos:.1f}" x2="{x1}" y2="{pos:.1f}" stroke="#eee"/>'
-                   f'<text x="{x0 - 6}" y="{pos + 4:.1f}" text-anchor="end" font-size="11">{escape(label)}</text>')
+        out.append(
+            f'<line x1="{x0 - 4}" y1="{pos:.1f}" x2="{x1}" y2="{pos:.1f}" stroke="#eee"/>'
+            f'<text x="{x0 - 6}" y="{pos + 4:.1f}" text-anchor="end" font-size="11">{escape(label)}</text>'
+        )
     out.append(f'<text x="{(x0 + x1) / 2}" y="{H - 10}" text-anchor="middle" font-size="12">{escape(xlabel)}</text>')
-    out.append(f'<text x="16" y="{(y0 + y1) / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 16 {(y0 + y1) / 2})">{escape(ylabel)}</text>')
+    out.append(
+        f'<text x="16" y="{(y0 + y1) / 2}" text-anchor="middle" font-size="12" transform="rotate(-90 16 {(y0 + y1) / 2})">{escape(ylabel)}</text>'
+    )
     return "".join(out)
 
 
@@ -92,9 +100,13 @@ def bars(groups: list[str], series: dict[str, list[float | None]], ylabel: str, 
             if v is None:
                 continue
             x = PAD_L + gw * gi + gw * 0.1 + bw * si
-            body.append(f'<rect x="{x:.1f}" y="{sy(v):.1f}" width="{bw - 2:.1f}" height="{sy(0) - sy(v):.1f}" fill="{c}"><title>{escape(name)} {escape(groups[gi])}: {v:.4g}</title></rect>'
-                        f'<text x="{x + bw / 2 - 1:.1f}" y="{sy(v) - 3:.1f}" text-anchor="middle" font-size="10">{v:.3g}</text>')
+            body.append(
+                f'<rect x="{x:.1f}" y="{sy(v):.1f}" width="{bw - 2:.1f}" height="{sy(0) - sy(v):.1f}" fill="{c}"><title>{escape(name)} {escape(groups[gi])}: {v:.4g}</title></rect>'
+                f'<text x="{x + bw / 2 - 1:.1f}" y="{sy(v) - 3:.1f}" text-anchor="middle" font-size="10">{v:.3g}</text>'
+            )
         if len(series) > 1:
-            body.append(f'<rect x="{W - PAD_R - 110}" y="{PAD_T + 14 * si}" width="10" height="10" fill="{c}"/>'
-                        f'<text x="{W - PAD_R - 96}" y="{PAD_T + 9 + 14 * si}" font-size="11">{escape(name)}</text>')
+            body.append(
+                f'<rect x="{W - PAD_R - 110}" y="{PAD_T + 14 * si}" width="10" height="10" fill="{c}"/>'
+                f'<text x="{W - PAD_R - 96}" y="{PAD_T + 9 + 14 * si}" font-size="11">{escape(name)}</text>'
+            )
     return _svg("".join(body), title)

@@ -8,14 +8,38 @@ import json
 from html import escape
 from pathlib import Path
 
+from edgedeploy.core.atomic import write_bytes_atomic
 from edgedeploy.release.report import plots
 
 # the columns a budget limits carry the budget's name without min_/max_ (size_mb, compression, mean_cosine, worst_cosine, ...)
-CSV_FIELDS = ("target", "variant", "model", "method", "status", "size_mb", "compression", "parameters", "gflops", "accuracy", "accuracy_drop",
-              "accuracy_retained", "macro_f1", "mean_cosine", "worst_cosine", "top1_agreement", "p50_ms", "p90_ms", "p99_ms", "cv", "samples",
-              "throughput", "stable",
-              "latency_provenance", "accuracy_provenance")
-HTML_FIELDS = CSV_FIELDS[:CSV_FIELDS.index("stable")]  # the provenance columns go to their own list
+CSV_FIELDS = (
+    "target",
+    "variant",
+    "model",
+    "method",
+    "status",
+    "size_mb",
+    "compression",
+    "parameters",
+    "gflops",
+    "accuracy",
+    "accuracy_drop",
+    "accuracy_retained",
+    "macro_f1",
+    "mean_cosine",
+    "worst_cosine",
+    "top1_agreement",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "cv",
+    "samples",
+    "throughput",
+    "stable",
+    "latency_provenance",
+    "accuracy_provenance",
+)
+HTML_FIELDS = CSV_FIELDS[: CSV_FIELDS.index("stable")]  # the provenance columns go to their own list
 
 
 def _fmt(v, spec=".4g", none="n/a"):
@@ -32,12 +56,29 @@ def rows(report: dict) -> list[dict]:
     for t in targets:
         for v in report["variants"]:
             m = t["results"].get(v["name"], {})
-            out.append({"target": t["name"], "variant": v["name"], "model": v.get("model", "source"), "method": v["method"], "status": v["status"], "size_mb": v.get("size_mb"), "compression": v.get("compression"),
-                        "parameters": v.get("parameters"), "gflops": (v.get("flops") or {}).get("gflops"), "accuracy": v.get("accuracy"),
-                        "accuracy_drop": v.get("accuracy_drop"), "accuracy_retained": v.get("accuracy_retained"), "macro_f1": v.get("macro_f1"),
-                        "mean_cosine": v.get("mean_cosine"), "worst_cosine": v.get("worst_cosine"), "top1_agreement": v.get("top1_agreement"),
-                        **{k: m.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput", "stable")},
-                        "latency_provenance": m.get("provenance"), "accuracy_provenance": v.get("accuracy_provenance")})
+            out.append(
+                {
+                    "target": t["name"],
+                    "variant": v["name"],
+                    "model": v.get("model", "source"),
+                    "method": v["method"],
+                    "status": v["status"],
+                    "size_mb": v.get("size_mb"),
+                    "compression": v.get("compression"),
+                    "parameters": v.get("parameters"),
+                    "gflops": (v.get("flops") or {}).get("gflops"),
+                    "accuracy": v.get("accuracy"),
+                    "accuracy_drop": v.get("accuracy_drop"),
+                    "accuracy_retained": v.get("accuracy_retained"),
+                    "macro_f1": v.get("macro_f1"),
+                    "mean_cosine": v.get("mean_cosine"),
+                    "worst_cosine": v.get("worst_cosine"),
+                    "top1_agreement": v.get("top1_agreement"),
+                    **{k: m.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput", "stable")},
+                    "latency_provenance": m.get("provenance"),
+                    "accuracy_provenance": v.get("accuracy_provenance"),
+                }
+            )
     return out
 
 
@@ -61,9 +102,12 @@ def figures(report: dict) -> list[tuple[str, str]]:
     key, label = _quality(report)
     figs = []
     for t in report["targets"]:
-        pts = [(v["name"], t["results"][v["name"]]["p50_ms"], v[key]) for v in report["variants"]
-               if v["name"] in t["results"] and v.get(key) is not None]
-        figs.append((f"{label} vs latency on {t['name']}", plots.scatter_pareto(pts, "p50 latency (ms)", label, f"{label} vs p50 latency: {t['name']}")))
+        pts = [
+            (v["name"], t["results"][v["name"]]["p50_ms"], v[key]) for v in report["variants"] if v["name"] in t["results"] and v.get(key) is not None
+        ]
+        figs.append(
+            (f"{label} vs latency on {t['name']}", plots.scatter_pareto(pts, "p50 latency (ms)", label, f"{label} vs p50 latency: {t['name']}"))
+        )
     names = [v["name"] for v in report["variants"]]
     figs.append(("model size", plots.bars(names, {"model MB": [v.get("size_mb") for v in report["variants"]]}, "MB", "model size per variant")))
     for t in report["targets"]:
@@ -77,14 +121,21 @@ def _compress_md(report: dict) -> list[str]:
     steps = report.get("compress") or []
     if not steps:
         return []
-    out = ["", "## Compression steps (PyTorch)", "", "| step | method | from | status | params before | params after | fewer | accuracy before | accuracy after |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "",
+        "## Compression steps (PyTorch)",
+        "",
+        "| step | method | from | status | params before | params after | fewer | accuracy before | accuracy after |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in steps:
         p, a = c.get("parameters") or {}, c.get("accuracy") or {}
         before, after = p.get("before", p.get("teacher")), p.get("after", p.get("student"))
         acc_before, acc_after = a.get("before", a.get("teacher")), a.get("after", a.get("student_after"))
-        out.append(f"| {c['name']} | {c['method']} | {c['from']} | {c['status']} | {_fmt(before, ',')} | {_fmt(after, ',')} | "
-                   f"{_fmt(p.get('reduction'), '.1%')} | {_fmt(acc_before, '.4f')} | {_fmt(acc_after, '.4f')} |")
+        out.append(
+            f"| {c['name']} | {c['method']} | {c['from']} | {c['status']} | {_fmt(before, ',')} | {_fmt(after, ',')} | "
+            f"{_fmt(p.get('reduction'), '.1%')} | {_fmt(acc_before, '.4f')} | {_fmt(acc_after, '.4f')} |"
+        )
         if c.get("error"):
             out.append(f"\nError in {c['name']}: {c['error']}\n")
     return out
@@ -92,30 +143,47 @@ def _compress_md(report: dict) -> list[str]:
 
 def to_markdown(report: dict) -> str:
     g = report["gate"]
-    lines = [f"# edgedeploy report: {report['recipe']}", "",
-             f"Source `{report['source']}`, generated {report['generated']}, run directory `{report['run_dir']}`.", "",
-             f"**Gate: {'PASSED' if g['passed'] else 'FAILED (exit ' + str(g['exit_code']) + ')'}**", ""]
+    lines = [
+        f"# edgedeploy report: {report['recipe']}",
+        "",
+        f"Source `{report['source']}`, generated {report['generated']}, run directory `{report['run_dir']}`.",
+        "",
+        f"**Gate: {'PASSED' if g['passed'] else 'FAILED (exit ' + str(g['exit_code']) + ')'}**",
+        "",
+    ]
     lines += [f"- MISSED: {m}" for m in g["failed"]] + [f"- NOT TRUSTED: {m}" for m in g["untrusted"]]
     lines += _compress_md(report)
-    lines += ["", "## Variants", "", "| variant | model | method | status | size MB | smaller | params | GFLOP | accuracy | drop (pts) | mean cos | top-1 agree |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "## Variants",
+        "",
+        "| variant | model | method | status | size MB | smaller | params | GFLOP | accuracy | drop (pts) | mean cos | top-1 agree |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for v in report["variants"]:
         drop = None if v.get("accuracy_drop") is None else v["accuracy_drop"] * 100
-        lines.append(f"| {v['name']} | {v.get('model', 'source')} | {v['method']} | {v['status']} | {_fmt(v.get('size_mb'), '.1f')} | {_fmt(v.get('compression'), '.2f')}x | {_fmt(v.get('parameters'), ',')} | "
-                     f"{_fmt((v.get('flops') or {}).get('gflops'), '.2f')} | {_fmt(v.get('accuracy'), '.4f')} | {_fmt(drop, '+.2f')} | "
-                     f"{_fmt(v.get('mean_cosine'), '.4f')} | {_fmt(v.get('top1_agreement'), '.1%')} |")
+        lines.append(
+            f"| {v['name']} | {v.get('model', 'source')} | {v['method']} | {v['status']} | {_fmt(v.get('size_mb'), '.1f')} | {_fmt(v.get('compression'), '.2f')}x | {_fmt(v.get('parameters'), ',')} | "
+            f"{_fmt((v.get('flops') or {}).get('gflops'), '.2f')} | {_fmt(v.get('accuracy'), '.4f')} | {_fmt(drop, '+.2f')} | "
+            f"{_fmt(v.get('mean_cosine'), '.4f')} | {_fmt(v.get('top1_agreement'), '.1%')} |"
+        )
     for t in report["targets"]:
         lines += ["", f"## Target {t['name']} (profile {t['profile']}{', host ' + t['host'] if t.get('host') else ''}): {t['status']}", ""]
         if t.get("error"):
             lines.append(f"Error: {t['error']}")
         if t.get("environment"):
             e = t["environment"]
-            lines.append(f"{t.get('measured', 'measured')}: {e['cpu_model']} ({e['arch']}, {e['cores']} cores), onnxruntime {e['onnxruntime']}"
-                         + (", variants interleaved" if t.get("interleaved") else "") + "")
+            lines.append(
+                f"{t.get('measured', 'measured')}: {e['cpu_model']} ({e['arch']}, {e['cores']} cores), onnxruntime {e['onnxruntime']}"
+                + (", variants interleaved" if t.get("interleaved") else "")
+                + ""
+            )
         lines += ["", "| variant | p50 ms | p90 ms | p99 ms | CV | runs | samples/s | stable |", "|---|---|---|---|---|---|---|---|"]
         for n, m in t["results"].items():
-            lines.append(f"| {n} | {_fmt(m['p50_ms'], '.2f')} | {_fmt(m['p90_ms'], '.2f')} | {_fmt(m['p99_ms'], '.2f')} | {m['cv']:.1%} | "
-                         f"{m['samples']} | {_fmt(m['throughput'], '.1f')} | {'yes' if m['stable'] else 'UNSTABLE'} |")
+            lines.append(
+                f"| {n} | {_fmt(m['p50_ms'], '.2f')} | {_fmt(m['p90_ms'], '.2f')} | {_fmt(m['p99_ms'], '.2f')} | {m['cv']:.1%} | "
+                f"{m['samples']} | {_fmt(m['throughput'], '.1f')} | {'yes' if m['stable'] else 'UNSTABLE'} |"
+            )
         if t["budgets"]:
             lines += ["", "Budgets: " + ", ".join(f"{k} {v}" for k, v in t["budgets"].items())]
     lines += ["", "## Provenance", ""]
@@ -133,22 +201,30 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-CSS = ("body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}"
-       "table{border-collapse:collapse;margin:1rem 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-       "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.pass{color:#1a7f37;font-weight:bold}.fail{color:#c62828;font-weight:bold}"
-       ".warn{color:#b26a00}.fig{display:inline-block;margin:0.5rem}small{color:#666}li{margin:2px 0}")
+CSS = (
+    "body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}"
+    "table{border-collapse:collapse;margin:1rem 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+    "th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}.pass{color:#1a7f37;font-weight:bold}.fail{color:#c62828;font-weight:bold}"
+    ".warn{color:#b26a00}.fig{display:inline-block;margin:0.5rem}small{color:#666}li{margin:2px 0}"
+)
 
 
 def to_html(report: dict) -> str:
     g = report["gate"]
-    h = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>edgedeploy report: {escape(report['recipe'])}</title>",
-         f"<style>{CSS}</style></head><body>",
-         f"<h1>edgedeploy report: {escape(report['recipe'])}</h1>",
-         f"<p>Source <code>{escape(report['source'])}</code>, generated {escape(report['generated'])}.</p>",
-         f"<p class='{'pass' if g['passed'] else 'fail'}'>Gate: {'PASSED' if g['passed'] else 'FAILED (exit ' + str(g['exit_code']) + ')'}</p>"]
+    h = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>edgedeploy report: {escape(report['recipe'])}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>edgedeploy report: {escape(report['recipe'])}</h1>",
+        f"<p>Source <code>{escape(report['source'])}</code>, generated {escape(report['generated'])}.</p>",
+        f"<p class='{'pass' if g['passed'] else 'fail'}'>Gate: {'PASSED' if g['passed'] else 'FAILED (exit ' + str(g['exit_code']) + ')'}</p>",
+    ]
     if g["failed"] or g["untrusted"]:
-        h.append("<ul>" + "".join(f"<li class='fail'>MISSED: {escape(m)}</li>" for m in g["failed"])
-                 + "".join(f"<li class='warn'>NOT TRUSTED: {escape(m)}</li>" for m in g["untrusted"]) + "</ul>")
+        h.append(
+            "<ul>"
+            + "".join(f"<li class='fail'>MISSED: {escape(m)}</li>" for m in g["failed"])
+            + "".join(f"<li class='warn'>NOT TRUSTED: {escape(m)}</li>" for m in g["untrusted"])
+            + "</ul>"
+        )
     h.append("<h2>Plots</h2>")
     h += [f"<div class='fig'>{svg}</div>" for _, svg in figures(report)]
     steps = _compress_md(report)
@@ -169,21 +245,29 @@ def to_html(report: dict) -> str:
         h.append("<tr>" + "".join(cells) + "</tr>")
     h.append("</table></div>")
     md = to_markdown(report)
-    prov = md[md.index("## Provenance"):md.index("## Stages")].splitlines()[2:]
+    prov = md[md.index("## Provenance") : md.index("## Stages")].splitlines()[2:]
     h.append("<h2>Provenance</h2><ul>" + "".join(f"<li>{escape(p[2:])}</li>" for p in prov if p.startswith("- ")) + "</ul>")
-    h.append("<h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>seconds</th></tr>"
-             + "".join(f"<tr><td>{escape(s)}</td><td>{escape(v['status'])}</td><td>{_fmt(v.get('seconds'), '.1f', '-')}</td></tr>" for s, v in report["stages"].items())
-             + "</table>")
+    h.append(
+        "<h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>seconds</th></tr>"
+        + "".join(
+            f"<tr><td>{escape(s)}</td><td>{escape(v['status'])}</td><td>{_fmt(v.get('seconds'), '.1f', '-')}</td></tr>"
+            for s, v in report["stages"].items()
+        )
+        + "</table>"
+    )
     h.append("<p><small>Self-contained: no scripts, no external resources.</small></p></body></html>")
     return "\n".join(h)
 
 
 def write_all(report: dict, out_dir: Path) -> dict[str, Path]:
-    from edgedeploy.core.atomic import write_bytes_atomic
 
     out_dir = Path(out_dir)
-    files = {"report.json": json.dumps(report, indent=2, default=str), "results.csv": to_csv(report), "report.md": to_markdown(report),
-             "report.html": to_html(report)}
+    files = {
+        "report.json": json.dumps(report, indent=2, default=str),
+        "results.csv": to_csv(report),
+        "report.md": to_markdown(report),
+        "report.html": to_html(report),
+    }
     paths = {}
     for name, text in files.items():
         write_bytes_atomic(out_dir / name, text.encode("utf-8"))
