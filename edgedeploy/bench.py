@@ -181,7 +181,8 @@ def bench(
         raise BadInput("give at least one ARTIFACT")
     job_settings = _job_settings(opts, inputs, save_outputs)
     if remote is not None:
-        return _bench_remote(arts, resolve_profile(opts.profile), opts.shape, opts.baseline, progress, remote, **job_settings)
+        doc = _bench_remote(arts, resolve_profile(opts.profile), opts.shape, opts.baseline, progress, remote, **job_settings)
+        return {**doc, "options": opts.recorded()}
     baseline = opts.baseline
     profile = load(resolve_profile(opts.profile) or resolve_profile("auto"))
     try:
@@ -212,7 +213,7 @@ def bench(
             }
         )
         doc["results"].append(res)
-    return _finish(doc, arts, len(extra), interleave)
+    return {**_finish(doc, arts, len(extra), interleave), "options": opts.recorded()}
 
 
 def _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts) -> dict:

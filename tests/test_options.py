@@ -184,3 +184,20 @@ def test_resolving_a_reference_source_never_trains(tmp_path, monkeypatch):
     fp = source_fingerprint("reference:sst2")  # the cache key of the model, computed without the model
     assert fp["reference"] == "reference:sst2" and len(fp["key"]) == 64
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_deprecated_off_flag_keeps_its_value(tmp_path):
+    """--no-embeddings (the old recipe key's flag) means int4_embeddings=False, not "not given"."""
+    from edgedeploy.core.options import from_cli
+
+    kwargs = {"method": "int4", "old__embeddings": False}
+    opts = from_cli(QuantizeOptions, kwargs)
+    assert opts.int4_embeddings is False and kwargs == {}
+
+
+def test_manifests_and_results_record_every_option(minilm_artifact):
+    export_opts = minilm_artifact.manifest["export"]["options"]
+    assert set(export_opts) == set(ExportOptions.model_fields)
+    from edgedeploy.core.manifest import Manifest
+
+    assert Manifest.model_validate(minilm_artifact.manifest).source.kind == "huggingface"

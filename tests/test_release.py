@@ -178,20 +178,30 @@ def test_pareto_front():
 # ---- a whole pipeline on a tiny classifier: caching, resume, report, render -----------------
 
 
+def good_calib() -> str:
+    return "text\tlabel\n" + "".join(ln.split("\t")[0] + "\t0\n" for ln in SST2_DEV.read_text().splitlines()[1:40])
+
+
+def tiny_pipeline(d, tiny_classifier_dir, calib_text: str) -> dict:
+    calib = d / "calib.tsv"
+    calib.write_text(calib_text)
+    return {"recipe": write_recipe(d / "tiny.yaml", tiny_classifier_dir, calib=calib), "run_dir": d / "run", "calib": calib}
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tiny_classifier_dir, tmp_path_factory):
-    d = tmp_path_factory.mktemp("tinyrun")
-    calib = d / "calib.tsv"
-    calib.write_text("sentence\tlabel\nnot the column the recipe names\t1\n")  # wrong column: static fails
-    recipe = write_recipe(d / "tiny.yaml", tiny_classifier_dir, calib=calib)
-    run_dir = d / "run"
-    first = cli("run", recipe, "--run-dir", run_dir, "--gate")
-    return {"recipe": recipe, "run_dir": run_dir, "calib": calib, "first": first}
+    """A finished run of the tiny pipeline, shared by the tests below; each first re-runs it
+    with the recipe as written ("settles" it), so none depends on what another left behind."""
+    run = tiny_pipeline(tmp_path_factory.mktemp("tinyrun"), tiny_classifier_dir, good_calib())
+    cli("run", run["recipe"], "--run-dir", run["run_dir"], check=0)
+    return run
 
 
 @needs_minilm
-def test_failed_stage_stops_dependents_keeps_the_rest_and_resume(tiny_run):
-    first, run_dir = tiny_run["first"], tiny_run["run_dir"]
+def test_failed_stage_stops_dependents_keeps_the_rest_and_resume(tiny_classifier_dir, tmp_path):
+    run = tiny_pipeline(tmp_path, tiny_classifier_dir, "sentence\tlabel\nnot the column the recipe names\t1\n")  # static fails
+    run_dir = run["run_dir"]
+    first = cli("run", run["recipe"], "--run-dir", run_dir, "--gate")
     assert first.returncode == 2, first.stderr
     line = one_line_error(first)
     assert "stage quantize:static failed" in line and "no column 'text'" in line and "re-run to resume" in line
@@ -204,8 +214,8 @@ def test_failed_stage_stops_dependents_keeps_the_rest_and_resume(tiny_run):
     assert static["status"] == "failed" and "no column" in static["error"]
 
     # fix the data and re-run: finished stages are reused, the failed one and its dependents run
-    tiny_run["calib"].write_text("text\tlabel\n" + "".join(ln.split("\t")[0] + "\t0\n" for ln in SST2_DEV.read_text().splitlines()[1:40]))
-    again = cli("run", tiny_run["recipe"], "--run-dir", run_dir, "--gate", check=0)
+    run["calib"].write_text(good_calib())
+    again = cli("run", run["recipe"], "--run-dir", run_dir, "--gate", check=0)
     for sid in ("export", "quantize:int8", "eval:fp32", "eval:int8"):
         assert f"[cached] {sid}" in again.stdout
     for sid in ("quantize:static", "eval:static", "bench:local"):  # bench: a new variant joined the interleaved run
@@ -309,7 +319,17 @@ def test_eval_stage_reports_bad_labels_as_a_failed_stage(tiny_classifier_dir, tm
 def test_demo_recipe_produces_report_html(tmp_path):
     """`make demo` runs examples/demo.yaml; fewer iterations here to keep the suite short."""
     run_dir = tmp_path / "demo"
-    proc = cli("run", ROOT / "examples" / "demo.yaml", "--run-dir", run_dir, "--set", "targets.0.iterations=64", check=0)
+    fewer = [f"variants.{v}.eval_samples=16" for v in ("int8", "fp16", "int4")]  # fidelity and int4's ranking on 16 samples, not 64
+    proc = cli(
+        "run",
+        ROOT / "examples" / "demo.yaml",
+        "--run-dir",
+        run_dir,
+        "--set",
+        "targets.0.iterations=64",
+        *[a for f in fewer for a in ("--set", f)],
+        check=0,
+    )
     last = proc.stdout.strip().splitlines()[-1]
     assert last == f"report: {run_dir / 'report.html'}" and (run_dir / "report.html").is_file()
     report = json.loads((run_dir / "report.json").read_text())
@@ -325,42 +345,34 @@ def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(sst2_classifi
     """examples/sst2.yaml on an SST-2 classifier (the session's, in place of reference:sst2):
     passes with its shipped budgets; exit 1 with an accuracy budget it cannot meet."""
     run_dir = tmp_path / "sst2"
-    src = f"source={sst2_classifier}"
-    proc = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, "--set", src, "--set", "targets.0.iterations=100", timeout=560)
+    # 400 dev rows and a 16-sample int4 sensitivity ranking keep it short; the shipped budgets stay
+    sets = [f"source={sst2_classifier}", "targets.0.iterations=100", "data.limit=400", "variants.int4.eval_samples=16"]
+    sets = [a for s in sets for a in ("--set", s)]
+    proc = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, *sets)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((run_dir / "report.json").read_text())
     acc = {v["name"]: v["accuracy"] for v in report["variants"]}
     assert acc["fp32"] >= SST2_TEST_MIN_ACCURACY and acc["fp32"] - acc["int8"] <= 0.02 and report["gate"]["passed"]
     assert next(v for v in report["variants"] if v["name"] == "int4")["size_mb"] < 30
 
-    tight = cli(
-        "run",
-        ROOT / "examples" / "sst2.yaml",
-        "--gate",
-        "--run-dir",
-        run_dir,
-        "--set",
-        src,
-        "--set",
-        "targets.0.iterations=100",
-        "--set",
-        "budgets.min_accuracy=0.99",
-        check=1,
-    )
+    tight = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, *sets, "--set", "budgets.min_accuracy=0.99", check=1)
     assert "[run]" not in tight.stdout  # only the gate changed: every stage is reused
     line = one_line_error(tight)
     assert "gate failed" in line and "min_accuracy" in line and "under by" in line
 
     # the same through `make release` (make itself exits 2 when a command fails; edgedeploy's 1 is in its message)
     tightened = tmp_path / "sst2-tight.yaml"
-    tightened.write_text(
-        (ROOT / "examples" / "sst2.yaml")
-        .read_text()
-        .replace("../../shared/datasets", str(DATASETS))
-        .replace("source: reference:sst2", f"source: {sst2_classifier}")
-        .replace("iterations: 200", "iterations: 100")
-        .replace("max_size_mb: 30", "max_size_mb: 10")
-    )
+    text = (ROOT / "examples" / "sst2.yaml").read_text().replace("../../shared/datasets", str(DATASETS))
+    for a, b in (
+        ("source: reference:sst2", f"source: {sst2_classifier}"),
+        ("iterations: 200", "iterations: 100"),
+        ("max_size_mb: 30", "max_size_mb: 10"),
+        ("  label_column: label\n", "  label_column: label\n  limit: 400\n"),
+        ("int4: {method: int4}", "int4: {method: int4, eval_samples: 16}"),
+    ):
+        assert a in text, a
+        text = text.replace(a, b)
+    tightened.write_text(text)
     mk = subprocess.run(["make", "-s", "release", f"RECIPE={tightened}", f"RUN_DIR={run_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert mk.returncode == 2 and "release] Error 1" in mk.stderr, mk.stdout + mk.stderr
     assert "MISS int8 on local: max_size_mb" in mk.stdout and "gate failed" in mk.stderr

@@ -25,7 +25,7 @@ def command(teacher, out, resume, force, as_json, **settings):
         return
     p, t = rec["parameters"], rec["training"]
     click.echo(f"distilled {teacher} -> {out}")
-    click.echo(f"  parameters {p['teacher'] / 1e6:.2f} M -> {p['student'] / 1e6:.2f} M ({p['reduction']:.1%} fewer)")
+    click.echo(f"  parameters {p['before'] / 1e6:.2f} M -> {p['after'] / 1e6:.2f} M ({p['reduction']:.1%} fewer)")
     click.echo(
         f"  distillation loss {rec['loss_before']['total']:.4f} -> {rec['loss_after']['total']:.4f} on a held probe; "
         f"{t['steps']} steps on {t['rows']} rows in {t['seconds']:.0f} s"
@@ -33,6 +33,6 @@ def command(teacher, out, resume, force, as_json, **settings):
     a = rec["accuracy"]
     if a:
         click.echo(
-            f"  accuracy: teacher {a['teacher']:.4f}, student {a['student_before']:.4f} before -> {a['student_after']:.4f} after "
+            f"  accuracy: teacher {a['before']:.4f}, student {a['initial']:.4f} before -> {a['after']:.4f} after "
             f"({a['eval_rows']} rows, PyTorch)"
         )

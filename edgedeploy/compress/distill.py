@@ -184,8 +184,9 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
         "accuracy": {},
     }
     if eval_set is not None:
-        record["accuracy"]["teacher"] = textdata.accuracy(t_model, t_tok, eval_set)
-        record["accuracy"]["student_before"] = textdata.accuracy(s_model, t_tok, eval_set)
+        # before/after as in prune records: the model that goes in (the teacher) and the one that comes out
+        record["accuracy"]["before"] = textdata.accuracy(t_model, t_tok, eval_set)
+        record["accuracy"]["initial"] = textdata.accuracy(s_model, t_tok, eval_set)  # the student before training
     record["loss_before"] = probe()
     ckpt = out.absolute().with_name(out.name + ".partial")
 
@@ -212,14 +213,10 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
     record["training"]["rows"] = len(train_set)
     record["loss_after"] = probe()
     if eval_set is not None:
-        record["accuracy"]["student_after"] = textdata.accuracy(s_model, t_tok, eval_set)
+        record["accuracy"]["after"] = textdata.accuracy(s_model, t_tok, eval_set)
         record["accuracy"]["eval_rows"] = len(eval_set)
         record["accuracy"]["provenance"] = "measured with PyTorch on this host"
-    record["parameters"] = {
-        "teacher": parameters(t_model),
-        "student": parameters(s_model),
-        "reduction": 1 - parameters(s_model) / parameters(t_model),
-    }
+    record["parameters"] = {"before": parameters(t_model), "after": parameters(s_model), "reduction": 1 - parameters(s_model) / parameters(t_model)}
     record["data"] = {"train": model_io.data_fingerprint(opts.train_data), "eval": model_io.data_fingerprint(opts.eval_data)}
     record["seconds"] = round(time.perf_counter() - t0, 1)
     model_io.publish(s_model, t_tok, out, record, force)

@@ -200,7 +200,8 @@ def from_cli(cls: type[Options], kwargs: dict, **fixed):
                 data[name] = v
     for old, new in cls.RENAMED.items():
         v = kwargs.pop(f"old__{old}", None)
-        if v in (None, (), False):
+        tri_state = _unwrap(cls.model_fields[new].annotation)[1]  # --x/--no-x: False is a value, not "not given"
+        if v is None or v == () or (v is False and not tri_state):
             continue
         warn(f"{flag_name(old)} is deprecated; use {flag_name(new)}")
         if new in data and new not in fixed:

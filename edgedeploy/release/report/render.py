@@ -130,6 +130,7 @@ def _compress_md(report: dict) -> list[str]:
     ]
     for c in steps:
         p, a = c.get("parameters") or {}, c.get("accuracy") or {}
+        # records before 0.2: distillation said teacher/student where prune says before/after
         before, after = p.get("before", p.get("teacher")), p.get("after", p.get("student"))
         acc_before, acc_after = a.get("before", a.get("teacher")), a.get("after", a.get("student_after"))
         out.append(
