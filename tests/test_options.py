@@ -201,3 +201,37 @@ def test_manifests_and_results_record_every_option(minilm_artifact):
     from edgedeploy.core.manifest import Manifest
 
     assert Manifest.model_validate(minilm_artifact.manifest).source.kind == "huggingface"
+
+
+def test_an_artifact_written_before_the_renames_still_loads(minilm_artifact, tmp_path):
+    """0.1 manifests: fidelity said min_cosine, quantization had no options, export no options."""
+    import shutil
+
+    from edgedeploy.core.artifact import MANIFEST, Artifact
+    from edgedeploy.core.atomic import write_json_atomic
+    from edgedeploy.quality.fidelity import worst_cosine
+
+    old = tmp_path / "old"
+    shutil.copytree(minilm_artifact.path, old)
+    m = json.loads((old / MANIFEST).read_text())
+    m["export"].pop("options")
+    m["fidelity"] = {"output": "last_hidden_state", "samples": 8, "mean_cosine": 0.99, "min_cosine": 0.97, "max_abs_diff": 0.1, "finite": True}
+    write_json_atomic(old / MANIFEST, m)
+    art = Artifact.load(old)
+    assert worst_cosine(art.manifest["fidelity"]) == 0.97
+    assert "OK" in cli("verify", old, check=0).stdout
+
+
+def test_a_manifest_with_wrong_types_is_refused(minilm_artifact, tmp_path):
+    import shutil
+
+    from edgedeploy.core.artifact import MANIFEST
+    from edgedeploy.core.atomic import write_json_atomic
+
+    bad = tmp_path / "bad"
+    shutil.copytree(minilm_artifact.path, bad)
+    m = json.loads((bad / MANIFEST).read_text())
+    m["opset"], m["inputs"] = "seventeen", "none"
+    write_json_atomic(bad / MANIFEST, m)
+    line = one_line_error(cli("verify", bad, check=2))
+    assert "manifest does not match its schema" in line and "opset" in line and "inputs" in line

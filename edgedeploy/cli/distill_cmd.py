@@ -33,6 +33,5 @@ def command(teacher, out, resume, force, as_json, **settings):
     a = rec["accuracy"]
     if a:
         click.echo(
-            f"  accuracy: teacher {a['before']:.4f}, student {a['initial']:.4f} before -> {a['after']:.4f} after "
-            f"({a['eval_rows']} rows, PyTorch)"
+            f"  accuracy: teacher {a['before']:.4f}, student {a['initial']:.4f} before -> {a['after']:.4f} after ({a['eval_rows']} rows, PyTorch)"
         )
