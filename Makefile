@@ -32,9 +32,9 @@ system-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-# Random order (pytest-randomly prints the seed; rerun one order with --randomly-seed=N),
+# Random order (pytest-randomly prints "Using --randomly-seed=N" in the header; pass it to rerun that order),
 # the 20 slowest tests and every skip reason at the end; a missing sshd fails the SSH tests here.
-PYTEST := EDGEDEPLOY_REQUIRE_SSHD=1 $(BIN)/python -m pytest -q -p no:cacheprovider --durations=20 -rs
+PYTEST := EDGEDEPLOY_REQUIRE_SSHD=1 $(BIN)/python -m pytest -p no:cacheprovider --durations=20 -rs
 
 test: setup system-deps lint
 	$(PYTEST) tests

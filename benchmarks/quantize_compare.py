@@ -66,7 +66,7 @@ def build(work: Path, reuse: bool, profile: str) -> dict[str, Path]:
     out["edgedeploy static QDQ (profile)"] = (
         step(
             "ed-static",
-            lambda p: quantize(fp32, p, "static", profile=profile, calib_data=train, calib_samples=128, overrides={"format": "QDQ"}, **common),
+            lambda p: quantize(fp32, p, "static", profile=profile, calib_data=train, calib_samples=128, format="QDQ", **common),
         )
         / "model.onnx"
     )
@@ -74,7 +74,7 @@ def build(work: Path, reuse: bool, profile: str) -> dict[str, Path]:
     out["edgedeploy accuracy-aware"] = (
         step(
             "ed-accuracy-aware",
-            lambda p: quantize(fused, p, "dynamic", profile=profile, calib_data=train, min_cosine=0.995, min_worst_cosine=0.985, **common),
+            lambda p: quantize(fused, p, "dynamic", profile=profile, calib_data=train, min_mean_cosine=0.995, min_worst_cosine=0.985, **common),
         )
         / "model.onnx"
     )

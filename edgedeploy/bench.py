@@ -217,7 +217,6 @@ def bench(
 
 
 def _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts) -> dict:
-
     if baseline:
         raise BadInput("--baseline torch runs on the host; it cannot be combined with --host")
     if not profile_name:

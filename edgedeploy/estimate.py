@@ -22,7 +22,6 @@ CONV_OPS = {"Conv", "QLinearConv", "ConvInteger", "FusedConv"}
 
 
 def _bind(model, shape: dict):
-
     sig = []
     init = {i.name for i in model.graph.initializer}
     for vi in model.graph.input:

@@ -24,7 +24,6 @@ log = logging.getLogger("edgedeploy")
 
 
 def _sample_cases(source_path: Path, sample_data: Path, text_column: str, limit: int = 16, batch: int = 8) -> list[dict]:
-
     suffix = Path(sample_data).suffix
     if suffix == ".npz":
         import numpy as np

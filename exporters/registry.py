@@ -13,14 +13,12 @@ from edgedeploy.exporters import huggingface, torch_module
 
 
 def _huggingface(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle):
-
     if weights or input_specs:
         raise BadInput("--weights/--input apply to --factory and .pt sources; a Hugging Face directory carries its own")
     return huggingface.export(src.path, stage, task, opset)
 
 
 def _module(model, stage, input_specs, opset):
-
     if not input_specs:
         raise BadInput("a torch module source needs --input name:dtype:dims (e.g. --input input:float32:batch,3,224,224)")
     specs = [torch_module.parse_input_spec(s) for s in input_specs]
@@ -28,13 +26,11 @@ def _module(model, stage, input_specs, opset):
 
 
 def _factory(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle):
-
     model = torch_module.load_factory(src.name, Path(weights) if weights else None, trust_pickle)
     return _module(model, stage, input_specs, opset)
 
 
 def _torchscript(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle):
-
     model, how = torch_module.load_pt(src.path, trust_pickle)
     info = _module(model, stage, input_specs, opset)
     info["loaded_as"] = how

@@ -77,7 +77,6 @@ def compare_arrays(name: str, got: np.ndarray, want: np.ndarray, atol: float, rt
 
 def validate(onnx_path, torch_fn, cases: list[dict], atol: float, rtol: float) -> ValidationResult:
     """Run ORT and ``torch_fn`` (feeds -> {output name: ndarray}) on each case and compare."""
-
     model = Runner(onnx_path)
     names = model.names
     input_names = {i.name for i in model.session.get_inputs()}

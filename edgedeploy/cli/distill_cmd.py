@@ -17,7 +17,6 @@ from edgedeploy.core.options import click_options, from_cli
 @json_option
 def command(teacher, out, resume, force, as_json, **settings):
     """Distill a teacher classifier into a smaller student (logits, hidden states, attention relations)."""
-
     opts = from_cli(DistillOptions, settings)
     rec = distill(teacher, out, opts, force=force, resume=resume)
     if as_json:

@@ -8,7 +8,6 @@ from edgedeploy.device.doctor import diagnose
 @json_option
 def command(as_json):
     """Detect this host, name the closest device profile and what makes numbers unreliable."""
-
     d = diagnose()
     if as_json:
         emit_json(d)

@@ -12,7 +12,6 @@ from edgedeploy.quality.fidelity import worst_cosine
 @json_option
 def command(artifact, as_json):
     """Show an artifact's manifest: source, lineage, signature, validation, files."""
-
     art = Artifact.load(artifact, verify=False)
     m = art.manifest
     if as_json:

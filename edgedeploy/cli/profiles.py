@@ -13,7 +13,6 @@ def command():
 @json_option
 def list_cmd(as_json):
     """List every profile that loads and validates."""
-
     rows, docs = [], []
     for name in sorted(available()):
         p = load(name)
@@ -40,7 +39,6 @@ def list_cmd(as_json):
 @json_option
 def show_cmd(name, as_json):
     """Show one profile (NAME or a path to a .json profile)."""
-
     p = load(name)
     if as_json:
         emit_json(p)

@@ -17,7 +17,6 @@ from edgedeploy.quantize.options import QuantizeOptions
 @json_option
 def command(artifact, out, force, as_json, **settings):
     """Quantize ARTIFACT with ONNX Runtime into a new artifact (the parent is never modified)."""
-
     opts = from_cli(QuantizeOptions, settings)
     method = opts.method
     art = quantize(artifact, out, options=opts, force=force)

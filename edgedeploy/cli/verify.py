@@ -12,7 +12,6 @@ from edgedeploy.core.errors import BadInput
 @json_option
 def command(artifact, as_json):
     """Re-hash every file of ARTIFACT against its manifest (exit 2 on any mismatch)."""
-
     art = Artifact.load(artifact, verify=False)
     problems = art.verify()
     if as_json:

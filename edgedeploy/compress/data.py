@@ -27,7 +27,6 @@ def load(
     path, config, *, text_column: str = "text", label_column: str | None = "label", limit: int | None = None, seed: int = 0, need_labels: bool = False
 ) -> TextSet:
     """Read ``path`` (TSV/CSV/JSONL). ``limit`` takes a seeded random subset, not the head of the file."""
-
     path = Path(path)
     cols = (text_column,) + ((label_column,) if label_column and need_labels else ())
     rows = list(iter_rows(path, cols))

@@ -53,7 +53,6 @@ def is_output(path: Path) -> bool:
 
 
 def publish(model, tok, out: Path, record: dict, force: bool) -> Path:
-
     with staged_directory(out, force=force, is_artifact=is_output) as stage:
         model.save_pretrained(stage, safe_serialization=True)
         if tok is not None:

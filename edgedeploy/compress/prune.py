@@ -132,7 +132,6 @@ def _parse_layers(text: str) -> list[int]:
 
 def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) -> dict:
     """Prune ``source`` into the checkpoint directory ``out``; returns the compression record."""
-
     t0 = time.perf_counter()
     out = Path(out)
     check_output_dir(out.absolute(), force, model_io.is_output)

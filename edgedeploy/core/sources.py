@@ -45,7 +45,6 @@ def embedded_path(name: str) -> Path:
 
 
 def resolve(source: str | None, factory: str | None = None) -> Source:
-
     if factory:
         if source:
             raise BadInput("give either SOURCE or --factory, not both")

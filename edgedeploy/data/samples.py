@@ -78,7 +78,6 @@ class SampleSource:
             yield from self._random()
 
     def _text(self):
-
         cols = (self.text_column,) + tuple(c for c in (self.label_column, self.pair_column) if c)
         texts, pairs, n = [], [], 0
         self.labels = []
@@ -116,7 +115,6 @@ class SampleSource:
             yield {n: data[n][i : min(i + self.batch, total)] for n in self.input_names}
 
     def _random(self):
-
         sig = self.artifact.inputs
         done = 0
         seed = 0

@@ -19,7 +19,6 @@ def closest_profile(arch: str, flags: set[str], jetson: bool) -> str:
 
 
 def diagnose() -> dict:
-
     env = environment.describe()
     flags = environment.cpu_flags()
     jetson = os.path.exists("/etc/nv_tegra_release")

@@ -35,7 +35,6 @@ def read_inventory(path: Path) -> list[dict]:
 
 def remote_options(entry: dict, opts) -> dict:
     """How to reach one device: an inventory entry's own settings over ``opts`` (``RemoteOptions``)."""
-
     target = Host.parse(
         entry["host"],
         config=str(opts.ssh_config) if opts.ssh_config else None,

@@ -30,7 +30,6 @@ INSTALL = (
 
 def runtime_wheel(dest: Path) -> Path:
     """A pure-Python wheel with edgedeploy/__init__.py and edgedeploy/runtimes only."""
-
     name = f"{RUNTIME_DIST}-{__version__}"
     files = dict(runtime_sources())
     files[f"{name}.dist-info/METADATA"] = (

@@ -64,7 +64,6 @@ KILL = 'test -f "$1/pid" && kill -9 "$(cat "$1/pid")" 2>/dev/null; true'
 
 def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None) -> dict[str, str]:
     """Model files, the runtime zipapp, the inputs and a job file, with a sha256 of each."""
-
     job = json.loads(json.dumps(job))
     for model, art in zip(job["models"], arts):
         sub = Path("models") / model["name"].replace("/", "_").replace("'", "_")

@@ -24,7 +24,6 @@ def label_ids(labels: list, artifact) -> np.ndarray:
 
 
 def labeled_eval(artifact, data: Path, text_column: str, label_column: str, limit: int):
-
     src = SampleSource(artifact, data, text_column, limit=limit, label_column=label_column)
     batches = list(src)
     return batches, label_ids(src.labels, artifact)

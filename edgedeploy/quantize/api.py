@@ -171,7 +171,6 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
 
 def _task_accuracy(parent, eval_data, text_column, label_column, limit):
     """(accuracy function over model files, the parent's accuracy) on labeled eval data."""
-
     if eval_data is None:
         raise BadInput("--max-accuracy-drop needs labeled --eval-data (with --label-column)")
     batches, labels = labeled_eval(parent, eval_data, text_column, label_column, limit)
@@ -180,7 +179,6 @@ def _task_accuracy(parent, eval_data, text_column, label_column, limit):
 
 
 def _preprocess(src: Path, dst: Path) -> dict:
-
     try:
         return preprocess(src, dst)
     except RuntimeError as exc:
@@ -203,7 +201,6 @@ def _run_method(method, pre, dst, settings, excluded, calib_src, calib_total, on
 
 def _most_sensitive_matmuls(pre, settings, eval_src, parent_model, run, work, excluded) -> list[str]:
     """The MatMuls whose 4-bit quantization hurts fidelity most, measured one at a time."""
-
     probe_settings = {**settings, "int4_embeddings": False, "keep_8bit": []}
     nodes = [n for n in candidates(pre, "int4") if n not in excluded]
     log.info("int4: ranking %d MatMuls by measured sensitivity to keep %d at 8-bit", len(nodes), settings["int4_sensitive_8bit"])
@@ -212,7 +209,6 @@ def _most_sensitive_matmuls(pre, settings, eval_src, parent_model, run, work, ex
 
 
 def _count(src) -> int:
-
     if src.kind != "text":
         return src.limit if src.kind == "random" else sum(len(next(iter(b.values()))) for b in src)
     n = 0

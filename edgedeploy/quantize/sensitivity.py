@@ -42,7 +42,6 @@ def candidates(pre: Path, method: str) -> dict[str, float]:
 
 def rank(method, pre: Path, settings: dict, nodes: list[str], run_method, ref_outputs, work: Path) -> list[tuple[str, float]]:
     """[(node, sensitivity)] sorted most sensitive first."""
-
     out = []
     probe = work / "probe.onnx"
     for i, node in enumerate(nodes):
@@ -65,7 +64,6 @@ class Budget:
     parent_accuracy: float | None = None
 
     def evaluate(self, path: Path, ref) -> dict:
-
         r = compare_to_outputs(path, ref)
         if self.max_accuracy_drop is not None:
             r["accuracy"] = self.accuracy(path)

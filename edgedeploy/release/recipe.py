@@ -267,7 +267,6 @@ def load(path, overrides: tuple[str, ...] = (), warn=None) -> Recipe:
 
 
 def _default_warn(msg: str) -> None:
-
     warn(msg)
 
 

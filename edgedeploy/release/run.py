@@ -17,7 +17,6 @@ from edgedeploy.release.stages import build
 
 
 def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: tuple[str, ...] = (), run_dir=None, echo=print) -> dict:
-
     recipe = load(recipe_path, overrides)
     run_dir = Path(run_dir or recipe.spec.run_dir or Path("runs") / recipe.name).absolute()
     stages = build(recipe, run_dir)

@@ -117,7 +117,6 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
         }
 
     def run(res) -> CompressResult:
-
         # the recipe's data section fills what the step does not set itself
         common = {
             k: v
@@ -172,7 +171,6 @@ def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
         }
 
     def run(res) -> ExportResult:
-
         opts = ExportOptions(**ex.model_dump(), eval_data=Path(sample) if sample else None, text_column=recipe.data.text_column)
         art = export(source(res), out, options=opts, force=True)
         return ExportResult(
@@ -210,7 +208,6 @@ def _quantize_stage(recipe: Recipe, name: str, v: VariantSpec, out: Path) -> Sta
         return {"parent": res[parent].digest, "settings": settings, "profile": resolve_profile(v.profile), "data": data}
 
     def run(res) -> QuantizeResult:
-
         art = quantize(res[parent].artifact, out, options=opts.model_copy(update={"profile": resolve_profile(v.profile)}), force=True)
         q = art.manifest["quantization"]
         return QuantizeResult(
@@ -238,7 +235,6 @@ def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
         return {"artifact": res[producer].digest, "reference": None if is_ref else res[ref].digest, "data": _data_key(recipe, "eval")}
 
     def run(res) -> EvalResult:
-
         art = Artifact.load(res[producer].artifact)
         # a model without a classification head (a sentence encoder) gets fidelity only
         classifier = len(art.manifest["outputs"][0]["shape"]) == 2
@@ -271,7 +267,6 @@ def _bench_stage(t: TargetSpec, variant_stage: dict[str, StageId]) -> Stage:
         return {"variants": [(n, r.digest) for n, r in available(res)], "settings": settings, "profile": resolve_profile(t.profile), **where}
 
     def run(res) -> BenchResult:
-
         pairs = available(res)
         if not pairs:
             raise BadInput(f"target {t.name}: no variant finished, nothing to measure")

@@ -10,6 +10,5 @@ from edgedeploy.release.report.render import write_all
 
 
 def build(run_dir: Path) -> tuple[dict, dict[str, Path]]:
-
     report = collect(run_dir)
     return report, write_all(report, run_dir)

@@ -261,7 +261,6 @@ def to_html(report: dict) -> str:
 
 
 def write_all(report: dict, out_dir: Path) -> dict[str, Path]:
-
     out_dir = Path(out_dir)
     files = {
         "report.json": json.dumps(report, indent=2, default=str),
