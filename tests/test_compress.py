@@ -482,6 +482,8 @@ def test_recipe_compresses_exports_quantizes_and_reports_each_step(teacher, tmp_
     assert rows["small"]["flops"]["gflops"] < rows["fp32"]["flops"]["gflops"]
     steps = {c["name"]: c for c in report["compress"]}
     assert steps["small"]["status"] == "ok" and steps["small-pruned"]["parameters"]["after"] < steps["small-pruned"]["parameters"]["before"]
+    # the recipe's labeled data.eval measures each step before and after (a step does not name it itself)
+    assert all({"before", "after"} <= set(steps[n]["accuracy"]) for n in ("small", "small-pruned")), steps
     md = (run_dir / "report.md").read_text()
     assert "## Compression steps (PyTorch)" in md and "| small-pruned | prune | small | ok |" in md
     assert "Compression steps" in (run_dir / "report.html").read_text()

@@ -42,6 +42,19 @@ def load(
     return TextSet(path, texts, ids)
 
 
+def load_training(opts, config, *, need_labels: bool) -> TextSet:
+    """The training rows of a ``TrainingOptions`` (its file, columns, seeded subset)."""
+    return load(
+        opts.train_data,
+        config,
+        text_column=opts.text_column,
+        label_column=opts.label_column,
+        limit=opts.limit,
+        seed=opts.seed,
+        need_labels=need_labels,
+    )
+
+
 def batches(tokenizer, data: TextSet, order, batch_size: int, max_length: int):
     """Yield (encoded inputs, labels or None) for the rows in ``order``, batch by batch."""
     import torch

@@ -110,15 +110,7 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
     if s_model.config.num_labels != t_model.config.num_labels:
         raise BadInput(f"teacher has {t_model.config.num_labels} classes, student {s_model.config.num_labels}; they must match")
     need_labels = opts.alpha > 0
-    train_set = textdata.load(
-        opts.train_data,
-        t_model.config,
-        text_column=opts.text_column,
-        label_column=opts.label_column,
-        limit=opts.limit,
-        seed=opts.seed,
-        need_labels=need_labels,
-    )
+    train_set = textdata.load_training(opts, t_model.config, need_labels=need_labels)
     if opts.student:
         check_tokenizers(t_tok, s_tok, train_set.texts[:32], teacher, opts.student)
     if opts.hidden_weight and s_model.config.hidden_size != t_model.config.hidden_size:

@@ -189,19 +189,7 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     del original
     recover_set = None
     if opts.recover_epochs > 0:
-        recover_set = (
-            train_set
-            if not opts.limit
-            else textdata.load(
-                opts.train_data,
-                model.config,
-                text_column=opts.text_column,
-                label_column=opts.label_column,
-                limit=opts.limit,
-                seed=opts.seed,
-                need_labels=True,
-            )
-        )
+        recover_set = train_set if not opts.limit else textdata.load_training(opts, model.config, need_labels=True)
     total_heads = sum(len(enc.surviving_heads(i)) for i in range(len(enc.layers)))
     ffn_target = int(round(enc.ffn_width() * (1 - opts.ffn))) if opts.ffn else enc.ffn_width()
     ffn_start = enc.ffn_width()

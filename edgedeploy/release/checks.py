@@ -27,19 +27,24 @@ def resolve_paths(spec: RecipeSpec, base: Path) -> RecipeSpec:
     """Paths in the recipe are relative to the recipe file; make them absolute."""
     spec = spec.model_copy(deep=True)
     if spec.data:
-        spec.data.eval, spec.data.calib = _abs(base, spec.data.eval), _abs(base, spec.data.calib)
+        for k in ("eval", "calib"):
+            if getattr(spec.data, k) is not None:
+                setattr(spec.data, k, _abs(base, getattr(spec.data, k)))
     for v in spec.variants.values():
         for k in ("calib_data", "eval_data"):
             if getattr(v, k) is not None:
                 setattr(v, k, Path(_abs(base, str(getattr(v, k)))))
     for c in spec.compress.values():
-        c.train_data, c.eval_data = _abs(base, c.train_data), _abs(base, c.eval_data)
+        for k in ("train_data", "eval_data"):  # only what is set: an assignment marks a field as given (model_fields_set)
+            if getattr(c, k) is not None:
+                setattr(c, k, _abs(base, getattr(c, k)))
         if isinstance(c, DistillStep) and c.student and not Path(c.student).is_absolute() and (base / c.student).exists():
             c.student = str((base / c.student).resolve())
     for t in spec.targets:
         if t.ssh_config is not None:
             t.ssh_config = Path(_abs(base, str(t.ssh_config)))
-    spec.run_dir = _abs(base, spec.run_dir)
+    if spec.run_dir is not None:
+        spec.run_dir = _abs(base, spec.run_dir)
     if not is_named_source(spec.source):
         spec.source = _abs(base, spec.source)
     return spec
