@@ -386,3 +386,13 @@ def test_shipped_recipes_validate(recipe):
     assert r.variants and r.targets
     if r.data.eval:
         assert r.labeled() and all(r.budgets(t).set() for t in r.targets)
+
+
+def test_report_on_a_torn_stage_record_names_the_file(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "stages").mkdir(parents=True)
+    (run_dir / "recipe.json").write_text(json.dumps({"source": "minilm-l6", "variants": {"a": {"method": "dynamic"}}, "targets": [{"name": "l"}]}))
+    (run_dir / "stages" / "export.json").write_text('{"id": "export", "status": "o')
+    line = one_line_error(cli("report", run_dir, check=2))
+    assert "stages/export.json: not a readable stage record" in line and "delete it to re-run that stage" in line
+    assert not (run_dir / "report.json").exists()
