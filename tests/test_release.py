@@ -34,6 +34,10 @@ def statuses(run_dir):
 # ---- recipe validation: rejected before anything runs, with the line and key named ----------
 
 BAD_RECIPES = [
+    (
+        "source: reference:imdb\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n",
+        ":1: source: unknown reference model 'reference:imdb'",
+    ),
     ("source: minilm-l6\nvariants:\n  int8: {method: dynamic, profle: rpi4}\ntargets:\n  - name: local\n", ":3: variants.int8.profle: unknown key"),
     (
         "source: minilm-l6\nvariants:\n  int8: {method: dynamic}\ntargets:\n  - name: local\n    iterations: many\n",

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedeploy.core.sources import is_named_source
+from edgedeploy.compress.reference import PLANS
+from edgedeploy.core.sources import REFERENCE, is_named_source
 from edgedeploy.device.profiles import available
 from edgedeploy.release.budgets import ACCURACY
 from edgedeploy.release.spec import DistillStep, PruneStep, RecipeSpec
@@ -64,6 +65,8 @@ def _files(spec: RecipeSpec) -> list:
     out = []
     if not is_named_source(spec.source) and not Path(spec.source).exists():
         out.append((("source",), f"no such model directory or file: {spec.source}"))
+    if spec.source.startswith(REFERENCE) and spec.source[len(REFERENCE) :] not in PLANS:
+        out.append((("source",), f"unknown reference model {spec.source!r}; known: {', '.join(REFERENCE + t for t in PLANS)}"))
     found = [(("data", k), getattr(spec.data, k)) for k in ("eval", "calib")] if spec.data else []
     found += [(("variants", n, k), getattr(v, k)) for n, v in spec.variants.items() for k in ("calib_data", "eval_data")]
     found += [(("compress", n, k), getattr(c, k)) for n, c in spec.compress.items() for k in ("train_data", "eval_data")]
