@@ -350,7 +350,9 @@ def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(sst2_classifi
     passes with its shipped budgets; exit 1 with an accuracy budget it cannot meet."""
     run_dir = tmp_path / "sst2"
     # 400 dev rows and a 16-sample int4 sensitivity ranking keep it short; the shipped budgets stay
-    sets = [f"source={sst2_classifier}", "targets.0.iterations=100", "data.limit=400", "variants.int4.eval_samples=16"]
+    # max_cv 10: this test is about the accuracy and size gate; a shared 2-core host's timing noise
+    # (CV 16-40 % seen) would otherwise make the p90 budget untrusted and the run exit 4
+    sets = [f"source={sst2_classifier}", "targets.0.iterations=100", "targets.0.max_cv=10", "data.limit=400", "variants.int4.eval_samples=16"]
     sets = [a for s in sets for a in ("--set", s)]
     proc = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, *sets)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -371,6 +373,7 @@ def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(sst2_classifi
         ("source: reference:sst2", f"source: {sst2_classifier}"),
         ("iterations: 200", "iterations: 100"),
         ("max_size_mb: 30", "max_size_mb: 10"),
+        ("max_cv: 0.30", "max_cv: 10"),
         ("  label_column: label\n", "  label_column: label\n  limit: 400\n"),
         ("int4: {method: int4}", "int4: {method: int4, eval_samples: 16}"),
     ):
