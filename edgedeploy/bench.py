@@ -151,9 +151,10 @@ def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
     return Timed(f"pytorch-eager ({src.get('name')})", run, batch)
 
 
-def _job_settings(opts: MeasureOptions, inputs=None, save_outputs=None) -> dict:
+def _job_settings(opts: MeasureOptions) -> dict:
+    """The harness job's settings; real inputs and saved outputs are ``BenchOptions`` only (not recipe targets)."""
     return {
-        "inputs_npz": inputs,
+        "inputs_npz": getattr(opts, "inputs", None),
         "scenario": opts.scenario,
         "iterations": opts.iterations,
         "duration_s": opts.duration,
@@ -162,24 +163,19 @@ def _job_settings(opts: MeasureOptions, inputs=None, save_outputs=None) -> dict:
         "qps": opts.qps,
         "latency_budget_ms": opts.latency_budget,
         "threads": opts.threads,
-        "save_outputs": save_outputs,
+        "save_outputs": getattr(opts, "save_outputs", None),
     }
 
 
-def bench(
-    artifacts: list, options: MeasureOptions | None = None, *, progress=None, remote: dict | None = None, inputs=None, save_outputs=None, **settings
-) -> dict:
+def bench(artifacts: list, options: MeasureOptions | None = None, *, progress=None, remote: dict | None = None, **settings) -> dict:
     """Measure ``artifacts`` on this host, or on ``remote`` ({"target": ssh.Host, "python",
     "timeout_s", "keep_remote", "bwlimit_kbps"}) over SSH with the same harness. Settings are a
     ``MeasureOptions`` (or ``BenchOptions``) or its fields as keyword arguments."""
-
     opts = options if options is not None else coerce(MeasureOptions, settings, "bench")
-    if isinstance(opts, BenchOptions):
-        inputs, save_outputs = inputs or opts.inputs, save_outputs or opts.save_outputs
     arts = [Artifact.load(a) for a in artifacts]
     if not arts:
         raise BadInput("give at least one ARTIFACT")
-    job_settings = _job_settings(opts, inputs, save_outputs)
+    job_settings = _job_settings(opts)
     if remote is not None:
         doc = _bench_remote(arts, resolve_profile(opts.profile), opts.shape, opts.baseline, progress, remote, **job_settings)
         return {**doc, "options": opts.recorded()}

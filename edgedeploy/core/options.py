@@ -127,7 +127,7 @@ def _unwrap(annotation):
 def _click_param(name: str, field, cls) -> list[click.Option]:
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     base, optional = _unwrap(field.annotation)
-    flag = extra.get("flag") or flag_name(name)
+    flag = flag_name(name)
     help_text = field.description or ""
     kw: dict[str, Any] = {"help": help_text}
     default = None if field.is_required() else field.default
@@ -157,8 +157,6 @@ def _click_param(name: str, field, cls) -> list[click.Option]:
             kw["type"] = base
         elif base is Path:
             kw["type"] = click.Path(path_type=Path)
-        if extra.get("metavar"):
-            kw["metavar"] = extra["metavar"]
         if default is not None and not kw.get("multiple"):
             kw.update(default=default, show_default=True)
         if field.is_required():
@@ -176,21 +174,21 @@ def _click_param(name: str, field, cls) -> list[click.Option]:
     return params
 
 
-def click_options(cls: type[Options], *, skip: tuple[str, ...] = ()):
+def click_options(cls: type[Options]):
     """A decorator adding one click option per field of ``cls`` (and hidden deprecated aliases)."""
 
     def deco(f):
-        params = [p for name, field in cls.model_fields.items() if name not in skip for p in _click_param(name, field, cls)]
+        params = [p for name, field in cls.model_fields.items() for p in _click_param(name, field, cls)]
         f.__click_params__ = getattr(f, "__click_params__", []) + list(reversed(params))
         return f
 
     return deco
 
 
-def from_cli(cls: type[Options], kwargs: dict, **fixed):
+def from_cli(cls: type[Options], kwargs: dict):
     """Build ``cls`` from click's keyword arguments (removing the ones it uses); deprecated
     flags warn; every invalid value is reported at once (exit 2)."""
-    data = dict(fixed)
+    data = {}
     for name in cls.model_fields:
         if name in kwargs:
             v = kwargs.pop(name)
@@ -204,7 +202,7 @@ def from_cli(cls: type[Options], kwargs: dict, **fixed):
         if v is None or v == () or (v is False and not tri_state):
             continue
         warn(f"{flag_name(old)} is deprecated; use {flag_name(new)}")
-        if new in data and new not in fixed:
+        if new in data:
             raise BadInput(f"{flag_name(old)} and {flag_name(new)} are the same setting; give only {flag_name(new)}")
         data[new] = list(v) if isinstance(v, tuple) else v
     try:

@@ -34,7 +34,8 @@ import yaml
 from pydantic import ValidationError
 
 from edgedeploy.core.errors import BadInput
-from edgedeploy.core.options import describe_error, did_you_mean, warn
+from edgedeploy.core.options import describe_error, did_you_mean
+from edgedeploy.core.options import warn as warn_user
 from edgedeploy.export import ExportSettings
 from edgedeploy.release import checks
 from edgedeploy.release.spec import STEP_KINDS, Budgets, DataSpec, RecipeSpec, TargetSpec, VariantSpec
@@ -262,12 +263,8 @@ def load(path, overrides: tuple[str, ...] = (), warn=None) -> Recipe:
         problems = sorted(dict.fromkeys(problems), key=lambda p: p[0])  # one line per problem, in file order
         raise RecipeError([f"{path}:{line}: {key}: {msg}" for line, key, msg in problems])
     for w in warnings:
-        (warn or _default_warn)(w)
+        (warn or warn_user)(w)
     return Recipe(path.resolve(), spec, warnings)
-
-
-def _default_warn(msg: str) -> None:
-    warn(msg)
 
 
 def from_document(doc: dict) -> RecipeSpec:
