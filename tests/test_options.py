@@ -6,6 +6,8 @@ import json
 
 import pytest
 from conftest import SST2_DEV, cli, one_line_error
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgedeploy.bench import BenchOptions
 from edgedeploy.compress.options import DistillOptions, PruneOptions
@@ -235,3 +237,54 @@ def test_a_manifest_with_wrong_types_is_refused(minilm_artifact, tmp_path):
     write_json_atomic(bad / MANIFEST, m)
     line = one_line_error(cli("verify", bad, check=2))
     assert "manifest does not match its schema" in line and "opset" in line and "inputs" in line
+
+
+@pytest.mark.parametrize(
+    "content,expected",
+    [
+        (b"\xff\xfe\x00garbage\x80", "not a text file"),
+        (b"source: [unclosed\n", "not valid YAML"),
+        (b"- just\n- a list\n", "expected a mapping"),
+        (b"source: minilm-l6\n" + b"# " + b"x" * (1 << 20) + b"\n", "too large for a recipe"),
+    ],
+)
+def test_hostile_recipe_files_exit_2_and_create_nothing(tmp_path, content, expected):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_bytes(content)
+    run_dir = tmp_path / "run"
+    assert expected in one_line_error(cli("run", recipe, "--run-dir", run_dir, check=2))
+    assert not run_dir.exists()
+
+
+def test_a_set_value_is_data_never_a_python_object(tmp_path):
+    recipe = write(tmp_path, "source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n")
+    marker = tmp_path / "pwned"
+    line = one_line_error(
+        cli("run", recipe, "--set", f"name=!!python/object/apply:os.system ['touch {marker}']", "--run-dir", tmp_path / "r", check=2)
+    )
+    assert "--set name: the value is not valid YAML" in line
+    assert not marker.exists() and not (tmp_path / "r").exists()
+
+
+def test_report_on_a_run_dir_with_a_foreign_recipe_json(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "recipe.json").write_text('{"source": 5, "variants": []}')
+    assert "recipe.json: not a recipe this version can read" in one_line_error(cli("report", run_dir, check=2))
+    (run_dir / "recipe.json").write_bytes(b"\x80\x81 not json")
+    assert "recipe.json: not readable JSON" in one_line_error(cli("report", run_dir, check=2))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(text=st.text(max_size=400))
+def test_the_recipe_loader_only_ever_raises_bad_input(tmp_path_factory, text):
+    """Arbitrary text as a recipe: a RecipeError/BadInput or a recipe, never another exception."""
+    from edgedeploy.core.errors import BadInput
+    from edgedeploy.release.recipe import load
+
+    recipe = tmp_path_factory.mktemp("fuzz") / "r.yaml"
+    recipe.write_text("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n" + text)
+    try:
+        load(recipe, warn=lambda _msg: None)
+    except BadInput:
+        pass
