@@ -11,7 +11,7 @@ from pydantic import Field
 
 from edgedeploy.compress.reference import materialize
 from edgedeploy.core.artifact import Artifact, finalize_manifest, is_artifact, onnx_signature
-from edgedeploy.core.atomic import checkpoint, staged_directory
+from edgedeploy.core.atomic import checkpoint, refuse_inside, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
 from edgedeploy.core.options import Options, coerce
 from edgedeploy.core.sources import resolve
@@ -74,7 +74,10 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
     task, opset, optimize, factory, weights = opts.task, opts.opset, opts.optimize, opts.factory, opts.weights
     input_specs, trust_pickle, atol, rtol = tuple(opts.input), opts.trust_pickle, opts.atol, opts.rtol
     sample_data, text_column = opts.eval_data, opts.text_column
-    src = materialize(resolve(source, factory))  # a reference classifier is built here, on first use
+    src = resolve(source, factory)
+    if src.path is not None and src.kind != "reference":
+        refuse_inside(out, src.path, "the source model")
+    src = materialize(src)  # a reference classifier is built here, on first use
     t0 = time.perf_counter()
     with staged_directory(out, force=force, is_artifact=is_artifact) as stage:
         log.info("exporting %s (%s)", src.name, src.kind)

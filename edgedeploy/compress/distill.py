@@ -23,7 +23,7 @@ from edgedeploy.compress import losses, model_io
 from edgedeploy.compress.arch import Encoder, parameters
 from edgedeploy.compress.options import DistillOptions
 from edgedeploy.compress.train import Schedule, train, trainable
-from edgedeploy.core.atomic import check_output_dir
+from edgedeploy.core.atomic import check_output_dir, refuse_inside
 from edgedeploy.core.errors import BadInput
 from edgedeploy.exporters.huggingface import weight_files
 
@@ -80,6 +80,8 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
     t0 = time.perf_counter()
     out = Path(out)
     check_output_dir(out.absolute(), force, model_io.is_output)
+    if Path(teacher).exists():
+        refuse_inside(out, Path(teacher), "the source model")
     if bool(opts.student) == bool(opts.student_layers):
         raise BadInput("give exactly one of --student DIR or --student-layers N|LIST")
     if not opts.train_data:

@@ -23,7 +23,7 @@ from edgedeploy.compress.arch import Encoder, parameters
 from edgedeploy.compress.importance import gradient, magnitude
 from edgedeploy.compress.options import PruneOptions
 from edgedeploy.compress.train import Diverged, Schedule, train, trainable
-from edgedeploy.core.atomic import check_output_dir
+from edgedeploy.core.atomic import check_output_dir, refuse_inside
 from edgedeploy.core.errors import BadInput
 
 log = logging.getLogger("edgedeploy")
@@ -135,6 +135,8 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     t0 = time.perf_counter()
     out = Path(out)
     check_output_dir(out.absolute(), force, model_io.is_output)
+    if Path(source).exists():
+        refuse_inside(out, Path(source), "the source model")
     if not (opts.heads or opts.ffn or opts.keep_layers):
         raise BadInput("nothing to prune: give --heads, --ffn and/or --keep-layers")
     if opts.steps < 1:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -72,6 +73,7 @@ def utc_now() -> str:
 class Artifact:
     path: Path
     manifest: dict = field(default_factory=dict)
+    external_data: list[str] | None = None  # the model's external-data files, once verified
 
     @property
     def model_path(self) -> Path:
@@ -88,18 +90,24 @@ class Artifact:
 
     @classmethod
     def load(cls, path, verify: bool = True) -> Artifact:
+        """Read and check the manifest; with ``verify`` also check that the directory holds
+        exactly the listed files, intact, and that the model's external data is listed."""
         path = Path(path)
         if not path.exists():
             raise BadInput(f"{path}: no such artifact directory")
         if not path.is_dir():
             raise BadInput(f"{path}: is a file; an artifact is a directory made by 'edgedeploy export'")
         mpath = path / MANIFEST
-        if not mpath.is_file():
+        if mpath.is_symlink() or not mpath.is_file():
             raise BadInput(f"{path}: not an edgedeploy artifact (no {MANIFEST}); it may be incomplete or not made by edgedeploy")
+        with open(mpath, "rb") as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise BadInput(f"{mpath}: manifest is larger than {MAX_MANIFEST_BYTES:,} bytes; it is not one edgedeploy wrote")
         try:
-            manifest = json.loads(mpath.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadInput(f"{mpath}: manifest is not valid JSON ({exc})") from None
+            manifest = json.loads(raw.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise BadInput(f"{mpath}: manifest is not valid JSON ({str(exc)[:200]})") from None
         missing = [k for k in REQUIRED_KEYS if k not in manifest] if isinstance(manifest, dict) else list(REQUIRED_KEYS)
         if missing:
             raise BadInput(f"{mpath}: manifest lacks {', '.join(missing)}")
@@ -110,27 +118,86 @@ class Artifact:
         if verify:
             problems = art.verify()
             if problems:
-                raise BadInput(
-                    f"{path}: checksum verification failed: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                )
-            check_external_data(art.model_path)
+                raise BadInput(f"{path}: verification failed: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
         return art
 
     def verify(self) -> list[str]:
-        """Re-hash every file; return a list of problems (empty when intact)."""
-        problems = []
-        root = self.path.resolve()
-        for name, meta in sorted(self.manifest["files"].items()):
-            f = self.path / name
-            if not _inside(root, f):
-                problems.append(f"{name} points outside the artifact")
-            elif not f.is_file():
+        """Every problem with the directory against its manifest (empty when intact): a file
+        missing, changed, unlisted or a link, an empty model, unlisted or unsafe external data."""
+        listed = self.manifest["files"]
+        model_file = self.manifest.get("model_file", MODEL)
+        problems = [f"{name}: {why}" for name in sorted({*listed, model_file}) if (why := unsafe_relative_path(name))]
+        if problems:
+            return problems
+        if model_file not in listed:
+            return [f"the manifest does not list its model file {model_file}"]
+        on_disk, problems = _walk(self.path)
+        for name, meta in sorted(listed.items()):
+            if name not in on_disk:
                 problems.append(f"{name} is missing")
-            elif f.stat().st_size != meta["size"]:
-                problems.append(f"{name} has {f.stat().st_size} bytes, manifest says {meta['size']}")
-            elif sha256_file(f) != meta["sha256"]:
-                problems.append(f"{name} sha256 differs from the manifest")
+            elif on_disk[name] != meta["size"]:
+                problems.append(f"{name} has {on_disk[name]} bytes, manifest says {meta['size']}")
+            elif sha256_file(self.path / name) != meta["sha256"]:
+                problems.append(f"{name} checksum (sha256) differs from the manifest")
+        problems += [f"{name} is not listed in the manifest; remove it or re-export" for name in sorted(set(on_disk) - set(listed))]
+        if not problems and listed[model_file]["size"] == 0:
+            problems.append(f"{model_file} is empty")
+        if not problems:
+            try:
+                self.external_data = external_data_locations(self.model_path)
+            except BadInput as exc:
+                return [str(exc)]
+            problems += [f"external data {loc} of {model_file} is not listed in the manifest" for loc in self.external_data if loc not in listed]
         return problems
+
+    def model_files(self) -> list[str]:
+        """The model file and its external data: what a device needs to run it."""
+        model_file = self.manifest.get("model_file", MODEL)
+        extra = self.external_data if self.external_data is not None else external_data_locations(self.model_path)
+        return [model_file, *extra]
+
+
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+def unsafe_relative_path(name) -> str | None:
+    """Why ``name`` is not a plain relative path inside an artifact (None when it is)."""
+    if not isinstance(name, str) or not name:
+        return "not a file name"
+    if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
+        return "is an absolute path; a manifest names files inside the artifact"
+    if any(p in ("", ".", "..") for p in name.split("/")):
+        return "climbs out of the artifact or is not a plain relative path"
+    if any(ord(c) < 32 for c in name):
+        return "has control characters"
+    if name == MANIFEST:
+        return "is the manifest itself"
+    return None
+
+
+def _walk(root: Path) -> tuple[dict[str, int], list[str]]:
+    """{relative path: size} of the regular files under ``root`` (the manifest aside), without
+    following links; links and special files are problems."""
+    files, problems = {}, []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(dirpath)
+        for d in list(dirnames):
+            if (base / d).is_symlink():
+                problems.append(f"{(base / d).relative_to(root).as_posix()} is a symbolic link; artifacts hold plain files only")
+                dirnames.remove(d)
+        for name in filenames:
+            f = base / name
+            rel = f.relative_to(root).as_posix()
+            if rel == MANIFEST:
+                continue
+            st = os.lstat(f)
+            if stat.S_ISLNK(st.st_mode):
+                problems.append(f"{rel} is a symbolic link; artifacts hold plain files only")
+            elif not stat.S_ISREG(st.st_mode):
+                problems.append(f"{rel} is not a regular file")
+            else:
+                files[rel] = st.st_size
+    return files, problems
 
 
 def _check_manifest(mpath: Path, manifest: dict) -> None:
@@ -146,14 +213,6 @@ def _check_manifest(mpath: Path, manifest: dict) -> None:
         ) from None
 
 
-def _inside(root: Path, candidate: Path) -> bool:
-    try:
-        candidate.resolve().relative_to(root)
-    except ValueError:
-        return False
-    return True
-
-
 def digest_of_files(files: dict) -> str:
     h = hashlib.sha256()
     for name in sorted(files):
@@ -162,34 +221,38 @@ def digest_of_files(files: dict) -> str:
 
 
 def hash_directory(root: Path) -> dict:
-    files = {}
-    for f in sorted(Path(root).rglob("*")):
-        if f.is_file() and f.name != MANIFEST:
-            rel = f.relative_to(root).as_posix()
-            files[rel] = {"sha256": sha256_file(f), "size": f.stat().st_size}
-    return files
+    """sha256 and size of every file a step wrote into its staging dir (links are refused)."""
+    sizes, problems = _walk(Path(root))
+    if problems:
+        raise BadInput(f"{root}: {problems[0]}")
+    return {rel: {"sha256": sha256_file(Path(root) / rel), "size": size} for rel, size in sorted(sizes.items())}
 
 
-def check_external_data(model_path: Path) -> None:
-    """Refuse external-data locations that are absolute, climb out with '..', or
-    resolve (through symlinks) outside the model's directory."""
+def external_data_locations(model_path: Path) -> list[str]:
+    """The external-data files the model's tensors name, relative to the model; absolute
+    locations and ones that climb out with '..' are refused."""
     import onnx
 
-    root = Path(model_path).parent.resolve()
     try:
         model = onnx.load(str(model_path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError/OSError variants
-        raise BadInput(f"{model_path}: not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+        raise BadInput(f"{model_path}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
     from onnx.external_data_helper import _get_all_tensors
 
+    locations = set()
     for tensor in _get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         loc = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        if not loc or os.path.isabs(loc) or ".." in Path(loc).parts:
+        if unsafe_relative_path(loc):
             raise BadInput(f"{model_path}: tensor {tensor.name!r} has unsafe external-data location {loc!r}")
-        if not _inside(root, root / loc):
-            raise BadInput(f"{model_path}: external data {loc!r} of tensor {tensor.name!r} resolves outside the artifact")
+        locations.add(loc)
+    return sorted(locations)
+
+
+def check_external_data(model_path: Path) -> None:
+    """Refuse external-data locations that are absolute or climb out with '..'."""
+    external_data_locations(model_path)
 
 
 def finalize_manifest(stage: Path, manifest: dict) -> dict:

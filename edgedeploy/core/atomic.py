@@ -9,6 +9,7 @@ points (``checkpoint()``); a second signal interrupts at once.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from edgedeploy.core.errors import BadInput, Interrupted
 
 STAGING_PREFIX = ".edgedeploy-staging-"
+SCRATCH_PREFIX = ".edgedeploy-quant-"
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
@@ -96,8 +98,9 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _remove_stale_staging(parent: Path, name: str) -> None:
-    for entry in parent.glob(f"{STAGING_PREFIX}{name}-*"):
+def _remove_stale_staging(parent: Path, name: str, prefix: str = STAGING_PREFIX) -> None:
+    """Remove what a killed run left next to ``name``: entries ``<prefix><name>-<pid>-*`` whose pid is gone."""
+    for entry in parent.glob(f"{glob.escape(prefix + name)}-*"):
         try:
             pid = int(entry.name.rsplit("-", 2)[-2])
         except (ValueError, IndexError):
@@ -135,6 +138,27 @@ def staged_directory(out: Path, force: bool = False, is_artifact=lambda p: False
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def scratch_directory(out: Path):
+    """A work dir next to ``out`` (same file system, so large intermediates never fill /tmp),
+    removed on exit; ones left by killed runs are removed on the next run."""
+    out = Path(out).absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(out.parent, out.name, SCRATCH_PREFIX)
+    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{SCRATCH_PREFIX}{out.name}-{os.getpid()}-"))
+    try:
+        yield work
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def refuse_inside(out: Path, source: Path, what: str = "the input") -> None:
+    """``-o`` may not be ``source`` or lie inside it: replacing or writing into the input loses it."""
+    out, source = Path(out).absolute().resolve(), Path(source).absolute().resolve()
+    if out == source or source in out.parents:
+        raise BadInput(f"-o {out}: is {what} or inside it ({source}); write the result somewhere else")
 
 
 @contextlib.contextmanager

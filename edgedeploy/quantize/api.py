@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
-from edgedeploy.core.artifact import MANIFEST, Artifact, finalize_manifest, is_artifact, onnx_signature
-from edgedeploy.core.atomic import checkpoint, staged_directory
+from edgedeploy.core.artifact import Artifact, finalize_manifest, is_artifact, onnx_signature
+from edgedeploy.core.atomic import checkpoint, refuse_inside, scratch_directory, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
 from edgedeploy.core.options import coerce
 from edgedeploy.data.datasets import iter_rows
@@ -64,6 +63,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     method, calib_data, eval_data, text_column = opts.method, opts.calib_data, opts.eval_data, opts.text_column
     eval_samples, exclude = opts.eval_samples, tuple(opts.exclude)
     parent = Artifact.load(artifact)
+    refuse_inside(out, parent.path, "the parent artifact")
     prof = load_profile(resolve_profile(opts.profile)) if opts.profile else None
     parent_model = onnx.load(str(parent.model_path), load_external_data=False)
     why = already_quantized(parent, parent_model)
@@ -90,7 +90,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         next(iter(calib_src))
 
     with (
-        tempfile.TemporaryDirectory(prefix=".edgedeploy-quant-", dir=Path(out).absolute().parent) as work,
+        scratch_directory(out) as work,
         staged_directory(out, force=force, is_artifact=is_artifact) as stage,
     ):
         work = Path(work)
@@ -129,9 +129,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         fid.update({"inputs": eval_src.describe(), "reference": parent.digest})
         if not fid["finite"]:
             raise ValidationFailed(f"{method} model produced NaN or Inf on the evaluation samples; add ops to the block list (--exclude) and retry")
-        for f in parent.path.iterdir():
-            if f.is_file() and f.name not in (MANIFEST, parent.manifest.get("model_file", "model.onnx")) and not f.name.startswith("model.onnx"):
-                shutil.copy2(f, stage / f.name)
+        _copy_companions(parent, stage)
         inputs, outputs, opset, params = onnx_signature(stage / "model.onnx")
         size = (stage / "model.onnx").stat().st_size
         parent_size = parent.model_path.stat().st_size
@@ -167,6 +165,15 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         finalize_manifest(stage, manifest)
         checkpoint()
     return Artifact.load(out)
+
+
+def _copy_companions(parent: Artifact, stage: Path) -> None:
+    """The parent's tokenizer and config files: exactly those its manifest lists (verified, so
+    plain files), never the float model or its external data, never through a link."""
+    model = set(parent.model_files())
+    for name in sorted(set(parent.manifest["files"]) - model):
+        (stage / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(parent.path / name, stage / name, follow_symlinks=False)
 
 
 def _task_accuracy(parent, eval_data, text_column, label_column, limit):
