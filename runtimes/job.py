@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import environment, inputs, measure, session
 from .errors import JobError
+from .names import unique_file_names
 
 SCENARIOS = ("single-stream", "offline", "server")
 JOB_SCHEMA = 1
@@ -35,8 +36,12 @@ def normalize(job: dict, base: Path | None = None) -> dict:
     if not job.get("models"):
         raise JobError("job has no models")
     for key in ("iterations", "warmup", "concurrency", "block"):
-        if not isinstance(job[key], int) or job[key] < (0 if key == "warmup" else 1):
+        if not isinstance(job[key], int) or isinstance(job[key], bool) or job[key] < (0 if key == "warmup" else 1):
             raise JobError(f"{key} must be a positive integer, got {job[key]!r}")
+    for key in ("duration_s", "warmup_s", "qps", "latency_budget_ms"):
+        v = job[key]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf")):
+            raise JobError(f"{key} must be a positive number, got {v!r}")
     if job["scenario"] == "server" and not job.get("qps"):
         raise JobError("the server scenario needs qps (queries per second)")
     base = base or Path.cwd()
@@ -135,16 +140,20 @@ def save_outputs(prepared: list[dict], dest: Path) -> list[str]:
     import numpy as np
 
     dest.mkdir(parents=True, exist_ok=True)
-    names = []
-    for p in prepared:
+    names = output_file_names([p["model"]["name"] for p in prepared])
+    for p, name in zip(prepared, names):
         sess = p["sess"]
         outs = sess.run(None, p["feeds"])
         arrays = {f"input:{k}": v for k, v in p["feeds"].items()}
         arrays.update({f"output:{o.name}": v for o, v in zip(sess.get_outputs(), outs)})
-        name = f"{p['model']['name']}.npz"
         np.savez(dest / name, **arrays)
-        names.append(name)
     return names
+
+
+def output_file_names(model_names: list[str]) -> list[str]:
+    """The ``.npz`` each model's saved outputs go to: safe and distinct whatever the names are
+    (the host fetches these names, never ones a device reports)."""
+    return unique_file_names(model_names, ".npz")
 
 
 def run_job(job: dict, base: Path | None = None, progress=None) -> dict:

@@ -150,9 +150,13 @@ def server(
     for t in targets:
         first_inference(t)
         warm_up(t, warmup, warmup_s)
+    # The first query arrives at once and the rest as a Poisson process, cut at duration_s, so
+    # a low rate ends on time instead of waiting for a draw with a mean of 1/qps seconds.
     n = max(1, min(iterations, int(math.ceil(qps * duration_s))))
     rng = np.random.default_rng(seed)
-    arrivals = np.cumsum(rng.exponential(1.0 / qps, size=n))
+    arrivals = np.concatenate([[0.0], np.cumsum(rng.exponential(1.0 / qps, size=n - 1))])
+    arrivals = arrivals[arrivals <= duration_s]
+    n = len(arrivals)
     lat = [0.0] * n
     next_index = [0]
     lock = threading.Lock()

@@ -74,6 +74,8 @@ def command(artifacts, output, as_json, **settings):
 
     opts = from_cli(BenchOptions, settings)
     note, require_stable = opts.note, opts.require_stable
+    if output is not None and output.is_dir() and not (opts.host or opts.hosts):
+        raise BadInput(f"-o {output}: is a directory; give a file path for the results JSON (a directory is for a fleet)")
     if opts.host or opts.hosts:
         if opts.baseline:
             raise BadInput("--baseline torch runs on the host; it cannot be combined with --host/--hosts")

@@ -8,16 +8,21 @@ from edgedeploy.bench import bench
 from edgedeploy.bench import require_stable as check_stable
 from edgedeploy.cli.common import emit_json, table
 from edgedeploy.core.atomic import write_json_atomic
-from edgedeploy.core.errors import EdgeDeployError
-from edgedeploy.device.fleet import read_inventory, remote_options, run_all
+from edgedeploy.core.errors import BadInput, EdgeDeployError
+from edgedeploy.device.fleet import entries, remote_options, run_all
+from edgedeploy.runtimes.names import unique_file_names
 
 
 def run_fleet(artifacts, opts, output, as_json):
     """One device: measure it and return its results for the caller to report like a
     local run. Several: measure them in parallel, report here and return None."""
 
-    entries = [{"host": h} for h in opts.host] + (read_inventory(opts.hosts) if opts.hosts else [])
-    single = len(entries) == 1
+    devices = entries(opts.host, opts.hosts)
+    single = len(devices) == 1
+    if output is not None and single and output.is_dir():
+        raise BadInput(f"-o {output}: is a directory; give a file path for one device's results JSON")
+    if output is not None and not single and output.exists() and not output.is_dir():
+        raise BadInput(f"-o {output}: is a file; a fleet writes one results file per device into a directory")
 
     def one(entry):
         entry_opts = opts.model_copy(update={"profile": entry.get("profile") or opts.profile})
@@ -27,13 +32,13 @@ def run_fleet(artifacts, opts, output, as_json):
         return doc
 
     if single:
-        return one(entries[0])
-    results = run_all(entries, one, opts.parallel)
+        return one(devices[0])
+    results = run_all(devices, one, opts.parallel)
     if output:
         Path(output).mkdir(parents=True, exist_ok=True)
-        for host, res in results.items():
+        for res, fname in zip(results.values(), unique_file_names(results, ".json")):
             if "ok" in res:
-                write_json_atomic(Path(output) / f"{host.replace('/', '_').replace(':', '_')}.json", res["ok"])
+                write_json_atomic(Path(output) / fname, res["ok"])
     rows = []
     for host, res in results.items():
         if "ok" in res:

@@ -4,7 +4,7 @@ import click
 
 from edgedeploy.cli.common import emit_json, json_option
 from edgedeploy.core.errors import EdgeDeployError
-from edgedeploy.device.fleet import run_all
+from edgedeploy.device.fleet import entries, run_all
 from edgedeploy.device.provision import provision
 from edgedeploy.device.ssh import Host
 
@@ -25,7 +25,7 @@ def command(hosts, remote_venv, remote_python, packages, ssh_config, accept_new_
         t = Host.parse(entry["host"], config=str(ssh_config) if ssh_config else None, accept_new_host_key=accept_new_host_key)
         return provision(t, remote_venv, remote_python, list(packages) or None)
 
-    results = run_all([{"host": h} for h in hosts], one)
+    results = run_all(entries(hosts, None), one)
     if as_json:
         emit_json(results)
     for host, res in results.items():

@@ -6,30 +6,67 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from edgedeploy.core.errors import BadInput, EdgeDeployError
+from edgedeploy.core.options import describe_error
+from edgedeploy.core.yaml_io import read_yaml
 from edgedeploy.device.ssh import Host
 
 log = logging.getLogger("edgedeploy")
 
 
+MAX_INVENTORY_BYTES = 1 << 20
+
+
+class InventoryEntry(BaseModel):
+    """One device of a ``--hosts`` inventory."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    host: str = Field(min_length=1, description="user@host[:port] or a Host from the ssh config.")
+    profile: str | None = None
+    remote_venv: str | None = None
+    remote_python: str | None = None
+
+
 def read_inventory(path: Path) -> list[dict]:
     """YAML: ``hosts: [{host: pi@10.0.0.5, profile: rpi4, remote_venv: .edgedeploy/venv}, ...]``
-    (or a plain list of such entries / host strings)."""
-    import yaml
-
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise BadInput(f"{path}: not a readable YAML inventory ({exc})") from None
-    entries = doc.get("hosts") if isinstance(doc, dict) else doc
+    (or a plain list of such entries / host strings). Every problem is a ``BadInput`` naming the
+    file and the line."""
+    doc, node = read_yaml(path, "inventory", MAX_INVENTORY_BYTES)
+    entries, nodes = doc, node
+    if isinstance(doc, dict):
+        entries = doc.get("hosts")
+        nodes = next((v for k, v in node.value if k.value == "hosts"), None)
     if not isinstance(entries, list) or not entries:
-        raise BadInput(f"{path}: expected a list under 'hosts:'")
+        raise BadInput(f"{path}: expected a list of devices under 'hosts:'")
     out = []
     for i, e in enumerate(entries):
+        line = nodes.value[i].start_mark.line + 1
         e = {"host": e} if isinstance(e, str) else e
-        if not isinstance(e, dict) or "host" not in e:
-            raise BadInput(f"{path}: entry {i} has no 'host'")
-        out.append(e)
+        if not isinstance(e, dict):
+            raise BadInput(f"{path}:{line}: hosts[{i}]: expected a host string or a mapping with 'host', got {type(e).__name__}")
+        try:
+            entry = InventoryEntry.model_validate(e)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(map(str, err["loc"])) or "entry"
+            raise BadInput(f"{path}:{line}: hosts[{i}].{key}: {describe_error(err)}") from None
+        Host.parse(entry.host, where=f"{path}:{line}: hosts[{i}]")
+        out.append(entry.model_dump(exclude_none=True))
+    return out
+
+
+def entries(hosts, inventory: Path | None) -> list[dict]:
+    """The devices of ``--host`` flags and a ``--hosts`` inventory; the same device twice is refused
+    (its second result would replace the first)."""
+    out = [{"host": h} for h in hosts] + (read_inventory(inventory) if inventory else [])
+    seen: dict[str, str] = {}
+    for e in out:
+        label = Host.parse(e["host"]).label
+        if label in seen:
+            raise BadInput(f"device {label!r} is listed twice ({seen[label]} and {e['host']!r}); list each device once")
+        seen[label] = repr(e["host"])
     return out
 
 

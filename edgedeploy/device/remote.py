@@ -14,9 +14,12 @@ import time
 from pathlib import Path
 
 from edgedeploy.core.artifact import sha256_file
+from edgedeploy.core.atomic import write_bytes_atomic
 from edgedeploy.core.errors import BadInput, EnvironmentFailure
-from edgedeploy.device import ssh
+from edgedeploy.device import results, ssh
 from edgedeploy.device.runtime_bundle import build_zipapp
+from edgedeploy.runtimes.job import output_file_names
+from edgedeploy.runtimes.names import unique_file_names
 
 log = logging.getLogger("edgedeploy")
 PYZ = "edgedeploy-runtime.pyz"
@@ -63,15 +66,16 @@ KILL = 'test -f "$1/pid" && kill -9 "$(cat "$1/pid")" 2>/dev/null; true'
 
 
 def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None) -> dict[str, str]:
-    """Model files, the runtime zipapp, the inputs and a job file, with a sha256 of each."""
+    """Model files, the runtime zipapp, the inputs and a job file, with a sha256 of each. Each
+    model gets its own directory, distinct whatever the models are called."""
     job = json.loads(json.dumps(job))
-    for model, art in zip(job["models"], arts):
-        sub = Path("models") / model["name"].replace("/", "_").replace("'", "_")
+    for model, art, sub in zip(job["models"], arts, unique_file_names(m["name"] for m in job["models"])):
+        sub = Path("models") / sub
         (dest / sub).mkdir(parents=True, exist_ok=True)
-        for f in art.path.iterdir():
-            if f.name.startswith("model.onnx"):
-                shutil.copy2(f, dest / sub / f.name)
-        model["path"] = str(sub / "model.onnx")
+        for name in art.model_files():
+            (dest / sub / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(art.path / name, dest / sub / name, follow_symlinks=False)
+        model["path"] = (sub / art.manifest.get("model_file", "model.onnx")).as_posix()
     if job.get("save_outputs"):
         job["save_outputs"] = "outputs"
     if inputs_npz:
@@ -223,12 +227,13 @@ def bench_remote(
             verify(target, python, staging, sums)
             ssh.run(target, ["mv", "--", staging, bundle])
             run_harness(target, python, bundle, timeout_s, progress)
-            doc = json.loads(ssh.run(target, ["cat", "--", f"{bundle}/results.json"]).stdout)
+            names = [m["name"] for m in job["models"]]
+            raw = ssh.run(target, ["head", "-c", str(results.MAX_RESULTS_BYTES + 1), "--", f"{bundle}/results.json"]).stdout
+            doc = results.parse(raw, f"{target.label}", names)
             if save_outputs:
-                Path(save_outputs).mkdir(parents=True, exist_ok=True)
-                for name in doc.get("outputs", []):
+                for name in output_file_names(names):  # the host's names, never the device's
                     data = ssh.run(target, ["cat", "--", f"{bundle}/outputs/{name}"]).stdout
-                    (Path(save_outputs) / name).write_bytes(data)
+                    write_bytes_atomic(Path(save_outputs) / name, data)
         finally:
             if keep_remote:
                 log.info("%s: kept the remote work directory %s", target.label, workdir)

@@ -36,14 +36,22 @@ class Host:
     options: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, spec: str, **kw) -> Host:
-        m = re.fullmatch(r"(?:(?P<user>[^@\s]+)@)?(?P<host>\[[^\]]+\]|[^:@\s]+)(?::(?P<port>\d+))?", spec or "")
+    def parse(cls, spec, where: str = "--host", **kw) -> Host:
+        """Checked before anything connects: a bad spec is bad input (exit 2), never retried."""
+        if not isinstance(spec, str):
+            raise BadInput(f"{where}: expected a host string, got {type(spec).__name__}")
+        if any(ord(c) < 32 or ord(c) == 127 or c.isspace() for c in spec):
+            raise BadInput(f"{where} {spec!r}: a host may not contain whitespace or control characters")
+        m = re.fullmatch(r"(?:(?P<user>[^@\s]+)@)?(?P<host>\[[0-9A-Fa-f:.]+\]|[^:@\s\[\]]+)(?::(?P<port>\d{1,5}))?", spec)
         if not m:
-            raise BadInput(f"--host {spec!r}: expected user@host[:port] or a Host name from ~/.ssh/config")
+            raise BadInput(f"{where} {spec!r}: expected user@host[:port] or a Host name from ~/.ssh/config")
         host = m.group("host").strip("[]")
-        if host.startswith("-"):
-            raise BadInput(f"--host {spec!r}: a host name cannot start with '-'")
-        return cls(host=host, user=m.group("user"), port=int(m.group("port")) if m.group("port") else None, **kw)
+        if host.startswith("-") or (m.group("user") or "").startswith("-"):
+            raise BadInput(f"{where} {spec!r}: a host or user name cannot start with '-'")
+        port = int(m.group("port")) if m.group("port") else None
+        if port is not None and not 1 <= port <= 65535:
+            raise BadInput(f"{where} {spec!r}: port {port} is out of range 1-65535")
+        return cls(host=host, user=m.group("user"), port=port, **kw)
 
     @property
     def label(self) -> str:
