@@ -262,7 +262,7 @@ def test_a_set_value_is_data_never_a_python_object(tmp_path):
     line = one_line_error(
         cli("run", recipe, "--set", f"name=!!python/object/apply:os.system ['touch {marker}']", "--run-dir", tmp_path / "r", check=2)
     )
-    assert "--set name: the value is not valid YAML" in line
+    assert "--set name: not valid YAML" in line
     assert not marker.exists() and not (tmp_path / "r").exists()
 
 

@@ -10,7 +10,7 @@ import click
 
 from edgedeploy import __version__
 from edgedeploy.cli.common import fail_line
-from edgedeploy.core.errors import EdgeDeployError
+from edgedeploy.core.errors import EdgeDeployError, describe_os_error
 from edgedeploy.runtimes.errors import JobError, ShapeError
 
 COMMANDS = {
@@ -91,7 +91,22 @@ def main(argv=None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except OSError as exc:  # permission, read-only, no space, is-a-directory: the environment, not the input
+        if debug:
+            raise
+        fail_line(describe_os_error(exc))
+        sys.exit(3)
+    except Exception as exc:  # a bug: one line, the traceback behind --debug
+        if debug:
+            raise
+        fail_line(f"internal error: {type(exc).__name__}: {_first_line(exc)}; rerun with --debug")
+        sys.exit(1)
     sys.exit(0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else "no message"
 
 
 if __name__ == "__main__":

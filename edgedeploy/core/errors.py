@@ -15,6 +15,28 @@ class EdgeDeployError(Exception):
             self.exit_code = exit_code
 
 
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OSError: the path, what went wrong and what to do (exit 3)."""
+    import errno
+
+    where = exc.filename if exc.filename is not None else "a file"
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    fixes = {
+        errno.EACCES: "check its permissions or choose another directory",
+        errno.EPERM: "it may be immutable or owned by someone else; choose another directory",
+        errno.EROFS: "the file system is read-only; write somewhere else",
+        errno.ENOSPC: "the disk is full; free space or write elsewhere",
+        errno.EDQUOT: "the disk quota is exceeded; free space or write elsewhere",
+        errno.EISDIR: "it is a directory; give a file path",
+        errno.ENOTDIR: "a part of the path is a file, not a directory",
+        errno.ENOENT: "a directory on the path does not exist; create it first",
+        errno.ENAMETOOLONG: "the name is too long; use a shorter path",
+    }
+    fix = fixes.get(exc.errno, "check the path and the disk")
+    return f"{where}: {exc.strerror or type(exc).__name__}; {fix}"
+
+
 class ValidationFailed(EdgeDeployError):
     """A gate, a budget or a numerical validation failed (exit 1)."""
 

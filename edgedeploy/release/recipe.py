@@ -36,6 +36,7 @@ from pydantic import ValidationError
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import describe_error, did_you_mean
 from edgedeploy.core.options import warn as warn_user
+from edgedeploy.core.yaml_io import compose_text, read_yaml
 from edgedeploy.export import ExportSettings
 from edgedeploy.release import checks
 from edgedeploy.release.spec import STEP_KINDS, Budgets, DataSpec, RecipeSpec, TargetSpec, VariantSpec
@@ -137,10 +138,7 @@ def _apply_set(doc: dict, assignment: str) -> None:
             cur = cur.setdefault(p, {})
         else:
             raise BadInput(f"--set {key}: {p!r} is not a mapping key here")
-    try:
-        value = yaml.safe_load(raw) if raw else None
-    except yaml.YAMLError as exc:
-        raise BadInput(f"--set {key}: the value is not valid YAML ({getattr(exc, 'problem', None) or 'unreadable'})") from None
+    value = compose_text(raw, f"--set {key}", with_line=False)[0] if raw else None
     if isinstance(value, str) and (parts[-1] in PATH_KEYS or (key == "source" and Path(value).exists())):
         value = str(Path(value).absolute())  # relative to where the user typed it
     if isinstance(cur, list):
@@ -216,21 +214,7 @@ def _model_at(loc: list, doc: dict):
 
 
 def read(path: Path) -> tuple[dict, object]:
-    if not path.is_file():
-        raise BadInput(f"{path}: no such recipe file")
-    raw = path.read_bytes()
-    if len(raw) > MAX_BYTES:
-        raise BadInput(f"{path}: {len(raw):,} bytes is too large for a recipe (limit {MAX_BYTES:,})")
-    try:
-        text = raw.decode("utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        doc = yaml.safe_load(text)
-    except UnicodeDecodeError:
-        raise BadInput(f"{path}: not a text file (a recipe is UTF-8 YAML)") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        raise BadInput(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    doc, node = read_yaml(path, "recipe", MAX_BYTES)
     if node is None or not isinstance(doc, dict):
         raise BadInput(f"{path}: expected a mapping with source, variants and targets")
     return doc, node
