@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps test test-fast lint demo edgemin bench-harness e2e-arm64 clean reference-model export quantize bench report release
+.PHONY: setup system-deps test test-fast fuzz lint demo edgemin bench-harness e2e-arm64 clean reference-model export quantize bench report release
 
 setup: $(STAMP)
 
@@ -41,6 +41,11 @@ test: setup system-deps lint
 
 test-fast: setup system-deps
 	$(PYTEST) -m "not slow" tests
+
+# The property tests of every untrusted-input parser, long and with a fresh seed (make test runs
+# them with a fixed seed and 40 examples each): 4,000 examples per parser.
+fuzz: setup
+	EDGEDEPLOY_FUZZ_PROFILE=fuzz $(PYTEST) -p no:randomly tests/test_fuzz.py
 
 lint: setup
 	$(BIN)/ruff check .

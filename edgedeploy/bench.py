@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput, InvalidBenchmark
@@ -41,6 +41,15 @@ class MeasureOptions(Options):
     latency_budget: float | None = Field(None, gt=0, description="p99 budget in ms for the server scenario.")
     baseline: Literal["torch"] | None = Field(None, description="Also time the PyTorch source model eagerly, interleaved.")
     note: str | None = Field(None, description="A label stored with the results and shown with the table (e.g. 'emulated').")
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_parses(cls, v: str) -> str:
+        try:
+            rt_inputs.parse_shape(v)
+        except rt_inputs.ShapeError as exc:
+            raise ValueError(str(exc).removeprefix("--shape ")) from None
+        return v
 
 
 class RemoteOptions(Options):

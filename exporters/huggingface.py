@@ -45,15 +45,25 @@ def read_config(path: Path) -> dict:
     cfg_path = path / "config.json"
     check_not_lfs_pointer(cfg_path)
     try:
-        return json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{cfg_path}: not valid JSON ({exc})") from None
+        cfg = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BadInput(f"{cfg_path}: not valid JSON ({str(exc)[:200]})") from None
+    if not isinstance(cfg, dict):
+        raise BadInput(f"{cfg_path}: expected a JSON object (a model config), got {type(cfg).__name__}")
+    return cfg
 
 
 def weight_files(path: Path) -> list[Path]:
     index = path / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError, AttributeError):
+            raise BadInput(f"{index}: not a valid shard index (a JSON object with a weight_map)") from None
+        bad = [s for s in shards if not isinstance(s, str) or "/" in s or "\\" in s or s.startswith(".")]
+        if bad:
+            raise BadInput(f"{index}: shard {bad[0]!r} is not a file name in this directory")
         return [path / s for s in shards]
     for name in ("model.safetensors", "pytorch_model.bin"):
         if (path / name).exists():

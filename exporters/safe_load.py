@@ -35,9 +35,12 @@ def check_safetensors(path: Path) -> None:
             )
         try:
             header = json.loads(fh.read(hlen))
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise BadInput(f"{path}: not a valid safetensors file (unreadable header)") from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except (AttributeError, KeyError, TypeError, IndexError, ValueError):
+        raise BadInput(f"{path}: not a valid safetensors file (the header is not a map of tensors with data_offsets)") from None
     if 8 + hlen + end > size:
         raise BadInput(f"{path}: truncated safetensors file: header promises {8 + hlen + end} bytes, file has {size}")
 

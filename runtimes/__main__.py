@@ -94,6 +94,7 @@ def main(argv=None) -> None:
     if report["missing"]:
         _die(f"missing {', '.join(report['missing'])}; install with: python -m pip install {' '.join(report['missing'])}", 3)
 
+    from .errors import ModelError
     from .inputs import ShapeError, parse_shape
     from .job import JobError, run_job
 
@@ -134,7 +135,7 @@ def main(argv=None) -> None:
             base = Path.cwd()
         quiet = getattr(args, "quiet", False)
         doc = run_job(job, base, progress=None if quiet else _progress)
-    except (JobError, ShapeError) as exc:
+    except (JobError, ShapeError, ModelError) as exc:
         _die(str(exc), 2)
     except KeyboardInterrupt:
         _die("interrupted", 130)

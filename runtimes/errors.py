@@ -7,3 +7,7 @@ class ShapeError(ValueError):
 
 class JobError(ValueError):
     """The job file is wrong: the message names the field."""
+
+
+class ModelError(ValueError):
+    """ONNX Runtime cannot load or run the model (an unknown op, a malformed graph)."""

@@ -21,6 +21,22 @@ _TYPE_HINTS = ("token_type_ids", "segment")
 _POSITION_HINTS = ("position_ids",)
 
 
+MAX_DIM = 1 << 31
+MAX_INPUT_BYTES = 4 << 30  # generated or loaded inputs; the model's own activations come on top
+
+
+def check_memory(arrays, where: str) -> None:
+    """Refuse inputs (shape, dtype) that would not fit, before anything is allocated."""
+    total = 0
+    for dims, dtype in arrays:
+        n = 1
+        for d in dims:
+            n *= int(d)
+        total += n * dtype.itemsize
+    if total > MAX_INPUT_BYTES:
+        raise ShapeError(f"{where}: the inputs would take {total / 2**30:,.1f} GiB (limit {MAX_INPUT_BYTES / 2**30:.0f} GiB); use smaller dims")
+
+
 def parse_shape(text: str | None) -> dict[str, int]:
     out: dict[str, int] = {}
     if not text:
@@ -36,8 +52,8 @@ def parse_shape(text: str | None) -> dict[str, int]:
             value = int(v)
         except ValueError:
             raise ShapeError(f"--shape {k.strip()}={v!r}: value must be a positive integer") from None
-        if value <= 0:
-            raise ShapeError(f"--shape {k.strip()}={value}: value must be a positive integer")
+        if value <= 0 or value > MAX_DIM:
+            raise ShapeError(f"--shape {k.strip()}={value}: value must be a positive integer up to {MAX_DIM:,}")
         out[k.strip()] = value
     return out
 
@@ -93,6 +109,7 @@ def generate(
     """Deterministic inputs: token ids in [0, vocab), masks of ones, zeros for token
     types, 0..n position ids, floats ~ N(0, 1) clipped to [-3, 3] (images in a sane range)."""
     bound = resolve_dims(signature, shape, strict)
+    check_memory([(_concrete(spec, bound), np.dtype(spec["dtype"])) for spec in signature], "--shape")
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in signature:
@@ -116,17 +133,34 @@ def generate(
 
 
 def load_npz(path: str, signature: list[dict]) -> dict[str, np.ndarray]:
+    """The model's inputs from an .npz (no pickles): numeric arrays whose rank and fixed dims
+    match the signature and whose size fits; ``ShapeError`` naming the file otherwise."""
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise ShapeError(f"{path}: not a readable .npz of input arrays ({exc})") from None
+        if not hasattr(data, "files"):
+            raise ValueError("a single array, not an .npz archive of named arrays")
+        sizes = {i.filename[: -len(".npy")]: i.file_size for i in data.zip.infolist()}
+    except Exception as exc:  # OSError, ValueError, zipfile.BadZipFile, ...
+        raise ShapeError(f"{path}: not a readable .npz of input arrays ({str(exc)[:200]})") from None
     names = [s["name"] for s in signature]
     missing = [n for n in names if n not in data.files]
     if missing:
         raise ShapeError(f"{path}: lacks input(s) {', '.join(missing)}; it has {', '.join(data.files) or 'nothing'}")
-    feeds = {}
+    if sum(sizes.get(n, 0) for n in names) > MAX_INPUT_BYTES:
+        raise ShapeError(f"{path}: the inputs are over {MAX_INPUT_BYTES / 2**30:.0f} GiB uncompressed; use fewer samples")
+    feeds, bound = {}, {}
     for spec in signature:
-        arr = data[spec["name"]]
-        want = np.dtype(spec["dtype"])
-        feeds[spec["name"]] = arr.astype(want, copy=False)
+        try:
+            arr = data[spec["name"]]
+        except Exception as exc:  # object arrays need pickles, which are refused; corrupt members
+            raise ShapeError(f"{path}: array {spec['name']!r} is not readable ({str(exc)[:200]})") from None
+        if arr.dtype.kind not in "biuf":
+            raise ShapeError(f"{path}: array {spec['name']!r} has dtype {arr.dtype}; inputs are numbers ({spec['dtype']})")
+        want = spec["shape"]
+        if arr.ndim != len(want) or any(isinstance(w, int) and w != g for w, g in zip(want, arr.shape)) or 0 in arr.shape:
+            raise ShapeError(f"{path}: array {spec['name']!r} has shape {list(arr.shape)}; the model takes {want}")
+        for w, g in zip(want, arr.shape):
+            if isinstance(w, str) and bound.setdefault(w, g) != g:
+                raise ShapeError(f"{path}: array {spec['name']!r} has {w}={g}, another input has {w}={bound[w]}")
+        feeds[spec["name"]] = arr.astype(np.dtype(spec["dtype"]), copy=False)
     return feeds

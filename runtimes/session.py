@@ -11,6 +11,8 @@ import time
 
 import onnxruntime as ort
 
+from .errors import ModelError
+
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -47,7 +49,7 @@ def create(model_path: str, run: dict, allow_spinning: bool | None = None):
     chosen, skipped = choose_providers(wanted)
     opts = session_options(run, allow_spinning)
     t0 = time.perf_counter()
-    sess = ort.InferenceSession(model_path, opts, providers=chosen)
+    sess = load(model_path, opts, chosen)
     init_ms = (time.perf_counter() - t0) * 1e3
     info = {
         "init_ms": init_ms,
@@ -66,7 +68,18 @@ def cpu_session(model_path):
     """A plain CPU session with ORT's warnings silenced, for numerical checks (not timing)."""
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+    return load(model_path, opts, ["CPUExecutionProvider"])
+
+
+def load(model_path, opts, providers):
+    """An InferenceSession; a model ONNX Runtime refuses (unknown op, bad graph) is a ``ModelError``."""
+    try:
+        return ort.InferenceSession(str(model_path), opts, providers=providers)
+    except Exception as exc:  # onnxruntime's pybind errors: Fail, InvalidGraph, NotImplemented, ...
+        if isinstance(exc, (MemoryError, KeyboardInterrupt)):
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{model_path}: ONNX Runtime cannot load this model ({detail[:300]})") from None
 
 
 class Runner:

@@ -10,6 +10,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests: a fixed seed and a modest number of examples in `make test`; `make fuzz` runs them long.
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
+settings.register_profile("ci", max_examples=40, derandomize=True, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile("fuzz", max_examples=4000, derandomize=False, deadline=None, suppress_health_check=_QUIET, print_blob=True)
+settings.load_profile(os.environ.get("EDGEDEPLOY_FUZZ_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

@@ -4,6 +4,7 @@ recipe, and the SST-2 release on the real reference classifier (passes, then fai
 when a budget is tightened)."""
 
 import json
+import os
 import subprocess
 import time
 
@@ -266,8 +267,13 @@ def test_report_files_provenance_and_html_render(tiny_run, tmp_path):
     cli("run", tiny_run["recipe"], "--run-dir", run_dir, check=0)
     for f in ("report.json", "results.csv", "report.md", "report.html"):
         (run_dir / f).unlink()
-    out = cli("report", run_dir, check=0).stdout
+    old_umask = os.umask(0o022)
+    try:
+        out = cli("report", run_dir, check=0).stdout
+    finally:
+        os.umask(old_umask)
     assert all(str(run_dir / f) in out for f in ("report.json", "results.csv", "report.md", "report.html"))
+    assert all(((run_dir / f).stat().st_mode & 0o777) == 0o644 for f in ("report.json", "results.csv", "report.md", "report.html"))  # servable
     report = json.loads((run_dir / "report.json").read_text())
     int8 = next(v for v in report["variants"] if v["name"] == "int8")
     assert "measured on host CPU" in int8["accuracy_provenance"] and "96 rows of dev.tsv" in int8["accuracy_provenance"]

@@ -395,3 +395,136 @@ def test_release_recipe_with_an_ssh_target(server, tiny_classifier_dir, tmp_path
     assert pi["profile"] == "rpi4" and set(pi["results"]) == {"fp32", "int8"}
     assert pi["results"]["int8"]["provenance"].startswith("measured on testpi") and pi["results"]["int8"]["samples"] >= 64
     assert server.leftovers() == []
+
+
+# ---- a hostile device: it runs the real harness, then rewrites what it reports ------------------
+
+HOSTILE = r"""#!{python}
+import json, os, subprocess, sys
+rc = subprocess.call([{python!r}, *sys.argv[1:]])
+if rc == 0 and sys.argv[2:3] == ["run"] and "results.json" in sys.argv:
+    doc = json.load(open("results.json"))
+    mode = {mode!r}
+    if mode == "escape":
+        doc["outputs"] = ["../../../../escaped.npz", "/tmp/escaped-abs.npz"]
+        body = json.dumps(doc)
+    elif mode == "rename":
+        doc["results"][0]["name"] = "../../evil"
+        body = json.dumps(doc)
+    elif mode == "nan":
+        doc["results"][0]["latency_ms"]["p50"] = float("nan")
+        body = json.dumps(doc)
+    elif mode == "negative":
+        doc["results"][0]["latency_ms"]["p50"] = -1.0
+        body = json.dumps(doc)
+    elif mode == "types":
+        doc["results"] = "many"
+        body = json.dumps(doc)
+    else:
+        body = "\x00\xff not json"
+    with open("results.json", "w", encoding="latin-1") as fh:
+        fh.write(body)
+sys.exit(rc)
+"""
+
+
+def hostile_python(tmp_path, mode):
+    path = tmp_path / f"hostile-{mode}"
+    path.write_text(HOSTILE.format(python=sys.executable, mode=mode))
+    path.chmod(0o755)
+    return path
+
+
+def test_device_supplied_output_names_are_never_paths(server, mlp, tmp_path):
+    save = tmp_path / "a" / "b" / "out"
+    proc = cli(
+        "bench",
+        mlp.path,
+        "--host",
+        "testpi",
+        "--ssh-config",
+        server.config,
+        "--profile",
+        "rpi4",
+        "--remote-python",
+        hostile_python(tmp_path, "escape"),
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "5",
+        "--save-outputs",
+        save,
+        check=0,
+    )
+    assert "p50 ms" in proc.stdout
+    assert sorted(p.name for p in save.iterdir()) == ["mlp.npz"]  # the host's name for the model it sent
+    assert not (save / "../../../../escaped.npz").resolve().exists() and not os.path.exists("/tmp/escaped-abs.npz")
+    assert server.leftovers() == []
+
+
+@pytest.mark.parametrize(
+    "mode, needle",
+    [("rename", "do not match"), ("nan", "NaN is not a number"), ("negative", "latency_ms.p50"), ("types", "results"), ("garbage", "not valid JSON")],
+)
+def test_hostile_results_json_is_bad_input(server, mlp, tmp_path, mode, needle):
+    out = tmp_path / "r.json"
+    proc = cli(
+        "bench",
+        mlp.path,
+        "--host",
+        "testpi",
+        "--ssh-config",
+        server.config,
+        "--profile",
+        "rpi4",
+        "--remote-python",
+        hostile_python(tmp_path, mode),
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "5",
+        "-o",
+        out,
+        check=2,
+    )
+    line = one_line_error(proc)
+    assert "testpi: results.json" in line and needle in line, line
+    assert not out.exists() and not (tmp_path.parent / "evil").exists()
+    assert server.leftovers() == []
+
+
+def test_models_whose_names_clean_up_alike_are_measured_apart(server, mlp, wide, tmp_path):
+    """x/tiny, y/tiny and z/tiny_ are named tiny, tiny' and tiny_: name cleanup alone once gave the
+    last two one bundle directory, so the wrong model was measured under a row."""
+    import shutil
+
+    paths = []
+    for parent, name, art in (("x", "tiny", mlp), ("y", "tiny", mlp), ("z", "tiny_", wide)):
+        shutil.copytree(art.path, tmp_path / parent / name)
+        paths.append(tmp_path / parent / name)
+    out = tmp_path / "r.json"
+    cli(
+        "bench",
+        *paths,
+        "--host",
+        "testpi",
+        "--ssh-config",
+        server.config,
+        "--profile",
+        "rpi4",
+        "--remote-python",
+        sys.executable,
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "10",
+        "--warmup",
+        "1",
+        "-o",
+        out,
+        check=0,
+    )
+    rows = json.loads(out.read_text())["results"]
+    sizes = [sum(f.stat().st_size for f in p.iterdir() if f.name.startswith("model.onnx")) for p in paths]  # model + external data
+    assert [r["model_size_bytes"] for r in rows] == sizes and sizes[2] != sizes[1]
+    assert [r["artifact"] for r in rows] == [str(p) for p in paths]

@@ -11,7 +11,7 @@ import click
 from edgedeploy import __version__
 from edgedeploy.cli.common import fail_line
 from edgedeploy.core.errors import EdgeDeployError, describe_os_error
-from edgedeploy.runtimes.errors import JobError, ShapeError
+from edgedeploy.runtimes.errors import JobError, ModelError, ShapeError
 
 COMMANDS = {
     "export": "export",
@@ -75,7 +75,7 @@ def main(argv=None) -> None:
             raise
         fail_line(str(exc))
         sys.exit(exc.exit_code)
-    except (ShapeError, JobError) as exc:  # device-side input errors surfacing on the host
+    except (ShapeError, JobError, ModelError) as exc:  # device-side input errors surfacing on the host
         if debug:
             raise
         fail_line(str(exc))
@@ -87,7 +87,7 @@ def main(argv=None) -> None:
         fail_line("interrupted")
         sys.exit(130)
     except click.ClickException as exc:
-        fail_line(exc.format_message())
+        fail_line(" ".join(exc.format_message().split()))  # click wraps some messages over lines
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

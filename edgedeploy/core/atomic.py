@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import json
+import math
 import os
 import shutil
 import signal
@@ -24,11 +25,28 @@ STAGING_PREFIX = ".edgedeploy-staging-"
 SCRATCH_PREFIX = ".edgedeploy-quant-"
 
 
+def umask() -> int:
+    """The process umask, read without changing it where /proc allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file and a rename, with the mode a plain ``open``
+    would give (0666 less the umask; mkstemp alone makes 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -41,7 +59,18 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    write_bytes_atomic(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    """Strict JSON: a NaN or infinity is written as null (bare NaN is not JSON)."""
+    write_bytes_atomic(path, (json.dumps(_finite(obj), indent=2, sort_keys=False, allow_nan=False) + "\n").encode())
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def _fsync_dir(path: Path) -> None:
@@ -130,6 +159,7 @@ def staged_directory(out: Path, force: bool = False, is_artifact=lambda p: False
     check_output_dir(out, force, is_artifact)
     _remove_stale_staging(out.parent, out.name)
     stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{STAGING_PREFIX}{out.name}-{os.getpid()}-"))
+    os.chmod(stage, 0o777 & ~umask())  # published as is: a directory mode, not mkdtemp's 0700
     try:
         with signals_deferred() as guard:
             yield stage

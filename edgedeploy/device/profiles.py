@@ -96,8 +96,13 @@ def validate(doc, where: str) -> dict:
 
     check(doc, SCHEMA, "")
     for (section, key), allowed in CHOICES.items():
-        if doc[section][key] not in allowed:
+        value = doc[section][key]
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or value not in allowed:
             raise BadInput(f"{where}: field '{section}.{key}' is {doc[section][key]!r}; allowed: {', '.join(map(str, sorted(allowed, key=str)))}")
+    for field, items in (("run.providers", doc["run"]["providers"]), ("target.isa", doc["target"]["isa"])):
+        bad = next((x for x in items if not isinstance(x, str)), None)
+        if bad is not None:
+            raise BadInput(f"{where}: field '{field}' holds {bad!r}; expected names (strings)")
     for p in doc["run"]["providers"]:
         if p not in KNOWN_PROVIDERS:
             raise BadInput(f"{where}: field 'run.providers' names unknown execution provider {p!r}")
@@ -108,10 +113,15 @@ def validate(doc, where: str) -> dict:
     return doc
 
 
+MAX_PROFILE_BYTES = 1 << 20
+
+
 def _read(path: Path) -> dict:
+    if path.stat().st_size > MAX_PROFILE_BYTES:
+        raise BadInput(f"{path}: too large for a profile (limit {MAX_PROFILE_BYTES:,} bytes)")
     try:
         doc = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadInput(f"{path}: not a readable JSON profile ({exc})") from None
     validate(doc, str(path))
     doc["_path"] = str(path)

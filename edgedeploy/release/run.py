@@ -19,6 +19,8 @@ from edgedeploy.release.stages import build
 def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: tuple[str, ...] = (), run_dir=None, echo=print) -> dict:
     recipe = load(recipe_path, overrides)
     run_dir = Path(run_dir or recipe.spec.run_dir or Path("runs") / recipe.name).absolute()
+    if run_dir.exists() and not run_dir.is_dir():
+        raise BadInput(f"--run-dir {run_dir}: is a file; a run directory holds the stages and the report")
     stages = build(recipe, run_dir)
     if only and not any(only in (str(s.id), s.kind) for s in stages):
         raise BadInput(f"--only {only}: no such stage; stages: {', '.join(str(s.id) for s in stages)} (or a kind: {', '.join(KINDS)})")
