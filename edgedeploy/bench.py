@@ -36,7 +36,7 @@ class MeasureOptions(Options):
     duration: float = Field(60.0, gt=0, description="Time bound in seconds for the steady state.")
     warmup: int = Field(20, ge=0, description="Warm-up inferences (bounded to 5 s).")
     threads: int | None = Field(None, ge=1, description="Override the profile's intra-op threads.")
-    concurrency: int = Field(1, ge=1, description="Sessions/threads for offline and server.")
+    concurrency: int = Field(1, ge=1, le=256, description="Sessions/threads for offline and server (one session each, up to 256).")
     qps: float | None = Field(None, gt=0, description="Poisson arrival rate for the server scenario.")
     latency_budget: float | None = Field(None, gt=0, description="p99 budget in ms for the server scenario.")
     baseline: Literal["torch"] | None = Field(None, description="Also time the PyTorch source model eagerly, interleaved.")

@@ -89,7 +89,10 @@ def load_factory(ref: str, weights: Path | None, trust_pickle: bool):
             raise BadInput(f"--factory {ref!r}: {mod_name!r} has no attribute {attr!r}")
     if not callable(fn):
         raise BadInput(f"--factory {ref!r}: {attr!r} is not callable")
-    model = fn()
+    try:
+        model = fn()
+    except Exception as exc:  # the user's factory failed: their code, reported as input
+        raise BadInput(f"--factory {ref!r}: calling it raised {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(model, torch.nn.Module):
         raise BadInput(f"--factory {ref!r}: returned {type(model).__name__}, not a torch.nn.Module")
     if weights is not None:

@@ -35,6 +35,8 @@ def normalize(job: dict, base: Path | None = None) -> dict:
         raise JobError(f"scenario {job['scenario']!r}: use one of {', '.join(SCENARIOS)}")
     if not job.get("models"):
         raise JobError("job has no models")
+    if isinstance(job["concurrency"], int) and job["concurrency"] > 256:
+        raise JobError(f"concurrency {job['concurrency']}: at most 256 sessions")
     for key in ("iterations", "warmup", "concurrency", "block"):
         if not isinstance(job[key], int) or isinstance(job[key], bool) or job[key] < (0 if key == "warmup" else 1):
             raise JobError(f"{key} must be a positive integer, got {job[key]!r}")

@@ -181,6 +181,35 @@ def test_bench_output_that_is_a_directory_is_refused_before_measuring(art, tmp_p
     assert time.monotonic() - start < 30  # it did not measure first
 
 
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (("--save-outputs", "{file}"), "is a file"),
+        (("--save-outputs", "{art}"), "the artifact"),
+        (("--save-outputs", "{art}/sub"), "the artifact"),
+        (("-o", "{art}/r.json"), "the artifact"),
+        (("--scenario", "offline", "--concurrency", "100000"), "--concurrency"),
+    ],
+)
+def test_bench_never_writes_into_an_artifact_or_over_a_file(copy, tmp_path, flags, needle):
+    f = tmp_path / "plain"
+    f.write_text("keep")
+    args = [a.format(file=f, art=copy) for a in flags]
+    refused("bench", copy, "--shape", "batch=1", "--iterations", "2", *args, needle=needle)
+    cli("verify", copy, check=0)
+    assert f.read_text() == "keep"
+
+
+def test_eval_output_checked_before_evaluating(copy, tmp_path):
+    data = tmp_path / "x.npz"
+    import numpy as np
+
+    np.savez(data, x=np.ones((2, 64), np.float32))
+    refused("eval", copy, "--eval-data", data, "--no-labels", "--reference", copy, "-o", tmp_path, needle="is a directory")
+    refused("eval", copy, "--eval-data", data, "--no-labels", "--reference", copy, "-o", copy / "e.json", needle="the artifact")
+    cli("verify", copy, check=0)
+
+
 def test_bench_output_in_a_missing_directory_is_created(art, tmp_path):
     out = tmp_path / "new" / "deeper" / "r.json"
     cli("bench", art, "--shape", "batch=1", "--iterations", "3", "--warmup", "0", "-o", out, check=0)

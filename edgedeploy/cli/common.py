@@ -40,3 +40,20 @@ def fail_line(msg: str) -> None:
     for line in str(msg).splitlines() or [""]:
         click.echo(f"edgedeploy: error: {line}", err=True)
     sys.stderr.flush()
+
+
+def check_result_file(output, inputs=(), flag: str = "-o") -> None:
+    """Before any work: a results path must not be a directory nor lie inside an input artifact
+    (writing there would change what its manifest lists)."""
+    from pathlib import Path
+
+    from edgedeploy.core.atomic import refuse_inside
+    from edgedeploy.core.errors import BadInput
+
+    if output is None:
+        return
+    if Path(output).is_dir():
+        raise BadInput(f"{flag} {output}: is a directory; give a file path for the results JSON")
+    for art in inputs:
+        if art is not None and Path(art).is_dir():
+            refuse_inside(output, art, f"the artifact {art} ({flag})")

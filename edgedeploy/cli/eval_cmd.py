@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from edgedeploy.cli.common import emit_json, json_option, table
+from edgedeploy.cli.common import check_result_file, emit_json, json_option, table
 from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import click_options, from_cli
@@ -21,6 +21,7 @@ def command(artifact, output, as_json, **settings):
     fidelity against --reference."""
 
     o = from_cli(EvalOptions, settings)
+    check_result_file(output, (artifact, o.reference))
     if o.no_labels and not o.reference:
         raise BadInput("--no-labels leaves nothing to measure without --reference")
     tty = sys.stderr.isatty()

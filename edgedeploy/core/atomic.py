@@ -188,7 +188,7 @@ def refuse_inside(out: Path, source: Path, what: str = "the input") -> None:
     """``-o`` may not be ``source`` or lie inside it: replacing or writing into the input loses it."""
     out, source = Path(out).absolute().resolve(), Path(source).absolute().resolve()
     if out == source or source in out.parents:
-        raise BadInput(f"-o {out}: is {what} or inside it ({source}); write the result somewhere else")
+        raise BadInput(f"{out}: is {what} or inside it ({source}); write the result somewhere else")
 
 
 @contextlib.contextmanager
