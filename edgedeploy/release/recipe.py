@@ -174,6 +174,8 @@ def _rename_deprecated(doc: dict, lines: dict, warn) -> None:
 def _schema_problem(err: dict, doc: dict) -> tuple[tuple, str]:
     """(key path, message) for one pydantic error, in the recipe's own terms."""
     loc = [p for p in err["loc"] if p != "[key]"]
+    if not loc:  # a top-level key named like pydantic's own "[key]" marker
+        loc = [p for p in err["loc"]]
     if loc[:1] == ["compress"] and len(loc) > 2 and loc[2] in STEP_KINDS:
         kind = loc.pop(2)
         if err["type"] == "extra_forbidden":
