@@ -143,7 +143,7 @@ def test_oversized_manifest_is_refused(copy):
     m = json.loads((copy / MANIFEST).read_text())
     m["padding"] = "x" * (17 << 20)
     (copy / MANIFEST).write_text(json.dumps(m))
-    assert "larger than" in refused("verify", copy)
+    assert "too large for a manifest" in refused("verify", copy)
 
 
 # ---- lies and data loss ------------------------------------------------------------------------

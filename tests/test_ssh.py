@@ -41,10 +41,11 @@ def wide(tmp_path_factory):
     return export(None, tmp_path_factory.mktemp("w") / "wide", factory="factories:wide_mlp", input_specs=("x:float32:batch,1024",))
 
 
-def remote_bench(server, art, *extra, config=None, host="testpi", check=None):
+def remote_bench(server, art, *extra, config=None, host="testpi", check=None, python=None, paths=None):
+    """``bench`` of ``art`` (or of ``paths``) on the loopback device, with ``python`` there."""
     return cli(
         "bench",
-        art.path,
+        *(paths or [art.path]),
         "--host",
         host,
         "--ssh-config",
@@ -52,7 +53,7 @@ def remote_bench(server, art, *extra, config=None, host="testpi", check=None):
         "--profile",
         "rpi4",
         "--remote-python",
-        sys.executable,
+        python or sys.executable,
         "--shape",
         "batch=1",
         "--iterations",
@@ -437,25 +438,7 @@ def hostile_python(tmp_path, mode):
 
 def test_device_supplied_output_names_are_never_paths(server, mlp, tmp_path):
     save = tmp_path / "a" / "b" / "out"
-    proc = cli(
-        "bench",
-        mlp.path,
-        "--host",
-        "testpi",
-        "--ssh-config",
-        server.config,
-        "--profile",
-        "rpi4",
-        "--remote-python",
-        hostile_python(tmp_path, "escape"),
-        "--shape",
-        "batch=1",
-        "--iterations",
-        "5",
-        "--save-outputs",
-        save,
-        check=0,
-    )
+    proc = remote_bench(server, mlp, "--save-outputs", save, python=hostile_python(tmp_path, "escape"), check=0)
     assert "p50 ms" in proc.stdout
     assert sorted(p.name for p in save.iterdir()) == ["mlp.npz"]  # the host's name for the model it sent
     assert not (save / "../../../../escaped.npz").resolve().exists() and not os.path.exists("/tmp/escaped-abs.npz")
@@ -468,26 +451,7 @@ def test_device_supplied_output_names_are_never_paths(server, mlp, tmp_path):
 )
 def test_hostile_results_json_is_bad_input(server, mlp, tmp_path, mode, needle):
     out = tmp_path / "r.json"
-    proc = cli(
-        "bench",
-        mlp.path,
-        "--host",
-        "testpi",
-        "--ssh-config",
-        server.config,
-        "--profile",
-        "rpi4",
-        "--remote-python",
-        hostile_python(tmp_path, mode),
-        "--shape",
-        "batch=1",
-        "--iterations",
-        "5",
-        "-o",
-        out,
-        check=2,
-    )
-    line = one_line_error(proc)
+    line = one_line_error(remote_bench(server, mlp, "-o", out, python=hostile_python(tmp_path, mode), check=2))
     assert "testpi: results.json" in line and needle in line, line
     assert not out.exists() and not (tmp_path.parent / "evil").exists()
     assert server.leftovers() == []
@@ -503,27 +467,7 @@ def test_models_whose_names_clean_up_alike_are_measured_apart(server, mlp, wide,
         shutil.copytree(art.path, tmp_path / parent / name)
         paths.append(tmp_path / parent / name)
     out = tmp_path / "r.json"
-    cli(
-        "bench",
-        *paths,
-        "--host",
-        "testpi",
-        "--ssh-config",
-        server.config,
-        "--profile",
-        "rpi4",
-        "--remote-python",
-        sys.executable,
-        "--shape",
-        "batch=1",
-        "--iterations",
-        "10",
-        "--warmup",
-        "1",
-        "-o",
-        out,
-        check=0,
-    )
+    remote_bench(server, None, "-o", out, paths=paths, check=0)
     rows = json.loads(out.read_text())["results"]
     sizes = [sum(f.stat().st_size for f in p.iterdir() if f.name.startswith("model.onnx")) for p in paths]  # model + external data
     assert [r["model_size_bytes"] for r in rows] == sizes and sizes[2] != sizes[1]

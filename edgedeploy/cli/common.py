@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
+
+from edgedeploy.core.atomic import refuse_inside
+from edgedeploy.core.errors import BadInput
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 
@@ -45,11 +49,6 @@ def fail_line(msg: str) -> None:
 def check_result_file(output, inputs=(), flag: str = "-o") -> None:
     """Before any work: a results path must not be a directory nor lie inside an input artifact
     (writing there would change what its manifest lists)."""
-    from pathlib import Path
-
-    from edgedeploy.core.atomic import refuse_inside
-    from edgedeploy.core.errors import BadInput
-
     if output is None:
         return
     if Path(output).is_dir():

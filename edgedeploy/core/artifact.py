@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from edgedeploy import __version__
 from edgedeploy.core.atomic import write_json_atomic
+from edgedeploy.core.bounded import read_bounded
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.manifest import SCHEMA_VERSION, Manifest
 from edgedeploy.core.options import describe_error
@@ -100,12 +101,8 @@ class Artifact:
         mpath = path / MANIFEST
         if mpath.is_symlink() or not mpath.is_file():
             raise BadInput(f"{path}: not an edgedeploy artifact (no {MANIFEST}); it may be incomplete or not made by edgedeploy")
-        with open(mpath, "rb") as fh:
-            raw = fh.read(MAX_MANIFEST_BYTES + 1)
-        if len(raw) > MAX_MANIFEST_BYTES:
-            raise BadInput(f"{mpath}: manifest is larger than {MAX_MANIFEST_BYTES:,} bytes; it is not one edgedeploy wrote")
         try:
-            manifest = json.loads(raw.decode("utf-8"))
+            manifest = json.loads(read_bounded(mpath, MAX_MANIFEST_BYTES, "manifest").decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise BadInput(f"{mpath}: manifest is not valid JSON ({str(exc)[:200]})") from None
         missing = [k for k in REQUIRED_KEYS if k not in manifest] if isinstance(manifest, dict) else list(REQUIRED_KEYS)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from edgedeploy.core.bounded import read_bounded
 from edgedeploy.core.errors import BadInput
 
 MAX_NODES = 100_000  # a recipe or an inventory is hundreds of nodes; aliases may not multiply that
@@ -70,10 +71,7 @@ def read_yaml(path: Path, what: str, max_bytes: int):
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"{path}: no such {what} file")
-    with open(path, "rb") as fh:
-        raw = fh.read(max_bytes + 1)
-    if len(raw) > max_bytes:
-        raise BadInput(f"{path}: too large for a {what} (limit {max_bytes:,} bytes)")
+    raw = read_bounded(path, max_bytes, what)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

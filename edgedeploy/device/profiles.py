@@ -11,6 +11,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+from edgedeploy.core.bounded import read_bounded
 from edgedeploy.core.errors import BadInput
 
 KNOWN_PROVIDERS = {
@@ -117,10 +118,8 @@ MAX_PROFILE_BYTES = 1 << 20
 
 
 def _read(path: Path) -> dict:
-    if path.stat().st_size > MAX_PROFILE_BYTES:
-        raise BadInput(f"{path}: too large for a profile (limit {MAX_PROFILE_BYTES:,} bytes)")
     try:
-        doc = json.loads(path.read_text())
+        doc = json.loads(read_bounded(path, MAX_PROFILE_BYTES, "profile").decode("utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise BadInput(f"{path}: not a readable JSON profile ({exc})") from None
     validate(doc, str(path))
