@@ -23,6 +23,7 @@ from edgedeploy.runtimes.names import unique_file_names
 
 log = logging.getLogger("edgedeploy")
 PYZ = "edgedeploy-runtime.pyz"
+MAX_OUTPUTS_BYTES = 1 << 30  # one inference's inputs and outputs per model, as .npz
 
 # The one probe of a device's Python: version, arch, libc, numpy/onnxruntime, free disk, and the
 # packages of a venv when one is named (argv[1]). Standard library only: it runs before anything is installed.
@@ -232,7 +233,9 @@ def bench_remote(
             doc = results.parse(raw, f"{target.label}", names)
             if save_outputs:
                 for name in output_file_names(names):  # the host's names, never the device's
-                    data = ssh.run(target, ["cat", "--", f"{bundle}/outputs/{name}"]).stdout
+                    data = ssh.run(target, ["head", "-c", str(MAX_OUTPUTS_BYTES + 1), "--", f"{bundle}/outputs/{name}"]).stdout
+                    if len(data) > MAX_OUTPUTS_BYTES:
+                        raise BadInput(f"{target.label}: outputs/{name} is over {MAX_OUTPUTS_BYTES:,} bytes; refusing it")
                     write_bytes_atomic(Path(save_outputs) / name, data)
         finally:
             if keep_remote:
