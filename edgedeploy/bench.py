@@ -9,6 +9,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
+from edgedeploy.core.adopt import open_model
 from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput, InvalidBenchmark
 from edgedeploy.core.options import Options, coerce
@@ -126,7 +127,7 @@ def make_job(
 def _unique_names(arts: list[Artifact]) -> list[str]:
     names = []
     for a in arts:
-        n = a.path.name
+        n = a.name
         while n in names:
             n += "'"
         names.append(n)
@@ -181,7 +182,7 @@ def bench(artifacts: list, options: MeasureOptions | None = None, *, progress=No
     "timeout_s", "keep_remote", "bwlimit_kbps"}) over SSH with the same harness. Settings are a
     ``MeasureOptions`` (or ``BenchOptions``) or its fields as keyword arguments."""
     opts = options if options is not None else coerce(MeasureOptions, settings, "bench")
-    arts = [Artifact.load(a) for a in artifacts]
+    arts = [open_model(a) for a in artifacts]
     if not arts:
         raise BadInput("give at least one ARTIFACT")
     job_settings = _job_settings(opts)

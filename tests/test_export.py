@@ -201,9 +201,13 @@ def test_unsafe_external_data_location_is_refused(tmp_path):
 
 
 def test_manifest_is_written_last(tmp_path):
-    """A directory without a manifest is not an artifact, whatever else it holds."""
+    """A directory without a manifest is not an artifact: one holding a model.onnx is adopted as
+    an ONNX model (and garbage there is refused), anything else is refused."""
     d = tmp_path / "half"
     d.mkdir()
     (d / "model.onnx").write_bytes(b"\x08\x07")
     proc = cli("inspect", d, check=2)
-    assert MANIFEST in one_line_error(proc)
+    assert "model.onnx: not an ONNX model" in one_line_error(proc)
+    (d / "model.onnx").unlink()
+    (d / "weights.bin").write_bytes(b"\x08\x07")
+    assert MANIFEST in one_line_error(cli("inspect", d, check=2))

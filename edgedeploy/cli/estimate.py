@@ -3,7 +3,7 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option
-from edgedeploy.core.artifact import Artifact
+from edgedeploy.core.adopt import open_model
 from edgedeploy.core.errors import BadInput
 from edgedeploy.device.profiles import load
 from edgedeploy.estimate import calibrate, count, roofline
@@ -23,7 +23,7 @@ def command(artifact, profile_names, shape, no_calibrate, as_json):
     measured on this host is printed beside it.
     """
 
-    art = Artifact.load(artifact)
+    art = open_model(artifact)
     try:
         sh = parse_shape(shape)
         counts = count(art.model_path, sh)

@@ -3,7 +3,7 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, json_option, table
-from edgedeploy.core.artifact import Artifact
+from edgedeploy.core.adopt import open_model
 from edgedeploy.quality.fidelity import worst_cosine
 
 
@@ -12,7 +12,7 @@ from edgedeploy.quality.fidelity import worst_cosine
 @json_option
 def command(artifact, as_json):
     """Show an artifact's manifest: source, lineage, signature, validation, files."""
-    art = Artifact.load(artifact, verify=False)
+    art = open_model(artifact, verify=False)
     m = art.manifest
     if as_json:
         emit_json(m)
@@ -33,7 +33,9 @@ def command(artifact, as_json):
     for spec in m["outputs"]:
         rows.append([f"output {spec['name']}", f"{spec['dtype']} {spec['shape']}"])
     v = m.get("validation")
-    if v:
+    if v and v.get("passed") is None:
+        rows.append(["validation", v.get("reason", "not run")])
+    elif v:
         rows.append(["validation", f"{'passed' if v['passed'] else 'FAILED'}: max_abs_diff {v['max_abs_diff']:.3g} (atol {v['atol']:g})"])
     q = m.get("quantization")
     if q:

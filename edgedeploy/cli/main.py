@@ -15,6 +15,7 @@ from edgedeploy.runtimes.errors import JobError, ModelError, ShapeError
 
 COMMANDS = {
     "export": "export",
+    "adopt": "adopt_cmd",
     "inspect": "inspect_cmd",
     "verify": "verify",
     "quantize": "quantize",

@@ -75,6 +75,11 @@ class Artifact:
     path: Path
     manifest: dict = field(default_factory=dict)
     external_data: list[str] | None = None  # the model's external-data files, once verified
+    adopted: bool = False  # a model edgedeploy did not write (core/adopt.py): only its listed files are its own
+    name: str = ""
+
+    def __post_init__(self):
+        self.name = self.name or Path(self.path).name
 
     @property
     def model_path(self) -> Path:
@@ -128,7 +133,7 @@ class Artifact:
             return problems
         if model_file not in listed:
             return [f"the manifest does not list its model file {model_file}"]
-        on_disk, problems = _walk(self.path)
+        on_disk, problems = _walk(self.path) if not self.adopted else _listed_on_disk(self.path, listed)
         for name, meta in sorted(listed.items()):
             if name not in on_disk:
                 problems.append(f"{name} is missing")
@@ -194,6 +199,21 @@ def _walk(root: Path) -> tuple[dict[str, int], list[str]]:
                 problems.append(f"{rel} is not a regular file")
             else:
                 files[rel] = st.st_size
+    return files, problems
+
+
+def _listed_on_disk(root: Path, listed) -> tuple[dict[str, int], list[str]]:
+    """Like ``_walk``, for the listed files only (an adopted model's directory holds other things too)."""
+    files, problems = {}, []
+    for rel in listed:
+        try:
+            st = os.lstat(root / rel)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            problems.append(f"{rel} is a symbolic link; give the file itself")
+        elif stat.S_ISREG(st.st_mode):
+            files[rel] = st.st_size
     return files, problems
 
 

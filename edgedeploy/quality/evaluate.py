@@ -11,7 +11,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from edgedeploy.core.artifact import Artifact
+from edgedeploy.core.adopt import open_model
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import Options
 from edgedeploy.data.samples import SampleSource
@@ -73,8 +73,8 @@ def evaluate(
 ) -> dict:
     import json
 
-    art = Artifact.load(artifact)
-    ref = Artifact.load(reference) if reference else None
+    art = open_model(artifact)
+    ref = open_model(reference) if reference else None
     src = SampleSource(art, data, text_column, limit=limit or 10**12, batch=batch, label_column=label_column, pair_column=text_pair_column)
     model = Runner(art.model_path, [0])
     ref_model = Runner(ref.model_path, [0]) if ref else None

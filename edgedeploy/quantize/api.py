@@ -7,6 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from edgedeploy.core.adopt import open_model
 from edgedeploy.core.artifact import Artifact, finalize_manifest, is_artifact, onnx_signature
 from edgedeploy.core.atomic import checkpoint, refuse_inside, scratch_directory, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
@@ -62,7 +63,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     opts = options if options is not None else coerce(QuantizeOptions, {"method": method, **settings}, "quantize")
     method, calib_data, eval_data, text_column = opts.method, opts.calib_data, opts.eval_data, opts.text_column
     eval_samples, exclude = opts.eval_samples, tuple(opts.exclude)
-    parent = Artifact.load(artifact)
+    parent = open_model(artifact)
     refuse_inside(out, parent.path, "the parent artifact")
     prof = load_profile(resolve_profile(opts.profile)) if opts.profile else None
     parent_model = onnx.load(str(parent.model_path), load_external_data=False)

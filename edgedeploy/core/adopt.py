@@ -1,0 +1,121 @@
+"""Models users already have: a ``.onnx`` file (external data beside it) or a directory holding
+``model.onnx`` as optimum, onnxruntime or Olive write it (tokenizer and config when present).
+Such a model is *adopted*: its files are hashed into a manifest of source kind ``onnx``, whose
+validation reads "not run: no PyTorch source". ``open_model`` keeps that manifest in memory
+(bench, inspect, estimate, eval; quantize writes it into its output); ``adopt`` publishes it
+as an artifact."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from edgedeploy.core.artifact import MODEL, Artifact, external_data_locations, finalize_manifest, is_artifact, onnx_signature, sha256_file
+from edgedeploy.core.atomic import refuse_inside, staged_directory
+from edgedeploy.core.errors import BadInput
+
+# what travels with an adopted model: the files tokenizers, configs and processors read
+COMPANIONS = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+    "preprocessor_config.json",
+)
+NOT_RUN = {"passed": None, "reason": "not run: no PyTorch source (an adopted ONNX model)"}
+
+
+def open_model(path, verify: bool = True) -> Artifact:
+    """An edgedeploy artifact as is; a ``.onnx`` file or a directory with ``model.onnx`` adopted in memory."""
+    path = Path(path)
+    if path.is_dir() and not is_artifact(path) and (path / MODEL).is_file():
+        return _adopted(path, MODEL)
+    if path.is_file() and path.suffix == ".onnx":
+        return _adopted(path.parent, path.name)
+    return Artifact.load(path, verify=verify)
+
+
+def adopt(model, out: Path, force: bool = False) -> Artifact:
+    """Publish an adopted model as an artifact at ``out``: its files copied, the manifest written last."""
+    art = open_model(model)
+    if not art.adopted:
+        raise BadInput(f"{model}: is already an edgedeploy artifact; nothing to adopt")
+    refuse_inside(out, art.path, "the model's directory")
+    with staged_directory(out, force=force, is_artifact=is_artifact) as stage:
+        for name in art.manifest["files"]:
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(art.path / name, stage / name, follow_symlinks=False)
+        finalize_manifest(stage, {k: v for k, v in art.manifest.items() if k not in ("files", "digest", "size_bytes")})
+    return Artifact.load(out)
+
+
+def _adopted(root: Path, model_file: str) -> Artifact:
+    model_path = root / model_file
+    if model_path.is_symlink():
+        raise BadInput(f"{model_path}: is a symbolic link; give the model file itself")
+    if model_path.stat().st_size == 0:
+        raise BadInput(f"{model_path}: is empty")
+    extra = external_data_locations(model_path)
+    names = [model_file, *extra, *(c for c in COMPANIONS if c != model_file and (root / c).is_file() and not (root / c).is_symlink())]
+    for name in extra:
+        f = root / name
+        if f.is_symlink() or not f.is_file():
+            raise BadInput(f"{model_path}: its external data {name} is missing or a link; keep the data file beside the model")
+    files = {n: {"sha256": sha256_file(root / n), "size": os.path.getsize(root / n)} for n in names}
+    try:
+        inputs, outputs, opset, params = onnx_signature(model_path)
+    except Exception as exc:  # onnx's DecodeError and friends
+        raise BadInput(f"{model_path}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if not outputs or not opset:
+        raise BadInput(f"{model_path}: not an ONNX model (no graph outputs or opset); it may be truncated or another format")
+    manifest = {
+        "schema_version": 1,
+        "kind": "edgedeploy-artifact",
+        "source": {
+            "kind": "onnx",
+            "name": root.name if model_file == MODEL else model_path.stem,
+            "path": str(model_path.resolve()),
+            "family": _family(inputs),
+        },
+        "lineage": {"parent": None, "step": "adopt"},
+        "model_file": model_file,
+        "files": files,
+        "size_bytes": sum(f["size"] for f in files.values()),
+        "opset": opset,
+        "inputs": inputs,
+        "outputs": outputs,
+        "parameters": params,
+        "validation": NOT_RUN,
+    }
+    vocab = _vocab_size(root)
+    if vocab:
+        manifest["vocab_size"] = vocab
+    art = Artifact(root, manifest, adopted=True)
+    art.external_data = extra
+    art.name = manifest["source"]["name"]
+    return art
+
+
+def _family(inputs: list[dict]) -> str:
+    """transformer when the model takes token ids (quantization op types and tolerances follow)."""
+    return "transformer" if any("input_ids" in i["name"] for i in inputs) else "module"
+
+
+def _vocab_size(root: Path) -> int | None:
+    import json
+
+    try:
+        cfg = json.loads((root / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    v = cfg.get("vocab_size") if isinstance(cfg, dict) else None
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
