@@ -12,12 +12,13 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: $(STAMP)
 
-# torch first, pinned: the CPU build lies on this machine's disk; an unpinned torch pulls a CUDA build.
-$(STAMP): pyproject.toml
+# Exact versions from constraints.txt (the metadata has ranges). torch first: the CPU build lies
+# on this machine's disk, and an unconstrained torch pulls a CUDA build.
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[demo,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt torch
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[demo,dev]'
 	touch $(STAMP)
 
 # The SSH tests start a real sshd on 127.0.0.1 and the report test renders report.html in

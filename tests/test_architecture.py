@@ -132,3 +132,17 @@ def test_internal_imports_are_at_the_top():
                     if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("edgedeploy") and node.module not in LAZY_INTERNAL:
                         lazy.append(f"{name}:{node.lineno} {node.module}")
     assert lazy == []
+
+
+def test_metadata_has_ranges_and_make_setup_has_the_pins():
+    """Users install edgedeploy beside their own torch: no exact pins in the metadata; the
+    versions the suite runs with are pinned in constraints.txt, which make setup uses."""
+    import tomllib
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deps = meta["project"]["dependencies"]
+    assert not [d for d in deps if "==" in d], deps
+    pins = {ln.split("==")[0]: ln.split("==")[1] for ln in (ROOT / "constraints.txt").read_text().splitlines() if "==" in ln}
+    assert pins["torch"] == "2.13.0" and {"onnxruntime", "transformers", "optimum-onnx"} <= set(pins)
+    assert "-c constraints.txt" in (ROOT / "Makefile").read_text()
+    assert (ROOT / "LICENSE").read_text().startswith(" " * 33 + "Apache License")
