@@ -49,6 +49,7 @@ class ExportSettings(Options):
     optimize: bool = Field(False, description="Apply onnxruntime.transformers graph fusions (transformer families).")
     atol: float | None = Field(None, ge=0, description="Absolute tolerance for validation (family default).")
     rtol: float | None = Field(None, ge=0, description="Relative tolerance for validation (family default).")
+    revision: str | None = Field(None, min_length=1, description="Hub revision (branch, tag or commit) when SOURCE is a Hub id ORG/NAME.")
 
 
 class ExportOptions(ExportSettings):
@@ -64,6 +65,9 @@ class ExportOptions(ExportSettings):
     eval_data: Path | None = Field(None, description="Validate on real samples: TSV/CSV/JSONL text or .npz of inputs.")
     text_column: str = Field("text", min_length=1, description="Text column of TSV/CSV/JSONL data.")
     trust_pickle: bool = Field(False, description="Allow loading arbitrary pickled objects (only for files you trust; never from a recipe).")
+    trust_remote_code: bool = Field(
+        False, description="Run the model repository's own Python code (auto_map models; only for code you trust; never from a recipe)."
+    )
 
 
 def export(source: str | None, out: Path, *, options: ExportOptions | None = None, force: bool = False, **settings) -> Artifact:
@@ -74,14 +78,23 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
     task, opset, optimize, factory, weights = opts.task, opts.opset, opts.optimize, opts.factory, opts.weights
     input_specs, trust_pickle, atol, rtol = tuple(opts.input), opts.trust_pickle, opts.atol, opts.rtol
     sample_data, text_column = opts.eval_data, opts.text_column
-    src = resolve(source, factory)
+    src = resolve(source, factory, opts.revision)
     if src.path is not None and src.kind != "reference":
         refuse_inside(out, src.path, "the source model")
     src = materialize(src)  # a reference classifier is built here, on first use
     t0 = time.perf_counter()
     with staged_directory(out, force=force, is_artifact=is_artifact) as stage:
         log.info("exporting %s (%s)", src.name, src.kind)
-        info = registry.export(src, stage, task=task, opset=opset, weights=weights, input_specs=input_specs, trust_pickle=trust_pickle)
+        info = registry.export(
+            src,
+            stage,
+            task=task,
+            opset=opset,
+            weights=weights,
+            input_specs=input_specs,
+            trust_pickle=trust_pickle,
+            trust_remote_code=opts.trust_remote_code,
+        )
         checkpoint()
         opt = {"applied": False, "reason": "not requested"}
         if optimize:

@@ -92,13 +92,15 @@ def detect_task(path: Path, config: dict) -> str:
     raise BadInput(f"{path}: cannot tell the task from config.json architectures {archs}; pass --task (e.g. feature-extraction, text-classification)")
 
 
-def load_model(path: Path, task: str):
+def load_model(path: Path, task: str, trust_remote_code: bool = False):
     from optimum.exporters.tasks import TasksManager
 
     for w in weight_files(path):
         check_weight_file(w)
     try:
-        model = TasksManager.get_model_from_task(task, str(path), framework="pt", library_name="transformers", local_files_only=True)
+        model = TasksManager.get_model_from_task(
+            task, str(path), framework="pt", library_name="transformers", local_files_only=True, trust_remote_code=trust_remote_code
+        )
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BadInput(f"{path}: could not load as a Hugging Face {task} model: {msg[:240]}") from None
@@ -145,13 +147,13 @@ def _quiet_libraries() -> None:
         pass
 
 
-def export(path: Path, stage: Path, task: str | None, opset: int | None) -> dict:
+def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_remote_code: bool = False) -> dict:
     """Export into ``stage``; return what validation and the manifest need."""
     from optimum.exporters.onnx import onnx_export_from_model
 
     config = read_config(path)
     task = task or detect_task(path, config)
-    model = load_model(path, task)
+    model = load_model(path, task, trust_remote_code)
     _quiet_libraries()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -12,10 +12,10 @@ from edgedeploy.core.errors import BadInput
 from edgedeploy.exporters import huggingface, torch_module
 
 
-def _huggingface(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle):
+def _huggingface(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle, trust_remote_code=False):
     if weights or input_specs:
         raise BadInput("--weights/--input apply to --factory and .pt sources; a Hugging Face directory carries its own")
-    return huggingface.export(src.path, stage, task, opset)
+    return huggingface.export(src.path, stage, task, opset, trust_remote_code)
 
 
 def _module(model, stage, input_specs, opset):
@@ -25,12 +25,14 @@ def _module(model, stage, input_specs, opset):
     return torch_module.export(model, specs, stage, opset)
 
 
-def _factory(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle):
+def _factory(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle, trust_remote_code=False):
+    if trust_remote_code:
+        raise BadInput("--trust-remote-code applies to Hugging Face sources")
     model = torch_module.load_factory(src.name, Path(weights) if weights else None, trust_pickle)
     return _module(model, stage, input_specs, opset)
 
 
-def _torchscript(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle):
+def _torchscript(src, stage: Path, *, task, opset, weights, input_specs, trust_pickle, trust_remote_code=False):
     model, how = torch_module.load_pt(src.path, trust_pickle)
     info = _module(model, stage, input_specs, opset)
     info["loaded_as"] = how

@@ -6,6 +6,7 @@ Resolving never builds anything: a reference classifier resolves to kind ``refer
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,38 @@ def embedded_path(name: str) -> Path:
     return Path(importlib.import_module(package).__file__).parent / sub
 
 
-def resolve(source: str | None, factory: str | None = None) -> Source:
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def is_hub_id(source: str) -> bool:
+    """ORG/NAME that is not a local path."""
+    return bool(HUB_ID.fullmatch(source)) and ".." not in source and not Path(source).exists()
+
+
+def hub_snapshot(repo_id: str, revision: str | None = None) -> Path:
+    """The local snapshot of a Hub model, through huggingface_hub (HF_HOME, HF_HUB_CACHE and
+    HF_HUB_OFFLINE respected). Offline and not cached is exit 3, with the command that fetches it."""
+    import os
+
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=offline))
+    except Exception as exc:  # LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError, HFValidationError, ...
+        rev = f" --revision {revision}" if revision else ""
+        where = os.environ.get("HF_HUB_CACHE") or os.environ.get("HF_HOME") or "~/.cache/huggingface"
+        if offline:
+            raise EnvironmentFailure(
+                f"{repo_id}{'@' + revision if revision else ''}: not in the Hugging Face cache ({where}) and edgedeploy runs offline; "
+                f"fetch it with: hf download {repo_id}{rev}"
+            ) from None
+        raise EnvironmentFailure(
+            f"{repo_id}: could not fetch from the Hugging Face Hub ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
+
+
+def resolve(source: str | None, factory: str | None = None, revision: str | None = None) -> Source:
     if factory:
         if source:
             raise BadInput("give either SOURCE or --factory, not both")
@@ -57,9 +89,14 @@ def resolve(source: str | None, factory: str | None = None) -> Source:
         task = source[len(REFERENCE) :]
         return Source("reference", None, source, f"all-MiniLM-L6-v2 fine-tuned on {task} (reference classifier)")
     path = Path(source)
+    if is_hub_id(source):
+        snap = hub_snapshot(source, revision)
+        if not is_hf_dir(snap):
+            raise BadInput(f"{source}: the cached snapshot {snap} has no config.json; it is not a transformers model")
+        return Source("huggingface", snap, source, f"{source} from the Hugging Face cache (revision {revision or 'main'}, snapshot {snap.name})")
     if not path.exists():
-        hint = f"; embedded models: {', '.join(EMBEDDED)}" if "/" not in source else ""
-        raise BadInput(f"{source}: no such file or directory (model hubs are not used; give a local path{hint})")
+        hint = f"; embedded models: {', '.join(EMBEDDED)}" if "/" not in source else "; a Hub id is ORG/NAME"
+        raise BadInput(f"{source}: no such file or directory{hint}")
     if path.is_dir():
         if is_hf_dir(path):
             return Source("huggingface", path.resolve(), path.name)

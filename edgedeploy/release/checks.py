@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgedeploy.compress.reference import PLANS
-from edgedeploy.core.sources import REFERENCE, is_named_source
+from edgedeploy.core.sources import REFERENCE, hub_snapshot, is_hub_id, is_named_source
 from edgedeploy.device.profiles import available
 from edgedeploy.release.budgets import ACCURACY
 from edgedeploy.release.spec import DistillStep, PruneStep, RecipeSpec
@@ -46,7 +46,7 @@ def resolve_paths(spec: RecipeSpec, base: Path) -> RecipeSpec:
             t.ssh_config = Path(_abs(base, str(t.ssh_config)))
     if spec.run_dir is not None:
         spec.run_dir = _abs(base, spec.run_dir)
-    if not is_named_source(spec.source):
+    if not is_named_source(spec.source) and not (is_hub_id(spec.source) and not (base / spec.source).exists()):
         spec.source = _abs(base, spec.source)
     return spec
 
@@ -63,7 +63,9 @@ def problems(spec: RecipeSpec) -> list[tuple[tuple, str]]:
 
 def _files(spec: RecipeSpec) -> list:
     out = []
-    if not is_named_source(spec.source) and not Path(spec.source).exists():
+    if is_hub_id(spec.source):
+        hub_snapshot(spec.source, spec.export.revision if spec.export else None)  # not cached offline: exit 3 before anything runs
+    elif not is_named_source(spec.source) and not Path(spec.source).exists():
         out.append((("source",), f"no such model directory or file: {spec.source}"))
     if spec.source.startswith(REFERENCE) and spec.source[len(REFERENCE) :] not in PLANS:
         out.append((("source",), f"unknown reference model {spec.source!r}; known: {', '.join(REFERENCE + t for t in PLANS)}"))

@@ -41,13 +41,13 @@ def tree_fingerprint(root: Path) -> list:
     return [(str(p.relative_to(root)), file_sha256(p)) for p in sorted(root.rglob("*")) if p.is_file()]
 
 
-def source_fingerprint(source: str):
+def source_fingerprint(source: str, revision: str | None = None):
     """What the recipe's source is, for cache keys, without building anything: a reference
     classifier is named by its own cache key, a directory by its files."""
 
     if source.startswith(REFERENCE):
         return {"reference": source, "key": reference.key(source[len(REFERENCE) :])}
-    return tree_fingerprint(resolve(source).path)
+    return tree_fingerprint(resolve(source, revision=revision).path)
 
 
 def _artifact_intact(result: ArtifactResult) -> bool:
@@ -108,7 +108,11 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
         return recipe.spec.source if parent == SOURCE_MODEL else res[ids.compress(parent)].model
 
     def inputs(res):
-        files = source_fingerprint(recipe.spec.source) if parent == SOURCE_MODEL else res[ids.compress(parent)].files
+        files = (
+            source_fingerprint(recipe.spec.source, recipe.spec.export.revision if recipe.spec.export else None)
+            if parent == SOURCE_MODEL
+            else res[ids.compress(parent)].files
+        )
         return {
             "parent": files,
             "settings": settings,
@@ -162,7 +166,11 @@ def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
         return recipe.spec.source if model == SOURCE_MODEL else res[ids.compress(model)].model
 
     def inputs(res):
-        files = source_fingerprint(recipe.spec.source) if model == SOURCE_MODEL else res[ids.compress(model)].files
+        files = (
+            source_fingerprint(recipe.spec.source, recipe.spec.export.revision if recipe.spec.export else None)
+            if model == SOURCE_MODEL
+            else res[ids.compress(model)].files
+        )
         return {
             "source": recipe.spec.source if model == SOURCE_MODEL else model,
             "files": files,
