@@ -49,3 +49,13 @@ def test_top_level_help_is_fast_and_lists_commands():
 def test_usage_error_exit_2():
     proc = cli("export", check=2)
     assert "Traceback" not in proc.stderr
+
+
+def test_quiet_and_verbose_work_before_and_after_the_command(tmp_path):
+    out = tmp_path / "a"
+    loud = cli("export", "--factory", "factories:tiny_mlp", "--input", "x:float32:batch,64", "-o", out, check=0)
+    assert "exporting" in loud.stderr
+    for before, after in ((["-q"], []), ([], ["-q"])):
+        proc = cli(*before, "export", "--factory", "factories:tiny_mlp", "--input", "x:float32:batch,64", "-o", out, "--force", *after, check=0)
+        assert "exporting" not in proc.stderr, (before, after)
+    assert cli("verify", out, "-v", check=0).stdout.startswith(str(out))

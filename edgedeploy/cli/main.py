@@ -44,15 +44,35 @@ class LazyGroup(click.Group):
             return None
         import importlib
 
-        return importlib.import_module(f"edgedeploy.cli.{COMMANDS[name]}").command
+        command = importlib.import_module(f"edgedeploy.cli.{COMMANDS[name]}").command
+        if not any(p.name == "quiet" for p in command.params):  # -q/-v/--debug work after the subcommand too
+            command.params += [
+                click.Option(
+                    ["-q", "--quiet"], is_flag=True, expose_value=False, callback=_verbosity(logging.WARNING), help="Only print results and errors."
+                ),
+                click.Option(
+                    ["-v", "--verbose"], is_flag=True, expose_value=False, callback=_verbosity(logging.DEBUG), help="Also print debug messages."
+                ),
+                click.Option(["--debug"], is_flag=True, expose_value=False, help="Show tracebacks for errors."),
+            ]
+        return command
+
+
+def _verbosity(level: int):
+    def set_level(ctx, param, value):
+        if value:
+            logging.getLogger("edgedeploy").setLevel(level)
+
+    return set_level
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="edgedeploy")
 @click.option("--debug", is_flag=True, envvar="EDGEDEPLOY_DEBUG", help="Show tracebacks for errors.")
-@click.option("-q", "--quiet", is_flag=True, help="Only print results and errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only print results and errors (before or after the command).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print debug messages (before or after the command).")
 @click.pass_context
-def cli(ctx, debug, quiet):
+def cli(ctx, debug, quiet, verbose):
     """Export, quantize and benchmark PyTorch models for edge devices with ONNX Runtime.
 
     Exit codes: 0 ok, 1 a gate or validation failed, 2 bad input, 3 environment or
@@ -60,7 +80,7 @@ def cli(ctx, debug, quiet):
     """
     ctx.ensure_object(dict)["debug"] = debug
     logging.basicConfig(level=logging.ERROR, format="edgedeploy: %(message)s", stream=sys.stderr)
-    logging.getLogger("edgedeploy").setLevel(logging.WARNING if quiet else logging.INFO)
+    logging.getLogger("edgedeploy").setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
     for noisy in ("transformers", "optimum", "torch", "onnxscript", "onnx_ir", "onnxruntime"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
