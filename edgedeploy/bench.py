@@ -15,7 +15,7 @@ from edgedeploy.core.errors import BadInput, InvalidBenchmark
 from edgedeploy.core.options import Options, coerce
 from edgedeploy.device import remote as remote_mod
 from edgedeploy.device.doctor import resolve_profile
-from edgedeploy.device.profiles import load, run_settings
+from edgedeploy.device.profiles import KNOWN_PROVIDERS, load, run_settings
 from edgedeploy.exporters import huggingface, torch_module
 from edgedeploy.runtimes import inputs as rt_inputs
 from edgedeploy.runtimes import job as rt_job
@@ -42,6 +42,19 @@ class MeasureOptions(Options):
     latency_budget: float | None = Field(None, gt=0, description="p99 budget in ms for the server scenario.")
     baseline: Literal["torch"] | None = Field(None, description="Also time the PyTorch source model eagerly, interleaved.")
     note: str | None = Field(None, description="A label stored with the results and shown with the table (e.g. 'emulated').")
+    providers: list[str] = Field(
+        default_factory=list, description="Execution providers in order, overriding the profile's (comma-separated or repeated)."
+    )
+    allow_fallback: bool = Field(False, description="Run on what onnxruntime has when a requested provider is missing (recorded); default: exit 3.")
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, v: list[str]) -> list[str]:
+        names = [p.strip() for item in v for p in item.split(",") if p.strip()]
+        unknown = [p for p in names if p not in KNOWN_PROVIDERS]
+        if unknown:
+            raise ValueError(f"unknown execution provider {unknown[0]!r}; known: {', '.join(sorted(KNOWN_PROVIDERS))}")
+        return names
 
     @field_validator("shape")
     @classmethod
@@ -97,11 +110,16 @@ def make_job(
     seed=0,
     local: bool = True,
     save_outputs=None,
+    providers=(),
+    allow_fallback: bool = False,
 ) -> dict:
 
     run = run_settings(profile) if local else dict(profile["run"])
     if threads:
         run["intra_op_threads"] = threads
+    if providers:
+        run["providers"] = list(providers)
+    run["allow_fallback"] = allow_fallback
     names = _unique_names(arts)
     return {
         "models": [
@@ -174,6 +192,8 @@ def _job_settings(opts: MeasureOptions) -> dict:
         "latency_budget_ms": opts.latency_budget,
         "threads": opts.threads,
         "save_outputs": getattr(opts, "save_outputs", None),
+        "providers": opts.providers,
+        "allow_fallback": opts.allow_fallback,
     }
 
 

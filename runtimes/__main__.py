@@ -94,7 +94,7 @@ def main(argv=None) -> None:
     if report["missing"]:
         _die(f"missing {', '.join(report['missing'])}; install with: python -m pip install {' '.join(report['missing'])}", 3)
 
-    from .errors import ModelError
+    from .errors import ModelError, ProviderError
     from .inputs import ShapeError, parse_shape
     from .job import JobError, run_job
 
@@ -137,6 +137,8 @@ def main(argv=None) -> None:
         doc = run_job(job, base, progress=None if quiet else _progress)
     except (JobError, ShapeError, ModelError) as exc:
         _die(str(exc), 2)
+    except ProviderError as exc:
+        _die(str(exc), 3)
     except KeyboardInterrupt:
         _die("interrupted", 130)
     _write(doc, args.output)

@@ -11,3 +11,7 @@ class JobError(ValueError):
 
 class ModelError(ValueError):
     """ONNX Runtime cannot load or run the model (an unknown op, a malformed graph)."""
+
+
+class ProviderError(RuntimeError):
+    """A requested execution provider is not what the session got (exit 3 unless fallback is allowed)."""

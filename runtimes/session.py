@@ -11,7 +11,7 @@ import time
 
 import onnxruntime as ort
 
-from .errors import ModelError
+from .errors import ModelError, ProviderError
 
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -51,10 +51,18 @@ def create(model_path: str, run: dict, allow_spinning: bool | None = None):
     t0 = time.perf_counter()
     sess = load(model_path, opts, chosen)
     init_ms = (time.perf_counter() - t0) * 1e3
+    missing = [p for p in wanted if p not in sess.get_providers()]
+    if missing and not run.get("allow_fallback", False):
+        raise ProviderError(
+            f"requested execution provider(s) {', '.join(missing)} not available in this onnxruntime "
+            f"({ort.__version__}: {', '.join(ort.get_available_providers())}); install the matching onnxruntime build, "
+            "or pass --allow-fallback to run on what is there"
+        )
     info = {
         "init_ms": init_ms,
         "providers_requested": wanted,
         "providers_unavailable": skipped,
+        "fallback": missing,
         "providers_used": sess.get_providers(),
         "intra_op_threads": opts.intra_op_num_threads,
         "inter_op_threads": opts.inter_op_num_threads,

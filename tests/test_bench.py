@@ -91,3 +91,19 @@ def test_estimate_is_labelled_and_calibrated(minilm_artifact):
 def test_baseline_torch_with_host_is_refused(minilm_artifact):
     proc = cli("bench", minilm_artifact.path, "--host", "pi@example.invalid", "--profile", "rpi4", "--baseline", "torch", check=2)
     assert "--baseline torch runs on the host" in one_line_error(proc)
+
+
+def test_a_missing_execution_provider_fails_loudly(tmp_path):
+    """CPU-only onnxruntime here: asking for CUDA (by flag or by a Jetson profile) is exit 3 naming
+    what was requested and what exists; --allow-fallback measures on CPU and records it."""
+    out = tmp_path / "a"
+    cli("export", "--factory", "factories:tiny_mlp", "--input", "x:float32:batch,64", "-o", out, check=0)
+    base = ("bench", out, "--shape", "batch=1", "--iterations", "3", "--warmup", "0")
+    line = one_line_error(cli(*base, "--providers", "CUDAExecutionProvider", check=3))
+    assert "CUDAExecutionProvider not available" in line and "CPUExecutionProvider" in line
+    assert "TensorrtExecutionProvider" in one_line_error(cli(*base, "--profile", "jetson-orin-nano", check=3))
+    proc = cli(*base, "--providers", "CUDAExecutionProvider,CPUExecutionProvider", "--allow-fallback", "-o", tmp_path / "r.json", check=0)
+    session = json.loads((tmp_path / "r.json").read_text())["results"][0]["session"]
+    assert session["fallback"] == ["CUDAExecutionProvider"] and session["providers_used"] == ["CPUExecutionProvider"]
+    assert "measured on CPUExecutionProvider" in proc.stderr
+    assert "unknown execution provider" in one_line_error(cli(*base, "--providers", "Bogus", check=2))

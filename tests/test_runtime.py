@@ -116,10 +116,15 @@ def test_interleaved_models_turn_spinning_off(tiny_onnx):
     assert all(r["samples"] == 80 for r in doc["results"])
 
 
-def test_provider_fallback_is_recorded(tiny_onnx):
-    _sess, info = session.create(str(tiny_onnx), {"providers": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]})
-    # This host has no GPU: the GPU providers must be reported as unavailable, not silently dropped.
-    assert info["providers_unavailable"] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
+def test_provider_fallback_is_refused_unless_allowed_and_then_recorded(tiny_onnx):
+    from edgedeploy.runtimes.errors import ProviderError
+
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    # This host has no GPU: asking for the GPU providers is an error, never a silent CPU run.
+    with pytest.raises(ProviderError, match="TensorrtExecutionProvider, CUDAExecutionProvider not available"):
+        session.create(str(tiny_onnx), {"providers": gpu})
+    _sess, info = session.create(str(tiny_onnx), {"providers": gpu, "allow_fallback": True})
+    assert info["providers_unavailable"] == info["fallback"] == ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
     assert info["providers_used"] == ["CPUExecutionProvider"]
 
 

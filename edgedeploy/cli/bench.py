@@ -105,6 +105,12 @@ def command(artifacts, output, as_json, **settings):
                 click.echo(
                     f"{r['name']}: p99 {fmt_ms(r['latency_ms']['p99'])} ms vs budget {r['latency_budget_ms']} ms: {'held' if r['budget_held'] else 'MISSED'}"
                 )
+        for r in doc["results"]:
+            fell_back = (r.get("session") or {}).get("fallback")
+            if fell_back:
+                warn(
+                    f"{r['name']}: {', '.join(fell_back)} not available; measured on {', '.join(r['session'].get('providers_used') or [])} (--allow-fallback)"
+                )
         if doc["unstable"]:
             warn(f"unstable (CV > {UNSTABLE_CV:.0%}): {', '.join(doc['unstable'])}; the host is noisy, trust the ratios more than absolute times")
         if output:

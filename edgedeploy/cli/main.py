@@ -11,7 +11,7 @@ import click
 from edgedeploy import __version__
 from edgedeploy.cli.common import fail_line
 from edgedeploy.core.errors import EdgeDeployError, describe_os_error
-from edgedeploy.runtimes.errors import JobError, ModelError, ShapeError
+from edgedeploy.runtimes.errors import JobError, ModelError, ProviderError, ShapeError
 
 COMMANDS = {
     "export": "export",
@@ -101,6 +101,11 @@ def main(argv=None) -> None:
             raise
         fail_line(str(exc))
         sys.exit(2)
+    except ProviderError as exc:  # the environment lacks what was asked for
+        if debug:
+            raise
+        fail_line(str(exc))
+        sys.exit(3)
     except click.exceptions.Abort:
         fail_line("aborted")
         sys.exit(130)
