@@ -231,18 +231,26 @@ def test_fuzz_npz():
 
 # ---- inventories and profiles ---------------------------------------------------------------------
 
-INVENTORY = b"hosts:\n  - host: pi@10.0.0.5:2222\n    profile: rpi4\n  - pi@raspberrypi.local\n"
+INVENTORIES = {
+    "edgedeploy": b"hosts:\n  - host: pi@10.0.0.5:2222\n    profile: rpi4\n  - pi@raspberrypi.local\n",
+    "ansible-ini": b"[pis]\npi1 ansible_host=10.0.0.5 ansible_port=2222\npi2 ansible_user=pi\n[pis:vars]\nprofile=rpi4\n[all:children]\npis\n",
+    "ansible-yaml": b"all:\n  children:\n    pis:\n      vars: {profile: rpi4}\n      hosts:\n        pi1: {ansible_host: 10.0.0.5, ansible_port: 2222}\n",
+}
 
 
-@given(raw=mutated_bytes(INVENTORY))
-def test_fuzz_inventory(raw):
+@pytest.mark.parametrize("kind", sorted(INVENTORIES))
+def test_fuzz_inventory(kind):
     from edgedeploy.device.fleet import entries
 
-    with Sandbox() as box:
-        (box.root / "hosts.yaml").write_bytes(raw)
-        box.snapshot()
-        out = parses_or_refuses(lambda: entries((), box.root / "hosts.yaml"))
-        assert out is None or all(isinstance(e["host"], str) for e in out)
+    @given(raw=mutated_bytes(INVENTORIES[kind]), limit=st.none() | st.sampled_from(["pis", "pi1", "pi*", "nope", "pis:pi2"]))
+    def run(raw, limit):
+        with Sandbox() as box:
+            (box.root / "hosts").write_bytes(raw)
+            box.snapshot()
+            out = parses_or_refuses(lambda: entries((), box.root / "hosts", limit))
+            assert out is None or all(isinstance(e["host"], str) for e in out)
+
+    run()
 
 
 def test_fuzz_profile_json():

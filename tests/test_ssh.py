@@ -472,3 +472,78 @@ def test_models_whose_names_clean_up_alike_are_measured_apart(server, mlp, wide,
     sizes = [sum(f.stat().st_size for f in p.iterdir() if f.name.startswith("model.onnx")) for p in paths]  # model + external data
     assert [r["model_size_bytes"] for r in rows] == sizes and sizes[2] != sizes[1]
     assert [r["artifact"] for r in rows] == [str(p) for p in paths]
+
+
+# ---- Ansible inventories ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def ansible_config(server, tmp_path):
+    """Connection details come from the inventory (ansible_host/port/user/key): the ssh config
+    only says which host keys to trust, for 127.0.0.1 and localhost on the test port."""
+    known = tmp_path / "known_hosts"
+    key = (server.root / "host_key.pub").read_text()
+    known.write_text(f"[127.0.0.1]:{server.port} {key}[localhost]:{server.port} {key}")
+    cfg = tmp_path / "ansible_ssh_config"
+    cfg.write_text(f"Host *\n  IdentitiesOnly yes\n  UserKnownHostsFile {known}\n  GlobalKnownHostsFile /dev/null\n")
+    return cfg
+
+
+def test_ansible_ini_inventory_with_limit(server, mlp, tmp_path, ansible_config):
+    from sshd import free_port
+
+    inv = tmp_path / "inventory.ini"
+    inv.write_text(
+        "[pis]\n"
+        f"pi-a ansible_host=127.0.0.1\n"
+        f"pi-b ansible_host=localhost\n"
+        "[pis:vars]\n"
+        f"ansible_port={server.port}\nansible_user={server.user}\nansible_ssh_private_key_file={server.user_key}\nprofile=rpi4\n"
+        "[far]\n"
+        f"gone ansible_host=127.0.0.1 ansible_port={free_port()} profile=rpi5\n"
+        "[fleet:children]\npis\nfar\n"
+        "[all:vars]\n"
+        f"ansible_python_interpreter={sys.executable}\n"
+    )
+    out = tmp_path / "fleet"
+    base = ("bench", mlp.path, "--hosts", inv, "--ssh-config", ansible_config, "--shape", "batch=1", "--iterations", "10", "--warmup", "1")
+    proc = cli(*base, "--limit", "pis", "-o", out, check=0)
+    assert "FAILED" not in proc.stdout
+    docs = {p.name: json.loads(p.read_text()) for p in out.iterdir()}
+    assert len(docs) == 2 and all(d["results"][0]["samples"] == 10 and d["profile"] == "rpi4" for d in docs.values())
+    assert "unreachable" in one_line_error(cli(*base, "--limit", "far", check=3))  # the group the first run left out
+    assert "no host or group" in one_line_error(cli(*base, "--limit", "nowhere", check=2))
+    assert server.leftovers() == []
+
+
+def test_ansible_yaml_inventory(server, mlp, tmp_path, ansible_config):
+    inv = tmp_path / "inventory.yml"
+    inv.write_text(
+        "all:\n"
+        f"  vars: {{ansible_python_interpreter: {sys.executable}}}\n"
+        "  children:\n"
+        "    pis:\n"
+        f"      vars: {{profile: rpi4, ansible_user: {server.user}, ansible_ssh_private_key_file: {server.user_key}}}\n"
+        "      hosts:\n"
+        f"        pi-a: {{ansible_host: 127.0.0.1, ansible_port: {server.port}}}\n"
+    )
+    out = tmp_path / "r.json"
+    cli(
+        "bench",
+        mlp.path,
+        "--hosts",
+        inv,
+        "--ssh-config",
+        ansible_config,
+        "--shape",
+        "batch=1",
+        "--iterations",
+        "10",
+        "--limit",
+        "pi-*",
+        "-o",
+        out,
+        check=0,
+    )
+    doc = json.loads(out.read_text())
+    assert doc["remote"]["host"] == f"{server.user}@127.0.0.1:{server.port}" and doc["results"][0]["samples"] == 10

@@ -74,6 +74,8 @@ def command(artifacts, output, as_json, **settings):
 
     opts = from_cli(BenchOptions, settings)
     note, require_stable = opts.note, opts.require_stable
+    if opts.limit and not opts.hosts:
+        raise BadInput("--limit selects hosts of a --hosts inventory; give one")
     if not (opts.host or opts.hosts):  # a fleet's -o is a directory (checked once the devices are known)
         check_result_file(output, artifacts)
     if opts.save_outputs is not None and opts.save_outputs.exists() and not opts.save_outputs.is_dir():

@@ -17,7 +17,7 @@ def run_fleet(artifacts, opts, output, as_json):
     """One device: measure it and return its results for the caller to report like a
     local run. Several: measure them in parallel, report here and return None."""
 
-    devices = entries(opts.host, opts.hosts)
+    devices = entries(opts.host, opts.hosts, opts.limit)
     single = len(devices) == 1
     if output is not None and single and output.is_dir():
         raise BadInput(f"-o {output}: is a directory; give a file path for one device's results JSON")

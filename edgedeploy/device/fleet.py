@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgedeploy.core.errors import BadInput, EdgeDeployError
 from edgedeploy.core.options import describe_error
 from edgedeploy.core.yaml_io import read_yaml
+from edgedeploy.device import ansible
 from edgedeploy.device.ssh import Host
 
 log = logging.getLogger("edgedeploy")
@@ -29,10 +30,18 @@ class InventoryEntry(BaseModel):
     remote_python: str | None = None
 
 
-def read_inventory(path: Path) -> list[dict]:
-    """YAML: ``hosts: [{host: pi@10.0.0.5, profile: rpi4, remote_venv: .edgedeploy/venv}, ...]``
-    (or a plain list of such entries / host strings). Every problem is a ``BadInput`` naming the
-    file and the line."""
+def read_inventory(path: Path, limit: str | None = None) -> list[dict]:
+    """An Ansible inventory (INI or YAML, see ``device/ansible.py``) or edgedeploy's own YAML:
+    ``hosts: [{host: pi@10.0.0.5, profile: rpi4, remote_venv: .edgedeploy/venv}, ...]`` (or a
+    plain list of such entries / host strings). Every problem is a ``BadInput`` naming the file
+    and the line."""
+    found = ansible.read(path, limit)
+    if found is not None:
+        for e in found:
+            Host.parse(e["host"], where=f"{path}: host {e['name']}")
+        return found
+    if limit:
+        raise BadInput(f"--limit {limit!r}: applies to Ansible inventories; {path} is edgedeploy's own host list")
     doc, node = read_yaml(path, "inventory", MAX_INVENTORY_BYTES)
     entries, nodes = doc, node
     if isinstance(doc, dict):
@@ -57,10 +66,12 @@ def read_inventory(path: Path) -> list[dict]:
     return out
 
 
-def entries(hosts, inventory: Path | None) -> list[dict]:
+def entries(hosts, inventory: Path | None, limit: str | None = None) -> list[dict]:
     """The devices of ``--host`` flags and a ``--hosts`` inventory; the same device twice is refused
     (its second result would replace the first)."""
-    out = [{"host": h} for h in hosts] + (read_inventory(inventory) if inventory else [])
+    if limit and not inventory:
+        raise BadInput("--limit selects hosts of a --hosts inventory; give one")
+    out = [{"host": h} for h in hosts] + (read_inventory(inventory, limit) if inventory else [])
     seen: dict[str, str] = {}
     for e in out:
         label = Host.parse(e["host"]).label
@@ -77,6 +88,7 @@ def remote_options(entry: dict, opts) -> dict:
         config=str(opts.ssh_config) if opts.ssh_config else None,
         accept_new_host_key=opts.accept_new_host_key,
         connect_timeout=opts.connect_timeout,
+        options=[f"IdentityFile={entry['identity_file']}", "IdentitiesOnly=yes"] if entry.get("identity_file") else [],
     )
     venv = entry.get("remote_venv") or opts.remote_venv
     python = f"{venv.rstrip('/')}/bin/python" if venv else entry.get("remote_python") or opts.remote_python
