@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps test test-fast fuzz lint demo edgemin bench-harness e2e-arm64 clean reference-model export quantize bench report release
+.PHONY: setup system-deps test test-fast fuzz dist lint demo edgemin bench-harness e2e-arm64 clean reference-model export quantize bench report release
 
 setup: $(STAMP)
 
@@ -47,6 +47,14 @@ test-fast: setup system-deps
 # them with a fixed seed and 40 examples each): 4,000 examples per parser.
 fuzz: setup
 	EDGEDEPLOY_FUZZ_PROFILE=fuzz $(PYTEST) -p no:randomly tests/test_fuzz.py
+
+# The library wheel (metadata with ranges, see constraints.txt for the pins) and the device
+# runtime wheel (numpy + onnxruntime only, console script edgedeploy-runtime).
+dist: setup
+	rm -rf dist build
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w dist .
+	$(BIN)/python -m edgedeploy.device.runtime_bundle --wheel dist
+	@ls dist
 
 lint: setup
 	$(BIN)/ruff check .

@@ -57,7 +57,8 @@ def _progress(name: str, done: int, total: int) -> None:
 
 
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m edgedeploy.runtimes", description=__doc__.splitlines()[0])
+    prog = "edgedeploy-runtime" if Path(sys.argv[0]).name == "edgedeploy-runtime" else "python -m edgedeploy.runtimes"
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("check", help="print python/arch/numpy/onnxruntime/free disk as JSON; exit 3 if something is missing")
     r = sub.add_parser("run", help="run a job file and write results JSON")

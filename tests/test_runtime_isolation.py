@@ -20,7 +20,11 @@ FORBIDDEN = ("torch", "transformers", "optimum", "onnx", "onnxscript", "click")
 
 @pytest.fixture(scope="module")
 def bare_python(tmp_path_factory):
-    d = tmp_path_factory.mktemp("bare-venv")
+    return make_bare_venv(tmp_path_factory.mktemp("bare-venv"))
+
+
+def make_bare_venv(d):
+    """A venv holding numpy and onnxruntime (at this host's versions) and nothing else."""
     venv.EnvBuilder(with_pip=False).create(d)
     py = d / "bin" / "python"
     pins = [f"numpy=={version('numpy')}", f"onnxruntime=={version('onnxruntime')}"]
@@ -67,6 +71,32 @@ def test_zipapp_runs_in_a_numpy_onnxruntime_only_venv(bare_python, tiny_onnx, tm
     assert run.returncode == 0, run.stderr
     doc = json.loads(out.read_text())
     assert doc["results"][0]["samples"] == 30 and doc["environment"]["onnxruntime"] == version("onnxruntime")
+
+
+def test_runtime_wheel_installs_without_torch_and_its_console_script_benches(tmp_path, tiny_onnx):
+    """`make dist`'s runtime wheel: numpy and onnxruntime as its only requirements, and
+    edgedeploy-runtime bench model.onnx runs in a venv without torch."""
+    import zipfile
+
+    from edgedeploy.device.runtime_bundle import runtime_wheel
+
+    wheel = runtime_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as zf:
+        meta = zf.read("edgedeploy_runtime-0.1.0.dist-info/METADATA").decode()
+    assert [ln for ln in meta.splitlines() if ln.startswith("Requires-Dist")] == ["Requires-Dist: numpy", "Requires-Dist: onnxruntime"]
+    py = make_bare_venv(tmp_path / "venv")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-index", str(wheel)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr  # --no-index: its requirements are already there, nothing else is fetched
+    assert subprocess.run([str(py), "-c", "import torch"], capture_output=True).returncode != 0
+    out = tmp_path / "r.json"
+    script = py.parent / "edgedeploy-runtime"
+    run = subprocess.run(
+        [str(script), "bench", str(tiny_onnx), "--shape", "batch=1", "--iterations", "20", "--quiet", "-o", str(out)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(out.read_text())["results"][0]["samples"] == 20
 
 
 def test_zipapp_reports_missing_onnxruntime_with_exit_3(tmp_path):

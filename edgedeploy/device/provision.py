@@ -4,53 +4,23 @@ on the target with ``pip --no-index``. The target never needs internet. Idempote
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import logging
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 from edgedeploy import __version__
 from edgedeploy.core.artifact import sha256_file
 from edgedeploy.core.errors import EnvironmentFailure
 from edgedeploy.device import remote, ssh
-from edgedeploy.device.runtime_bundle import runtime_sources
+from edgedeploy.device.runtime_bundle import runtime_wheel
 
 log = logging.getLogger("edgedeploy")
-RUNTIME_DIST = "edgedeploy_runtime"
 INSTALL = (
     'set -e; test -x "$1/bin/python" || "$3" -m venv "$1"; '
     '"$1/bin/python" -m pip install -q --disable-pip-version-check --no-index --find-links "$2" "$4" numpy onnxruntime'
 )
-
-
-def runtime_wheel(dest: Path) -> Path:
-    """A pure-Python wheel with edgedeploy/__init__.py and edgedeploy/runtimes only."""
-    name = f"{RUNTIME_DIST}-{__version__}"
-    files = dict(runtime_sources())
-    files[f"{name}.dist-info/METADATA"] = (
-        f"Metadata-Version: 2.1\nName: edgedeploy-runtime\nVersion: {__version__}\n"
-        "Summary: edgedeploy device-side benchmark harness (numpy + onnxruntime only)\n"
-        "Requires-Dist: numpy\nRequires-Dist: onnxruntime\n"
-    ).encode()
-    files[f"{name}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: edgedeploy\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    record = []
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    record.append(f"{name}.dist-info/RECORD,,")
-    files[f"{name}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    out = dest / f"{name}-py3-none-any.whl"
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path, data in files.items():
-            zf.writestr(zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0)), data)
-    out.write_bytes(buf.getvalue())
-    return out
 
 
 def platform_tags(arch: str) -> list[str]:
