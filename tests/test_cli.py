@@ -59,3 +59,24 @@ def test_quiet_and_verbose_work_before_and_after_the_command(tmp_path):
         proc = cli(*before, "export", "--factory", "factories:tiny_mlp", "--input", "x:float32:batch,64", "-o", out, "--force", *after, check=0)
         assert "exporting" not in proc.stderr, (before, after)
     assert cli("verify", out, "-v", check=0).stdout.startswith(str(out))
+
+
+def test_every_option_has_help_text():
+    import click
+
+    from edgedeploy.cli.main import COMMANDS
+    from edgedeploy.cli.main import cli as group
+
+    ctx = click.Context(group)
+    missing = []
+
+    def walk(cmd, name):
+        if isinstance(cmd, click.Group):
+            for sub in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, sub), f"{name} {sub}")
+            return
+        missing.extend(f"{name} {p.opts[-1]}" for p in cmd.params if isinstance(p, click.Option) and not p.hidden and not p.help)
+
+    for name in COMMANDS:
+        walk(group.get_command(ctx, name), name)
+    assert missing == []

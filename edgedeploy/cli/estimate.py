@@ -13,7 +13,7 @@ from edgedeploy.runtimes.inputs import ShapeError, parse_shape
 @click.command("estimate")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--profile", "profile_names", multiple=True, required=True, help="Target profile(s) to estimate for.")
-@click.option("--shape", default="batch=1,sequence=128", show_default=True)
+@click.option("--shape", default="batch=1,sequence=128", show_default=True, help="Bind symbolic dims for the FLOP and byte counts.")
 @click.option("--no-calibrate", is_flag=True, help="Skip measuring the method's error on this host.")
 @json_option
 def command(artifact, profile_names, shape, no_calibrate, as_json):

@@ -12,10 +12,10 @@ from edgedeploy.device.ssh import Host
 @click.command("provision")
 @click.option("--host", "hosts", multiple=True, required=True, help="user@host[:port] or a ~/.ssh/config Host. Repeatable.")
 @click.option("--remote-venv", default=".edgedeploy/venv", show_default=True, help="venv on the device (relative to the remote home).")
-@click.option("--remote-python", default="python3", show_default=True)
+@click.option("--remote-python", default="python3", show_default=True, help="Python on the device that creates the venv.")
 @click.option("--package", "packages", multiple=True, help="Override what to install (default: this host's numpy and onnxruntime versions).")
-@click.option("--ssh-config", type=click.Path(path_type=Path))
-@click.option("--accept-new-host-key", is_flag=True)
+@click.option("--ssh-config", type=click.Path(path_type=Path), help="ssh config file (ssh -F).")
+@click.option("--accept-new-host-key", is_flag=True, help="Trust an unknown host key on first use (never a changed one).")
 @json_option
 def command(hosts, remote_venv, remote_python, packages, ssh_config, accept_new_host_key, as_json):
     """Make devices ready to benchmark without internet on them: wheels for the device's

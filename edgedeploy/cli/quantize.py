@@ -11,7 +11,9 @@ from edgedeploy.quantize.options import QuantizeOptions
 
 @click.command("quantize")
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Artifact directory to create (never the parent or inside it)."
+)
 @click_options(QuantizeOptions)
 @click.option("--force", is_flag=True, help="Replace an existing artifact at OUT.")
 @json_option
