@@ -142,6 +142,8 @@ def test_metadata_has_ranges_and_make_setup_has_the_pins():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     deps = meta["project"]["dependencies"]
     assert not [d for d in deps if "==" in d], deps
+    assert not [d for d in deps if d.startswith("onnxruntime")], "onnxruntime is an extra: cpu or gpu, one per flavour"
+    assert meta["project"]["optional-dependencies"]["cpu"] == ["onnxruntime>=1.20"]
     pins = {ln.split("==")[0]: ln.split("==")[1] for ln in (ROOT / "constraints.txt").read_text().splitlines() if "==" in ln}
     assert pins["torch"] == "2.13.0" and {"onnxruntime", "transformers", "optimum-onnx"} <= set(pins)
     assert "-c constraints.txt" in (ROOT / "Makefile").read_text()

@@ -5,7 +5,7 @@ import sys
 import time
 
 import pytest
-from conftest import cli
+from conftest import cli, one_line_error
 
 from edgedeploy import __version__
 from edgedeploy.cli.main import COMMANDS
@@ -80,3 +80,13 @@ def test_every_option_has_help_text():
     for name in COMMANDS:
         walk(group.get_command(ctx, name), name)
     assert missing == []
+
+
+def test_a_missing_onnxruntime_is_exit_3_with_the_extra_to_install(tmp_path, tiny_onnx):
+    """onnxruntime is an extra now; its absence is emulated by a package that fails to import
+    exactly as a missing one does (this environment has onnxruntime installed)."""
+    fake = tmp_path / "shadow" / "onnxruntime"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'onnxruntime'\", name='onnxruntime')\n")
+    proc = cli("bench", tiny_onnx, "--shape", "batch=1", env={"PYTHONPATH": str(fake.parent)}, check=3)
+    assert "onnxruntime is not installed" in one_line_error(proc) and "edgedeploy[cpu]" in proc.stderr

@@ -33,6 +33,15 @@ COMMANDS = {
 }
 
 
+INSTALL_HINTS = {
+    "onnxruntime": "install one flavour: pip install 'edgedeploy[cpu]' (or [gpu]; on a Jetson, NVIDIA's onnxruntime-gpu wheel)",
+    "torch": "install PyTorch for your platform (pip install torch; see pytorch.org for CUDA builds)",
+    "transformers": "pip install 'transformers>=4.45,<5'",
+    "optimum": "pip install 'optimum-onnx>=0.1,<0.2'",
+    "onnx": "pip install onnx",
+}
+
+
 class LazyGroup(click.Group):
     """Imports a command's module only when it runs, so ``--help`` stays fast."""
 
@@ -117,6 +126,15 @@ def main(argv=None) -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:  # a dependency the environment lacks
+        if debug:
+            raise
+        fix = INSTALL_HINTS.get((exc.name or "").split(".")[0])
+        if fix is None:
+            fail_line(f"internal error: ModuleNotFoundError: {_first_line(exc)}; rerun with --debug")
+            sys.exit(1)
+        fail_line(f"{exc.name} is not installed; {fix}")
+        sys.exit(3)
     except OSError as exc:  # permission, read-only, no space, is-a-directory: the environment, not the input
         if debug:
             raise
