@@ -284,6 +284,10 @@ def test_report_files_provenance_and_html_render(tiny_run, tmp_path):
     assert {r["variant"] for r in rows} == {"fp32", "int8", "static"} and all(r["p50_ms"] for r in rows)
     md = (run_dir / "report.md").read_text()
     assert "## Provenance" in md and "| int8 | source | dynamic | ok |" in md
+    assert report["schema_version"] == 1 and json.loads((run_dir / "summary.json").read_text())["schema_version"] == 1
+    assert "## Gate" in md and "| variant | target | budget | limit | value | margin | result |" in md  # margins on pass too
+    finished = [s["finished"] for s in report["stages"].values()]
+    assert finished == sorted(finished) and next(iter(report["stages"])) == "export"  # run order, not alphabetical
 
     html = (run_dir / "report.html").read_text()
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html

@@ -12,6 +12,7 @@ from edgedeploy.core.errors import BadInput, EdgeDeployError
 from edgedeploy.release.pipeline import Runner
 from edgedeploy.release.recipe import load
 from edgedeploy.release.report import build as build_report
+from edgedeploy.release.report.collect import REPORT_SCHEMA_VERSION
 from edgedeploy.release.stage_ids import KINDS
 from edgedeploy.release.stages import build
 
@@ -31,6 +32,7 @@ def run(recipe_path, *, gate: bool = False, only: str | None = None, overrides: 
         report, paths = build_report(run_dir)
         failed = [r for r in records.values() if r.status == "failed"]
         summary = {
+            "schema_version": REPORT_SCHEMA_VERSION,
             "recipe": recipe.name,
             "recipe_file": str(recipe.path),
             "run_dir": str(run_dir),

@@ -38,6 +38,9 @@ class RunData:
     facts: dict[str, dict] = field(default_factory=dict)  # artifact path -> {"model_bytes", "parameters", "flops"}
 
 
+REPORT_SCHEMA_VERSION = 1  # report.json and summary.json
+
+
 def load_run(run_dir: Path) -> RunData:
     run_dir = Path(run_dir)
     rpath = run_dir / "recipe.json"
@@ -213,7 +216,8 @@ def derive(data: RunData, generated: str) -> dict:
     variants = [_variant_row(data, name, ref_task) for name in spec.variants]
     _relative_to_reference(variants, fname)
     targets = [_target_entry(data, t) for t in spec.targets]
-    stages = {sid: {"status": r.status, "seconds": r.seconds, "finished": r.finished, "error": r.error} for sid, r in data.records.items()}
+    in_run_order = sorted(data.records.items(), key=lambda kv: (kv[1].finished is None, kv[1].finished or ""))
+    stages = {sid: {"status": r.status, "seconds": r.seconds, "finished": r.finished, "error": r.error} for sid, r in in_run_order}
     compress = []
     for m, c in spec.compress.items():
         rec = data.records.get(str(ids.compress(m)))
@@ -224,6 +228,7 @@ def derive(data: RunData, generated: str) -> dict:
         compress.append(entry)
     d = spec.data
     report = {
+        "schema_version": REPORT_SCHEMA_VERSION,
         "recipe": data.name,
         "recipe_file": data.recipe_file,
         "source": spec.source,

@@ -50,6 +50,20 @@ def _fmt(v, spec=".4g", none="n/a"):
     return format(v, spec) if isinstance(v, (int, float)) else str(v)
 
 
+GATE_HEADERS = ["variant", "target", "budget", "limit", "value", "margin", "result"]
+
+
+def gate_rows(report: dict) -> list[list[str]]:
+    """Every gate check with its margin, passed ones included (a positive margin is room to spare)."""
+    out = []
+    for c in report["gate"]["checks"]:
+        result = "passed" if c["passed"] else ("not measured" if c["value"] is None else "MISSED")
+        if c["value"] is not None and not c["trusted"]:
+            result += " (not trusted: unstable)"
+        out.append([c["variant"], c["target"], c["budget"], _fmt(c["limit"]), _fmt(c["value"]), _fmt(c.get("margin"), "+.3g", "-"), result])
+    return out
+
+
 def rows(report: dict) -> list[dict]:
     out = []
     targets = report["targets"] or [{"name": "-", "results": {}}]
@@ -153,6 +167,9 @@ def to_markdown(report: dict) -> str:
         "",
     ]
     lines += [f"- MISSED: {m}" for m in g["failed"]] + [f"- NOT TRUSTED: {m}" for m in g["untrusted"]]
+    if g["checks"]:
+        lines += ["", "## Gate", "", "| " + " | ".join(GATE_HEADERS) + " |", "|" + "---|" * len(GATE_HEADERS)]
+        lines += ["| " + " | ".join(r) + " |" for r in gate_rows(report)]
     lines += _compress_md(report)
     lines += [
         "",
@@ -226,6 +243,12 @@ def to_html(report: dict) -> str:
             + "".join(f"<li class='warn'>NOT TRUSTED: {escape(m)}</li>" for m in g["untrusted"])
             + "</ul>"
         )
+    if g["checks"]:
+        h.append("<h2>Gate</h2><table><tr>" + "".join(f"<th>{x}</th>" for x in GATE_HEADERS) + "</tr>")
+        for r in gate_rows(report):
+            cls = "pass" if r[-1] == "passed" else "fail"
+            h.append("<tr>" + "".join(f"<td>{escape(x)}</td>" for x in r[:-1]) + f"<td class='{cls}'>{escape(r[-1])}</td></tr>")
+        h.append("</table>")
     h.append("<h2>Plots</h2>")
     h += [f"<div class='fig'>{svg}</div>" for _, svg in figures(report)]
     steps = _compress_md(report)
