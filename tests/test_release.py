@@ -413,3 +413,12 @@ def test_report_on_a_torn_stage_record_names_the_file(tmp_path):
     line = one_line_error(cli("report", run_dir, check=2))
     assert "stages/export.json: not a readable stage record" in line and "delete it to re-run that stage" in line
     assert not (run_dir / "report.json").exists()
+
+
+def test_plot_ticks_are_round_and_undrawn_series_have_no_legend():
+    from edgedeploy.release.report.plots import bars, nice_ticks, tick_label
+
+    ticks = nice_ticks(0.9775, 1.007)
+    assert [tick_label(v, ticks) for v in ticks] == ["0.97", "0.98", "0.99", "1.00", "1.01"]
+    svg = bars(["fp32", "int8"], {"p50": [10.0, 5.0], "p90": [12.0, 6.0], "p99": [None, None]}, "ms", "latency")
+    assert ">p50<" in svg and ">p90<" in svg and ">p99<" not in svg

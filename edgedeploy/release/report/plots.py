@@ -42,11 +42,31 @@ def _axes(xlabel: str, ylabel: str, xticks, yticks) -> str:
     return "".join(out)
 
 
-def _ticks(lo, hi, n=5):
+def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """Ticks at 1, 2 or 5 x 10^k steps covering [lo, hi] (about ``n`` of them)."""
+    import math
+
     if hi == lo:
         lo, hi = lo - 1, hi + 1
-    step = (hi - lo) / (n - 1)
-    return [lo + i * step for i in range(n)]
+    raw = (hi - lo) / max(n - 1, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    first = math.floor(lo / step) * step
+    ticks = [first + i * step for i in range(int(math.ceil((hi - first) / step - 1e-9)) + 1)]
+    return [round(t, 12) for t in ticks]
+
+
+def tick_label(v: float, ticks: list[float]) -> str:
+    """Every label with the decimals the step needs, no more (0.98, 0.99, 1.00; 20, 40, 60)."""
+    import math
+
+    step = abs(ticks[1] - ticks[0]) if len(ticks) > 1 else 1
+    decimals = max(0, -math.floor(math.log10(step))) if step else 0
+    return f"{v:.{decimals}f}"
+
+
+def _labelled(ticks, scale):
+    return [(scale(v), tick_label(v, ticks)) for v in ticks]
 
 
 def pareto_front(points: list[tuple[str, float, float]]) -> set[str]:
@@ -66,9 +86,9 @@ def scatter_pareto(points: list[tuple[str, float, float]], xlabel: str, ylabel: 
     xlo, xhi = min(xs) * 0.9, max(xs) * 1.1
     ylo, yhi = min(ys), max(ys)
     margin = max((yhi - ylo) * 0.15, 1e-3)
-    ylo, yhi = ylo - margin, yhi + margin
-    sx, sy = _scale(xlo, xhi, PAD_L, W - PAD_R), _scale(ylo, yhi, H - PAD_B, PAD_T)
-    body = [_axes(xlabel, ylabel, [(sx(v), f"{v:.3g}") for v in _ticks(xlo, xhi)], [(sy(v), f"{v:.4g}") for v in _ticks(ylo, yhi)])]
+    xt, yt = nice_ticks(xlo, xhi), nice_ticks(ylo - margin, yhi + margin)
+    sx, sy = _scale(xt[0], xt[-1], PAD_L, W - PAD_R), _scale(yt[0], yt[-1], H - PAD_B, PAD_T)
+    body = [_axes(xlabel, ylabel, _labelled(xt, sx), _labelled(yt, sy))]
     front = pareto_front(points)
     fpts = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
     if len(fpts) > 1:
@@ -89,11 +109,12 @@ def bars(groups: list[str], series: dict[str, list[float | None]], ylabel: str, 
     vals = [v for vs in series.values() for v in vs if v is not None]
     if not groups or not vals:
         return _svg(f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle" font-size="13">no data</text>', title)
-    yhi = max(vals) * 1.15
-    sy = _scale(0, yhi, H - PAD_B, PAD_T)
+    series = {name: vs for name, vs in series.items() if any(v is not None for v in vs)}  # nothing drawn: no legend entry
+    yt = nice_ticks(0, max(vals) * 1.12)
+    sy = _scale(0, yt[-1], H - PAD_B, PAD_T)
     gw = (W - PAD_L - PAD_R) / len(groups)
     bw = gw * 0.8 / max(len(series), 1)
-    body = [_axes("", ylabel, [(PAD_L + gw * (i + 0.5), g) for i, g in enumerate(groups)], [(sy(v), f"{v:.3g}") for v in _ticks(0, yhi)])]
+    body = [_axes("", ylabel, [(PAD_L + gw * (i + 0.5), g) for i, g in enumerate(groups)], _labelled(yt, sy))]
     for si, (name, vs) in enumerate(series.items()):
         c = PALETTE[si % len(PALETTE)]
         for gi, v in enumerate(vs):
@@ -104,9 +125,10 @@ def bars(groups: list[str], series: dict[str, list[float | None]], ylabel: str, 
                 f'<rect x="{x:.1f}" y="{sy(v):.1f}" width="{bw - 2:.1f}" height="{sy(0) - sy(v):.1f}" fill="{c}"><title>{escape(name)} {escape(groups[gi])}: {v:.4g}</title></rect>'
                 f'<text x="{x + bw / 2 - 1:.1f}" y="{sy(v) - 3:.1f}" text-anchor="middle" font-size="10">{v:.3g}</text>'
             )
-        if len(series) > 1:
+        if len(series) > 1:  # the legend sits in its own row under the axis, never over a bar
+            lx = PAD_L + si * 110
             body.append(
-                f'<rect x="{W - PAD_R - 110}" y="{PAD_T + 14 * si}" width="10" height="10" fill="{c}"/>'
-                f'<text x="{W - PAD_R - 96}" y="{PAD_T + 9 + 14 * si}" font-size="11">{escape(name)}</text>'
+                f'<rect x="{lx}" y="{H - 22}" width="10" height="10" fill="{c}"/>'
+                f'<text x="{lx + 14}" y="{H - 13}" font-size="11">{escape(name)}</text>'
             )
     return _svg("".join(body), title)

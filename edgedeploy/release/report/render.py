@@ -40,6 +40,32 @@ CSV_FIELDS = (
     "accuracy_provenance",
 )
 HTML_FIELDS = CSV_FIELDS[: CSV_FIELDS.index("stable")]  # the provenance columns go to their own list
+HEADERS = {
+    "size_mb": "size MB",
+    "compression": "smaller",
+    "gflops": "GFLOP",
+    "accuracy_drop": "accuracy drop",
+    "accuracy_retained": "accuracy kept",
+    "macro_f1": "macro-F1",
+    "mean_cosine": "mean cos",
+    "worst_cosine": "worst cos",
+    "top1_agreement": "top-1 agree",
+    "p50_ms": "p50 ms",
+    "p90_ms": "p90 ms",
+    "p99_ms": "p99 ms",
+    "cv": "CV",
+    "throughput": "samples/s",
+}
+
+
+def human(v, spec=".4g") -> str:
+    """A table cell: thousands separators for counts, no exponents."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and spec == ".4g":
+        if float(v).is_integer() and abs(v) >= 1000:
+            return f"{int(v):,}"
+        if abs(v) >= 1000:
+            return f"{v:,.0f}"
+    return _fmt(v, spec, "")
 
 
 def _fmt(v, spec=".4g", none="n/a"):
@@ -259,13 +285,15 @@ def to_html(report: dict) -> str:
             tag = "th" if i == 0 else "td"
             h.append("<tr>" + "".join(f"<{tag}>{escape(c)}</{tag}>" for c in cells) + "</tr>")
         h.append("</table>")
-    h.append("<h2>Results</h2><div style='overflow-x:auto'><table><tr>" + "".join(f"<th>{escape(f)}</th>" for f in HTML_FIELDS) + "</tr>")
+    h.append(
+        "<h2>Results</h2><div style='overflow-x:auto'><table><tr>" + "".join(f"<th>{escape(HEADERS.get(f, f))}</th>" for f in HTML_FIELDS) + "</tr>"
+    )
     for r in rows(report):
         cells = []
         for f in HTML_FIELDS:
             v = r[f]
             spec = ".1%" if f in ("cv", "top1_agreement") else ".4g"
-            cells.append(f"<td>{escape(_fmt(v, spec, ''))}</td>")
+            cells.append(f"<td>{escape(human(v, spec))}</td>")
         h.append("<tr>" + "".join(cells) + "</tr>")
     h.append("</table></div>")
     md = to_markdown(report)
