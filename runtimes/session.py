@@ -49,7 +49,7 @@ def create(model_path: str, run: dict, allow_spinning: bool | None = None):
     chosen, skipped = choose_providers(wanted)
     opts = session_options(run, allow_spinning)
     t0 = time.perf_counter()
-    sess = load(model_path, opts, chosen)
+    sess = load(model_path, opts, chosen, provider_options(run, chosen))
     init_ms = (time.perf_counter() - t0) * 1e3
     missing = [p for p in wanted if p not in sess.get_providers()]
     if missing and not run.get("allow_fallback", False):
@@ -79,10 +79,17 @@ def cpu_session(model_path):
     return load(model_path, opts, ["CPUExecutionProvider"])
 
 
-def load(model_path, opts, providers):
+def provider_options(run: dict, chosen: list[str]) -> list[dict]:
+    """Per-provider options from the profile's ``run.provider_options`` (TensorRT fp16 and engine
+    cache, CUDA device id), aligned with the providers the session is given, as strings."""
+    given = run.get("provider_options") or {}
+    return [{k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in given.get(p, {}).items()} for p in chosen]
+
+
+def load(model_path, opts, providers, options=None):
     """An InferenceSession; a model ONNX Runtime refuses (unknown op, bad graph) is a ``ModelError``."""
     try:
-        return ort.InferenceSession(str(model_path), opts, providers=providers)
+        return ort.InferenceSession(str(model_path), opts, providers=providers, provider_options=options)
     except Exception as exc:  # onnxruntime's pybind errors: Fail, InvalidGraph, NotImplemented, ...
         if isinstance(exc, (MemoryError, KeyboardInterrupt)):
             raise

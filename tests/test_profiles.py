@@ -84,3 +84,23 @@ def test_doctor_names_closest_profile():
     assert closest_profile("x86_64", {"avx2"}, False) == "x86-64-avx2"
     out = cli("doctor", check=0).stdout
     assert f"closest profile: {d['closest_profile']}" in out
+
+
+def test_jetson_provider_options_reach_the_session_arguments():
+    """No Jetson GPU exists here, so this checks what the session is given, not what TensorRT does."""
+    from edgedeploy.runtimes.session import provider_options
+
+    run = profiles.load("jetson-orin-nano")["run"]
+    opts = provider_options(run, ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert opts[0]["trt_fp16_enable"] == "true" and opts[0]["trt_engine_cache_path"] == ".edgedeploy/trt-cache"
+    assert opts[1] == {"device_id": "0"} and opts[2] == {}
+
+
+def test_provider_options_must_name_requested_providers(tmp_path):
+    doc = profiles.load("rpi4")
+    doc.pop("_path")
+    doc["run"]["provider_options"] = {"CUDAExecutionProvider": {"device_id": 0}}
+    p = tmp_path / "p.json"
+    p.write_text(json.dumps(doc))
+    with pytest.raises(BadInput, match=r"run\.provider_options"):
+        profiles.load(str(p))

@@ -54,7 +54,7 @@ SCHEMA = {
     },
     "peaks": {"compute_unit": str, "fp32_gflops": NUM, "int8_gops": NUM, "memory_bandwidth_gbs": NUM, "source": str},
 }
-OPTIONAL = {"peaks": {"fp16_gflops"}}
+OPTIONAL = {"peaks": {"fp16_gflops"}, "run": {"provider_options"}}
 CHOICES = {
     ("target", "arch"): {"x86_64", "aarch64", "armv7l"},
     ("run", "graph_optimization_level"): {"disable", "basic", "extended", "all"},
@@ -107,6 +107,12 @@ def validate(doc, where: str) -> dict:
     for p in doc["run"]["providers"]:
         if p not in KNOWN_PROVIDERS:
             raise BadInput(f"{where}: field 'run.providers' names unknown execution provider {p!r}")
+    popts = doc["run"].get("provider_options", {})
+    if not isinstance(popts, dict) or any(
+        p not in doc["run"]["providers"] or not isinstance(o, dict) or not all(isinstance(v, (str, int, float, bool)) for v in o.values())
+        for p, o in popts.items()
+    ):
+        raise BadInput(f"{where}: field 'run.provider_options' must map providers of run.providers to {{option: value}}")
     if not doc["run"]["providers"]:
         raise BadInput(f"{where}: field 'run.providers' is empty")
     if doc["target"]["cores"] < 1 or doc["run"]["intra_op_threads"] < 0:
