@@ -65,3 +65,8 @@ def test_limit_needs_an_ansible_inventory(tmp_path):
         entries((), own, "pis")
     with pytest.raises(BadInput, match="give one"):
         entries(("pi@a",), None, "pis")
+
+
+def test_a_missing_inventory_is_bad_input(tmp_path):
+    with pytest.raises(BadInput, match="no such inventory file"):
+        entries((), tmp_path / "nope.ini")

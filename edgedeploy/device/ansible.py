@@ -189,6 +189,8 @@ def is_ansible_yaml(doc) -> bool:
 
 def read(path: Path, limit: str | None = None) -> list[dict] | None:
     """The devices of an Ansible inventory at ``path``; None when it is edgedeploy's own format."""
+    if not Path(path).is_file():
+        raise BadInput(f"{path}: no such inventory file")
     raw = read_bounded(path, MAX_BYTES, "inventory")
     try:
         text = raw.decode("utf-8")
