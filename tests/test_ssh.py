@@ -547,3 +547,39 @@ def test_ansible_yaml_inventory(server, mlp, tmp_path, ansible_config):
     )
     doc = json.loads(out.read_text())
     assert doc["remote"]["host"] == f"{server.user}@127.0.0.1:{server.port}" and doc["results"][0]["samples"] == 10
+
+
+def test_provision_with_an_onnxruntime_wheel_of_ones_own(server, tmp_path):
+    """--ort-wheel is for NVIDIA's onnxruntime-gpu on a Jetson, which PyPI lacks; no Jetson exists
+    here, so PyPI's CPU wheel for this host stands in for it (the code path is the same)."""
+    from importlib.metadata import version
+
+    wheels = tmp_path / "wheels"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-d",
+            str(wheels),
+            f"onnxruntime=={version('onnxruntime')}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = wheels.glob("onnxruntime-*.whl")
+    venv_dir = tmp_path / "jetson-venv"
+    base = ("provision", "--host", "testpi", "--ssh-config", server.config, "--remote-venv", venv_dir, "--remote-python", sys.executable)
+    res = json.loads(cli(*base, "--ort-wheel", wheel, "--json", check=0).stdout)["testpi"]["ok"]
+    assert wheel.name in res["installed"]
+    check = subprocess.run([str(venv_dir / "bin" / "edgedeploy-runtime"), "check"], capture_output=True, text=True)
+    assert check.returncode == 0 and json.loads(check.stdout)["onnxruntime"] == version("onnxruntime")
+    fake = tmp_path / "onnxruntime_gpu-1.18.0-cp310-cp310-linux_aarch64.whl"
+    fake.write_bytes(b"PK")
+    assert "built for linux_aarch64" in one_line_error(cli(*base, "--ort-wheel", fake, check=2))
+    assert server.leftovers() == []

@@ -14,16 +14,22 @@ from edgedeploy.device.ssh import Host
 @click.option("--remote-venv", default=".edgedeploy/venv", show_default=True, help="venv on the device (relative to the remote home).")
 @click.option("--remote-python", default="python3", show_default=True, help="Python on the device that creates the venv.")
 @click.option("--package", "packages", multiple=True, help="Override what to install (default: this host's numpy and onnxruntime versions).")
+@click.option(
+    "--ort-wheel",
+    type=click.Path(path_type=Path),
+    help="Install this onnxruntime wheel instead of PyPI's (NVIDIA's onnxruntime-gpu for a Jetson's JetPack; PyPI has none).",
+)
+@click.option("--extra-index-url", help="Another package index for the device's wheels (e.g. a Jetson AI Lab index).")
 @click.option("--ssh-config", type=click.Path(path_type=Path), help="ssh config file (ssh -F).")
 @click.option("--accept-new-host-key", is_flag=True, help="Trust an unknown host key on first use (never a changed one).")
 @json_option
-def command(hosts, remote_venv, remote_python, packages, ssh_config, accept_new_host_key, as_json):
+def command(hosts, remote_venv, remote_python, packages, ort_wheel, extra_index_url, ssh_config, accept_new_host_key, as_json):
     """Make devices ready to benchmark without internet on them: wheels for the device's
     platform are downloaded here, copied over and installed offline into a venv."""
 
     def one(entry):
         t = Host.parse(entry["host"], config=str(ssh_config) if ssh_config else None, accept_new_host_key=accept_new_host_key)
-        return provision(t, remote_venv, remote_python, list(packages) or None)
+        return provision(t, remote_venv, remote_python, list(packages) or None, ort_wheel, extra_index_url)
 
     results = run_all(entries(hosts, None), one)
     if as_json:
