@@ -104,3 +104,27 @@ def test_provider_options_must_name_requested_providers(tmp_path):
     p.write_text(json.dumps(doc))
     with pytest.raises(BadInput, match=r"run\.provider_options"):
         profiles.load(str(p))
+
+
+@pytest.mark.parametrize(
+    "text, l4t, jetpack",
+    [
+        (
+            "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023\n",
+            "35.4.1",
+            "JetPack 5.x",
+        ),
+        ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64\n", "36.4.3", "JetPack 6.x"),
+        ("# R32 (release), REVISION: 7.4, GCID: 33514132, BOARD: t210ref, EABI: aarch64\n", "32.7.4", "JetPack 4.x"),
+    ],
+)
+def test_doctor_reads_the_l4t_release_of_a_jetson(tmp_path, text, l4t, jetpack):
+    """No Jetson here: the release file is written as Jetsons write it (emulated)."""
+    from edgedeploy.device.doctor import diagnose
+
+    release = tmp_path / "nv_tegra_release"
+    release.write_text(text)
+    d = diagnose(release)
+    assert d["is_jetson"] and d["jetson"]["l4t"] == l4t and d["jetson"]["jetpack"] == jetpack
+    assert any("onnxruntime-gpu" in w and "--ort-wheel" in w for w in d["warnings"])  # this onnxruntime has no CUDA
+    assert not diagnose(tmp_path / "absent")["is_jetson"]

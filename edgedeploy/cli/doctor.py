@@ -17,6 +17,9 @@ def command(as_json):
     click.echo(f"ISA: {' '.join(h['isa_flags']) or '-'}")
     click.echo(f"onnxruntime {h['onnxruntime']}, providers: {', '.join(h['providers_available'])}")
     click.echo(f"governor: {h['governor'] or 'not readable'}")
+    if d["jetson"]:
+        j = d["jetson"]
+        click.echo(f"Jetson: L4T R{j['l4t']} ({j['jetpack'] or 'unknown JetPack'}), power mode {j.get('power_mode') or 'not readable'}")
     click.echo(f"closest profile: {d['closest_profile']}")
     for w in d["warnings"]:
         click.echo(f"warning: {w}")

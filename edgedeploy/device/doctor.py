@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+from pathlib import Path
 
+from edgedeploy.device import jetson as jetson_info
 from edgedeploy.runtimes import environment
 
 
@@ -18,12 +20,20 @@ def closest_profile(arch: str, flags: set[str], jetson: bool) -> str:
     return "x86-64-avx2"
 
 
-def diagnose() -> dict:
+def diagnose(release: Path = jetson_info.RELEASE) -> dict:
     env = environment.describe()
     flags = environment.cpu_flags()
-    jetson = os.path.exists("/etc/nv_tegra_release")
+    tegra = jetson_info.read_release(release)
+    jetson = tegra is not None
     profile = closest_profile(platform.machine(), flags, jetson)
     warnings = []
+    if jetson:
+        tegra["power_mode"] = jetson_info.power_mode()
+        gpu = {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(env.get("providers_available") or [])
+        if not gpu:
+            warnings.append(f"Jetson without a GPU build of onnxruntime: {tegra['ort_hint']}")
+        if tegra["power_mode"] not in (None, "MAXN"):
+            warnings.append(f"nvpmodel power mode is {tegra['power_mode']}, not MAXN: clocks are capped (sudo nvpmodel -m 0; sudo jetson_clocks)")
     gov = env.get("governor")
     if gov is None:
         warnings.append(
@@ -47,7 +57,7 @@ def diagnose() -> dict:
     for var in ("OPENBLAS_CORETYPE", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         if os.environ.get(var):
             warnings.append(f"{var}={os.environ[var]} is set and changes how PyTorch/numpy baselines run")
-    return {"host": env, "closest_profile": profile, "is_jetson": jetson, "load_average_1m": load1, "warnings": warnings}
+    return {"host": env, "closest_profile": profile, "is_jetson": jetson, "jetson": tegra, "load_average_1m": load1, "warnings": warnings}
 
 
 def resolve_profile(name: str | None) -> str | None:
