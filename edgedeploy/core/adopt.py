@@ -7,6 +7,7 @@ as an artifact."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ from edgedeploy.core.artifact import MODEL, Artifact, external_data_locations, f
 from edgedeploy.core.atomic import refuse_inside, staged_directory
 from edgedeploy.core.errors import BadInput
 
+log = logging.getLogger("edgedeploy")
 # what travels with an adopted model: the files tokenizers, configs and processors read
 COMPANIONS = (
     "config.json",
@@ -65,7 +67,10 @@ def _adopted(root: Path, model_file: str) -> Artifact:
     if model_path.stat().st_size == 0:
         raise BadInput(f"{model_path}: is empty")
     extra = external_data_locations(model_path)
-    names = [model_file, *extra, *(c for c in COMPANIONS if c != model_file and (root / c).is_file() and not (root / c).is_symlink())]
+    linked = [c for c in COMPANIONS if (root / c).is_symlink()]
+    if linked:
+        log.warning("%s: not adopting %s: symbolic links are never followed; copy the files in", root, ", ".join(linked))
+    names = [model_file, *extra, *(c for c in COMPANIONS if c != model_file and (root / c).is_file() and c not in linked)]
     for name in extra:
         f = root / name
         if f.is_symlink() or not f.is_file():
