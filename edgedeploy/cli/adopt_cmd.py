@@ -20,4 +20,5 @@ def command(model, out, force, as_json):
     if as_json:
         emit_json({"artifact": str(art.path), "digest": art.digest, "files": sorted(art.manifest["files"])})
         return
-    click.echo(f"{art.path}: adopted {art.manifest['source']['path']} ({len(art.manifest['files'])} files, validation not run: no PyTorch source)")
+    n = len(art.manifest["files"])
+    click.echo(f"{art.path}: adopted {art.manifest['source']['path']} ({n} file{'s' if n != 1 else ''}, validation not run: no PyTorch source)")
