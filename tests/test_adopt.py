@@ -61,7 +61,12 @@ def test_adopt_publishes_an_artifact(optimum_dir, tmp_path):
     assert m["source"]["family"] == "transformer" and m["vocab_size"] == 30522
     cli("verify", out, check=0)
     assert "already an edgedeploy artifact" in one_line_error(cli("adopt", out, "-o", tmp_path / "again", check=2))
-    assert "inside it" in one_line_error(cli("adopt", optimum_dir, "-o", optimum_dir / "art", check=2))
+    assert "the model's directory" in one_line_error(cli("adopt", optimum_dir, "-o", optimum_dir, "--force", check=2))
+    beside = tmp_path / "models"
+    beside.mkdir()
+    shutil.copy2(optimum_dir / "model.onnx", beside / "encoder.onnx")
+    cli("adopt", beside / "encoder.onnx", "-o", beside / "encoder-artifact", check=0)  # next to a bare .onnx is fine
+    cli("verify", beside / "encoder-artifact", check=0)
 
 
 def test_hostile_onnx_inputs(tiny_onnx, tmp_path):

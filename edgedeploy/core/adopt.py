@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from edgedeploy.core.artifact import MODEL, Artifact, external_data_locations, finalize_manifest, is_artifact, onnx_signature, sha256_file
-from edgedeploy.core.atomic import refuse_inside, staged_directory
+from edgedeploy.core.atomic import refuse_same, staged_directory
 from edgedeploy.core.errors import BadInput
 
 log = logging.getLogger("edgedeploy")
@@ -51,7 +51,7 @@ def adopt(model, out: Path, force: bool = False) -> Artifact:
     art = open_model(model)
     if not art.adopted:
         raise BadInput(f"{model}: is already an edgedeploy artifact; nothing to adopt")
-    refuse_inside(out, art.path, "the model's directory")
+    refuse_same(out, art.path, "the model's directory")
     with staged_directory(out, force=force, is_artifact=is_artifact) as stage:
         for name in art.manifest["files"]:
             (stage / name).parent.mkdir(parents=True, exist_ok=True)

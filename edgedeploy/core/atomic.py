@@ -191,6 +191,12 @@ def refuse_inside(out: Path, source: Path, what: str = "the input") -> None:
         raise BadInput(f"{out}: is {what} or inside it ({source}); write the result somewhere else")
 
 
+def refuse_same(out: Path, source: Path, what: str) -> None:
+    """``-o`` may not be ``source`` itself (publishing would replace it)."""
+    if Path(out).absolute().resolve() == Path(source).absolute().resolve():
+        raise BadInput(f"{out}: is {what}; write the result somewhere else")
+
+
 @contextlib.contextmanager
 def signals_deferred():
     """Within this block the first Ctrl-C/SIGTERM only raises at the next ``checkpoint()``."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from edgedeploy.core.adopt import open_model
 from edgedeploy.core.artifact import Artifact, finalize_manifest, is_artifact, onnx_signature
-from edgedeploy.core.atomic import checkpoint, refuse_inside, scratch_directory, staged_directory
+from edgedeploy.core.atomic import checkpoint, refuse_inside, refuse_same, scratch_directory, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
 from edgedeploy.core.options import coerce
 from edgedeploy.data.datasets import iter_rows
@@ -64,7 +64,10 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     method, calib_data, eval_data, text_column = opts.method, opts.calib_data, opts.eval_data, opts.text_column
     eval_samples, exclude = opts.eval_samples, tuple(opts.exclude)
     parent = open_model(artifact)
-    refuse_inside(out, parent.path, "the parent artifact")
+    if parent.adopted:  # a .onnx among other files: only the directory itself is off limits
+        refuse_same(out, parent.path, "the model's directory")
+    else:
+        refuse_inside(out, parent.path, "the parent artifact")
     prof = load_profile(resolve_profile(opts.profile)) if opts.profile else None
     parent_model = onnx.load(str(parent.model_path), load_external_data=False)
     why = already_quantized(parent, parent_model)
