@@ -51,7 +51,8 @@ def load_run(run_dir: Path) -> RunData:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"{rpath}: not readable JSON ({exc})") from None
     records = {}
-    for p in sorted((run_dir / "stages").glob("*.json")):
+    # in the order the stages finished: a record is written once, when its stage ends
+    for p in sorted((run_dir / "stages").glob("*.json"), key=lambda f: (f.stat().st_mtime_ns, f.name)):
         rec = read_record(p)
         records[rec.id] = rec
     spec = from_document(doc)
@@ -216,8 +217,7 @@ def derive(data: RunData, generated: str) -> dict:
     variants = [_variant_row(data, name, ref_task) for name in spec.variants]
     _relative_to_reference(variants, fname)
     targets = [_target_entry(data, t) for t in spec.targets]
-    in_run_order = sorted(data.records.items(), key=lambda kv: (kv[1].finished is None, kv[1].finished or ""))
-    stages = {sid: {"status": r.status, "seconds": r.seconds, "finished": r.finished, "error": r.error} for sid, r in in_run_order}
+    stages = {sid: {"status": r.status, "seconds": r.seconds, "finished": r.finished, "error": r.error} for sid, r in data.records.items()}
     compress = []
     for m, c in spec.compress.items():
         rec = data.records.get(str(ids.compress(m)))
