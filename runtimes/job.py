@@ -35,11 +35,12 @@ def normalize(job: dict, base: Path | None = None) -> dict:
         raise JobError(f"scenario {job['scenario']!r}: use one of {', '.join(SCENARIOS)}")
     if not job.get("models"):
         raise JobError("job has no models")
-    if isinstance(job["concurrency"], int) and job["concurrency"] > 256:
-        raise JobError(f"concurrency {job['concurrency']}: at most 256 sessions")
-    for key in ("iterations", "warmup", "concurrency", "block"):
-        if not isinstance(job[key], int) or isinstance(job[key], bool) or job[key] < (0 if key == "warmup" else 1):
-            raise JobError(f"{key} must be a positive integer, got {job[key]!r}")
+    for key, (lo, hi) in {"iterations": (1, None), "warmup": (0, None), "concurrency": (1, 256), "block": (1, None)}.items():
+        v = job[key]
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise JobError(f"{key} must be a positive integer, got {v!r}")
+        if hi is not None and v > hi:
+            raise JobError(f"{key} {v}: at most {hi}")
     for key in ("duration_s", "warmup_s", "qps", "latency_budget_ms"):
         v = job[key]
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf")):

@@ -5,9 +5,9 @@ import click
 
 from edgedeploy.bench import BenchOptions, bench
 from edgedeploy.bench import require_stable as check_stable
-from edgedeploy.cli.common import check_result_file, emit_json, fmt_bytes, fmt_ms, json_option, table, warn
+from edgedeploy.cli.common import check_result_file, emit_json, fmt_bytes, fmt_ms, json_option, refuse_inside_inputs, table, warn
 from edgedeploy.cli.fleet_cmd import run_fleet
-from edgedeploy.core.atomic import refuse_inside, write_json_atomic
+from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import click_options, from_cli
 from edgedeploy.runtimes.stats import UNSTABLE_CV
@@ -80,9 +80,7 @@ def command(artifacts, output, as_json, **settings):
         check_result_file(output, artifacts)
     if opts.save_outputs is not None and opts.save_outputs.exists() and not opts.save_outputs.is_dir():
         raise BadInput(f"--save-outputs {opts.save_outputs}: is a file; give a directory for the <model>.npz files")
-    for art in artifacts:  # writing into an artifact would change what its manifest lists
-        if opts.save_outputs is not None and Path(art).is_dir():
-            refuse_inside(opts.save_outputs, art, f"the artifact {art} (--save-outputs)")
+    refuse_inside_inputs(opts.save_outputs, artifacts, "--save-outputs")
     if opts.host or opts.hosts:
         if opts.baseline:
             raise BadInput("--baseline torch runs on the host; it cannot be combined with --host/--hosts")

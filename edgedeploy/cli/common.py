@@ -47,12 +47,19 @@ def fail_line(msg: str) -> None:
 
 
 def check_result_file(output, inputs=(), flag: str = "-o") -> None:
-    """Before any work: a results path must not be a directory nor lie inside an input artifact
-    (writing there would change what its manifest lists)."""
+    """Before any work: a results path must not be a directory nor lie inside an input artifact."""
     if output is None:
         return
     if Path(output).is_dir():
         raise BadInput(f"{flag} {output}: is a directory; give a file path for the results JSON")
+    refuse_inside_inputs(output, inputs, flag)
+
+
+def refuse_inside_inputs(path, inputs, flag: str) -> None:
+    """``path`` (an output of ``flag``) may not lie inside any input directory: writing there
+    would change what an artifact's manifest lists."""
+    if path is None:
+        return
     for art in inputs:
         if art is not None and Path(art).is_dir():
-            refuse_inside(output, art, f"the artifact {art} ({flag})")
+            refuse_inside(path, art, f"the artifact {art} ({flag})")

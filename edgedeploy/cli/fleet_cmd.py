@@ -6,8 +6,8 @@ import click
 
 from edgedeploy.bench import bench
 from edgedeploy.bench import require_stable as check_stable
-from edgedeploy.cli.common import emit_json, table
-from edgedeploy.core.atomic import refuse_inside, write_json_atomic
+from edgedeploy.cli.common import emit_json, refuse_inside_inputs, table
+from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.errors import BadInput, EdgeDeployError
 from edgedeploy.device.fleet import entries, remote_options, run_all
 from edgedeploy.runtimes.names import unique_file_names
@@ -23,9 +23,7 @@ def run_fleet(artifacts, opts, output, as_json):
         raise BadInput(f"-o {output}: is a directory; give a file path for one device's results JSON")
     if output is not None and not single and output.exists() and not output.is_dir():
         raise BadInput(f"-o {output}: is a file; a fleet writes one results file per device into a directory")
-    for art in artifacts if output is not None else ():
-        if Path(art).is_dir():
-            refuse_inside(output, art, f"the artifact {art} (-o)")
+    refuse_inside_inputs(output, artifacts, "-o")
 
     def one(entry):
         entry_opts = opts.model_copy(update={"profile": entry.get("profile") or opts.profile})

@@ -138,6 +138,12 @@ def _remove_stale_staging(parent: Path, name: str, prefix: str = STAGING_PREFIX)
             shutil.rmtree(entry, ignore_errors=True)
 
 
+def _fresh_dir(out: Path, prefix: str) -> Path:
+    """A new ``<prefix><out name>-<pid>-*`` dir beside ``out``, after removing those of dead runs."""
+    _remove_stale_staging(out.parent, out.name, prefix)
+    return Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{prefix}{out.name}-{os.getpid()}-"))
+
+
 def check_output_dir(out: Path, force: bool, is_artifact) -> None:
     """Refuse to overwrite without --force, and never replace a non-artifact folder."""
     if out.exists() or out.is_symlink():
@@ -157,8 +163,7 @@ def staged_directory(out: Path, force: bool = False, is_artifact=lambda p: False
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     check_output_dir(out, force, is_artifact)
-    _remove_stale_staging(out.parent, out.name)
-    stage = Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{STAGING_PREFIX}{out.name}-{os.getpid()}-"))
+    stage = _fresh_dir(out, STAGING_PREFIX)
     os.chmod(stage, 0o777 & ~umask())  # published as is: a directory mode, not mkdtemp's 0700
     try:
         with signals_deferred() as guard:
@@ -176,8 +181,7 @@ def scratch_directory(out: Path):
     removed on exit; ones left by killed runs are removed on the next run."""
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_staging(out.parent, out.name, SCRATCH_PREFIX)
-    work = Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{SCRATCH_PREFIX}{out.name}-{os.getpid()}-"))
+    work = _fresh_dir(out, SCRATCH_PREFIX)
     try:
         yield work
     finally:
