@@ -62,7 +62,9 @@ class ExportOptions(ExportSettings):
     input: list[str] = Field(
         default_factory=list, description="Input spec name:dtype:dims, dims may be symbolic: input:float32:batch,3,224,224. Repeatable."
     )
-    eval_data: Path | None = Field(None, description="Validate on real samples: TSV/CSV/JSONL text or .npz of inputs.")
+    eval_data: Path | None = Field(
+        None, description="Validate on real samples: TSV/CSV/JSONL text or .npz of inputs.", json_schema_extra={"flag": "data"}
+    )
     text_column: str = Field("text", min_length=1, description="Text column of TSV/CSV/JSONL data.")
     trust_pickle: bool = Field(False, description="Allow loading arbitrary pickled objects (only for files you trust; never from a recipe).")
     trust_remote_code: bool = Field(

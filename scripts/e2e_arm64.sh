@@ -75,7 +75,7 @@ for _ in $(seq 100); do "$PY" -c "import socket; socket.create_connection(('127.
 
 ARTS="$WORK/artifacts"
 "$ED" export minilm-l6 -o "$ARTS/minilm-l6"
-"$ED" quantize "$ARTS/minilm-l6" -o "$ARTS/minilm-l6-int8-rpi4" --method dynamic --profile rpi4 --eval-data "$DATA/dev.tsv"
+"$ED" quantize "$ARTS/minilm-l6" -o "$ARTS/minilm-l6-int8-rpi4" --method dynamic --profile rpi4 --data "$DATA/dev.tsv"
 chroot "$ROOTFS" rm -rf /root/edgedeploy-venv  # provision from scratch every run; the rootfs itself stays cached
 
 SSHOPT=(--host pi-emulated --ssh-config "$WORK/ssh_config")

@@ -28,7 +28,7 @@ def test_quantize_an_optimum_export_writes_an_artifact(optimum_dir, tmp_path):
     shutil.copytree(optimum_dir, src)
     (src / "notes.txt").write_text("not part of the model")
     out = tmp_path / "int8"
-    cli("quantize", src, "-o", out, "--method", "dynamic", "--eval-data", SST2_DEV, check=0)
+    cli("quantize", src, "-o", out, "--method", "dynamic", "--data", SST2_DEV, check=0)
     m = json.loads((out / MANIFEST).read_text())
     assert m["source"]["kind"] == "onnx" and m["lineage"]["step"] == "quantize:dynamic" and m["lineage"]["parent"]
     assert {"tokenizer.json", "config.json", "vocab.txt", "model.onnx"} <= set(m["files"]) and "notes.txt" not in m["files"]
@@ -49,7 +49,7 @@ def test_bench_inspect_and_estimate_take_a_bare_onnx_file(tiny_onnx, tmp_path):
 
 
 def test_eval_an_optimum_export_on_labeled_data(optimum_dir):
-    proc = cli("eval", optimum_dir, "--eval-data", SST2_DEV, "--limit", "40", "--json", check=0)
+    proc = cli("eval", optimum_dir, "--data", SST2_DEV, "--limit", "40", "--json", check=0)
     assert json.loads(proc.stdout)["task"]["accuracy"] is not None
 
 

@@ -46,7 +46,7 @@ def test_minilm_export_matches_pytorch(minilm_artifact):
 @needs_minilm
 def test_cli_export_optimized_on_real_sentences(tmp_path, sst2_dev):
     out = tmp_path / "opt"
-    proc = cli("export", "minilm-l6", "-o", out, "--optimize", "--eval-data", sst2_dev, "--json", check=0)
+    proc = cli("export", "minilm-l6", "-o", out, "--optimize", "--data", sst2_dev, "--json", check=0)
     doc = json.loads(proc.stdout)
     assert doc["validation"]["passed"] and doc["validation"]["max_abs_diff"] < 1e-4
     m = Artifact.load(out).manifest

@@ -205,8 +205,8 @@ def test_eval_output_checked_before_evaluating(copy, tmp_path):
     import numpy as np
 
     np.savez(data, x=np.ones((2, 64), np.float32))
-    refused("eval", copy, "--eval-data", data, "--no-labels", "--reference", copy, "-o", tmp_path, needle="is a directory")
-    refused("eval", copy, "--eval-data", data, "--no-labels", "--reference", copy, "-o", copy / "e.json", needle="the artifact")
+    refused("eval", copy, "--data", data, "--no-labels", "--reference", copy, "-o", tmp_path, needle="is a directory")
+    refused("eval", copy, "--data", data, "--no-labels", "--reference", copy, "-o", copy / "e.json", needle="the artifact")
     cli("verify", copy, check=0)
 
 
@@ -275,7 +275,7 @@ def test_bad_data_files(text_art, tmp_path, name, body, needle):
     f.write_bytes(body)
     for cmd in (
         ("quantize", text_art, "-o", tmp_path / "q", "--method", "static", "--calib-data", f),
-        ("eval", text_art, "--eval-data", f, "--label-column", "label"),
+        ("eval", text_art, "--data", f, "--label-column", "label"),
     ):
         line = refused(*cmd)
         assert name in line and needle in line, line

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from edgedeploy.bench import BenchOptions
 from edgedeploy.compress.options import DistillOptions, PruneOptions
-from edgedeploy.core.options import flag_name
+from edgedeploy.core.options import field_flag
 from edgedeploy.export import ExportOptions
 from edgedeploy.quality.evaluate import EvalOptions
 from edgedeploy.quantize.options import QuantizeOptions
@@ -54,7 +54,8 @@ def test_every_declared_setting_is_a_flag(command):
     """The help text is generated from the declaration: every field has its flag, with its help."""
     out = cli(command, "--help", check=0).stdout
     for name, field in COMMANDS[command].model_fields.items():
-        assert flag_name(name) in out, f"{command}: {flag_name(name)} missing from --help"
+        flag = field_flag(COMMANDS[command], name)
+        assert flag in out, f"{command}: {flag} missing from --help"
         assert field.description.split()[0] in out
 
 

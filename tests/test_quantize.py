@@ -244,7 +244,7 @@ def test_interrupted_quantize_publishes_nothing(minilm_artifact, sst2_dev, tmp_p
 
     out = tmp_path / "int4"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edgedeploy", "quantize", str(minilm_artifact.path), "-o", str(out), "--method", "int4", "--eval-data", str(sst2_dev)],
+        [sys.executable, "-m", "edgedeploy", "quantize", str(minilm_artifact.path), "-o", str(out), "--method", "int4", "--data", str(sst2_dev)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -314,6 +314,6 @@ def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
     wrong = tmp_path / "wrong.tsv"
     wrong.write_text("text\tlabel\nhello\tneutral\n")
     line = one_line_error(
-        cli("quantize", parent.path, "-o", tmp_path / "x", "--method", "dynamic", "--eval-data", wrong, "--max-accuracy-drop", "0.01", check=2)
+        cli("quantize", parent.path, "-o", tmp_path / "x", "--method", "dynamic", "--data", wrong, "--max-accuracy-drop", "0.01", check=2)
     )
     assert "'neutral'" in line and "negative, positive" in line

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edgedeploy.core.options import Options
 
@@ -17,10 +17,12 @@ def _as_text(v):
 
 
 class TrainingOptions(Options):
-    RENAMED: ClassVar[dict[str, str]] = {"data": "train_data", "eval": "eval_data"}
+    RENAMED: ClassVar[dict[str, str]] = {"eval": "eval_data"}
 
     train_data: str | None = Field(None, description="Labeled training text (TSV/CSV/JSONL).")
-    eval_data: str | None = Field(None, description="Labeled text to report accuracy before and after (e.g. dev.tsv).")
+    eval_data: str | None = Field(
+        None, description="Labeled text to report accuracy before and after (e.g. dev.tsv).", json_schema_extra={"flag": "data"}
+    )
     text_column: str = Field("text", min_length=1, description="Text column of the data files.")
     label_column: str = Field("label", min_length=1, description="Label column of the data files.")
     limit: int | None = Field(None, ge=1, description="Use a seeded random subset of this many training rows.")
@@ -28,6 +30,15 @@ class TrainingOptions(Options):
     batch_size: int = Field(32, ge=1, le=4096, description="Training batch size.")
     max_length: int = Field(64, ge=1, le=8192, description="Token limit when training.")
     seed: int = Field(0, ge=0, description="Data order, dropout and subsets; the same seed gives the same weights.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_data_key(cls, data):
+        # 'data' used to be the training text; --data is now the evaluation text everywhere, so
+        # the old key is refused rather than silently read as the other file.
+        if isinstance(data, dict) and "data" in data:
+            raise ValueError("'data' is no longer a key here: the training text is train_data, the evaluation text eval_data")
+        return data
 
 
 class PruneOptions(TrainingOptions):

@@ -169,7 +169,7 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
         model_io.require_tokenizer(tok, source)
         train_set = textdata.load(opts.train_data, model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
     if opts.eval_data:
-        model_io.require_classifier(model, source, "accuracy on --eval-data")
+        model_io.require_classifier(model, source, "accuracy on --data")
         model_io.require_tokenizer(tok, source)
         eval_set = textdata.load(opts.eval_data, model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
 

@@ -32,6 +32,23 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def field_flag(cls, field: str) -> str:
+    """The flag of one field: ``--`` + its name, or the ``flag`` its declaration names (``eval_data``
+    is ``--data`` everywhere; ``--data`` stays as a hidden alias)."""
+    extra = cls.model_fields[field].json_schema_extra
+    return flag_name(extra["flag"]) if isinstance(extra, dict) and "flag" in extra else flag_name(field)
+
+
+def old_flags(cls) -> list[tuple[str, str]]:
+    """(old name, field) of every hidden deprecated flag: the renamed keys, and the field name of
+    a field declared with its own ``flag``."""
+    out = list(getattr(cls, "RENAMED", {}).items())
+    for name, field in cls.model_fields.items():
+        if isinstance(field.json_schema_extra, dict) and "flag" in field.json_schema_extra:
+            out.append((name, name))
+    return out
+
+
 def warn(msg: str) -> None:
     click.echo(f"edgedeploy: warning: {msg}", err=True)
 
@@ -127,7 +144,7 @@ def _unwrap(annotation):
 def _click_param(name: str, field, cls) -> list[click.Option]:
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     base, optional = _unwrap(field.annotation)
-    flag = flag_name(name)
+    flag = field_flag(cls, name)
     help_text = field.description or ""
     kw: dict[str, Any] = {"help": help_text}
     default = None if field.is_required() else field.default
@@ -162,7 +179,7 @@ def _click_param(name: str, field, cls) -> list[click.Option]:
         if field.is_required():
             kw["required"] = True
         params = [click.Option([flag, name], **kw)]
-    for old, new in getattr(cls, "RENAMED", {}).items():
+    for old, new in old_flags(cls):
         if new != name:
             continue
         if base is bool and not optional and not extra.get("off_flag"):
@@ -196,21 +213,25 @@ def from_cli(cls: type[Options], kwargs: dict):
                 v = list(v) if v else None
             if v is not None:
                 data[name] = v
-    for old, new in cls.RENAMED.items():
+    for old, new in old_flags(cls):
         v = kwargs.pop(f"old__{old}", None)
         tri_state = _unwrap(cls.model_fields[new].annotation)[1]  # --x/--no-x: False is a value, not "not given"
         if v is None or v == () or (v is False and not tri_state):
             continue
-        warn(f"{flag_name(old)} is deprecated; use {flag_name(new)}")
+        warn(f"{flag_name(old)} is deprecated; use {field_flag(cls, new)}")
         if new in data:
-            raise BadInput(f"{flag_name(old)} and {flag_name(new)} are the same setting; give only {flag_name(new)}")
+            raise BadInput(f"{flag_name(old)} and {field_flag(cls, new)} are the same setting; give only {field_flag(cls, new)}")
         data[new] = list(v) if isinstance(v, tuple) else v
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise BadInput(
-            "; ".join(f"{flag_name(str(e['loc'][0])) if e['loc'] else 'options'}: {describe_error(e, cls)}" for e in exc.errors())
-        ) from None
+        raise BadInput("; ".join(f"{_loc_flag(cls, e['loc'])}: {describe_error(e, cls)}" for e in exc.errors())) from None
+
+
+def _loc_flag(cls, loc) -> str:
+    if not loc:
+        return "options"
+    return field_flag(cls, loc[0]) if loc[0] in cls.model_fields else flag_name(str(loc[0]))
 
 
 def coerce(cls: type[Options], data: dict, where: str = "options"):

@@ -41,7 +41,7 @@ class SampleSource:
         self.allow_random = allow_random
         self.input_names = [i["name"] for i in artifact.inputs]
         if self.path is None and not allow_random:
-            raise BadInput("no sample data: pass --eval-data/--calib-data FILE (TSV/CSV/JSONL text or .npz), or --random-calibration")
+            raise BadInput("no sample data: pass --data/--calib-data FILE (TSV/CSV/JSONL text or .npz), or --random-calibration")
         if self.path is not None and not self.path.is_file():
             raise BadInput(f"{self.path}: no such data file")
         self._tokenizer = None

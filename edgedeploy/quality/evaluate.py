@@ -25,9 +25,9 @@ log = logging.getLogger("edgedeploy")
 class EvalOptions(Options):
     """Every setting of ``edgedeploy eval``."""
 
-    RENAMED: ClassVar[dict[str, str]] = {"data": "eval_data", "pair_column": "text_pair_column"}
+    RENAMED: ClassVar[dict[str, str]] = {"pair_column": "text_pair_column"}
 
-    eval_data: Path = Field(description="Labeled TSV/CSV/JSONL.")
+    eval_data: Path = Field(description="Labeled TSV/CSV/JSONL.", json_schema_extra={"flag": "data"})
     reference: Path | None = Field(None, description="Also measure fidelity against this artifact (e.g. the float parent).")
     text_column: str = Field("text", min_length=1, description="Text column of the data file.")
     text_pair_column: str | None = Field(None, description="Second text column for pair tasks (MNLI/QQP style).")

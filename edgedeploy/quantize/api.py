@@ -113,7 +113,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
             return _run_method(m, src, dst, st, excl, calib_src, calib_total, only, cache)
 
         # Tuning decisions (sensitivity, search) use the calibration data when given, so the
-        # fidelity reported on --eval-data is measured on samples the search never saw.
+        # fidelity reported on --data is measured on samples the search never saw.
         tune_src = SampleSource(parent, calib_data, text_column, limit=eval_samples) if calib_data else eval_src
         if method == "int4" and settings["int4_sensitive_8bit"]:
             settings["keep_8bit"] = _most_sensitive_matmuls(pre, settings, tune_src, parent.model_path, run, work, excluded)
@@ -183,7 +183,7 @@ def _copy_companions(parent: Artifact, stage: Path) -> None:
 def _task_accuracy(parent, eval_data, text_column, label_column, limit):
     """(accuracy function over model files, the parent's accuracy) on labeled eval data."""
     if eval_data is None:
-        raise BadInput("--max-accuracy-drop needs labeled --eval-data (with --label-column)")
+        raise BadInput("--max-accuracy-drop needs labeled --data (with --label-column)")
     batches, labels = labeled_eval(parent, eval_data, text_column, label_column, limit)
     fn = lambda path: accuracy(path, batches, labels)
     return fn, fn(parent.model_path)

@@ -53,7 +53,7 @@ class QuantizeOptions(Options):
     random_calibration: bool = Field(False, description="Calibrate on random inputs (recorded as a warning in the manifest).")
     text_column: str = Field("text", min_length=1, description="Text column of TSV/CSV/JSONL data.")
     label_column: str = Field("label", min_length=1, description="Label column for --max-accuracy-drop.")
-    eval_data: Path | None = Field(None, description="Real samples for fidelity (default: the calibration data).")
+    eval_data: Path | None = Field(None, description="Real samples for fidelity (default: the calibration data).", json_schema_extra={"flag": "data"})
     eval_samples: int = Field(64, ge=1, description="Samples for fidelity and accuracy-aware searches.")
     exclude: list[str] = Field(default_factory=list, description="Keep in float: node name, op type, glob or PyTorch module name. Repeatable.")
     block_size: BlockSize | None = Field(None, description="int4 block size (profile or 32).")
@@ -70,7 +70,7 @@ class QuantizeOptions(Options):
     )
     min_worst_cosine: float | None = Field(None, ge=-1, le=1, description="Accuracy-aware: also require the worst sample's cosine >= this.")
     max_accuracy_drop: float | None = Field(
-        None, ge=0, le=1, description="Accuracy-aware: max task-accuracy drop (a fraction) vs the parent on labeled --eval-data."
+        None, ge=0, le=1, description="Accuracy-aware: max task-accuracy drop (a fraction) vs the parent on labeled --data."
     )
 
     def overrides(self) -> dict:
