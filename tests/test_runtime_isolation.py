@@ -125,3 +125,27 @@ def test_running_the_harness_imports_no_host_libraries(tiny_onnx, tmp_path):
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "mods.json").read_text()) == []
+
+
+def test_the_library_wheel_carries_ranges_and_onnxruntime_only_as_extras(tmp_path):
+    """`make dist`'s library wheel, built the way it builds it: no exact pin on anything (a user's
+    environment keeps its torch), and onnxruntime only through the cpu/gpu extras."""
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path), str(root)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (wheel,) = tmp_path.glob("edgedeploy-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        meta = next(zf.read(n).decode() for n in zf.namelist() if n.endswith(".dist-info/METADATA"))
+    reqs = [ln.split(":", 1)[1].strip() for ln in meta.splitlines() if ln.startswith("Requires-Dist")]
+    assert not [r for r in reqs if "==" in r.split(";")[0]], reqs
+    torch = [r for r in reqs if r.startswith("torch")]
+    assert torch and all(">=" in r for r in torch)
+    ort = [r for r in reqs if r.startswith("onnxruntime")]
+    assert ort and all("extra ==" in r for r in ort), ort
