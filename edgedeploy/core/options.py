@@ -4,13 +4,15 @@ Each operation's settings are a pydantic model (``ExportOptions``, ``QuantizeOpt
 ``BenchOptions``, ``PruneOptions``, ...): every field has its name, type, default, range and
 help text. Everything else is derived from that one declaration:
 
-- the click flags: ``--`` + the field name with dashes (:func:`click_options`);
+- the click flags: ``--`` + the field name with dashes, or the ``flag`` a field declares
+  (:func:`click_options`);
 - the recipe keys: the field name, which is the flag in snake_case;
 - the settings recorded in manifests and stage records (:meth:`Options.recorded`);
 - the JSON Schema (``edgedeploy schema recipe``).
 
 A renamed setting keeps its old recipe key and flag as deprecated aliases (``RENAMED``):
-they still work and print a warning.
+they still work and print a warning. So does the field-name flag of a field that declares its
+own ``flag`` (``--eval-data`` for ``--data``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def flag_name(field: str) -> str:
 
 def field_flag(cls, field: str) -> str:
     """The flag of one field: ``--`` + its name, or the ``flag`` its declaration names (``eval_data``
-    is ``--data`` everywhere; ``--data`` stays as a hidden alias)."""
+    is ``--data`` everywhere; ``--eval-data`` stays as a hidden alias)."""
     extra = cls.model_fields[field].json_schema_extra
     return flag_name(extra["flag"]) if isinstance(extra, dict) and "flag" in extra else flag_name(field)
 
