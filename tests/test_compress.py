@@ -275,7 +275,7 @@ def test_distillation_lowers_its_loss_and_is_deterministic(teacher, tmp_path):
     # a separately initialised one-layer student: far from the teacher, so there is something to learn
     student = _tiny_classifier(tmp_path / "student", layers=1, seed=1)
     opts = DistillOptions(
-        data=str(SST2_DEV),
+        train_data=str(SST2_DEV),
         student=str(student),
         alpha=0.0,
         limit=256,
@@ -461,8 +461,8 @@ def test_recipe_compresses_exports_quantizes_and_reports_each_step(teacher, tmp_
     recipe.write_text(
         f"name: tiny-compress\nsource: {teacher}\ndata: {{eval: {SST2_DEV}, limit: 64}}\n"
         "compress:\n"
-        f"  small: {{method: distill, student_layers: 2, data: {SST2_DEV}, limit: 128, lr: 0.001, attention_weight: 1.0}}\n"
-        f"  small-pruned: {{method: prune, from: small, heads: 0.25, data: {SST2_DEV}, importance_samples: 64, recover_epochs: 1, limit: 64}}\n"
+        f"  small: {{method: distill, student_layers: 2, train_data: {SST2_DEV}, limit: 128, lr: 0.001, attention_weight: 1.0}}\n"
+        f"  small-pruned: {{method: prune, from: small, heads: 0.25, train_data: {SST2_DEV}, importance_samples: 64, recover_epochs: 1, limit: 64}}\n"
         "  unused: {method: prune, heads: 1}\n"
         "variants:\n  fp32: {method: float, gate: false}\n  small: {model: small, method: float}\n"
         "  pruned: {model: small-pruned, method: float}\n  pruned-int8: {model: small-pruned, method: dynamic}\n"
