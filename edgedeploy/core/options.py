@@ -34,21 +34,21 @@ def flag_name(field: str) -> str:
     return "--" + field.replace("_", "-")
 
 
+def _declared_flag(field) -> str | None:
+    extra = field.json_schema_extra
+    return extra.get("flag") if isinstance(extra, dict) else None
+
+
 def field_flag(cls, field: str) -> str:
     """The flag of one field: ``--`` + its name, or the ``flag`` its declaration names (``eval_data``
     is ``--data`` everywhere; ``--eval-data`` stays as a hidden alias)."""
-    extra = cls.model_fields[field].json_schema_extra
-    return flag_name(extra["flag"]) if isinstance(extra, dict) and "flag" in extra else flag_name(field)
+    return flag_name(_declared_flag(cls.model_fields[field]) or field)
 
 
 def old_flags(cls) -> list[tuple[str, str]]:
     """(old name, field) of every hidden deprecated flag: the renamed keys, and the field name of
     a field declared with its own ``flag``."""
-    out = list(getattr(cls, "RENAMED", {}).items())
-    for name, field in cls.model_fields.items():
-        if isinstance(field.json_schema_extra, dict) and "flag" in field.json_schema_extra:
-            out.append((name, name))
-    return out
+    return list(getattr(cls, "RENAMED", {}).items()) + [(n, n) for n, f in cls.model_fields.items() if _declared_flag(f)]
 
 
 def warn(msg: str) -> None:
