@@ -18,7 +18,7 @@ from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.device.profiles import load as load_profile
 from edgedeploy.quality.accuracy import accuracy, labeled_eval
 from edgedeploy.quality.fidelity import compare_models, reference_outputs
-from edgedeploy.quantize import methods
+from edgedeploy.quantize import exclusions, methods, smoothing
 from edgedeploy.quantize import settings as settings_mod
 from edgedeploy.quantize.options import QuantizeOptions
 from edgedeploy.quantize.preprocess import preprocess
@@ -57,8 +57,6 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     """Quantize ``artifact`` into a new artifact at ``out``. Settings are a ``QuantizeOptions``
     or its fields as keyword arguments (``quantize(a, out, "dynamic", eval_data=dev)``)."""
     import onnx
-
-    from . import exclusions
 
     opts = options if options is not None else coerce(QuantizeOptions, {"method": method, **settings}, "quantize")
     method, calib_data, eval_data, text_column = opts.method, opts.calib_data, opts.eval_data, opts.text_column
@@ -102,6 +100,9 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         log.info("pre-processing %s", parent.model_path)
         pre_info = _preprocess(parent.model_path, pre)
         checkpoint()
+        if method == "static" and opts.smooth_quant:
+            pre_info["smooth_quant"] = _smooth(pre, work / "smoothed.onnx", calib_src, opts.smooth_quant, exclude)
+            pre = work / "smoothed.onnx"
         resolved = exclusions.resolve(onnx.load(str(pre), load_external_data=False), exclude) if exclude else {}
         excluded = exclusions.flatten(resolved)
         search = None
@@ -187,6 +188,15 @@ def _task_accuracy(parent, eval_data, text_column, label_column, limit):
     batches, labels = labeled_eval(parent, eval_data, text_column, label_column, limit)
     fn = lambda path: accuracy(path, batches, labels)
     return fn, fn(parent.model_path)
+
+
+def _smooth(pre: Path, dst: Path, calib_src, alpha: float, exclude) -> dict:
+    import itertools
+
+    import onnx
+
+    excluded = exclusions.flatten(exclusions.resolve(onnx.load(str(pre), load_external_data=False), exclude)) if exclude else []
+    return smoothing.smooth(pre, dst, itertools.islice(iter(calib_src), 64), alpha, excluded)
 
 
 def _preprocess(src: Path, dst: Path) -> dict:

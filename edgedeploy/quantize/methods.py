@@ -56,6 +56,8 @@ def static(src: Path, dst: Path, s: dict, exclude: list[str], reader, only: list
             "WeightSymmetric": s["symmetric_weights"],
             "CalibStridedMinMax": stride,
             "MatMulConstBOnly": True,
+            # a MatMul's output feeds the residual stream, whose outlier channels no 8-bit scale holds
+            "OpTypesToExcludeOutputQuantization": [] if s.get("quantize_outputs") else ["MatMul", "Gemm"],
         },
     )
     return {
@@ -70,6 +72,7 @@ def static(src: Path, dst: Path, s: dict, exclude: list[str], reader, only: list
                 "symmetric_activations",
                 "symmetric_weights",
                 "calib_method",
+                "quantize_outputs",
             )
         },
         "op_types": s.get("op_types") or "all supported",

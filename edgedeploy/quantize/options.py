@@ -21,6 +21,7 @@ RESOLVED = (
     "reduce_range",
     "format",
     "calib_method",
+    "quantize_outputs",
     "block_size",
     "symmetric",
     "accuracy_level",
@@ -49,7 +50,27 @@ class QuantizeOptions(Options):
     format: Literal["QDQ", "QOperator"] | None = Field(None, description="Static quantization graph format.")
     calib_data: Path | None = Field(None, description="Calibration data: TSV/CSV/JSONL text or .npz of inputs.")
     calib_samples: int = Field(128, ge=1, description="Calibration samples.")
-    calib_method: Literal["minmax", "entropy", "percentile"] | None = Field(None, description="Static calibration method (default minmax).")
+    calib_method: Literal["minmax", "entropy", "percentile"] | None = Field(
+        None,
+        description=(
+            "Static calibration: minmax (default; the observed range, an outlier stretches it), percentile (clips the "
+            "top 0.001% of |x|, robust to rare outliers), entropy (picks the range that keeps the histogram's KL divergence "
+            "smallest; slower)."
+        ),
+    )
+    quantize_outputs: bool | None = Field(
+        None,
+        description=(
+            "Static QDQ: also quantize MatMul/Gemm outputs (off by default: they feed the residual stream, whose outlier "
+            "channels 8 bits cannot hold; QOperator always quantizes them)."
+        ),
+    )
+    smooth_quant: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Static: SmoothQuant with this alpha (0.5 typical) moves activation outliers into per-channel weight scales first.",
+    )
     random_calibration: bool = Field(False, description="Calibrate on random inputs (recorded as a warning in the manifest).")
     text_column: str = Field("text", min_length=1, description="Text column of TSV/CSV/JSONL data.")
     label_column: str = Field("label", min_length=1, description="Label column for --max-accuracy-drop.")

@@ -17,6 +17,7 @@ DEFAULTS = {
         "symmetric_activations": False,
         "symmetric_weights": True,
         "calib_method": "minmax",
+        "quantize_outputs": False,
     },
     "fp16": {"keep_io_types": True, "op_block_list": ()},
     "int4": {

@@ -1,0 +1,135 @@
+"""SmoothQuant (Xiao et al., 2023) for static INT8, done natively on the ONNX graph.
+
+Static INT8 quantizes each activation tensor with one scale; a few outlier channels (after
+GELU, after LayerNorm) stretch that scale and the other channels lose their resolution.
+SmoothQuant moves the difficulty into the weights, which are quantized per channel:
+for a MatMul ``Y = X @ W`` and per input channel ``k``,
+
+    s_k = max|X_k| ** alpha / max|W_k,:| ** (1 - alpha),   X' = X / s,   W' = diag(s) @ W,
+
+so ``X' @ W' == X @ W`` in float. Here ``X / s`` is one Mul node per smoothed tensor (a
+tensor feeding several MatMuls, such as Q/K/V, gets one scale from all their weights).
+
+ONNX Runtime's ``extra_options={"SmoothQuant": True}`` delegates to Intel Neural
+Compressor 2.x (``neural_compressor.adaptor.ox_utils``), which the 3.x releases on PyPI no
+longer ship, so ORT's option cannot run in a current environment; this module needs only
+onnx and onnxruntime.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("edgedeploy")
+MIN_SCALE, MAX_SCALE = 1e-4, 1e4
+
+
+def targets(model, excluded=()) -> dict[str, list]:
+    """{activation tensor: [MatMul nodes with a constant 2-D weight reading it]}."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    groups: dict[str, list] = {}
+    for n in model.graph.node:
+        if n.op_type != "MatMul" or n.name in excluded or len(n.input) != 2:
+            continue
+        w = inits.get(n.input[1])
+        if w is None or len(w.dims) != 2 or n.input[0] in inits:
+            continue
+        if numpy_helper.to_array(w).dtype != np.float32:
+            continue
+        groups.setdefault(n.input[0], []).append(n)
+    return groups
+
+
+def activation_maxima(model_path: Path, tensors: list[str], batches) -> dict[str, np.ndarray]:
+    """Per-channel (last axis) max |x| of ``tensors`` over the calibration batches."""
+    import onnx
+
+    from edgedeploy.runtimes.session import cpu_session
+
+    model = onnx.load(str(model_path))
+    present = {o.name for o in model.graph.output}
+    for t in tensors:
+        if t not in present:
+            model.graph.output.append(onnx.ValueInfoProto(name=t))
+    probe = model_path.with_name(model_path.stem + ".smooth-probe.onnx")
+    onnx.save(model, str(probe))
+    try:
+        sess = cpu_session(probe)
+        wanted = {i.name for i in sess.get_inputs()}
+        maxima: dict[str, np.ndarray] = {}
+        for feeds in batches:
+            outs = sess.run(tensors, {k: v for k, v in feeds.items() if k in wanted})
+            for name, arr in zip(tensors, outs):
+                m = np.abs(arr.reshape(-1, arr.shape[-1])).max(0)
+                maxima[name] = m if name not in maxima else np.maximum(maxima[name], m)
+    finally:
+        probe.unlink(missing_ok=True)
+    return maxima
+
+
+def smooth(src: Path, dst: Path, batches, alpha: float = 0.5, excluded=()) -> dict:
+    """Write the smoothed float model ``dst``; return what was done (for the manifest)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    groups = targets(model, set(excluded))
+    if not groups:
+        onnx.save(model, str(dst))
+        return {"alpha": alpha, "tensors": 0, "matmuls": 0}
+    maxima = activation_maxima(Path(src), sorted(groups), batches)
+    inits = {i.name: i for i in model.graph.initializer}
+    new_nodes, done = [], 0
+    for tensor, nodes in sorted(groups.items()):
+        a = maxima.get(tensor)
+        weights = [numpy_helper.to_array(inits[n.input[1]]) for n in nodes]
+        if a is None or any(w.shape[0] != a.shape[0] for w in weights):
+            continue
+        w_max = np.max([np.abs(w).max(1) for w in weights], axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = np.power(a, alpha) / np.power(w_max, 1 - alpha)
+        s = np.where(np.isfinite(s) & (a > 0) & (w_max > 0), s, 1.0)
+        s = np.clip(s, MIN_SCALE, MAX_SCALE).astype(np.float32)
+        smoothed = f"{tensor}_smoothed"
+        inv = numpy_helper.from_array((1.0 / s).astype(np.float32), f"{tensor}_smooth_scale")
+        model.graph.initializer.append(inv)
+        new_nodes.append((nodes, helper.make_node("Mul", [tensor, inv.name], [smoothed], name=f"{tensor}_Smooth")))
+        for n, w in zip(nodes, weights):
+            scaled = numpy_helper.from_array((w * s[:, None]).astype(np.float32), f"{n.input[1]}_smoothed")
+            model.graph.initializer.append(scaled)
+            n.input[0], n.input[1] = smoothed, scaled.name
+        done += len(nodes)
+    _insert_before_consumers(model, new_nodes)
+    _drop_unused_initializers(model)
+    onnx.save(model, str(dst))
+    log.info("smoothquant: alpha %.2f on %d activation tensors feeding %d MatMuls", alpha, len(new_nodes), done)
+    return {"alpha": alpha, "tensors": len(new_nodes), "matmuls": done, "implementation": "edgedeploy (native SmoothQuant)"}
+
+
+def _insert_before_consumers(model, new_nodes) -> None:
+    """Keep the node list topologically sorted: each Mul goes just before its first consumer."""
+    pending = {mul.name: ({c.name for c in consumers}, mul) for consumers, mul in new_nodes}
+    order = []
+    for n in model.graph.node:
+        for name, (consumers, mul) in list(pending.items()):
+            if n.name in consumers:
+                order.append(mul)
+                del pending[name]
+        order.append(n)
+    copies = [type(n)() for n in order]
+    for c, n in zip(copies, order):
+        c.CopyFrom(n)
+    del model.graph.node[:]
+    model.graph.node.extend(copies)
+
+
+def _drop_unused_initializers(model) -> None:
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used or i.name in {o.name for o in model.graph.output}]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
