@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedeploy.runtimes.session import cpu_session
+
 log = logging.getLogger("edgedeploy")
 MIN_SCALE, MAX_SCALE = 1e-4, 1e4
 
@@ -48,8 +50,6 @@ def targets(model, excluded=()) -> dict[str, list]:
 def activation_maxima(model_path: Path, tensors: list[str], batches) -> dict[str, np.ndarray]:
     """Per-channel (last axis) max |x| of ``tensors`` over the calibration batches."""
     import onnx
-
-    from edgedeploy.runtimes.session import cpu_session
 
     model = onnx.load(str(model_path))
     present = {o.name for o in model.graph.output}
