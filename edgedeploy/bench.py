@@ -115,6 +115,8 @@ def make_job(
     save_outputs=None,
     providers=(),
     allow_fallback: bool = False,
+    names: list[str] | None = None,
+    model_runs: list[dict] | None = None,
 ) -> dict:
 
     run = run_settings(profile) if local else dict(profile["run"])
@@ -123,11 +125,13 @@ def make_job(
     if providers:
         run["providers"] = list(providers)
     run["allow_fallback"] = allow_fallback
-    names = _unique_names(arts)
+    names = names or _unique_names(arts)
+    runs = model_runs or [None] * len(arts)
     return {
         "models": [
             {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.get("vocab_size"), "artifact_digest": a.digest}
-            for n, a in zip(names, arts)
+            | ({"run": r} if r else {})
+            for n, a, r in zip(names, arts, runs)
         ],
         "shape": shape,
         "inputs_npz": str(inputs_npz) if inputs_npz else None,
@@ -200,15 +204,19 @@ def _job_settings(opts: MeasureOptions) -> dict:
     }
 
 
-def bench(artifacts: list, options: MeasureOptions | None = None, *, progress=None, remote: dict | None = None, **settings) -> dict:
+def bench(
+    artifacts: list, options: MeasureOptions | None = None, *, progress=None, remote: dict | None = None, models: dict | None = None, **settings
+) -> dict:
     """Measure ``artifacts`` on this host, or on ``remote`` ({"target": ssh.Host, "python",
     "timeout_s", "keep_remote", "bwlimit_kbps"}) over SSH with the same harness. Settings are a
-    ``MeasureOptions`` (or ``BenchOptions``) or its fields as keyword arguments."""
+    ``MeasureOptions`` (or ``BenchOptions``) or its fields as keyword arguments. ``models``
+    ({"names": [...], "runs": [{session settings} | None, ...]}) names each artifact and gives
+    it its own session settings (``edgedeploy tune``)."""
     opts = options if options is not None else coerce(MeasureOptions, settings, "bench")
     arts = [open_model(a) for a in artifacts]
     if not arts:
         raise BadInput("give at least one ARTIFACT")
-    job_settings = _job_settings(opts)
+    job_settings = {**_job_settings(opts), **({"names": models.get("names"), "model_runs": models.get("runs")} if models else {})}
     if remote is not None:
         doc = _bench_remote(arts, resolve_profile(opts.profile), opts.shape, opts.baseline, progress, remote, **job_settings)
         return {**doc, "options": opts.recorded()}

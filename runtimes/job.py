@@ -49,6 +49,7 @@ def normalize(job: dict, base: Path | None = None) -> dict:
         raise JobError("the server scenario needs qps (queries per second)")
     base = base or Path.cwd()
     for m in job["models"]:
+        m["run"] = _model_run(m.get("run"))
         p = Path(m["path"])
         m["path"] = str(p if p.is_absolute() else base / p)
         if not Path(m["path"]).is_file():
@@ -58,6 +59,26 @@ def normalize(job: dict, base: Path | None = None) -> dict:
         job["inputs_npz"] = str(p if p.is_absolute() else base / p)
     job.setdefault("profile", {"name": None, "run": {}})
     return job
+
+
+# What one model of a job may set for its own session (``edgedeploy tune`` measures these).
+MODEL_RUN = {"intra_op_threads": int, "graph_optimization_level": str, "cpu_mem_arena": bool}
+
+
+def _model_run(run) -> dict:
+    if run is None:
+        return {}
+    if not isinstance(run, dict):
+        raise JobError(f"a model's run settings must be a mapping, got {type(run).__name__}")
+    for k, v in run.items():
+        kind = MODEL_RUN.get(k)
+        if kind is None:
+            raise JobError(f"a model's run settings: unknown key {k!r}; known: {', '.join(MODEL_RUN)}")
+        if type(v) is not kind or (kind is int and not 1 <= v <= 1024):
+            raise JobError(f"a model's run setting {k}: got {v!r}")
+        if k == "graph_optimization_level" and v not in session.OPT_LEVELS:
+            raise JobError(f"graph_optimization_level {v!r}: use one of {', '.join(session.OPT_LEVELS)}")
+    return dict(run)
 
 
 def _feeds(sess, model: dict, job: dict):
@@ -85,7 +106,7 @@ def prepare(job: dict, interleave: bool | None = None):
         copies = job["concurrency"] if job["scenario"] != "single-stream" else 1
         targets = []
         for _ in range(copies):
-            sess, info = session.create(m["path"], run_cfg)
+            sess, info = session.create(m["path"], {**run_cfg, **m.get("run", {})})
             feeds = _feeds(sess, m, job)
             names = [o.name for o in sess.get_outputs()]
             targets.append(measure.Timed(m["name"], (lambda s=sess, f=feeds, n=names: s.run(n, f)), _batch_of(feeds)))

@@ -28,6 +28,7 @@ def session_options(run: dict, allow_spinning: bool | None = None) -> ort.Sessio
     opts.inter_op_num_threads = int(run.get("inter_op_threads", 1))
     opts.graph_optimization_level = OPT_LEVELS[run.get("graph_optimization_level", "all")]
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.enable_cpu_mem_arena = bool(run.get("cpu_mem_arena", True))
     spin = run.get("allow_spinning", True) if allow_spinning is None else allow_spinning
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
@@ -68,6 +69,7 @@ def create(model_path: str, run: dict, allow_spinning: bool | None = None):
         "inter_op_threads": opts.inter_op_num_threads,
         "graph_optimization_level": run.get("graph_optimization_level", "all"),
         "allow_spinning": opts.get_session_config_entry("session.intra_op.allow_spinning") == "1",
+        "cpu_mem_arena": opts.enable_cpu_mem_arena,
     }
     return sess, info
 

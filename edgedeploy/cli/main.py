@@ -30,6 +30,7 @@ COMMANDS = {
     "prune": "prune_cmd",
     "distill": "distill_cmd",
     "schema": "schema_cmd",
+    "tune": "tune_cmd",
 }
 
 

@@ -1,0 +1,118 @@
+"""The candidates ``tune`` tries, pruned by what the device profile already knows.
+
+The search is staged so it never builds the whole product: one base per method and format
+with the profile's preset, then each base's one-setting neighbours (per-channel, reduce_range,
+weight type, SmoothQuant, int4 block/symmetry/accuracy_level), then float-node sets from the
+sensitivity ranking for bases that miss the fidelity budget, then session options for the
+winner. Rules from the profile:
+
+- reduce_range only on x86 without VNNI (elsewhere 7-bit weights only lose precision);
+- QOperator only on CPU targets (TensorRT and NPUs take QDQ);
+- u8/u8 weights only where the profile does not already use them, s8 weights otherwise;
+- static only with calibration data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+VNNI = ("avx512_vnni", "avx_vnni", "avxvnni", "asimddp", "dotprod")
+
+
+def candidate(method: str, parent: str = "plain", **settings) -> dict:
+    settings = {k: v for k, v in sorted(settings.items()) if v is not None}
+    key = json.dumps({"method": method, "parent": parent, **settings}, sort_keys=True, default=str)
+    label = "-".join([method, *(_short(k, v) for k, v in settings.items())] + ([parent] if parent != "plain" else []))
+    return {"id": hashlib.sha256(key.encode()).hexdigest()[:12], "label": label, "method": method, "parent": parent, "settings": settings}
+
+
+def _short(k, v) -> str:
+    names = {"per_channel": ("pc", "pt"), "reduce_range": ("rr", "fr"), "quantize_outputs": ("qout", "fout"), "symmetric": ("sym", "asym")}
+    if k in names:
+        return names[k][0 if v else 1]
+    if k == "weight_type":
+        return "w" + ("s8" if v == "int8" else "u8")
+    if k == "smooth_quant":
+        return f"sq{v}"
+    if k == "format":
+        return v.lower()
+    if k == "min_mean_cosine" or k == "min_worst_cosine" or k == "max_accuracy_drop":
+        return "float-nodes"
+    return f"{k.replace('_', '')}{v}"
+
+
+def rules(profile: dict) -> dict:
+    isa = set(profile["target"].get("isa") or [])
+    x86 = profile["target"]["arch"] in ("x86_64", "amd64")
+    cpu = profile["peaks"]["compute_unit"] == "cpu"
+    q = profile["quantization"]
+    return {
+        "reduce_range": x86 and not (isa & set(VNNI)),
+        "qoperator": cpu,
+        "weight_types": ["int8", "uint8"] if cpu else ["int8"],
+        "profile_weight_type": q.get("weight_type", "int8"),
+        "int8_faster": q.get("int8_faster", True),
+    }
+
+
+def bases(profile: dict, methods, have_calib: bool, have_fused: bool) -> tuple[list[dict], list[str]]:
+    """(base candidates, why some were skipped)."""
+    r, out, skipped = rules(profile), [], []
+    if "dynamic" in methods:
+        out.append(candidate("dynamic"))
+        if have_fused:
+            out.append(candidate("dynamic", "fused"))
+    if "static" in methods:
+        if not have_calib:
+            skipped.append("static: no --calib-data")
+        else:
+            out.append(candidate("static", format="QDQ", smooth_quant=0.7))
+            if r["qoperator"]:
+                out.append(candidate("static", format="QOperator"))
+            else:
+                skipped.append("static QOperator: the profile's target is not a CPU (QDQ only)")
+    if "int4" in methods:
+        out.append(candidate("int4"))
+    return out, skipped
+
+
+def neighbours(base: dict, profile: dict) -> list[dict]:
+    """Each base with one setting changed."""
+    r, m, s, parent = rules(profile), base["method"], dict(base["settings"]), base["parent"]
+    flips: list[dict] = []
+    if m in ("dynamic", "static"):
+        flips.append({"per_channel": not s.get("per_channel", True)})
+        if r["reduce_range"]:
+            flips.append({"reduce_range": not s.get("reduce_range", False)})
+        other = [w for w in r["weight_types"] if w != s.get("weight_type", r["profile_weight_type"])]
+        flips += [{"weight_type": w} for w in other]
+    if m == "static" and s.get("format") == "QDQ":
+        flips.append({"smooth_quant": 0.5 if s.get("smooth_quant") == 0.7 else 0.7})
+        flips.append({"calib_method": "percentile"})
+    if m == "int4":
+        flips += [{"block_size": 64}, {"block_size": 128}, {"symmetric": True}, {"accuracy_level": 0}]
+    return [candidate(m, parent, **{**s, **f}) for f in flips]
+
+
+def with_float_nodes(base: dict, budget: dict) -> dict | None:
+    """The base plus an accuracy-aware search for the fidelity budget (sensitivity-ranked nodes kept float)."""
+    if base["method"] not in ("dynamic", "static") or all(budget.get(k) is None for k in ("min_mean_cosine", "min_worst_cosine", "max_drop")):
+        return None
+    extra = {
+        "min_mean_cosine": budget.get("min_mean_cosine"),
+        "min_worst_cosine": budget.get("min_worst_cosine"),
+        "max_accuracy_drop": budget.get("max_drop"),
+    }
+    return candidate(base["method"], base["parent"], **base["settings"], **extra)
+
+
+def session_variants(profile_run: dict, cores: int) -> list[dict]:
+    """Session options tried on the winner; {} is the profile's own."""
+    threads = int(profile_run.get("intra_op_threads") or cores)
+    out = [{}]
+    for t in sorted({1, max(1, cores)} - {threads}):
+        out.append({"intra_op_threads": t})
+    out.append({"graph_optimization_level": "extended"})
+    out.append({"cpu_mem_arena": False})
+    return out

@@ -1,0 +1,108 @@
+"""`edgedeploy tune` on a small text classifier with real SST-2 text: candidates built on the
+host, measured interleaved with real ONNX Runtime sessions here and on the loopback sshd."""
+
+import json
+import os
+import sys
+
+import pytest
+from conftest import SST2_DEV, cli, one_line_error
+from sshd import Server, ensure_sshd
+
+from edgedeploy.core.artifact import Artifact
+
+TRAIN = SST2_DEV.with_name("train.tsv")
+FAST = ("--eval-samples", "16", "--calib-samples", "16", "--iterations", "15", "--warmup", "2", "--shape", "batch=1,sequence=32")
+
+
+@pytest.fixture(scope="module")
+def clf(tmp_path_factory, tiny_classifier_dir):
+    out = tmp_path_factory.mktemp("tune") / "clf"
+    cli("export", tiny_classifier_dir, "-o", out, check=0)
+    return out
+
+
+def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_path):
+    out = tmp_path / "best"
+    proc = cli("tune", clf, "-o", out, "--data", SST2_DEV, "--calib-data", TRAIN, "--min-mean-cosine", "0.95", *FAST, check=0)
+    assert "winner:" in proc.stdout
+    art = Artifact.load(out)  # a normal, verified artifact
+    assert art.verify() == [] and art.manifest["lineage"]["step"].startswith("tune:")
+    doc = json.loads((out / "tune.json").read_text())
+    assert doc == json.loads(json.dumps(doc)) and doc["target"] == "local"
+    labels = {c["label"] for c in doc["candidates"]}
+    assert {"dynamic", "static-qdq-sq0.7"} <= labels and any(c["parent"] == "fused" for c in doc["candidates"])
+    feasible = [c for c in doc["candidates"] if c["meets_budget"]]
+    assert feasible and all(c["mean_cosine"] >= 0.95 and c["measured"]["latency_ms"]["p50"] > 0 for c in feasible)
+    assert all("measured" not in c for c in doc["candidates"] if not c["meets_budget"])
+    win = doc["winner"]
+    fastest = min(feasible, key=lambda c: c["measured"]["latency_ms"]["p50"])
+    assert win["id"] == fastest["id"] and win["label"] in art.manifest["tune"]["winner"]["label"]
+    assert doc["float_parent"]["latency_ms"]["p50"] > 0 and len(doc["session_search"]) >= 3
+    assert (out / "tune.md").read_text().startswith("# edgedeploy tune") and "<svg" in (out / "tune.html").read_text()
+    assert not (tmp_path / "best.tune-state").exists()  # the state goes once the winner is published
+
+
+def test_a_budget_no_candidate_meets_names_the_closest(clf, tmp_path):
+    out = tmp_path / "none"
+    proc = cli("tune", clf, "-o", out, "--methods", "dynamic", "--data", SST2_DEV, "--min-worst-cosine", "1.0", *FAST, check=1)
+    line = one_line_error(proc)
+    assert "no candidate meets the budget" in line and "closest: dynamic" in line and "worst cosine" in line and "< 1.0" in line
+    assert not out.exists()
+    doc = json.loads((tmp_path / "none.tune-state" / "tune.json").read_text())
+    assert doc["winner"] is None and all(not c["meets_budget"] for c in doc["candidates"])
+
+
+@pytest.mark.parametrize(
+    "args, expect",
+    [
+        (("--objective", "size", "--max-size-mb", "5"), "contradicts"),
+        (("--methods", "dynamic,fp32"), "unknown method 'fp32'"),
+        (("--max-drop", "0.01"), "--max-drop needs labeled --data"),
+        (("--baseline", "torch", "--data", str(SST2_DEV)), "tune compares its candidates"),
+        (("--resume", "--data", str(SST2_DEV)), "no interrupted search"),
+        ((), "give --data"),
+    ],
+)
+def test_contradictory_or_missing_flags_exit_2(clf, tmp_path, args, expect):
+    assert expect in one_line_error(cli("tune", clf, "-o", tmp_path / "o", *args, check=2))
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif(ensure_sshd() is not None and not (os.environ.get("CI") or os.environ.get("EDGEDEPLOY_REQUIRE_SSHD")), reason=ensure_sshd() or "")
+def test_tune_over_ssh_survives_a_lost_device_and_resumes(clf, tmp_path):
+    """The device is unreachable when measuring starts: exit 3, the built candidates stay;
+    --resume against the device (reachable again) measures there without rebuilding them."""
+    server = Server(tmp_path / "sshd")
+    try:
+        dead = tmp_path / "dead_config"
+        dead.write_text(server.config.read_text().replace(f"Port {server.port}", "Port 9"))
+        args = (
+            "--methods",
+            "dynamic",
+            "--data",
+            SST2_DEV,
+            "--min-mean-cosine",
+            "0.9",
+            "--no-session-search",
+            "--host",
+            "testpi",
+            "--profile",
+            "rpi4",
+        )
+        args += ("--remote-python", sys.executable, "--connect-timeout", "5", *FAST)
+        out = tmp_path / "best"
+        lost = cli("tune", clf, "-o", out, *args, "--ssh-config", dead, check=3)
+        assert "testpi" in one_line_error(lost) and not out.exists()
+        state = json.loads((tmp_path / "best.tune-state" / "state.json").read_text())
+        built = {k for k, c in state["candidates"].items() if c["status"] == "built"}
+        assert built and state["rounds"] == {}
+        again = cli("tune", clf, "-o", out, *args, "--ssh-config", server.config, "--resume", check=0)
+        assert again.stderr.count("(from the interrupted search)") == len(state["order"])  # read back, not rebuilt
+        assert "pre-processing" not in again.stderr
+        doc = json.loads((out / "tune.json").read_text())
+        assert doc["target"] == "testpi" and doc["profile"] == "rpi4"
+        assert {c["id"] for c in doc["candidates"] if c["status"] == "built"} == built
+        assert all(c["measured"]["session"]["providers_used"] == ["CPUExecutionProvider"] for c in doc["candidates"] if c["meets_budget"])
+    finally:
+        server.stop()
