@@ -23,7 +23,8 @@ VNNI = ("avx512_vnni", "avx_vnni", "avxvnni", "asimddp", "dotprod")
 def candidate(method: str, parent: str = "plain", **settings) -> dict:
     settings = {k: v for k, v in sorted(settings.items()) if v is not None}
     key = json.dumps({"method": method, "parent": parent, **settings}, sort_keys=True, default=str)
-    label = "-".join([method, *(_short(k, v) for k, v in settings.items())] + ([parent] if parent != "plain" else []))
+    parts = dict.fromkeys([method, *(_short(k, v) for k, v in settings.items())] + ([parent] if parent != "plain" else []))
+    label = "-".join(parts)
     return {"id": hashlib.sha256(key.encode()).hexdigest()[:12], "label": label, "method": method, "parent": parent, "settings": settings}
 
 
