@@ -55,6 +55,18 @@ BAD_RECIPES = [
     ),
     ("source: minilm-l6\nvariants:\n  int8: {method: int3}\ntargets:\n  - name: local\n", ":3: variants.int8.method: unknown method"),
     ("source: minilm-l6\nvariants:\n  s: {method: static}\ntargets:\n  - name: local\n", "static quantization needs data.calib"),
+    (
+        "source: minilm-l6\nvariants:\n  b: {method: tune}\ntargets:\n  - name: local\n",
+        ":3: variants.b.method: tune measures fidelity on real samples",
+    ),
+    (
+        f"source: minilm-l6\ndata:\n  eval: {SST2_DEV}\nvariants:\n  b: {{method: tune, tune_on: pi}}\ntargets:\n  - name: local\n",
+        "variants.b.tune_on: no target named 'pi'",
+    ),
+    (
+        "source: minilm-l6\nvariants:\n  a: {method: dynamic, objective: p90}\ntargets:\n  - name: local\n",
+        "objective applies to method tune, not dynamic",
+    ),
     ("source: ./no-such-model\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n", ":1: source: no such model directory"),
     ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: pi\n    host: pi@10.0.0.5\n", "needs profile"),
     ("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - {name: a}\n  - {name: a}\n", "used twice"),
@@ -174,7 +186,7 @@ def test_gate_logic_on_a_hand_made_report():
 
 
 def test_pareto_front():
-    from edgedeploy.release.report.plots import pareto_front
+    from edgedeploy.core.plots import pareto_front
 
     pts = [("fp32", 20.0, 0.90), ("int8", 10.0, 0.89), ("int4", 18.0, 0.85), ("fp16", 22.0, 0.90)]
     assert pareto_front(pts) == {"fp32", "int8"}
@@ -416,7 +428,7 @@ def test_report_on_a_torn_stage_record_names_the_file(tmp_path):
 
 
 def test_plot_ticks_are_round_and_undrawn_series_have_no_legend():
-    from edgedeploy.release.report.plots import bars, nice_ticks, tick_label
+    from edgedeploy.core.plots import bars, nice_ticks, tick_label
 
     ticks = nice_ticks(0.9775, 1.007)
     assert [tick_label(v, ticks) for v in ticks] == ["0.97", "0.98", "0.99", "1.00", "1.01"]

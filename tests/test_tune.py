@@ -69,6 +69,24 @@ def test_contradictory_or_missing_flags_exit_2(clf, tmp_path, args, expect):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_recipe_variant_can_be_tuned_on_a_recipe_target(tiny_classifier_dir, tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: tuned\nsource: {tiny_classifier_dir}\ndata:\n  eval: {SST2_DEV}\n  limit: 32\n"
+        "variants:\n  fp32: {method: float, gate: false}\n"
+        "  best: {method: tune, methods: [dynamic], min_mean_cosine: 0.9, eval_samples: 16, tune_on: here}\n"
+        "targets:\n  - {name: here, shape: 'batch=1,sequence=32', iterations: 20, max_cv: 10.0}\n"
+    )
+    cli("run", recipe, "--run-dir", tmp_path / "run", "--gate", check=0)
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["stages"]["quantize:best"] == "ok" and summary["stages"]["bench:here"] == "ok"
+    record = json.loads((tmp_path / "run" / "stages" / "quantize__best.json").read_text())
+    assert record["result"]["quantization"]["method"].startswith("tune:dynamic")
+    assert record["result"]["tune"]["target"] == "local" and record["result"]["tune"]["candidates"] >= 3
+    art = Artifact.load(tmp_path / "run" / "artifacts" / "best")
+    assert art.manifest["tune"]["winner"]["label"] == record["result"]["tune"]["winner"]
+
+
 @pytest.mark.skipif(ensure_sshd() is not None and not (os.environ.get("CI") or os.environ.get("EDGEDEPLOY_REQUIRE_SSHD")), reason=ensure_sshd() or "")
 def test_tune_over_ssh_survives_a_lost_device_and_resumes(clf, tmp_path):
     """The device is unreachable when measuring starts: exit 3, the built candidates stay;

@@ -6,7 +6,8 @@ import click
 
 from edgedeploy.cli.common import emit_json, json_option
 from edgedeploy.core.options import click_options, from_cli
-from edgedeploy.tune import TuneOptions, tune
+from edgedeploy.tune.options import TuneOptions
+from edgedeploy.tune.search import tune
 
 
 def _progress(max_minutes: float):

@@ -95,10 +95,24 @@ def _variants(spec: RecipeSpec, lab: bool) -> list:
                     f"unknown model {v.model!r}; use source or a name under compress: ({', '.join(spec.compress) or 'none defined'})",
                 )
             )
+        if v.method == "tune":
+            out += _tune_variant(spec, name, v)
         if v.method == "float":
             if v.model in seen_float:
                 out.append((("variants", name), f"only one float variant per model ({seen_float[v.model]!r} already exports {v.model})"))
             seen_float.setdefault(v.model, name)
+    return out
+
+
+def _tune_variant(spec: RecipeSpec, name: str, v) -> list:
+    out = []
+    targets = [t.name for t in spec.targets]
+    if v.tune_on is not None and v.tune_on not in targets:
+        out.append((("variants", name, "tune_on"), f"no target named {v.tune_on!r}; targets: {', '.join(targets)}"))
+    if not (spec.data and (spec.data.eval or spec.data.calib)):
+        out.append(
+            (("variants", name, "method"), "tune measures fidelity on real samples: it needs data.eval (and data.calib for static candidates)")
+        )
     return out
 
 

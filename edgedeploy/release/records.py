@@ -8,6 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgedeploy.core.artifact import Artifact
+from edgedeploy.core.errors import EdgeDeployError
+
 Status = Literal["ok", "failed", "skipped", "cached", "not-run"]
 
 
@@ -21,6 +24,13 @@ class Result(BaseModel):
 class ArtifactResult(Result):
     artifact: str
     digest: str
+
+    def intact(self) -> bool:
+        """The artifact is still there, verified, with the digest the stage recorded."""
+        try:
+            return Artifact.load(self.artifact).digest == self.digest
+        except EdgeDeployError:
+            return False
 
 
 class ExportResult(ArtifactResult):

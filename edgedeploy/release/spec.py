@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from edgedeploy.bench import MeasureOptions, RemoteOptions
 from edgedeploy.compress.options import DistillOptions, PruneOptions
@@ -18,6 +18,7 @@ from edgedeploy.quantize.options import QuantizeOptions
 from edgedeploy.release.budgets import Budgets
 from edgedeploy.release.stage_ids import SOURCE_MODEL
 from edgedeploy.runtimes.stats import UNSTABLE_CV
+from edgedeploy.tune.options import Objective
 
 # names that become file and directory names: letters, digits, '.', '_', '-', not starting with '.'
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"
@@ -37,12 +38,29 @@ class DataSpec(Options):
     limit: int | None = Field(None, ge=1, description="Evaluate the first N rows of data.eval.")
 
 
-class VariantSpec(QuantizeOptions):
-    """One variant: a quantize setting per key, or ``method: float`` for a model's float export."""
+TUNE_KEYS = ("objective", "methods", "max_minutes", "max_size_mb", "tune_on")
 
-    method: Literal["float", "dynamic", "static", "fp16", "int4"] = Field(description="float | dynamic | static | fp16 | int4")
+
+class VariantSpec(QuantizeOptions):
+    """One variant: a quantize setting per key, ``method: float`` for a model's float export, or
+    ``method: tune`` for the fastest variant within its budget, measured on a recipe target."""
+
+    method: Literal["float", "dynamic", "static", "fp16", "int4", "tune"] = Field(description="float | dynamic | static | fp16 | int4 | tune")
     gate: bool = Field(True, description="Check this variant against the budgets (false for the float reference).")
     model: str = Field(SOURCE_MODEL, description="The model it is made from: source, or a step under compress:.")
+    objective: Objective | None = Field(None, description="tune: what the winner minimises (p50, p90, size) or maximises (throughput).")
+    methods: list[str] = Field(default_factory=list, description="tune: the methods searched (default dynamic, static).")
+    max_minutes: float | None = Field(None, gt=0, description="tune: time bound of the search (default 15).")
+    max_size_mb: float | None = Field(None, gt=0, description="tune: budget on model size, MB.")
+    tune_on: str | None = Field(None, description="tune: the recipe target the candidates are measured on (default: the first).")
+
+    @model_validator(mode="after")
+    def _tune_keys(self):
+        if self.method != "tune":
+            given = [k for k in TUNE_KEYS if getattr(self, k) not in (None, [])]  # a resolved recipe.json lists every key
+            if given:
+                raise ValueError(f"{given[0]} applies to method tune, not {self.method}")
+        return self
 
 
 class _Step(Options):

@@ -12,7 +12,7 @@ from edgedeploy.bench import MeasureOptions, bench
 from edgedeploy.compress import distill, prune, reference
 from edgedeploy.compress.options import DistillOptions, PruneOptions
 from edgedeploy.core.artifact import Artifact, file_sha256
-from edgedeploy.core.errors import BadInput, EdgeDeployError
+from edgedeploy.core.errors import BadInput
 from edgedeploy.core.sources import REFERENCE, resolve
 from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.device.fleet import remote_options
@@ -24,8 +24,9 @@ from edgedeploy.release import stage_ids as ids
 from edgedeploy.release.pipeline import Stage
 from edgedeploy.release.recipe import Recipe
 from edgedeploy.release.records import ArtifactResult, BenchResult, CompressResult, EvalResult, ExportResult, QuantizeResult, QuantizeSummary
-from edgedeploy.release.spec import DistillStep, PruneStep, TargetSpec, VariantSpec
+from edgedeploy.release.spec import TUNE_KEYS, DistillStep, PruneStep, TargetSpec, VariantSpec
 from edgedeploy.release.stage_ids import SOURCE_MODEL, StageId
+from edgedeploy.release.tune_stage import tune_stage
 from edgedeploy.runtimes.environment import cpuinfo
 
 ARTIFACTS = "artifacts"
@@ -51,10 +52,7 @@ def source_fingerprint(source: str, revision: str | None = None):
 
 
 def _artifact_intact(result: ArtifactResult) -> bool:
-    try:
-        return Artifact.load(result.artifact).digest == result.digest
-    except EdgeDeployError:
-        return False
+    return result.intact()
 
 
 def _data_key(recipe: Recipe, *keys) -> dict:
@@ -83,7 +81,9 @@ def build(recipe: Recipe, run_dir: Path) -> list[Stage]:
             stages.append(_export_stage(recipe, m, arts / float_variant))
     variant_stage = {}
     for name, v in recipe.variants.items():
-        if v.method != "float":
+        if v.method == "tune":
+            stages.append(tune_stage(recipe, name, v, arts / name))
+        elif v.method != "float":
             stages.append(_quantize_stage(recipe, name, v, arts / name))
         variant_stage[name] = ids.producer(v.method, v.model, name)
     if recipe.data.eval:
@@ -193,7 +193,7 @@ def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
 def quantize_options(recipe: Recipe, v: VariantSpec) -> QuantizeOptions:
     """A variant's quantize settings, with the recipe's data section filling what it does not set."""
     d = recipe.data
-    fields = v.model_dump(exclude={"gate", "model"})
+    fields = v.model_dump(exclude={"gate", "model", *TUNE_KEYS})
     defaults = {
         "calib_data": Path(d.calib) if d.calib and v.uses_calibration() else None,
         "eval_data": Path(d.eval) if d.eval else None,

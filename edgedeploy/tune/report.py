@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 
 from edgedeploy.core.atomic import write_bytes_atomic, write_json_atomic
-from edgedeploy.release.report.plots import pareto_front, scatter_pareto
+from edgedeploy.core.plots import pareto_front, scatter_pareto
 
 TUNE_SCHEMA = 1
 FILES = ("tune.json", "tune.md", "tune.html")

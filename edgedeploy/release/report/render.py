@@ -8,8 +8,8 @@ import json
 from html import escape
 from pathlib import Path
 
+from edgedeploy.core import plots
 from edgedeploy.core.atomic import write_bytes_atomic
-from edgedeploy.release.report import plots
 
 # the columns a budget limits carry the budget's name without min_/max_ (size_mb, compression, mean_cosine, worst_cosine, ...)
 CSV_FIELDS = (
