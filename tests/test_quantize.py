@@ -369,3 +369,36 @@ def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
         cli("quantize", parent.path, "-o", tmp_path / "x", "--method", "dynamic", "--data", wrong, "--max-accuracy-drop", "0.01", check=2)
     )
     assert "'neutral'" in line and "negative, positive" in line
+
+
+def test_smoothing_folds_into_a_layernorm_that_only_the_matmul_reads(tmp_path):
+    """Pre-LN blocks: the 1/s scale goes into LayerNorm's gamma and beta, so no Mul runs; the float function stays."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgedeploy.quantize.smoothing import smooth
+
+    rng = np.random.default_rng(2)
+    inits = [
+        numpy_helper.from_array((rng.standard_normal(8) * np.r_[30.0, np.ones(7)]).astype(np.float32), "gamma"),
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), "beta"),
+        numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "w"),
+    ]
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "gamma", "beta"], ["h"], name="ln", axis=-1),
+        helper.make_node("MatMul", ["h", "w"], ["y"], name="mm"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "ln",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 4])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "ln.onnx"))
+    batches = [{"x": rng.standard_normal((5, 8)).astype(np.float32)} for _ in range(2)]
+    info = smooth(tmp_path / "ln.onnx", tmp_path / "s.onnx", batches, 0.5)
+    assert info["folded"] == 1 and "Mul" not in {n.op_type for n in onnx.load(str(tmp_path / "s.onnx")).graph.node}
+    a, b = (ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (tmp_path / "ln.onnx", tmp_path / "s.onnx"))
+    np.testing.assert_allclose(b.run(None, batches[0])[0], a.run(None, batches[0])[0], rtol=1e-4, atol=1e-4)

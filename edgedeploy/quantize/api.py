@@ -84,8 +84,12 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     eval_src = SampleSource(parent, eval_data or calib_data, text_column, limit=eval_samples, allow_random=True)
     if eval_src.kind != "random":
         next(iter(eval_src))  # fail fast on wrong columns or an empty file, before any work
+    if opts.smooth_quant and method not in ("dynamic", "static"):
+        raise BadInput(f"--smooth-quant applies to dynamic and static INT8, not {method}")
+    if opts.smooth_quant and calib_data is None and not (method == "static" and opts.random_calibration):
+        raise BadInput("--smooth-quant measures activation ranges: give --calib-data FILE")
     calib_src = None
-    if method == "static":
+    if method == "static" or opts.smooth_quant:
         calib_src = SampleSource(
             parent, calib_data, text_column, limit=opts.calib_samples, batch=1, allow_random=opts.random_calibration, pad_to_max=True
         )
@@ -100,7 +104,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         log.info("pre-processing %s", parent.model_path)
         pre_info = _preprocess(parent.model_path, pre)
         checkpoint()
-        if method == "static" and opts.smooth_quant:
+        if opts.smooth_quant:
             pre_info["smooth_quant"] = _smooth(pre, work / "smoothed.onnx", calib_src, opts.smooth_quant, exclude)
             pre = work / "smoothed.onnx"
         resolved = exclusions.resolve(onnx.load(str(pre), load_external_data=False), exclude) if exclude else {}

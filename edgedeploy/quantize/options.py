@@ -69,7 +69,10 @@ class QuantizeOptions(Options):
         None,
         gt=0,
         lt=1,
-        description="Static: SmoothQuant with this alpha (0.5 typical) moves activation outliers into per-channel weight scales first.",
+        description=(
+            "Dynamic/static INT8: SmoothQuant with this alpha (0.5-0.7 typical) moves activation outliers into per-channel "
+            "weight scales first (needs --calib-data; pair it with per-channel weights)."
+        ),
     )
     random_calibration: bool = Field(False, description="Calibrate on random inputs (recorded as a warning in the manifest).")
     text_column: str = Field("text", min_length=1, description="Text column of TSV/CSV/JSONL data.")
@@ -103,4 +106,4 @@ class QuantizeOptions(Options):
 
     def uses_calibration(self) -> bool:
         """Calibration text feeds static calibration, int4's sensitivity ranking and accuracy-aware searches."""
-        return self.method in ("static", "int4") or self.accuracy_aware()
+        return self.method in ("static", "int4") or self.accuracy_aware() or bool(self.smooth_quant)

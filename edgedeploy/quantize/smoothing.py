@@ -29,14 +29,17 @@ log = logging.getLogger("edgedeploy")
 MIN_SCALE, MAX_SCALE = 1e-4, 1e4
 
 
+SMOOTHABLE = ("MatMul", "Attention")  # Attention (com.microsoft, fused exports) computes X @ W + b first
+
+
 def targets(model, excluded=()) -> dict[str, list]:
-    """{activation tensor: [MatMul nodes with a constant 2-D weight reading it]}."""
+    """{activation tensor: [MatMul/Attention nodes with a constant 2-D weight reading it]}."""
     from onnx import numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
     groups: dict[str, list] = {}
     for n in model.graph.node:
-        if n.op_type != "MatMul" or n.name in excluded or len(n.input) != 2:
+        if n.op_type not in SMOOTHABLE or n.name in excluded or len(n.input) < 2 or (n.op_type == "MatMul" and len(n.input) != 2):
             continue
         w = inits.get(n.input[1])
         if w is None or len(w.dims) != 2 or n.input[0] in inits:
@@ -84,7 +87,7 @@ def smooth(src: Path, dst: Path, batches, alpha: float = 0.5, excluded=()) -> di
         return {"alpha": alpha, "tensors": 0, "matmuls": 0}
     maxima = activation_maxima(Path(src), sorted(groups), batches)
     inits = {i.name: i for i in model.graph.initializer}
-    new_nodes, done = [], 0
+    new_nodes, done, folded = [], 0, 0
     for tensor, nodes in sorted(groups.items()):
         a = maxima.get(tensor)
         weights = [numpy_helper.to_array(inits[n.input[1]]) for n in nodes]
@@ -95,10 +98,15 @@ def smooth(src: Path, dst: Path, batches, alpha: float = 0.5, excluded=()) -> di
             s = np.power(a, alpha) / np.power(w_max, 1 - alpha)
         s = np.where(np.isfinite(s) & (a > 0) & (w_max > 0), s, 1.0)
         s = np.clip(s, MIN_SCALE, MAX_SCALE).astype(np.float32)
-        smoothed = f"{tensor}_smoothed"
-        inv = numpy_helper.from_array((1.0 / s).astype(np.float32), f"{tensor}_smooth_scale")
-        model.graph.initializer.append(inv)
-        new_nodes.append((nodes, helper.make_node("Mul", [tensor, inv.name], [smoothed], name=f"{tensor}_Smooth")))
+        inv_s = (1.0 / s).astype(np.float32)
+        if _fold(model, tensor, nodes, inv_s, inits):
+            smoothed = tensor
+            folded += 1
+        else:
+            smoothed = f"{tensor}_smoothed"
+            inv = numpy_helper.from_array(inv_s, f"{tensor}_smooth_scale")
+            model.graph.initializer.append(inv)
+            new_nodes.append((nodes, helper.make_node("Mul", [tensor, inv.name], [smoothed], name=f"{tensor}_Smooth")))
         for n, w in zip(nodes, weights):
             scaled = numpy_helper.from_array((w * s[:, None]).astype(np.float32), f"{n.input[1]}_smoothed")
             model.graph.initializer.append(scaled)
@@ -107,8 +115,38 @@ def smooth(src: Path, dst: Path, batches, alpha: float = 0.5, excluded=()) -> di
     _insert_before_consumers(model, new_nodes)
     _drop_unused_initializers(model)
     onnx.save(model, str(dst))
-    log.info("smoothquant: alpha %.2f on %d activation tensors feeding %d MatMuls", alpha, len(new_nodes), done)
-    return {"alpha": alpha, "tensors": len(new_nodes), "matmuls": done, "implementation": "edgedeploy (native SmoothQuant)"}
+    tensors = len(new_nodes) + folded
+    log.info("smoothquant: alpha %.2f on %d activation tensors feeding %d MatMuls (%d folded into the op before)", alpha, tensors, done, folded)
+    return {"alpha": alpha, "tensors": tensors, "matmuls": done, "folded": folded, "implementation": "edgedeploy (native SmoothQuant)"}
+
+
+def _fold(model, tensor: str, nodes, inv_s: np.ndarray, inits) -> bool:
+    """Fold ``x / s`` into a LayerNormalization (last axis) that makes ``x`` when only the smoothed
+    nodes read it (pre-LN decoders), so no Mul runs. Not into the Mul that ends an exported GELU:
+    a scale there stops ONNX Runtime fusing the GELU, which costs more than the Mul."""
+    from onnx import numpy_helper
+
+    names = sorted(n.name for n in nodes)
+    readers = sorted(n.name for n in model.graph.node if tensor in n.input)
+    if readers != names or not all(names) or tensor in {o.name for o in model.graph.output}:
+        return False
+    producer = next((n for n in model.graph.node if tensor in n.output), None)
+    if producer is None or producer.op_type != "LayerNormalization" or any(a.name == "axis" and a.i != -1 for a in producer.attribute):
+        return False
+    params = [(slot, name) for slot, name in enumerate(producer.input[1:3], start=1) if name]
+    k = inv_s.shape[0]
+    if not all(name in inits and tuple(inits[name].dims) == (k,) for _, name in params):
+        return False
+    for slot, name in params:
+        _replace_input(model, producer, slot, numpy_helper.to_array(inits[name]) * inv_s, f"{name}_{tensor}_smoothed")
+    return True
+
+
+def _replace_input(model, node, slot: int, value: np.ndarray, name: str) -> None:
+    from onnx import numpy_helper
+
+    model.graph.initializer.append(numpy_helper.from_array(value.astype(np.float32), name))
+    node.input[slot] = name
 
 
 def _insert_before_consumers(model, new_nodes) -> None:

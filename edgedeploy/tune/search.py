@@ -31,6 +31,7 @@ from edgedeploy.tune.state import PINNED, State
 
 log = logging.getLogger("edgedeploy")
 BUILD_SHARE = 0.7  # of --max-minutes: after this, no new candidate is built
+EXPLORE = 2  # bases whose neighbours are built
 SESSION_MARGIN = 0.03  # a session variant replaces the profile's only when it is this much better
 
 
@@ -177,6 +178,13 @@ class Search:
         checkpoint()
         return round_
 
+    def measure_feasible(self, stage: str, recs: list[dict]) -> dict[str, dict]:
+        """Measure ``recs`` with the float parent in one round: {candidate id: result}."""
+        entries = [("float (parent)", self.parent.path, None)] + [(r["label"], self.state.candidate_dir(r["id"]), None) for r in recs]
+        round_ = self.measure(f"{stage}:" + ",".join(sorted(r["id"] for r in recs)), entries)
+        self.float_result = round_["results"]["float (parent)"]
+        return {r["id"]: round_["results"][r["label"]] for r in recs}
+
     def score(self, r: dict, size: int) -> float:
         o = self.opts.objective
         if o == "size":
@@ -219,13 +227,19 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     bases, skipped = space.bases(profile, opts.methods, opts.calib_data is not None, "fused" in parents)
     s.progress("plan", bases=len(bases), skipped=skipped)
     built = [s.build(c, parents) for c in bases]
-    good = [c for c, r in zip(bases, built) if not s.misses(r, fidelity_only=True)]
-    explore = good or sorted(bases, key=lambda c: s.shortfall(s.state.get(c["id"])))[:1]
+    # stage 2: the one-setting neighbours of the fastest bases within budget (of the closest when none is)
+    good = [(c, r) for c, r in zip(bases, built) if not s.misses(r)]
+    if good:
+        first = s.measure_feasible("bases", [r for _, r in good])
+        explore = [c for c, r in sorted(good, key=lambda cr: s.score(first[cr[1]["id"]], cr[1]["size_bytes"]))[:EXPLORE]]
+    else:
+        explore = sorted(bases, key=lambda c: s.shortfall(s.state.get(c["id"])))[:1]
     for b in explore:
         for c in space.neighbours(b, profile):
             s.build(c, parents)
-    for b, r in zip(bases, built):
-        if r.get("status") == "built" and s.misses(r, fidelity_only=True):
+    # stage 3, only when nothing meets the budget yet: keep sensitivity-ranked nodes in float
+    if not any(not s.misses(state.get(i)) for i in state.doc["order"]):
+        for b in sorted(bases, key=lambda c: s.shortfall(s.state.get(c["id"])))[:EXPLORE]:
             c = space.with_float_nodes(b, budget)
             if c:
                 s.build(c, parents)
@@ -238,11 +252,10 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
         what = f"closest: {closest['label']} ({'; '.join(s.misses(closest))})" if closest else "no candidate was built"
         raise ValidationFailed(f"no candidate meets the budget; {what}; reports in {state.root}")
 
-    entries = [("float (parent)", parent.path, None)] + [(r["label"], state.candidate_dir(r["id"]), None) for r in feasible]
-    round1 = s.measure("candidates:" + ",".join(sorted(r["id"] for r in feasible)), entries)
-    s.float_result = round1["results"]["float (parent)"]
+    # the final comparison: every candidate within budget and the float parent, in one interleaved round
+    final = s.measure_feasible("candidates", feasible)
     for r in feasible:
-        r["measured"] = round1["results"][r["label"]]
+        r["measured"] = final[r["id"]]
     leader = min(feasible, key=lambda r: (s.score(r["measured"], r["size_bytes"]), r["size_bytes"]))
     session_choice, session_round = {}, None
     if opts.session_search and opts.objective != "size":
@@ -255,9 +268,7 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
         scores = {n: s.score(session_round["results"][n], leader["size_bytes"]) for n in names}
         best = min(zip(names, variants), key=lambda nv: scores[nv[0]])
         # the profile's own session stays unless another wins by more than the host's noise
-        if abs(scores[best[0]]) < abs(scores[names[0]]) * (1 - SESSION_MARGIN) or (
-            opts.objective == "throughput" and scores[best[0]] < scores[names[0]] * (1 + SESSION_MARGIN)
-        ):
+        if scores[best[0]] < scores[names[0]] - SESSION_MARGIN * abs(scores[names[0]]):
             session_choice = best[1]
         else:
             best = (names[0], {})

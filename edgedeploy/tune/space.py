@@ -1,15 +1,16 @@
 """The candidates ``tune`` tries, pruned by what the device profile already knows.
 
-The search is staged so it never builds the whole product: one base per method and format
-with the profile's preset, then each base's one-setting neighbours (per-channel, reduce_range,
-weight type, SmoothQuant, int4 block/symmetry/accuracy_level), then float-node sets from the
-sensitivity ranking for bases that miss the fidelity budget, then session options for the
-winner. Rules from the profile:
+The search is staged so it never builds the whole product: one base per method, format and
+parent export with the profile's preset (and SmoothQuant where calibration data is given),
+measured on the target; then the one-setting neighbours (per-channel, reduce_range, weight
+type, SmoothQuant alpha, percentile calibration, int4 block/symmetry/accuracy_level) of the two
+fastest bases within budget; then, only when nothing meets the budget, float-node sets from the
+sensitivity ranking; then session options for the winner. Rules from the profile:
 
 - reduce_range only on x86 without VNNI (elsewhere 7-bit weights only lose precision);
 - QOperator only on CPU targets (TensorRT and NPUs take QDQ);
 - u8/u8 weights only where the profile does not already use them, s8 weights otherwise;
-- static only with calibration data.
+- static and SmoothQuant only with calibration data.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ def bases(profile: dict, methods, have_calib: bool, have_fused: bool) -> tuple[l
     """(base candidates, why some were skipped)."""
     r, out, skipped = rules(profile), [], []
     if "dynamic" in methods:
-        out.append(candidate("dynamic"))
-        if have_fused:
-            out.append(candidate("dynamic", "fused"))
+        for parent in ("plain", "fused") if have_fused else ("plain",):
+            out.append(candidate("dynamic", parent))
+            if have_calib:  # SmoothQuant needs activation ranges, and per-channel weights to absorb them
+                out.append(candidate("dynamic", parent, smooth_quant=0.7, per_channel=True))
     if "static" in methods:
         if not have_calib:
             skipped.append("static: no --calib-data")
@@ -83,13 +85,15 @@ def neighbours(base: dict, profile: dict) -> list[dict]:
     r, m, s, parent = rules(profile), base["method"], dict(base["settings"]), base["parent"]
     flips: list[dict] = []
     if m in ("dynamic", "static"):
-        flips.append({"per_channel": not s.get("per_channel", True)})
+        if not s.get("smooth_quant"):  # smoothed weights need per-channel scales (per-tensor: mean cosine 0.88 on MiniLM)
+            flips.append({"per_channel": not s.get("per_channel", True)})
         if r["reduce_range"]:
             flips.append({"reduce_range": not s.get("reduce_range", False)})
         other = [w for w in r["weight_types"] if w != s.get("weight_type", r["profile_weight_type"])]
         flips += [{"weight_type": w} for w in other]
+    if s.get("smooth_quant"):
+        flips.append({"smooth_quant": 0.5 if s["smooth_quant"] == 0.7 else 0.7})
     if m == "static" and s.get("format") == "QDQ":
-        flips.append({"smooth_quant": 0.5 if s.get("smooth_quant") == 0.7 else 0.7})
         flips.append({"calib_method": "percentile"})
     if m == "int4":
         flips += [{"block_size": 64}, {"block_size": 128}, {"symmetric": True}, {"accuracy_level": 0}]
