@@ -274,6 +274,7 @@ def _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts)
         bwlimit_kbps=remote.get("bwlimit_kbps"),
         progress=progress,
         save_outputs=opts.get("save_outputs"),
+        cache_models=remote.get("cache_models", False),
     )
     return _finish(doc, arts, 0, doc.get("interleaved", False))
 

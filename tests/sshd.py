@@ -37,6 +37,7 @@ class Server:
         (root / "authorized_keys").write_text((root / "user_key.pub").read_text())
         self.remote_tmp = root / "remote-tmp"
         self.remote_tmp.mkdir()
+        self.device_cache = root / "device-cache"  # where the device keeps its model cache
         self.port = free_port()
         self.known_hosts = root / "known_hosts"
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {(root / 'host_key.pub').read_text()}")
@@ -44,7 +45,7 @@ class Server:
             f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\nPidFile {root / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {root / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             f"PubkeyAuthentication yes\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\nMaxStartups 100\n"
-            f"MaxSessions 100\nLogLevel ERROR\nSetEnv TMPDIR={self.remote_tmp}\n"
+            f"MaxSessions 100\nLogLevel ERROR\nSetEnv TMPDIR={self.remote_tmp} XDG_CACHE_HOME={self.device_cache}\n"
         )
         Path("/run/sshd").mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(root / "sshd_config")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -123,5 +123,39 @@ def test_tune_over_ssh_survives_a_lost_device_and_resumes(clf, tmp_path):
         assert all(by_id[k]["build_s"] == state["candidates"][k]["build_s"] for k in built)  # the same builds, not new ones
         assert len(by_id) > len(built)  # and the search went on past where the device was lost
         assert all(c["measured"]["session"]["providers_used"] == ["CPUExecutionProvider"] for c in doc["candidates"] if c["meets_budget"])
+        # each model went up once: the final round found the bases' models in the device's cache
+        first, final = doc["rounds"]["bases"]["model_cache"], doc["rounds"]["candidates"]["model_cache"]
+        assert first["uploaded"] >= 2 and final["reused"] >= first["uploaded"]
+        cached = sorted(p.name for p in (server.device_cache / "edgedeploy" / "models").iterdir())
+        assert len(cached) == first["uploaded"] + final["uploaded"]
+        gone = cli("cleanup", "--host", "testpi", "--ssh-config", server.config, "--remote-python", sys.executable, check=0)
+        assert f"testpi: removed {len(cached)} cached model(s)" in gone.stdout
+        assert not (server.device_cache / "edgedeploy" / "models").exists()
+    finally:
+        server.stop()
+
+
+@pytest.mark.skipif(ensure_sshd() is not None and not (os.environ.get("CI") or os.environ.get("EDGEDEPLOY_REQUIRE_SSHD")), reason=ensure_sshd() or "")
+def test_the_device_model_cache_trusts_nothing_it_holds(clf, tmp_path):
+    """A cached model whose file changed on the device (or became a link) is not used: it is removed and uploaded again."""
+    from edgedeploy.device import model_cache, ssh
+
+    server = Server(tmp_path / "sshd")
+    try:
+        target = ssh.Host.parse("testpi", config=str(server.config))
+        art = Artifact.load(clf)
+        files = model_cache.model_files(art)
+        k = model_cache.key(files)
+        d = server.device_cache / "edgedeploy" / "models" / k
+        d.mkdir(parents=True)
+        (d / "model.onnx").write_bytes((clf / "model.onnx").read_bytes()[:-1] + b"x")  # one byte changed
+        root, have = model_cache.check(target, sys.executable, {k: files})
+        assert root == str(server.device_cache / "edgedeploy" / "models") and have == set() and not d.exists()
+        d.mkdir()
+        (d / "model.onnx").symlink_to(clf / "model.onnx")  # the right bytes, through a link
+        assert model_cache.check(target, sys.executable, {k: files})[1] == set() and not d.exists()
+        d.mkdir()
+        (d / "model.onnx").write_bytes((clf / "model.onnx").read_bytes())
+        assert model_cache.check(target, sys.executable, {k: files, "f" * 64: files})[1] == {k}
     finally:
         server.stop()

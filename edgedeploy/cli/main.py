@@ -31,6 +31,7 @@ COMMANDS = {
     "distill": "distill_cmd",
     "schema": "schema_cmd",
     "tune": "tune_cmd",
+    "cleanup": "cleanup_cmd",
 }
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from edgedeploy.core.artifact import sha256_file
 from edgedeploy.core.atomic import write_bytes_atomic
 from edgedeploy.core.errors import BadInput, EnvironmentFailure
-from edgedeploy.device import results, ssh
+from edgedeploy.device import model_cache, results, ssh
 from edgedeploy.device.runtime_bundle import build_zipapp
 from edgedeploy.runtimes.job import output_file_names
 from edgedeploy.runtimes.names import unique_file_names
@@ -66,11 +66,23 @@ RUN = 'cd "$1" && exec "$2" ' + PYZ + ' run job.json -o results.json --deadline 
 KILL = 'test -f "$1/pid" && kill -9 "$(cat "$1/pid")" 2>/dev/null; true'
 
 
-def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None) -> dict[str, str]:
+def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None, cache: dict | None = None) -> dict[str, str]:
     """Model files, the runtime zipapp, the inputs and a job file, with a sha256 of each. Each
-    model gets its own directory, distinct whatever the models are called."""
+    model gets its own directory, distinct whatever the models are called. With ``cache``
+    ({"root", "have", "keys"}: see ``model_cache``), models point into the device's cache and
+    only those it lacks travel, under ``cache/<key>``."""
     job = json.loads(json.dumps(job))
-    for model, art, sub in zip(job["models"], arts, unique_file_names(m["name"] for m in job["models"])):
+    for i, (model, art, sub) in enumerate(zip(job["models"], arts, unique_file_names(m["name"] for m in job["models"]))):
+        if cache is not None:
+            k = cache["keys"][i]
+            model["path"] = f"{cache['root']}/{k}/{art.manifest.get('model_file', 'model.onnx')}"
+            if k in cache["have"] or (dest / "cache" / k).exists():
+                continue
+            sub = Path("cache") / k
+            for name in art.model_files():
+                (dest / sub / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(art.path / name, dest / sub / name, follow_symlinks=False)
+            continue
         sub = Path("models") / sub
         (dest / sub).mkdir(parents=True, exist_ok=True)
         for name in art.model_files():
@@ -214,10 +226,18 @@ def bench_remote(
     bwlimit_kbps: float | None = None,
     progress=None,
     save_outputs=None,
+    cache_models: bool = False,
 ) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgedeploy-bundle-") as tmp:
         local = Path(tmp)
-        sums = build_bundle(local, arts, job, Path(inputs_npz) if inputs_npz else None)
+        cache = None
+        if cache_models:
+            check_remote(target, python)
+            files = [model_cache.model_files(a) for a in arts]
+            keys = [model_cache.key(f) for f in files]
+            root, have = model_cache.check(target, python, dict(zip(keys, files)))
+            cache = {"root": root, "have": have, "keys": keys}
+        sums = build_bundle(local, arts, job, Path(inputs_npz) if inputs_npz else None, cache)
         size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file())
         info = check_remote(target, python, size)
         workdir = ssh.run(target, [python, "-c", MKTEMP]).stdout.decode().strip()
@@ -227,6 +247,8 @@ def bench_remote(
             staging, bundle = f"{workdir}/.staging", f"{workdir}/bundle"
             verify(target, python, staging, sums)
             ssh.run(target, ["mv", "--", staging, bundle])
+            if cache is not None:
+                model_cache.install(target, python, bundle, sorted({k for k in cache["keys"] if k not in cache["have"]}))
             run_harness(target, python, bundle, timeout_s, progress)
             names = [m["name"] for m in job["models"]]
             raw = ssh.run(target, ["head", "-c", str(results.MAX_RESULTS_BYTES + 1), "--", f"{bundle}/results.json"]).stdout
@@ -246,5 +268,11 @@ def bench_remote(
                 except EnvironmentFailure as exc:
                     log.warning("could not remove %s on %s: %s", workdir, target.label, exc)
     doc["remote"] = {"host": target.label, "workdir": workdir, "kept": keep_remote, "check": info}
+    if cache is not None:
+        doc["remote"]["model_cache"] = {
+            "root": cache["root"],
+            "reused": sum(k in cache["have"] for k in cache["keys"]),
+            "uploaded": len(set(cache["keys"]) - cache["have"]),
+        }
     doc["measured"] = f"measured on {target.label}"
     return doc

@@ -42,6 +42,7 @@ def document(search, recs: list[dict], leader: dict | None, session: dict | None
         "candidates": rows,
         "pareto_front": front,
         "float_parent": search.float_result,
+        "rounds": {k.split(":")[0]: {"model_cache": r.get("model_cache"), "remote": r.get("remote")} for k, r in search.state.doc["rounds"].items()},
         "winner": None,
     }
     if leader is not None:

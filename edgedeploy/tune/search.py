@@ -41,7 +41,8 @@ class Search:
         self.progress = progress or (lambda event, **kw: None)
         self.t0 = time.monotonic()
         self.build_deadline = self.t0 + BUILD_SHARE * opts.max_minutes * 60
-        self.remote = remote_options({"host": opts.host}, opts) if opts.host else None
+        # over SSH each model goes up once: every round reads it from the device's model cache
+        self.remote = {**remote_options({"host": opts.host}, opts), "cache_models": True} if opts.host else None
         self.task_accuracy = None
         self.float_result = None
         if opts.max_drop is not None:
@@ -172,7 +173,8 @@ class Search:
             for r in again["results"]:
                 if r["name"] in unstable:
                     results[r["name"]] = {**_summary(r), "first_round": results[r["name"]], "re_run": True}
-        round_ = {"results": results, "environment": doc.get("environment"), "remote": (doc.get("remote") or {}).get("host")}
+        remote = doc.get("remote") or {}
+        round_ = {"results": results, "environment": doc.get("environment"), "remote": remote.get("host"), "model_cache": remote.get("model_cache")}
         self.state.doc["rounds"][key] = round_
         self.state.save()
         checkpoint()

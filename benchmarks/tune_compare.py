@@ -1,0 +1,131 @@
+"""`edgedeploy tune`'s winner beside the INT8 peers on the real all-MiniLM-L6-v2, in ONE interleaved run.
+
+batch 1 x sequence 128, the host profile's threads, spinning off for every target (as
+`edgedeploy bench` does when interleaving). Fidelity: mean/worst cosine of mean-pooled
+sentence embeddings against the float ONNX model on SST-2 dev sentences; calibration and
+tuning data come from sst2/train.tsv.
+
+Peers: ORT `quantize_dynamic` with its defaults; optimum's AutoQuantizationConfig presets
+arm64, avx2, avx512_vnni (dynamic, per-tensor) and avx512_vnni per-channel. edgedeploy: the
+profile's dynamic default, and the winner of `edgedeploy tune` with the budget
+mean >= 0.995, worst >= 0.985. The target (#16): the winner at <= 0.95x the fastest INT8
+peer's p50.
+
+Usage: .venv/bin/python benchmarks/tune_compare.py [--work DIR] [--iterations N] [--reuse]
+Not run by CI (the tune run alone takes up to 15 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = Path(__file__).resolve().parents[1]
+SST2 = ROOT.parent / "shared" / "datasets" / "sst2"
+sys.path.insert(0, str(Path(__file__).parent))
+BUDGET = {"min_mean_cosine": 0.995, "min_worst_cosine": 0.985}
+PEERS = ("ORT quantize_dynamic defaults", "optimum arm64", "optimum avx2", "optimum avx512_vnni", "optimum avx512_vnni per-channel")
+
+
+def build(work: Path, reuse: bool, profile: str) -> tuple[dict[str, Path], dict]:
+    from onnxruntime.quantization import quantize_dynamic
+
+    from edgedeploy.export import export
+    from edgedeploy.quantize import quantize
+    from edgedeploy.tune import tune
+
+    def step(name, fn):
+        path = work / name
+        if not (reuse and path.exists()):
+            t0 = time.perf_counter()
+            fn(path)
+            print(f"built {name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        return path
+
+    fp32 = step("fp32", lambda p: export("minilm-l6", p, force=True))
+    out = {"ORT float": fp32 / "model.onnx"}
+    out[PEERS[0]] = step("ort-dynamic-defaults.onnx", lambda p: quantize_dynamic(str(fp32 / "model.onnx"), str(p)))
+    for name, preset, per_channel in (
+        ("arm64", "arm64", False),
+        ("avx2", "avx2", False),
+        ("avx512_vnni", "avx512_vnni", False),
+        ("avx512_vnni per-channel", "avx512_vnni", True),
+    ):
+
+        def optimum(p, preset=preset, per_channel=per_channel):
+            from optimum.onnxruntime import ORTQuantizer
+            from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+            cfg = getattr(AutoQuantizationConfig, preset)(is_static=False, per_channel=per_channel)
+            ORTQuantizer.from_pretrained(str(fp32), file_name="model.onnx").quantize(save_dir=str(p), quantization_config=cfg)
+
+        d = step(f"optimum-{name.replace(' ', '-')}", optimum)
+        out[f"optimum {name}"] = next(d.glob("*quantized*.onnx"))
+    dev, train = SST2 / "dev.tsv", SST2 / "train.tsv"
+    out["edgedeploy dynamic (profile)"] = (
+        step("ed-dynamic", lambda p: quantize(fp32, p, "dynamic", profile=profile, eval_data=dev, force=True)) / "model.onnx"
+    )
+    best = step("ed-tune", lambda p: tune(fp32, p, force=True, eval_data=dev, calib_data=train, eval_samples=128, **BUDGET))
+    from edgedeploy.core.artifact import Artifact
+
+    winner = Artifact.load(best).manifest["tune"]["winner"]
+    out[f"edgedeploy tune winner ({winner['label']})"] = best / "model.onnx"
+    return out, winner
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-tune")
+    ap.add_argument("--iterations", type=int, default=300)
+    ap.add_argument("--samples", type=int, default=128, help="SST-2 dev sentences for fidelity")
+    ap.add_argument("--reuse", action="store_true", help="reuse variants already built in --work")
+    args = ap.parse_args()
+
+    from quantize_compare import fidelity
+
+    from edgedeploy.device.doctor import diagnose
+    from edgedeploy.device.profiles import load, run_settings
+    from edgedeploy.runtimes import environment, inputs, measure, session
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    profile = load(diagnose()["closest_profile"])
+    run = dict(run_settings(profile), allow_spinning=False)
+    paths, winner = build(args.work, args.reuse, profile["name"])
+    fid = fidelity(paths, {}, args.work / "fp32", args.samples)
+    targets = []
+    for name, path in paths.items():
+        own = winner["session"] if name.startswith("edgedeploy tune") else {}
+        sess, _ = session.create(str(path), {**run, **own})
+        feeds = inputs.generate(session.signature(sess), {"batch": 1, "sequence": 128}, seed=0, vocab_size=30522)
+        targets.append(measure.Timed(name, (lambda s=sess, f=feeds: s.run(None, f))))
+    print(f"measuring {len(targets)} targets interleaved, {args.iterations} iterations each ...", file=sys.stderr, flush=True)
+    res = {r["name"]: r for r in measure.interleaved(targets, args.iterations, 3600, warmup=20, warmup_s=5, block=10, pause_ms=10)}
+    fastest = min(PEERS, key=lambda n: res[n]["latency_ms"]["p50"])
+    base = res[fastest]["latency_ms"]["p50"]
+    env = environment.describe(
+        {"providers_used": ["CPUExecutionProvider"], "intra_op_threads": run["intra_op_threads"], "inter_op_threads": 1}, profile["name"]
+    )
+    print(
+        f"\n{time.strftime('%Y-%m-%d')} | {env['cpu_model']} ({env['arch']}, {env['cores']} cores) | onnxruntime {env['onnxruntime']} | "
+        f"profile {profile['name']} | MiniLM-L6 1x128 | {args.iterations} interleaved iterations | fidelity on {args.samples} SST-2 dev sentences"
+    )
+    print("| variant | p50 ms | cv | vs fastest INT8 peer | mean cos | worst cos |")
+    print("|---|---|---|---|---|---|")
+    for name in paths:
+        r = res[name]["latency_ms"]
+        print(f"| {name} | {r['p50']:.2f} | {r['cv']:.1%} | {r['p50'] / base:.2f}x | {fid[name][0]:.4f} | {fid[name][1]:.4f} |")
+    tuned = next(n for n in paths if n.startswith("edgedeploy tune"))
+    ratio = res[tuned]["latency_ms"]["p50"] / base
+    mean_c, worst_c = fid[tuned]
+    ok = ratio <= 0.95 and mean_c >= BUDGET["min_mean_cosine"] and worst_c >= BUDGET["min_worst_cosine"]
+    print(
+        f"\nfastest INT8 peer: {fastest} ({base:.2f} ms); tune winner {ratio:.2f}x at mean {mean_c:.4f} / worst {worst_c:.4f}: target <= 0.95x {'MET' if ok else 'NOT MET'}"
+    )
+
+
+if __name__ == "__main__":
+    main()
