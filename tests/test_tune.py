@@ -31,7 +31,8 @@ def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_pat
     doc = json.loads((out / "tune.json").read_text())
     assert doc == json.loads(json.dumps(doc)) and doc["target"] == "local"
     labels = {c["label"] for c in doc["candidates"]}
-    assert {"dynamic", "static-qdq-sq0.7"} <= labels and any(c["parent"] == "fused" for c in doc["candidates"])
+    assert {"dynamic", "dynamic-pc-sq0.7", "static-qdq-sq0.7"} <= labels and any(c["parent"] == "fused" for c in doc["candidates"])
+    assert [c["error"] for c in doc["candidates"] if c["status"] != "built"] == []  # every candidate got what it needs
     feasible = [c for c in doc["candidates"] if c["meets_budget"]]
     assert feasible and all(c["mean_cosine"] >= 0.95 and c["measured"]["latency_ms"]["p50"] > 0 for c in feasible)
     assert all("measured" not in c for c in doc["candidates"] if not c["meets_budget"])
@@ -41,6 +42,18 @@ def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_pat
     assert doc["float_parent"]["latency_ms"]["p50"] > 0 and len(doc["session_search"]) >= 3
     assert (out / "tune.md").read_text().startswith("# edgedeploy tune") and "<svg" in (out / "tune.html").read_text()
     assert not (tmp_path / "best.tune-state").exists()  # the state goes once the winner is published
+
+
+def test_int4_search_for_the_smallest_variant(clf, tmp_path):
+    """--methods int4 --objective size: block size, symmetry and accuracy_level are searched; the winner is the smallest within budget."""
+    out = tmp_path / "small"
+    cli("tune", clf, "-o", out, "--methods", "int4", "--objective", "size", "--data", SST2_DEV, "--min-mean-cosine", "0.5", *FAST, check=0)
+    doc = json.loads((out / "tune.json").read_text())
+    labels = {c["label"] for c in doc["candidates"]}
+    assert {"int4", "int4-blocksize64", "int4-blocksize128", "int4-sym", "int4-accuracylevel0"} <= labels
+    feasible = [c for c in doc["candidates"] if c["meets_budget"]]
+    assert doc["winner"]["id"] == min(feasible, key=lambda c: c["size_bytes"])["id"] and "session_search" not in doc
+    assert Artifact.load(out).manifest["quantization"]["method"] == "int4"
 
 
 def test_a_budget_no_candidate_meets_names_the_closest(clf, tmp_path):
@@ -58,6 +71,7 @@ def test_a_budget_no_candidate_meets_names_the_closest(clf, tmp_path):
     [
         (("--objective", "size", "--max-size-mb", "5"), "contradicts"),
         (("--methods", "dynamic,fp32"), "unknown method 'fp32'"),
+        (("--objective", "p90", "--iterations", "20"), "needs --iterations >= 64"),
         (("--max-drop", "0.01"), "--max-drop needs labeled --data"),
         (("--baseline", "torch", "--data", str(SST2_DEV)), "tune compares its candidates"),
         (("--resume", "--data", str(SST2_DEV)), "no interrupted search"),

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from edgedeploy.bench import MeasureOptions, RemoteOptions
+from edgedeploy.runtimes.stats import MIN_SAMPLES
 
 Objective = Literal["p50", "p90", "throughput", "size"]
 TUNABLE_METHODS = ("dynamic", "static", "int4")
@@ -66,6 +67,8 @@ class TuneOptions(MeasureOptions, RemoteOptions):
             raise ValueError("--objective size already minimises the size; --max-size-mb contradicts it (drop one)")
         if self.max_drop is not None and self.eval_data is None:
             raise ValueError("--max-drop needs labeled --data")
+        if self.objective == "p90" and self.iterations < MIN_SAMPLES[90]:
+            raise ValueError(f"--objective p90 needs --iterations >= {MIN_SAMPLES[90]} (a p90 from fewer samples is not reported)")
         if self.baseline is not None:
             raise ValueError("--baseline torch is a bench option; tune compares its candidates with the float parent")
         if self.scenario != "single-stream":

@@ -84,7 +84,7 @@ class Search:
         kw = dict(cand["settings"])
         if (
             cand["method"] == "static"
-            or any(k in kw for k in ("min_mean_cosine", "min_worst_cosine", "max_accuracy_drop"))
+            or any(k in kw for k in ("smooth_quant", "min_mean_cosine", "min_worst_cosine", "max_accuracy_drop"))
             or cand["method"] == "int4"
         ):
             kw.update(calib_data=o.calib_data, calib_samples=o.calib_samples)
@@ -193,7 +193,8 @@ class Search:
             return float(size)
         if o == "throughput":
             return -float(r["throughput_per_s"] or 0.0)
-        return float(r["latency_ms"][o])
+        v = r["latency_ms"][o]
+        return float("inf") if v is None else float(v)  # a p90 cut short by --duration ranks last
 
 
 def _summary(r: dict) -> dict:
