@@ -28,6 +28,7 @@ def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_pat
     assert "winner:" in proc.stdout
     art = Artifact.load(out)  # a normal, verified artifact
     assert art.verify() == [] and art.manifest["lineage"]["step"].startswith("tune:")
+    assert art.manifest["lineage"]["parent"] == Artifact.load(clf).digest  # the artifact given, even when the winner came from its fused export
     doc = json.loads((out / "tune.json").read_text())
     assert doc == json.loads(json.dumps(doc)) and doc["target"] == "local"
     labels = {c["label"] for c in doc["candidates"]}
@@ -173,3 +174,38 @@ def test_the_device_model_cache_trusts_nothing_it_holds(clf, tmp_path):
         assert model_cache.check(target, sys.executable, {k: files, "f" * 64: files})[1] == {k}
     finally:
         server.stop()
+
+
+def test_ctrl_c_mid_search_then_resume(clf, tmp_path):
+    """SIGINT while candidates are being built: exit 130, nothing published, no half-built
+    candidate; --resume reads back every candidate finished before the signal."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "best"
+    args = ["tune", str(clf), "-o", str(out), "--methods", "dynamic", "--data", str(SST2_DEV), "--calib-data", str(TRAIN), "--min-mean-cosine", "0.9"]
+    args += [*FAST, "--no-session-search"]
+    proc = subprocess.Popen([sys.executable, "-m", "edgedeploy", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    state_file = tmp_path / "best.tune-state" / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            if sum(c["status"] == "built" for c in json.loads(state_file.read_text())["candidates"].values()) >= 2:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and not out.exists()
+    state = json.loads(state_file.read_text())
+    built = [k for k, c in state["candidates"].items() if c["status"] == "built"]
+    assert len(built) >= 2
+    candidates = tmp_path / "best.tune-state" / "candidates"
+    assert sorted(p.name for p in candidates.iterdir()) == sorted(built)  # no half-built one, no staging left
+    again = cli(*args, "--resume", check=0)
+    assert again.stderr.count("(from the interrupted search)") >= len(built)
+    by_id = {c["id"]: c for c in json.loads((out / "tune.json").read_text())["candidates"]}
+    assert all(by_id[k]["build_s"] == state["candidates"][k]["build_s"] for k in built)

@@ -282,7 +282,7 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
         raise InvalidBenchmark(
             f"the winner {leader['label']} stayed unstable (CV {winner_result['latency_ms']['cv']:.0%}) after a re-run; reports in {state.root}"
         )
-    _publish(state, leader, doc, out, force or opts.resume)
+    _publish(state, parent, leader, doc, out, force or opts.resume)
     state.remove()
     doc["artifact"] = str(out)
     return doc
@@ -294,7 +294,7 @@ def _write_reports(root: Path, s: Search, recs, leader, session, skipped, budget
     return doc
 
 
-def _publish(state: State, leader: dict, doc: dict, out: Path, force: bool) -> None:
+def _publish(state: State, parent: Artifact, leader: dict, doc: dict, out: Path, force: bool) -> None:
     src = state.candidate_dir(leader["id"])
     art = Artifact.load(src)
     with staged_directory(out, force=force, is_artifact=is_artifact) as stage:
@@ -305,7 +305,9 @@ def _publish(state: State, leader: dict, doc: dict, out: Path, force: bool) -> N
             shutil.copyfile(src / name, stage / name, follow_symlinks=False)
         report.write(doc, stage)
         manifest = {k: v for k, v in art.manifest.items() if k not in ("files", "digest", "size_bytes")}
-        manifest["lineage"] = {**manifest["lineage"], "step": f"tune:{leader['method']}"}
+        # the tuned artifact's parent is the one given to tune (a fused export it made lived in the search state only)
+        via = "the fused export of the parent" if leader["parent"] == "fused" else None
+        manifest["lineage"] = {"parent": parent.digest, "parent_path": str(parent.path), "step": f"tune:{leader['method']}", "via": via}
         manifest["tune"] = report.manifest_record(doc)
         finalize_manifest(stage, manifest)
         checkpoint()
