@@ -505,7 +505,8 @@ def test_recipe_compresses_exports_quantizes_and_reports_each_step(teacher, tmp_
 @needs_minilm
 def test_prune_20_percent_of_heads_of_the_sst2_classifier_and_recover(sst2_classifier, tmp_path):
     """MiniLM-L6 fine-tuned on SST-2 (the session's classifier), 20 % of its 72 heads removed by
-    gradient importance, one recovery epoch on 2,000 training rows, accuracy on all of SST-2 dev."""
+    gradient importance (256 samples), one recovery epoch on 1,000 training rows, accuracy on all of SST-2 dev
+    (measured: 0.8096 before, 0.8005 pruned, 0.8050 recovered; 60 s, where 2,000 rows and 512 samples took 98 s)."""
     out = tmp_path / "pruned"
     proc = cli(
         "prune",
@@ -519,11 +520,11 @@ def test_prune_20_percent_of_heads_of_the_sst2_classifier_and_recover(sst2_class
         "--data",
         SST2_DEV,
         "--importance-samples",
-        "512",
+        "256",
         "--recover-epochs",
         "1",
         "--limit",
-        "2000",
+        "1000",
         "--json",
         cwd=TESTS.parent,
         check=0,
