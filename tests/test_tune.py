@@ -57,14 +57,24 @@ def test_int4_search_for_the_smallest_variant(clf, tmp_path):
     assert Artifact.load(out).manifest["quantization"]["method"] == "int4"
 
 
-def test_a_budget_no_candidate_meets_names_the_closest(clf, tmp_path):
-    out = tmp_path / "none"
-    proc = cli("tune", clf, "-o", out, "--methods", "dynamic", "--data", SST2_DEV, "--min-worst-cosine", "1.0", *FAST, check=1)
+UNMET = ("--methods", "dynamic", "--data", SST2_DEV, "--min-worst-cosine", "1.0", "--no-session-search", *FAST)
+
+
+@pytest.fixture(scope="module")
+def unmet_search(clf, tmp_path_factory):
+    """The state a search leaves when no candidate meets its budget (kept for --resume)."""
+    out = tmp_path_factory.mktemp("unmet") / "none"
+    proc = cli("tune", clf, "-o", out, *UNMET, check=1)
     line = one_line_error(proc)
     assert "no candidate meets the budget" in line and "closest: dynamic" in line and "worst cosine" in line and "< 1.0" in line
     assert not out.exists()
-    doc = json.loads((tmp_path / "none.tune-state" / "tune.json").read_text())
-    assert doc["winner"] is None and all(not c["meets_budget"] for c in doc["candidates"])
+    return out.with_name("none.tune-state")
+
+
+def test_a_budget_no_candidate_meets_names_the_closest(unmet_search):
+    doc = json.loads((unmet_search / "tune.json").read_text())
+    assert doc["winner"] is None and doc["candidates"] and all(not c["meets_budget"] for c in doc["candidates"])
+    assert all(c["misses"] and "worst cosine" in c["misses"][0] for c in doc["candidates"] if c["status"] == "built")
 
 
 @pytest.mark.parametrize(
@@ -209,3 +219,28 @@ def test_ctrl_c_mid_search_then_resume(clf, tmp_path):
     assert again.stderr.count("(from the interrupted search)") >= len(built)
     by_id = {c["id"]: c for c in json.loads((out / "tune.json").read_text())["candidates"]}
     assert all(by_id[k]["build_s"] == state["candidates"][k]["build_s"] for k in built)
+
+
+@pytest.mark.parametrize(
+    "tamper, expect",
+    [
+        (lambda d: d["candidates"].update({"../../x": {"id": "../../x", "status": "built"}}), "not a candidate id"),
+        (lambda d: d["order"].append("0123456789ab"), "order names a candidate"),
+        (lambda d: next(iter(d["candidates"].values())).update(mean_cosine="1.0"), "mean_cosine is not a number"),
+        (lambda d: d.update(parent="f" * 64), "tuned another parent"),
+        (lambda d: d["pinned"].update(eval_samples=999), "eval_samples differ"),
+    ],
+)
+def test_a_tampered_search_state_is_refused_on_resume(clf, unmet_search, tmp_path, tamper, expect):
+    """The state file names directories and feeds the winner's choice: --resume trusts none of it."""
+    import shutil
+
+    out = tmp_path / "none"
+    shutil.copytree(unmet_search, tmp_path / "none.tune-state")
+    base = ("tune", clf, "-o", out, *UNMET)
+    path = tmp_path / "none.tune-state" / "state.json"
+    doc = json.loads(path.read_text())
+    tamper(doc)
+    path.write_text(json.dumps(doc))
+    assert expect in one_line_error(cli(*base, "--resume", check=2))
+    assert not out.exists()

@@ -6,6 +6,7 @@ continues from there."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -15,6 +16,33 @@ from edgedeploy.core.errors import BadInput
 STATE_SCHEMA = 1
 # settings that change what is built or measured: a resumed search must use the same ones
 PINNED = ("methods", "calib_data", "eval_data", "text_column", "label_column", "eval_samples", "calib_samples", "shape", "profile", "host")
+
+
+CANDIDATE_ID = re.compile(r"^[0-9a-f]{12}$")
+STATUSES = ("built", "failed", "skipped")
+NUMBERS = ("mean_cosine", "worst_cosine", "size_bytes", "build_s", "accuracy", "accuracy_drop")
+
+
+def _malformed(doc: dict) -> str | None:
+    """What is wrong with a state file read back from disk (it names directories and feeds the
+    winner's choice, so nothing in it is taken on trust), or None."""
+    cands, order, rounds = doc["candidates"], doc.get("order"), doc.get("rounds")
+    if not isinstance(order, list) or not isinstance(rounds, dict):
+        return "its order or rounds are not a list and a mapping"
+    for cid, rec in cands.items():
+        if not (isinstance(cid, str) and CANDIDATE_ID.match(cid)) or not isinstance(rec, dict) or rec.get("id") != cid:
+            return f"candidate {str(cid)[:40]!r} is not a candidate id this search makes"
+        if rec.get("status") not in STATUSES:
+            return f"candidate {cid}: unknown status {str(rec.get('status'))[:20]!r}"
+        for k in NUMBERS:
+            v = rec.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v != v):
+                return f"candidate {cid}: {k} is not a number"
+        if rec["status"] == "built" and any(not isinstance(rec.get(k), (int, float)) for k in ("mean_cosine", "worst_cosine", "size_bytes")):
+            return f"candidate {cid}: built without its fidelity and size"
+    if any(i not in cands for i in order):
+        return "its order names a candidate it does not hold"
+    return None
 
 
 def state_dir(out: Path) -> Path:
@@ -40,6 +68,9 @@ class State:
                 raise BadInput(f"{path}: unreadable search state ({exc}); start over with --force") from None
             if not isinstance(doc, dict) or doc.get("schema") != STATE_SCHEMA or not isinstance(doc.get("candidates"), dict):
                 raise BadInput(f"{path}: not a search state of this edgedeploy version; start over with --force")
+            problem = _malformed(doc)
+            if problem:
+                raise BadInput(f"{path}: {problem}; start over with --force")
             if doc.get("parent") != parent_digest:
                 raise BadInput(f"{path}: that search tuned another parent ({str(doc.get('parent'))[:12]}); start over with --force")
             changed = [k for k in PINNED if doc.get("pinned", {}).get(k) != pinned.get(k)]
