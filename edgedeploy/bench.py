@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from edgedeploy.core.adopt import open_model
 from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput, InvalidBenchmark
-from edgedeploy.core.options import Options, coerce
+from edgedeploy.core.options import Options, coerce, split_names
 from edgedeploy.device import remote as remote_mod
 from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.device.profiles import KNOWN_PROVIDERS, load, run_settings
@@ -50,11 +50,7 @@ class MeasureOptions(Options):
     @field_validator("providers")
     @classmethod
     def _known_providers(cls, v: list[str]) -> list[str]:
-        names = [p.strip() for item in v for p in item.split(",") if p.strip()]
-        unknown = [p for p in names if p not in KNOWN_PROVIDERS]
-        if unknown:
-            raise ValueError(f"unknown execution provider {unknown[0]!r}; known: {', '.join(sorted(KNOWN_PROVIDERS))}")
-        return names
+        return split_names(v, KNOWN_PROVIDERS, "execution provider")
 
     @field_validator("shape")
     @classmethod

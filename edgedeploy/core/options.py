@@ -51,6 +51,15 @@ def old_flags(cls) -> list[tuple[str, str]]:
     return list(getattr(cls, "RENAMED", {}).items()) + [(n, n) for n, f in cls.model_fields.items() if _declared_flag(f)]
 
 
+def split_names(values: list[str], known, what: str) -> list[str]:
+    """A list flag given comma-separated or repeated: the names in order, each one of ``known``."""
+    names = [n.strip() for item in values for n in item.split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    return names
+
+
 def warn(msg: str) -> None:
     click.echo(f"edgedeploy: warning: {msg}", err=True)
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgedeploy.core.artifact import Artifact
+from edgedeploy.core.artifact import Artifact, file_sha256
 from edgedeploy.core.errors import EdgeDeployError
 
 Status = Literal["ok", "failed", "skipped", "cached", "not-run"]
@@ -48,6 +48,19 @@ class QuantizeSummary(Result):
 class QuantizeResult(ArtifactResult):
     fidelity: dict
     quantization: QuantizeSummary
+
+    @classmethod
+    def of(cls, art: Artifact, *, method: str | None = None, profile: str | None = None, **extra) -> QuantizeResult:
+        """The record of a quantized artifact (``method``/``profile`` replace the manifest's, for tune)."""
+        q = art.manifest["quantization"]
+        summary = QuantizeSummary(
+            method=method or q["method"],
+            profile=profile or q["profile"],
+            compression_ratio=q["compression_ratio"],
+            nodes_kept_float=len(q["nodes_kept_float"]),
+            warning=q.get("warning"),
+        )
+        return cls(artifact=str(art.path), digest=art.digest, fidelity=art.manifest["fidelity"], quantization=summary, **extra)
 
 
 class CompressResult(Result):
@@ -113,3 +126,8 @@ class StageRecord(BaseModel):
             return None
         kind = self.kind or self.id.partition(":")[0]
         return RESULTS[kind].model_validate(self.result)
+
+
+def data_digests(opts) -> dict:
+    """sha256 of the calibration and evaluation files a quantize or tune stage reads (its cache key)."""
+    return {k: file_sha256(p) if p else None for k, p in (("calib", opts.calib_data), ("eval", opts.eval_data))}

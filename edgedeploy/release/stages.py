@@ -23,7 +23,7 @@ from edgedeploy.quantize.options import QuantizeOptions
 from edgedeploy.release import stage_ids as ids
 from edgedeploy.release.pipeline import Stage
 from edgedeploy.release.recipe import Recipe
-from edgedeploy.release.records import ArtifactResult, BenchResult, CompressResult, EvalResult, ExportResult, QuantizeResult, QuantizeSummary
+from edgedeploy.release.records import ArtifactResult, BenchResult, CompressResult, EvalResult, ExportResult, QuantizeResult, data_digests
 from edgedeploy.release.spec import TUNE_KEYS, DistillStep, PruneStep, TargetSpec, VariantSpec
 from edgedeploy.release.stage_ids import SOURCE_MODEL, StageId
 from edgedeploy.release.tune_stage import tune_stage
@@ -212,23 +212,11 @@ def _quantize_stage(recipe: Recipe, name: str, v: VariantSpec, out: Path) -> Sta
     settings = opts.model_dump(mode="json", exclude={"calib_data", "eval_data"})
 
     def inputs(res):
-        data = {k: file_sha256(p) if p else None for k, p in (("calib", opts.calib_data), ("eval", opts.eval_data))}
-        return {"parent": res[parent].digest, "settings": settings, "profile": resolve_profile(v.profile), "data": data}
+        return {"parent": res[parent].digest, "settings": settings, "profile": resolve_profile(v.profile), "data": data_digests(opts)}
 
     def run(res) -> QuantizeResult:
-        art = quantize(res[parent].artifact, out, options=opts.model_copy(update={"profile": resolve_profile(v.profile)}), force=True)
-        q = art.manifest["quantization"]
-        return QuantizeResult(
-            artifact=str(art.path),
-            digest=art.digest,
-            fidelity=art.manifest["fidelity"],
-            quantization=QuantizeSummary(
-                method=q["method"],
-                profile=q["profile"],
-                compression_ratio=q["compression_ratio"],
-                nodes_kept_float=len(q["nodes_kept_float"]),
-                warning=q.get("warning"),
-            ),
+        return QuantizeResult.of(
+            quantize(res[parent].artifact, out, options=opts.model_copy(update={"profile": resolve_profile(v.profile)}), force=True)
         )
 
     return Stage(ids.quantize(name), inputs, run, deps=[parent], intact=_artifact_intact)

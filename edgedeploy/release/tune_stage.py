@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgedeploy.bench import RemoteOptions
-from edgedeploy.core.artifact import Artifact, file_sha256
+from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput
 from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.release import stage_ids as ids
 from edgedeploy.release.pipeline import Stage
 from edgedeploy.release.recipe import Recipe
-from edgedeploy.release.records import ArtifactResult, QuantizeResult, QuantizeSummary
+from edgedeploy.release.records import ArtifactResult, QuantizeResult, data_digests
 from edgedeploy.release.spec import VariantSpec
 from edgedeploy.tune.options import TuneOptions
 from edgedeploy.tune.search import tune
@@ -55,30 +55,17 @@ def tune_stage(recipe: Recipe, name: str, v: VariantSpec, out: Path) -> Stage:
 
     def inputs(res):
         opts = tune_options(recipe, name, v)
-        data = {k: file_sha256(p) if p else None for k, p in (("calib", opts.calib_data), ("eval", opts.eval_data))}
-        return {"parent": res[parent].digest, "settings": opts.model_dump(mode="json", exclude={"calib_data", "eval_data"}), "data": data}
+        return {
+            "parent": res[parent].digest,
+            "settings": opts.model_dump(mode="json", exclude={"calib_data", "eval_data"}),
+            "data": data_digests(opts),
+        }
 
     def run(res) -> QuantizeResult:
         doc = tune(res[parent].artifact, out, tune_options(recipe, name, v), force=True)
         art = Artifact.load(out)
-        q = art.manifest["quantization"]
-        return QuantizeResult(
-            artifact=str(art.path),
-            digest=art.digest,
-            fidelity=art.manifest["fidelity"],
-            quantization=QuantizeSummary(
-                method=f"tune:{q['method']}",
-                profile=doc["profile"],
-                compression_ratio=q["compression_ratio"],
-                nodes_kept_float=len(q["nodes_kept_float"]),
-                warning=q.get("warning"),
-            ),
-            tune={
-                "winner": doc["winner"]["label"],
-                "candidates": len(doc["candidates"]),
-                "session": doc["winner"]["session"],
-                "target": doc["target"],
-            },
-        )
+        w = doc["winner"]
+        summary = {"winner": w["label"], "candidates": len(doc["candidates"]), "session": w["session"], "target": doc["target"]}
+        return QuantizeResult.of(art, method=f"tune:{art.manifest['quantization']['method']}", profile=doc["profile"], tune=summary)
 
     return Stage(ids.quantize(name), inputs, run, deps=[parent], intact=ArtifactResult.intact)

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from edgedeploy.bench import MeasureOptions, RemoteOptions
+from edgedeploy.core.options import split_names
 from edgedeploy.runtimes.stats import MIN_SAMPLES
 
 Objective = Literal["p50", "p90", "throughput", "size"]
@@ -53,10 +54,7 @@ class TuneOptions(MeasureOptions, RemoteOptions):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[str]) -> list[str]:
-        names = [m.strip() for item in v for m in item.split(",") if m.strip()]
-        bad = [m for m in names if m not in TUNABLE_METHODS]
-        if bad:
-            raise ValueError(f"unknown method {bad[0]!r}; tune searches {', '.join(TUNABLE_METHODS)}")
+        names = split_names(v, TUNABLE_METHODS, "method")
         if not names:
             raise ValueError("give at least one method")
         return list(dict.fromkeys(names))
