@@ -89,7 +89,8 @@ def test_static_qdq_with_smoothquant_keeps_fidelity(minilm_artifact, sst2_dev, t
     check_quantized(art, minilm_artifact, "static")
     f, q = art.manifest["fidelity"], art.manifest["quantization"]
     assert f["mean_cosine"] >= 0.99 and f["worst_cosine"] >= 0.97, f
-    assert q["preprocess"]["smooth_quant"]["alpha"] == 0.7 and q["preprocess"]["smooth_quant"]["matmuls"] >= 36
+    sq = q["preprocess"]["smooth_quant"]
+    assert sq["alpha"] == 0.7 and sq["matmuls"] >= 6 and sq["skipped_below_ratio"] >= 1  # only the outlier-heavy tensors
     assert q["settings"]["quantize_outputs"] is False and not _quantized_outputs(art)
     assert {"QuantizeLinear", "DequantizeLinear", "Mul"} <= op_types(art)
     # the old graph (outputs quantized too) is still there on request, and it is the one that loses fidelity

@@ -105,7 +105,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         pre_info = _preprocess(parent.model_path, pre)
         checkpoint()
         if opts.smooth_quant:
-            pre_info["smooth_quant"] = _smooth(pre, work / "smoothed.onnx", calib_src, opts.smooth_quant, exclude)
+            pre_info["smooth_quant"] = _smooth(pre, work / "smoothed.onnx", calib_src, opts.smooth_quant, exclude, opts.smooth_quant_min_ratio)
             pre = work / "smoothed.onnx"
         resolved = exclusions.resolve(onnx.load(str(pre), load_external_data=False), exclude) if exclude else {}
         excluded = exclusions.flatten(resolved)
@@ -194,13 +194,13 @@ def _task_accuracy(parent, eval_data, text_column, label_column, limit):
     return fn, fn(parent.model_path)
 
 
-def _smooth(pre: Path, dst: Path, calib_src, alpha: float, exclude) -> dict:
+def _smooth(pre: Path, dst: Path, calib_src, alpha: float, exclude, min_ratio: float) -> dict:
     import itertools
 
     import onnx
 
     excluded = exclusions.flatten(exclusions.resolve(onnx.load(str(pre), load_external_data=False), exclude)) if exclude else []
-    return smoothing.smooth(pre, dst, itertools.islice(iter(calib_src), 64), alpha, excluded)
+    return smoothing.smooth(pre, dst, itertools.islice(iter(calib_src), 64), alpha, excluded, min_ratio)
 
 
 def _preprocess(src: Path, dst: Path) -> dict:

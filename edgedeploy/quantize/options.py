@@ -58,6 +58,14 @@ class QuantizeOptions(Options):
             "smallest; slower)."
         ),
     )
+    smooth_quant_min_ratio: float = Field(
+        6.0,
+        ge=0,
+        description=(
+            "SmoothQuant: leave a tensor alone when its largest channel is under this x its median channel "
+            "(its Mul costs time and buys little; 0 smooths every tensor)."
+        ),
+    )
     quantize_outputs: bool | None = Field(
         None,
         description=(

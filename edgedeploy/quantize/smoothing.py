@@ -75,8 +75,10 @@ def activation_maxima(model_path: Path, tensors: list[str], batches) -> dict[str
     return maxima
 
 
-def smooth(src: Path, dst: Path, batches, alpha: float = 0.5, excluded=()) -> dict:
-    """Write the smoothed float model ``dst``; return what was done (for the manifest)."""
+def smooth(src: Path, dst: Path, batches, alpha: float = 0.5, excluded=(), min_outlier_ratio: float = 0.0) -> dict:
+    """Write the smoothed float model ``dst``; return what was done (for the manifest). A tensor
+    whose largest channel is under ``min_outlier_ratio`` x its median channel is left alone (its Mul
+    would cost time and buy little)."""
     import onnx
     from onnx import helper, numpy_helper
 
@@ -87,11 +89,14 @@ def smooth(src: Path, dst: Path, batches, alpha: float = 0.5, excluded=()) -> di
         return {"alpha": alpha, "tensors": 0, "matmuls": 0}
     maxima = activation_maxima(Path(src), sorted(groups), batches)
     inits = {i.name: i for i in model.graph.initializer}
-    new_nodes, done, folded = [], 0, 0
+    new_nodes, done, folded, skipped = [], 0, 0, 0
     for tensor, nodes in sorted(groups.items()):
         a = maxima.get(tensor)
         weights = [numpy_helper.to_array(inits[n.input[1]]) for n in nodes]
         if a is None or any(w.shape[0] != a.shape[0] for w in weights):
+            continue
+        if min_outlier_ratio and a.max() < min_outlier_ratio * max(float(np.median(a)), 1e-12):
+            skipped += 1
             continue
         w_max = np.max([np.abs(w).max(1) for w in weights], axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -117,7 +122,15 @@ def smooth(src: Path, dst: Path, batches, alpha: float = 0.5, excluded=()) -> di
     onnx.save(model, str(dst))
     tensors = len(new_nodes) + folded
     log.info("smoothquant: alpha %.2f on %d activation tensors feeding %d MatMuls (%d folded into the op before)", alpha, tensors, done, folded)
-    return {"alpha": alpha, "tensors": tensors, "matmuls": done, "folded": folded, "implementation": "edgedeploy (native SmoothQuant)"}
+    return {
+        "alpha": alpha,
+        "tensors": tensors,
+        "matmuls": done,
+        "folded": folded,
+        "skipped_below_ratio": skipped,
+        "min_outlier_ratio": min_outlier_ratio,
+        "implementation": "edgedeploy (native SmoothQuant)",
+    }
 
 
 def _fold(model, tensor: str, nodes, inv_s: np.ndarray, inits) -> bool:
