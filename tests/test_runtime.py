@@ -137,6 +137,33 @@ def test_job_errors_name_the_field(tiny_onnx):
         job.normalize({"models": [{"name": "x", "path": "/nonexistent.onnx"}]})
 
 
+@pytest.mark.parametrize(
+    "run, expect",
+    [
+        ({"intra_op_threads": 0}, "intra_op_threads: got 0"),
+        ({"intra_op_threads": True}, "intra_op_threads: got True"),
+        ({"graph_optimization_level": "max"}, "use one of"),
+        ({"allow_spinning": True}, "unknown key 'allow_spinning'"),
+        (["threads"], "must be a mapping"),
+    ],
+)
+def test_a_models_own_session_settings_are_checked_on_the_device(tiny_onnx, run, expect):
+    """tune gives each model its own session options; the device checks them like the rest of the job."""
+    bad = _job(tiny_onnx)
+    bad["models"][0]["run"] = run
+    with pytest.raises(job.JobError, match=expect):
+        job.normalize(bad)
+
+
+def test_a_models_own_session_settings_are_used(tiny_onnx):
+    j = _job(tiny_onnx, iterations=5, warmup=1)
+    j["models"].append({"name": "one-thread", "path": str(tiny_onnx), "run": {"intra_op_threads": 1, "cpu_mem_arena": False}})
+    doc = job.run_job(j)
+    own = next(r for r in doc["results"] if r["name"] == "one-thread")["session"]
+    assert own["intra_op_threads"] == 1 and own["cpu_mem_arena"] is False
+    assert next(r for r in doc["results"] if r["name"] == "tiny")["session"]["cpu_mem_arena"] is True
+
+
 def test_harness_overhead_against_bare_session_run(tiny_onnx):
     """Median per-inference time of the harness within 5 % (or 20 us) of a bare loop."""
     sess, _ = session.create(str(tiny_onnx), {"intra_op_threads": 1})
