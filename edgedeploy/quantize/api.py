@@ -3,6 +3,7 @@ real samples -> new artifact whose manifest records the parent's hash and every 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 from pathlib import Path
@@ -27,6 +28,7 @@ from edgedeploy.quantize.sensitivity import search as accuracy_search
 
 log = logging.getLogger("edgedeploy")
 METHODS = ("dynamic", "static", "fp16", "int4")
+SMOOTH_SAMPLES = 64  # calibration samples whose activation maxima set SmoothQuant's scales
 QUANTIZED_OPS = {
     "QuantizeLinear",
     "DequantizeLinear",
@@ -104,11 +106,12 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         log.info("pre-processing %s", parent.model_path)
         pre_info = _preprocess(parent.model_path, pre)
         checkpoint()
-        if opts.smooth_quant:
-            pre_info["smooth_quant"] = _smooth(pre, work / "smoothed.onnx", calib_src, opts.smooth_quant, exclude, opts.smooth_quant_min_ratio)
-            pre = work / "smoothed.onnx"
         resolved = exclusions.resolve(onnx.load(str(pre), load_external_data=False), exclude) if exclude else {}
         excluded = exclusions.flatten(resolved)
+        if opts.smooth_quant:  # adds a Mul per smoothed tensor and renames no node, so ``excluded`` still holds
+            calib = itertools.islice(iter(calib_src), SMOOTH_SAMPLES)
+            pre_info["smooth_quant"] = smoothing.smooth(pre, work / "smoothed.onnx", calib, opts.smooth_quant, excluded, opts.smooth_quant_min_ratio)
+            pre = work / "smoothed.onnx"
         search = None
         cache = work / "calibration.json"
 
@@ -192,15 +195,6 @@ def _task_accuracy(parent, eval_data, text_column, label_column, limit):
     batches, labels = labeled_eval(parent, eval_data, text_column, label_column, limit)
     fn = lambda path: accuracy(path, batches, labels)
     return fn, fn(parent.model_path)
-
-
-def _smooth(pre: Path, dst: Path, calib_src, alpha: float, exclude, min_ratio: float) -> dict:
-    import itertools
-
-    import onnx
-
-    excluded = exclusions.flatten(exclusions.resolve(onnx.load(str(pre), load_external_data=False), exclude)) if exclude else []
-    return smoothing.smooth(pre, dst, itertools.islice(iter(calib_src), 64), alpha, excluded, min_ratio)
 
 
 def _preprocess(src: Path, dst: Path) -> dict:

@@ -34,7 +34,7 @@ SMOOTHABLE = ("MatMul", "Attention")  # Attention (com.microsoft, fused exports)
 
 def targets(model, excluded=()) -> dict[str, list]:
     """{activation tensor: [MatMul/Attention nodes with a constant 2-D weight reading it]}."""
-    from onnx import numpy_helper
+    from onnx import TensorProto
 
     inits = {i.name: i for i in model.graph.initializer}
     groups: dict[str, list] = {}
@@ -42,9 +42,7 @@ def targets(model, excluded=()) -> dict[str, list]:
         if n.op_type not in SMOOTHABLE or n.name in excluded or len(n.input) < 2 or (n.op_type == "MatMul" and len(n.input) != 2):
             continue
         w = inits.get(n.input[1])
-        if w is None or len(w.dims) != 2 or n.input[0] in inits:
-            continue
-        if numpy_helper.to_array(w).dtype != np.float32:
+        if w is None or len(w.dims) != 2 or w.data_type != TensorProto.FLOAT or n.input[0] in inits:
             continue
         groups.setdefault(n.input[0], []).append(n)
     return groups
