@@ -1,39 +1,36 @@
-from pathlib import Path
-
 import click
-from pydantic import Field
 
-from edgedeploy.bench import RemoteOptions
 from edgedeploy.cli.common import emit_json, json_option
-from edgedeploy.core.errors import BadInput
+from edgedeploy.core.errors import BadInput, EdgeDeployError
 from edgedeploy.core.options import click_options, from_cli
 from edgedeploy.device import model_cache
-from edgedeploy.device.fleet import entries, remote_options
-
-
-class CleanupOptions(RemoteOptions):
-    """Which devices' model caches to remove."""
-
-    host: list[str] = Field(default_factory=list, description="user@host[:port] or a ~/.ssh/config Host. Repeatable.")
-    hosts: Path | None = Field(None, description="Inventory of devices: an Ansible inventory (INI or YAML) or edgedeploy's YAML list.")
-    limit: str | None = Field(None, min_length=1, description="With --hosts: only these hosts or groups.")
+from edgedeploy.device.fleet import DevicesOptions, entries, remote_options, run_all
 
 
 @click.command("cleanup")
-@click_options(CleanupOptions)
+@click_options(DevicesOptions)
 @json_option
 def command(as_json, **settings):
-    """Remove the model cache that 'edgedeploy tune' keeps on devices (~/.cache/edgedeploy/models)."""
-    opts = from_cli(CleanupOptions, settings)
+    """Remove the model cache that 'edgedeploy tune' keeps on devices ($XDG_CACHE_HOME/edgedeploy/models)."""
+    opts = from_cli(DevicesOptions, settings)
     devices = entries(opts.host, opts.hosts, opts.limit)
     if not devices:
         raise BadInput("give --host (or --hosts) naming the device(s) whose model cache to remove")
-    done = {}
-    for entry in devices:
+
+    def one(entry):
         remote = remote_options(entry, opts)
-        done[remote["target"].label] = model_cache.clean(remote["target"], remote["python"])
+        return model_cache.clean(remote["target"], remote["python"])
+
+    results = run_all(devices, one, opts.parallel)
     if as_json:
-        emit_json(done)
-        return
-    for label, r in done.items():
-        click.echo(f"{label}: removed {r['models']} cached model(s), {r['bytes'] / 1e6:.1f} MB ({r['root']})")
+        emit_json(results)
+    else:
+        for host, res in results.items():
+            if "ok" in res:
+                r = res["ok"]
+                click.echo(f"{host}: removed {r['models']} cached model(s), {r['bytes'] / 1e6:.1f} MB ({r['root']})")
+            else:
+                click.echo(f"{host}: FAILED: {res['error']}")
+    failed = [h for h, r in results.items() if "error" in r]
+    if failed:
+        raise EdgeDeployError(f"{len(failed)} of {len(results)} device(s) failed: {', '.join(failed)}", exit_code=3)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgedeploy.bench import RemoteOptions
 from edgedeploy.core.errors import BadInput, EdgeDeployError
 from edgedeploy.core.options import describe_error
 from edgedeploy.core.yaml_io import read_yaml
@@ -18,6 +19,15 @@ log = logging.getLogger("edgedeploy")
 
 
 MAX_INVENTORY_BYTES = 1 << 20
+
+
+class DevicesOptions(RemoteOptions):
+    """Which devices a command acts on (``edgedeploy cleanup``) and how to reach them."""
+
+    host: list[str] = Field(default_factory=list, description="user@host[:port] or a ~/.ssh/config Host. Repeatable.")
+    hosts: Path | None = Field(None, description="Inventory of devices: an Ansible inventory (INI or YAML) or edgedeploy's YAML list.")
+    limit: str | None = Field(None, min_length=1, description="With --hosts: only these hosts or groups.")
+    parallel: int = Field(4, ge=1, description="Devices at once.")
 
 
 class InventoryEntry(BaseModel):

@@ -65,10 +65,9 @@ def document(search, recs: list[dict], leader: dict | None, session: dict | None
 
 def _why(rows: list[dict], leader: dict, objective: str) -> str:
     feasible = [r for r in rows if r["meets_budget"] and r.get("measured")]
-    key = "size" if objective == "size" else objective
     runner = sorted((r for r in feasible if r["id"] != leader["id"]), key=lambda r: _value(r, objective))
     lead_v = _value(next(r for r in rows if r["id"] == leader["id"]), objective)
-    text = f"best {key} ({_fmt(lead_v, objective)}) of {len(feasible)} candidate(s) that meet the budget"
+    text = f"best {objective} ({_fmt(lead_v, objective)}) of {len(feasible)} candidate(s) that meet the budget"
     if runner:
         text += f"; runner-up {runner[0]['label']} at {_fmt(_value(runner[0], objective), objective)}"
     rejected = len([r for r in rows if not r["meets_budget"]])

@@ -126,7 +126,7 @@ class Search:
         return rec
 
     # -- budget -----------------------------------------------------------------------------
-    def misses(self, rec: dict, fidelity_only: bool = False) -> list[str]:
+    def misses(self, rec: dict) -> list[str]:
         """What ``rec`` misses of the budget, each as 'what: got vs limit'."""
         o, out = self.opts, []
         if rec.get("status") != "built":
@@ -137,7 +137,7 @@ class Search:
             out.append(f"worst cosine {rec['worst_cosine']:.4f} < {o.min_worst_cosine}")
         if o.max_drop is not None and rec["accuracy_drop"] > o.max_drop + 1e-12:
             out.append(f"accuracy drop {rec['accuracy_drop']:.4f} > {o.max_drop}")
-        if not fidelity_only and o.max_size_mb is not None and rec["size_bytes"] / 1e6 > o.max_size_mb:
+        if o.max_size_mb is not None and rec["size_bytes"] / 1e6 > o.max_size_mb:
             out.append(f"size {rec['size_bytes'] / 1e6:.1f} MB > {o.max_size_mb} MB")
         return out
 
