@@ -30,11 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "datasets" / "sst2"
 
 
-def build(work: Path, reuse: bool, profile: str) -> dict[str, Path]:
-    from onnxruntime.quantization import quantize_dynamic
-
-    from edgedeploy.export import export
-    from edgedeploy.quantize import quantize
+def stepper(work: Path, reuse: bool):
+    """``step(name, fn)``: build ``work/name`` with ``fn(path)`` unless ``reuse`` finds it there; returns the path."""
 
     def step(name, fn):
         path = work / name
@@ -43,6 +40,17 @@ def build(work: Path, reuse: bool, profile: str) -> dict[str, Path]:
             fn(path)
             print(f"built {name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         return path
+
+    return step
+
+
+def build(work: Path, reuse: bool, profile: str) -> dict[str, Path]:
+    from onnxruntime.quantization import quantize_dynamic
+
+    from edgedeploy.export import export
+    from edgedeploy.quantize import quantize
+
+    step = stepper(work, reuse)
 
     fp32 = step("fp32", lambda p: export("minilm-l6", p, force=True))
     fused = step("fp32-fused", lambda p: export("minilm-l6", p, optimize=True, force=True))
@@ -124,13 +132,18 @@ def fidelity(paths: dict, torch_models: dict, tokenizer_dir: Path, n: int) -> di
     return res
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-quantize")
+def arguments(description: str, work: str) -> argparse.Namespace:
+    """The flags the comparison scripts share (tune_compare.py uses them too)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--work", type=Path, default=ROOT / "artifacts" / work)
     ap.add_argument("--iterations", type=int, default=300)
     ap.add_argument("--samples", type=int, default=128, help="SST-2 dev sentences for fidelity")
     ap.add_argument("--reuse", action="store_true", help="reuse variants already built in --work")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0], "bench-quantize")
 
     import torch
 

@@ -17,7 +17,6 @@ Not run by CI (the tune run alone takes up to 15 minutes on 2 cores).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -33,18 +32,13 @@ PEERS = ("ORT quantize_dynamic defaults", "optimum arm64", "optimum avx2", "opti
 
 def build(work: Path, reuse: bool, profile: str) -> tuple[dict[str, Path], dict]:
     from onnxruntime.quantization import quantize_dynamic
+    from quantize_compare import stepper
 
     from edgedeploy.export import export
     from edgedeploy.quantize import quantize
     from edgedeploy.tune import tune
 
-    def step(name, fn):
-        path = work / name
-        if not (reuse and path.exists()):
-            t0 = time.perf_counter()
-            fn(path)
-            print(f"built {name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-        return path
+    step = stepper(work, reuse)
 
     fp32 = step("fp32", lambda p: export("minilm-l6", p, force=True))
     out = {"ORT float": fp32 / "model.onnx"}
@@ -78,14 +72,9 @@ def build(work: Path, reuse: bool, profile: str) -> tuple[dict[str, Path], dict]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=Path, default=ROOT / "artifacts" / "bench-tune")
-    ap.add_argument("--iterations", type=int, default=300)
-    ap.add_argument("--samples", type=int, default=128, help="SST-2 dev sentences for fidelity")
-    ap.add_argument("--reuse", action="store_true", help="reuse variants already built in --work")
-    args = ap.parse_args()
+    from quantize_compare import arguments, fidelity
 
-    from quantize_compare import fidelity
+    args = arguments(__doc__.splitlines()[0], "bench-tune")
 
     from edgedeploy.device.doctor import diagnose
     from edgedeploy.device.profiles import load, run_settings
