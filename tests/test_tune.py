@@ -244,3 +244,23 @@ def test_a_tampered_search_state_is_refused_on_resume(clf, unmet_search, tmp_pat
     path.write_text(json.dumps(doc))
     assert expect in one_line_error(cli(*base, "--resume", check=2))
     assert not out.exists()
+
+
+@pytest.mark.skipif(ensure_sshd() is not None and not (os.environ.get("CI") or os.environ.get("EDGEDEPLOY_REQUIRE_SSHD")), reason=ensure_sshd() or "")
+def test_a_device_that_answers_the_cache_check_with_garbage_is_an_environment_failure(clf, tmp_path):
+    """What the device prints is untrusted: a malformed answer is exit 3 with the host named, never a traceback or a model path taken from it."""
+    from edgedeploy.core.errors import EnvironmentFailure
+    from edgedeploy.device import model_cache, ssh
+
+    server = Server(tmp_path / "sshd")
+    try:
+        target = ssh.Host.parse("testpi", config=str(server.config))
+        files = model_cache.model_files(Artifact.load(clf))
+        for i, answer in enumerate(["not json", '{"root": 5}', '{"root": "/x", "have": "all"}', "[1, 2]"]):
+            liar = tmp_path / f"python{i}"
+            liar.write_text(f"#!/bin/sh\ncat >/dev/null\necho '{answer}'\n")
+            liar.chmod(0o755)
+            with pytest.raises(EnvironmentFailure, match="testpi: the model cache check answered garbage"):
+                model_cache.check(target, str(liar), {model_cache.key(files): files})
+    finally:
+        server.stop()
