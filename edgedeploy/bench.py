@@ -122,7 +122,7 @@ def make_job(
         run["providers"] = list(providers)
     run["allow_fallback"] = allow_fallback
     names = names or _unique_names(arts)
-    runs = model_runs or [None] * len(arts)
+    runs = model_runs or [artifact_run(a, threads) for a in arts]
     return {
         "models": [
             {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.get("vocab_size"), "artifact_digest": a.digest}
@@ -143,6 +143,15 @@ def make_job(
         "profile": {"name": profile["name"], "run": run},
         "save_outputs": str(save_outputs) if save_outputs else None,
     }
+
+
+def artifact_run(art: Artifact, threads: int | None = None):
+    """The session settings an artifact asks for (``manifest.run``, written by ``edgedeploy tune``),
+    validated with the job on the device; ``--threads`` wins over its thread count."""
+    run = art.manifest.get("run")
+    if isinstance(run, dict) and threads:
+        run = {k: v for k, v in run.items() if k != "intra_op_threads"}
+    return run or None
 
 
 def _unique_names(arts: list[Artifact]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -41,12 +41,20 @@ def _sample_cases(source_path: Path, sample_data: Path, text_column: str, limit:
     return cases
 
 
+Fusion = Literal["skip_layer_norm", "bias_gelu", "gelu", "attention", "embed_layer_norm", "layer_norm"]
+
+
 class ExportSettings(Options):
     """The export settings a recipe may set (its ``export:`` section)."""
 
     task: str | None = Field(None, description="Hugging Face task (auto-detected from config.json when omitted).")
     opset: int | None = Field(None, ge=7, le=30, description="ONNX opset (exporter default when omitted).")
     optimize: bool = Field(False, description="Apply onnxruntime.transformers graph fusions (transformer families).")
+    no_fusion: list[Fusion] = Field(
+        default_factory=list,
+        description="With --optimize: leave this fusion out (repeatable). skip_layer_norm keeps LayerNormalization + Add, which "
+        "ONNX Runtime's CPU kernels run faster than SkipLayerNormalization (edgedeploy tune measures it).",
+    )
     atol: float | None = Field(None, ge=0, description="Absolute tolerance for validation (family default).")
     rtol: float | None = Field(None, ge=0, description="Relative tolerance for validation (family default).")
     revision: str | None = Field(None, min_length=1, description="Hub revision (branch, tag or commit) when SOURCE is a Hub id ORG/NAME.")
@@ -78,6 +86,8 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
 
     opts = options if options is not None else coerce(ExportOptions, settings, "export")
     task, opset, optimize, factory, weights = opts.task, opts.opset, opts.optimize, opts.factory, opts.weights
+    if opts.no_fusion and not optimize:
+        raise BadInput("--no-fusion leaves a fusion out of --optimize; give --optimize too")
     input_specs, trust_pickle, atol, rtol = tuple(opts.input), opts.trust_pickle, opts.atol, opts.rtol
     sample_data, text_column = opts.eval_data, opts.text_column
     src = resolve(source, factory, opts.revision)
@@ -102,7 +112,7 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
         if optimize:
             if src.kind != "huggingface":
                 raise BadInput("--optimize applies onnxruntime.transformers fusions and needs a Hugging Face transformer source")
-            opt = hf_optimize(stage, info["config"], info.get("model_type"))
+            opt = hf_optimize(stage, info["config"], info.get("model_type"), opts.no_fusion)
             log.info("optimize: %s", opt)
             checkpoint()
         tol = DEFAULT_TOLERANCES[info["family"]]

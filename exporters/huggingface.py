@@ -175,16 +175,25 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
     }
 
 
-def optimize(stage: Path, config, model_type: str | None) -> dict:
-    """onnxruntime.transformers fusions in place; returns what was applied."""
+def optimize(stage: Path, config, model_type: str | None, without=()) -> dict:
+    """onnxruntime.transformers fusions in place, less those in ``without`` (FusionOptions'
+    ``enable_<name>``); returns what was applied."""
     kind = OPTIMIZER_TYPES.get(model_type or "")
     if kind is None:
         return {"applied": False, "reason": f"no onnxruntime.transformers fusions for model type {model_type!r}"}
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     num_heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 0) or 0
     hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0) or 0
-    opt = optimize_model(str(stage / "model.onnx"), model_type=kind, num_heads=num_heads, hidden_size=hidden, opt_level=0)
+    fusions = FusionOptions(kind)
+    for name in without:
+        setattr(fusions, f"enable_{name}", False)
+    if "skip_layer_norm" in without:  # the bias variant would fuse the same Add + LayerNormalization
+        fusions.enable_bias_skip_layer_norm = False
+    opt = optimize_model(
+        str(stage / "model.onnx"), model_type=kind, num_heads=num_heads, hidden_size=hidden, opt_level=0, optimization_options=fusions
+    )
     fused = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
     opt.save_model_to_file(str(stage / "model.onnx"))
-    return {"applied": True, "optimizer_model_type": kind, "fused_operators": fused}
+    return {"applied": True, "optimizer_model_type": kind, "fused_operators": fused, "left_out": sorted(without)}

@@ -38,18 +38,18 @@ def normalize(job: dict, base: Path | None = None) -> dict:
     for key, (lo, hi) in {"iterations": (1, None), "warmup": (0, None), "concurrency": (1, 256), "block": (1, None)}.items():
         v = job[key]
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise JobError(f"{key} must be a positive integer, got {v!r}")
+            raise JobError(f"{key} must be a positive integer, got {v!r:.80}")
         if hi is not None and v > hi:
             raise JobError(f"{key} {v}: at most {hi}")
     for key in ("duration_s", "warmup_s", "qps", "latency_budget_ms"):
         v = job[key]
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf")):
-            raise JobError(f"{key} must be a positive number, got {v!r}")
+            raise JobError(f"{key} must be a positive number, got {v!r:.80}")
     if job["scenario"] == "server" and not job.get("qps"):
         raise JobError("the server scenario needs qps (queries per second)")
     base = base or Path.cwd()
     for m in job["models"]:
-        m["run"] = _model_run(m.get("run"))
+        m["run"] = _model_run(m.get("run"), m.get("name"))
         p = Path(m["path"])
         m["path"] = str(p if p.is_absolute() else base / p)
         if not Path(m["path"]).is_file():
@@ -62,22 +62,25 @@ def normalize(job: dict, base: Path | None = None) -> dict:
 
 
 # What one model of a job may set for its own session (``edgedeploy tune`` measures these).
-MODEL_RUN = {"intra_op_threads": int, "graph_optimization_level": str, "cpu_mem_arena": bool}
+MODEL_RUN = {"intra_op_threads": int, "graph_optimization_level": str, "cpu_mem_arena": bool, "disabled_optimizers": list}
 
 
-def _model_run(run) -> dict:
+def _model_run(run, name=None) -> dict:
+    who = f"model {name!r}" if name else "a model"
     if run is None:
         return {}
     if not isinstance(run, dict):
-        raise JobError(f"a model's run settings must be a mapping, got {type(run).__name__}")
+        raise JobError(f"{who}: its run settings must be a mapping, got {type(run).__name__}")
     for k, v in run.items():
         kind = MODEL_RUN.get(k)
         if kind is None:
-            raise JobError(f"a model's run settings: unknown key {k!r}; known: {', '.join(MODEL_RUN)}")
+            raise JobError(f"{who}: unknown run setting {k!r}; known: {', '.join(MODEL_RUN)}")
         if type(v) is not kind or (kind is int and not 1 <= v <= 1024):
-            raise JobError(f"a model's run setting {k}: got {v!r}")
+            raise JobError(f"{who}: run setting {k}: got {v!r:.80}")
         if k == "graph_optimization_level" and v not in session.OPT_LEVELS:
-            raise JobError(f"graph_optimization_level {v!r}: use one of {', '.join(session.OPT_LEVELS)}")
+            raise JobError(f"{who}: graph_optimization_level {v!r}: use one of {', '.join(session.OPT_LEVELS)}")
+        if k == "disabled_optimizers" and (len(set(map(str, v))) != len(v) or not all(d in session.DISABLEABLE for d in v)):
+            raise JobError(f"{who}: disabled_optimizers {v!r:.80}: each at most once, from {', '.join(session.DISABLEABLE)}")
     return dict(run)
 
 

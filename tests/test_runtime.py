@@ -143,7 +143,7 @@ def test_job_errors_name_the_field(tiny_onnx):
         ({"intra_op_threads": 0}, "intra_op_threads: got 0"),
         ({"intra_op_threads": True}, "intra_op_threads: got True"),
         ({"graph_optimization_level": "max"}, "use one of"),
-        ({"allow_spinning": True}, "unknown key 'allow_spinning'"),
+        ({"allow_spinning": True}, "unknown run setting 'allow_spinning'"),
         (["threads"], "must be a mapping"),
     ],
 )

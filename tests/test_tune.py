@@ -41,6 +41,8 @@ def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_pat
     fastest = min(feasible, key=lambda c: c["measured"]["latency_ms"]["p50"])
     assert win["id"] == fastest["id"] and win["label"] in art.manifest["tune"]["winner"]["label"]
     assert doc["float_parent"]["latency_ms"]["p50"] > 0 and len(doc["session_search"]) >= 3
+    assert any("disabled_optimizers=SkipLayerNormFusion" in name for name in doc["session_search"])
+    assert art.manifest.get("run") == (win["session"] or None)  # what bench runs is what was measured
     assert (out / "tune.md").read_text().startswith("# edgedeploy tune") and "<svg" in (out / "tune.html").read_text()
     assert not (tmp_path / "best.tune-state").exists()  # the state goes once the winner is published
 

@@ -142,6 +142,14 @@ def to_markdown(doc: dict) -> str:
     if w:
         sess = ", ".join(f"{k}={v}" for k, v in w["session"].items()) or "the profile's"
         lines += [f"**Winner: {w['label']}** with session options {sess}: {w['why']}." + ("" if w["stable"] else " Its latency stayed UNSTABLE."), ""]
+        if w["session"] and doc.get("session_search"):
+            own = next(iter(doc["session_search"].values()))["latency_ms"]["p50"]
+            mine = w["measured"]["latency_ms"]["p50"]
+            lines += [
+                f"Its session options measured p50 {mine:.2f} ms against {own:.2f} ms with the profile's ({mine / own:.2f}x); "
+                "the artifact's manifest keeps them as `run`, which `edgedeploy bench` and the device harness apply.",
+                "",
+            ]
         fp = doc.get("float_parent")
         if fp:
             ratio = w["candidate_round"]["latency_ms"]["p50"] / fp["latency_ms"]["p50"]

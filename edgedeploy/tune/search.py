@@ -32,6 +32,7 @@ from edgedeploy.tune.state import PINNED, State
 log = logging.getLogger("edgedeploy")
 BUILD_SHARE = 0.7  # of --max-minutes: after this, no new candidate is built
 EXPLORE = 2  # bases whose neighbours are built
+SESSION_KEYS = ("intra_op_threads", "graph_optimization_level", "cpu_mem_arena", "disabled_optimizers", "providers_used")
 SESSION_MARGIN = 0.03  # a session variant replaces the profile's only when it is this much better
 
 
@@ -63,7 +64,9 @@ class Search:
         if not is_artifact(path):
             src = self.parent.manifest["source"]
             log.info("tune: exporting the fused parent (onnxruntime.transformers fusions)")
-            export(src["path"], path, task=src.get("task"), optimize=True, force=True)
+            # SkipLayerNormalization left unfused: ORT fuses it again online unless the session
+            # variant that disables SkipLayerNormFusion is measured faster (space.session_variants)
+            export(src["path"], path, task=src.get("task"), optimize=True, no_fusion=["skip_layer_norm"], force=True)
         return path
 
     def time_left_to_build(self) -> bool:
@@ -197,13 +200,17 @@ class Search:
         return float("inf") if v is None else float(v)  # a p90 cut short by --duration ranks last
 
 
+def _text(v) -> str:
+    return "+".join(map(str, v)) if isinstance(v, list) else str(v)
+
+
 def _summary(r: dict) -> dict:
     return {
         "latency_ms": {k: r["latency_ms"][k] for k in ("p50", "p90", "p99", "mean", "cv")},
         "throughput_per_s": r.get("throughput_per_s"),
         "stable": r["stable"],
         "samples": r["samples"],
-        "session": {k: (r.get("session") or {}).get(k) for k in ("intra_op_threads", "graph_optimization_level", "cpu_mem_arena", "providers_used")},
+        "session": {k: (r.get("session") or {}).get(k) for k in SESSION_KEYS},
     }
 
 
@@ -266,7 +273,7 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
         variants = space.session_variants(
             run_settings(profile) if not opts.host else profile["run"], cores if not opts.host else profile["target"]["cores"]
         )
-        names = [leader["label"] + (" | " + ",".join(f"{k}={v}" for k, v in v.items()) if v else "") for v in variants]
+        names = [leader["label"] + (" | " + ",".join(f"{k}={_text(x)}" for k, x in v.items()) if v else "") for v in variants]
         session_round = s.measure(f"session:{leader['id']}", [(n, state.candidate_dir(leader["id"]), v or None) for n, v in zip(names, variants)])
         scores = {n: s.score(session_round["results"][n], leader["size_bytes"]) for n in names}
         best = min(zip(names, variants), key=lambda nv: scores[nv[0]])
@@ -309,5 +316,7 @@ def _publish(state: State, parent: Artifact, leader: dict, doc: dict, out: Path,
         via = "the fused export of the parent" if leader["parent"] == "fused" else None
         manifest["lineage"] = {"parent": parent.digest, "parent_path": str(parent.path), "step": f"tune:{leader['method']}", "via": via}
         manifest["tune"] = report.manifest_record(doc)
+        if doc["winner"]["session"]:  # what was measured is what `bench` and the device harness run
+            manifest["run"] = doc["winner"]["session"]
         finalize_manifest(stage, manifest)
         checkpoint()

@@ -5,7 +5,8 @@ parent export with the profile's preset (and SmoothQuant where calibration data 
 measured on the target; then the one-setting neighbours (per-channel, reduce_range, weight
 type, SmoothQuant alpha, percentile calibration, int4 block/symmetry/accuracy_level) of the two
 fastest bases within budget; then, only when nothing meets the budget, float-node sets from the
-sensitivity ranking; then session options for the winner. Rules from the profile:
+sensitivity ranking; then session options for the winner (threads, optimization level, memory
+arena, ORT fusions switched off). Rules from the profile:
 
 - reduce_range only on x86 without VNNI (elsewhere 7-bit weights only lose precision);
 - QOperator only on CPU targets (TensorRT and NPUs take QDQ);
@@ -113,11 +114,15 @@ def with_float_nodes(base: dict, budget: dict) -> dict | None:
 
 
 def session_variants(profile_run: dict, cores: int) -> list[dict]:
-    """Session options tried on the winner; {} is the profile's own."""
+    """Session options tried on the winner; {} is the profile's own. On the CPU provider also
+    ONNX Runtime without SkipLayerNormFusion (its CPU SkipLayerNormalization kernel is slower than
+    LayerNormalization + Add on the hosts measured; the fused parent leaves that fusion to ORT)."""
     threads = int(profile_run.get("intra_op_threads") or cores)
     out = [{}]
     for t in sorted({1, max(1, cores)} - {threads}):
         out.append({"intra_op_threads": t})
     out.append({"graph_optimization_level": "extended"})
     out.append({"cpu_mem_arena": False})
+    if (profile_run.get("providers") or ["CPUExecutionProvider"])[0] == "CPUExecutionProvider":
+        out.append({"disabled_optimizers": ["SkipLayerNormFusion"]})
     return out
