@@ -132,6 +132,20 @@ def fidelity(paths: dict, torch_models: dict, tokenizer_dir: Path, n: int) -> di
     return res
 
 
+def time_models(items, run_cfg: dict, iterations: int, extra=()) -> dict:
+    """[(name, model path, session settings on top of run_cfg)] (plus ``extra`` Timed targets,
+    first) in ONE interleaved run; {name: result}."""
+    from edgedeploy.runtimes import inputs, measure, session
+
+    targets = list(extra)
+    for name, path, own in items:
+        sess, _ = session.create(str(path), {**run_cfg, **(own or {})})
+        feeds = inputs.generate(session.signature(sess), {"batch": 1, "sequence": 128}, seed=0, vocab_size=30522)
+        targets.append(measure.Timed(name, (lambda s=sess, f=feeds: s.run(None, f))))
+    print(f"measuring {len(targets)} targets interleaved, {iterations} iterations each ...", file=sys.stderr, flush=True)
+    return {r["name"]: r for r in measure.interleaved(targets, iterations, 3600, warmup=20, warmup_s=5, block=10, pause_ms=10)}
+
+
 def arguments(description: str, work: str) -> argparse.Namespace:
     """The flags the comparison scripts share (tune_compare.py uses them too)."""
     ap = argparse.ArgumentParser(description=description)

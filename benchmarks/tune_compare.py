@@ -12,7 +12,8 @@ mean >= 0.995, worst >= 0.985. The target (#16): the winner at <= 0.95x the fast
 peer's p50.
 
 Usage: .venv/bin/python benchmarks/tune_compare.py [--work DIR] [--iterations N] [--reuse]
-Not run by CI (the tune run alone takes up to 15 minutes on 2 cores).
+Not run by CI (the tune run alone takes up to 15 minutes on 2 cores). The winner runs with the session
+its manifest asks for (`run`); the fastest peer kind is also shown with that session.
 """
 
 from __future__ import annotations
@@ -73,14 +74,14 @@ def build(work: Path, reuse: bool, profile: str) -> tuple[dict[str, Path], dict]
 
 
 def main() -> None:
-    from quantize_compare import arguments, fidelity
+    from quantize_compare import arguments, fidelity, time_models
 
     args = arguments(__doc__.splitlines()[0], "bench-tune")
 
     from edgedeploy.core.artifact import Artifact
     from edgedeploy.device.doctor import diagnose
     from edgedeploy.device.profiles import load, run_settings
-    from edgedeploy.runtimes import environment, inputs, measure, session
+    from edgedeploy.runtimes import environment
 
     args.work.mkdir(parents=True, exist_ok=True)
     profile = load(diagnose()["closest_profile"])
@@ -92,13 +93,7 @@ def main() -> None:
     if own:
         paths[f"{PEERS[0]} + the winner's session"] = paths[PEERS[0]]
     fid = fidelity(paths, {}, args.work / "fp32", args.samples)
-    targets = []
-    for name, path in paths.items():
-        sess, _ = session.create(str(path), {**run, **(own if name.startswith(WINNER) or name.endswith("session") else {})})
-        feeds = inputs.generate(session.signature(sess), {"batch": 1, "sequence": 128}, seed=0, vocab_size=30522)
-        targets.append(measure.Timed(name, (lambda s=sess, f=feeds: s.run(None, f))))
-    print(f"measuring {len(targets)} targets interleaved, {args.iterations} iterations each ...", file=sys.stderr, flush=True)
-    res = {r["name"]: r for r in measure.interleaved(targets, args.iterations, 3600, warmup=20, warmup_s=5, block=10, pause_ms=10)}
+    res = time_models([(n, p, own if n.startswith(WINNER) or n.endswith("session") else None) for n, p in paths.items()], run, args.iterations)
     fastest = min(PEERS, key=lambda n: res[n]["latency_ms"]["p50"])
     base = res[fastest]["latency_ms"]["p50"]
     env = environment.describe(
