@@ -246,6 +246,9 @@ def test_accuracy_aware_finds_the_planted_sensitive_layer(tmp_path):
     assert search["met"] and art.manifest["fidelity"]["mean_cosine"] >= 0.99
     assert kept == ["node_linear_1_MatMul"]  # fc2's MatMul (dynamo names Linear nodes node_linear, node_linear_1, ...)
     assert search["ranking"][0]["node"] == "node_linear_1_MatMul"
+    # a float node's cost is what quantizing it saves, timed by ORT's profiler, not its FLOPs
+    assert search["cost"]["source"] == "onnxruntime profiler on this host" and search["cost"]["nodes_timed"] == search["cost"]["nodes"] >= 2
+    assert all(0 < r["relative_cost"] <= 1 for r in search["ranking"])
     nodes = {n.name: n.op_type for n in onnx.load(str(art.model_path)).graph.node}
     assert "MatMulInteger" in nodes.values()  # the rest stays quantized
 

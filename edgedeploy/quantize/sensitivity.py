@@ -2,8 +2,9 @@
 
 Sensitivity of a node = 1 - mean cosine of the model with *only that node* quantized,
 against the float parent on real samples. The search keeps nodes in float greedily by
-sensitivity per unit of latency cost (a float island costs roughly its MatMul's share of
-the FLOPs), re-measuring the real quantized model after each step, until the budget holds.
+sensitivity per unit of latency cost (what quantizing the node saves, timed by ONNX Runtime's
+profiler on this host: ``node_cost``; FLOPs where the profiler cannot name the node),
+re-measuring the real quantized model after each step, until the budget holds.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from pathlib import Path
 
 from edgedeploy.core.errors import ValidationFailed
 from edgedeploy.quality.fidelity import compare_to_outputs, reference_outputs
+from edgedeploy.quantize import node_cost
 
 log = logging.getLogger("edgedeploy")
 WEIGHTED_OPS = ("MatMul", "Gemm", "Gather", "Attention", "EmbedLayerNormalization")
 
 
 def candidates(pre: Path, method: str) -> dict[str, float]:
-    """Quantizable nodes with a constant weight, and their relative cost if kept float
-    (weight elements of MatMul/Gemm ~ FLOPs per token; Gathers cost size, not time)."""
+    """Quantizable nodes with a constant weight, and their FLOP-estimated relative cost if kept
+    float (weight elements of MatMul/Gemm ~ FLOPs per token; Gathers cost size, not time)."""
     import onnx
 
     model = onnx.load(str(pre), load_external_data=False)
@@ -141,7 +143,7 @@ def search(
     if budget.met(start):
         result.update(met=True, reached=start)
         return result
-    costs = candidates(pre, method)
+    costs, result["cost"] = node_cost.measured(candidates(pre, method), pre, dst, ref[0][0]) if ref else (candidates(pre, method), None)
     nodes = [n for n in costs if n not in excluded]
     log.info("accuracy-aware: measuring the sensitivity of %d nodes", len(nodes))
     ranking = rank(method, pre, settings, nodes, run_method, ref, work)
