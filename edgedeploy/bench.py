@@ -46,6 +46,11 @@ class MeasureOptions(Options):
         default_factory=list, description="Execution providers in order, overriding the profile's (comma-separated or repeated)."
     )
     allow_fallback: bool = Field(False, description="Run on what onnxruntime has when a requested provider is missing (recorded); default: exit 3.")
+    generate: bool = Field(
+        False, description="Time greedy generation with the KV cache (a decoder exported with --task text-generation-with-past): TTFT and tokens/s."
+    )
+    prompt_tokens: int = Field(32, ge=1, le=65536, description="With --generate: prompt length in tokens (prefill).")
+    new_tokens: int = Field(32, ge=1, le=65536, description="With --generate: tokens generated greedily after the prompt (decode).")
 
     @field_validator("providers")
     @classmethod
@@ -113,6 +118,7 @@ def make_job(
     allow_fallback: bool = False,
     names: list[str] | None = None,
     model_runs: list[dict] | None = None,
+    generate: dict | None = None,
 ) -> dict:
 
     run = run_settings(profile) if local else dict(profile["run"])
@@ -127,11 +133,13 @@ def make_job(
         "models": [
             {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.get("vocab_size"), "artifact_digest": a.digest}
             | ({"run": r} if r else {})
+            | ({"max_positions": _max_positions(a)} if generate else {})
             for n, a, r in zip(names, arts, runs)
         ],
         "shape": shape,
         "inputs_npz": str(inputs_npz) if inputs_npz else None,
         "scenario": scenario,
+        "generate": generate,
         "iterations": iterations,
         "duration_s": duration_s,
         "warmup": warmup,
@@ -152,6 +160,11 @@ def artifact_run(art: Artifact, threads: int | None = None):
     if isinstance(run, dict) and threads:
         run = {k: v for k, v in run.items() if k != "intra_op_threads"}
     return run or None
+
+
+def _max_positions(art: Artifact):
+    gen = art.manifest.get("generation")
+    return gen.get("max_positions") if isinstance(gen, dict) else None
 
 
 def _unique_names(arts: list[Artifact]) -> list[str]:
@@ -206,6 +219,7 @@ def _job_settings(opts: MeasureOptions) -> dict:
         "save_outputs": getattr(opts, "save_outputs", None),
         "providers": opts.providers,
         "allow_fallback": opts.allow_fallback,
+        "generate": {"prompt_tokens": opts.prompt_tokens, "new_tokens": opts.new_tokens} if opts.generate else None,
     }
 
 
@@ -236,6 +250,8 @@ def bench(
         raise BadInput(str(exc)) from None
     extra = []
     if baseline == "torch":
+        if job["generate"]:
+            raise BadInput("--baseline torch times one forward pass; it does not apply to --generate")
         if job["scenario"] != "single-stream":
             raise BadInput("--baseline torch is measured interleaved in the single-stream scenario only")
         extra.append(torch_baseline_target(arts[0], prepared[0]["feeds"], job["profile"]["run"]["intra_op_threads"]))

@@ -17,6 +17,7 @@ from edgedeploy.core.options import Options, coerce
 from edgedeploy.core.sources import resolve
 from edgedeploy.data.datasets import read_texts
 from edgedeploy.exporters import registry
+from edgedeploy.exporters.decoder import NEW_TOKENS, PROMPTS, validate_decoder
 from edgedeploy.exporters.huggingface import optimize as hf_optimize
 from edgedeploy.exporters.validate import DEFAULT_TOLERANCES, validate
 
@@ -123,18 +124,34 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
             if src.kind != "huggingface" and Path(sample_data).suffix != ".npz":
                 raise BadInput(f"{sample_data}: text samples need a Hugging Face source with a tokenizer; give an .npz of inputs")
             cases = _sample_cases(src.path, sample_data, text_column)
-        result = validate(stage / "model.onnx", info["torch_fn"], cases, atol, rtol)
+        generation = None
+        if info.get("decoder") is not None and sample_data is not None:
+            raise BadInput("--data validates encoders on real samples; a decoder is validated on generated tokens (leave --data out)")
+        if info.get("decoder") is not None:
+            result, generation = validate_decoder(stage / "model.onnx", info["decoder"], atol, rtol)
+        else:
+            result = validate(stage / "model.onnx", info["torch_fn"], cases, atol, rtol)
         checkpoint()
         _check_onnx(stage / "model.onnx")
         inputs, outputs, opset_used, params = onnx_signature(stage / "model.onnx")
         validation = result.as_dict()
         validation["inputs_from"] = str(sample_data) if sample_data else "generated from the signature (two batch/sequence sizes)"
+        if generation is not None:
+            validation["inputs_from"] = f"random prompts of {' and '.join(map(str, PROMPTS))} tokens; greedy generation of {NEW_TOKENS} tokens"
         if not result.passed:
             worst = result.worst()
             raise ValidationFailed(
                 f"validation failed: output {worst.name!r} differs from PyTorch by up to {worst.max_abs_diff:.3g} "
                 f"(atol {atol:g}, rtol {rtol:g}); nothing was published to {out}"
             )
+        if generation is not None:
+            validation["generation"] = generation
+            bad = next((c for c in generation["cases"] if not c["match"]), None)
+            if bad:
+                raise ValidationFailed(
+                    f"validation failed: greedy generation through the ONNX KV cache differs from PyTorch's generate at new token "
+                    f"{bad['first_difference']} (prompt of {bad['prompt_tokens']} tokens); nothing was published to {out}"
+                )
         manifest = {
             "kind": "edgedeploy-artifact",
             "source": {
@@ -159,6 +176,14 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
             "parameters": params,
             "validation": validation,
         }
+        if generation is not None:
+            cfg = info["config"]
+            manifest["generation"] = {
+                "kv_cache": True,
+                "layers": sum(1 for i in inputs if str(i.get("name", "")).startswith("past_key_values.")) // 2,
+                "max_positions": getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None),
+                "eos_token_id": getattr(cfg, "eos_token_id", None),
+            }
         if "vocab_size" in info:
             manifest["vocab_size"] = info["vocab_size"]
         elif info.get("config") is not None and getattr(info["config"], "vocab_size", None):

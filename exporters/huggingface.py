@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.core.errors import BadInput
+from edgedeploy.exporters import decoder
 from edgedeploy.exporters.safe_load import check_not_lfs_pointer, check_weight_file
 
 PREPROCESSOR_FILES = (
@@ -92,6 +93,21 @@ def detect_task(path: Path, config: dict) -> str:
     raise BadInput(f"{path}: cannot tell the task from config.json architectures {archs}; pass --task (e.g. feature-extraction, text-classification)")
 
 
+def check_past_task(path: Path, model_type, task: str) -> None:
+    """A with-past task the exporter has for this model type, or exit 2 saying what it has."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers optimum's ONNX configs)
+    from optimum.exporters.tasks import TasksManager
+
+    try:
+        supported = TasksManager.get_supported_tasks_for_model_type(str(model_type), exporter="onnx", library_name="transformers")
+    except (KeyError, ValueError):
+        raise BadInput(f"{path}: model type {model_type!r} has no ONNX export in optimum, with or without past") from None
+    if task not in supported:
+        raise BadInput(f"{path}: optimum cannot export {model_type!r} as {task}; it can: {', '.join(sorted(supported))}")
+    if task not in decoder.GENERATION_TASKS and not task.startswith("feature-extraction"):
+        raise BadInput(f"{path}: {task} is not supported yet; decoders export with --task {decoder.GENERATION_TASKS[0]}")
+
+
 def load_model(path: Path, task: str, trust_remote_code: bool = False):
     from optimum.exporters.tasks import TasksManager
 
@@ -153,6 +169,8 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
 
     config = read_config(path)
     task = task or detect_task(path, config)
+    if task.endswith("-with-past"):
+        check_past_task(path, config.get("model_type"), task)
     model = load_model(path, task, trust_remote_code)
     _quiet_libraries()
     with warnings.catch_warnings():
@@ -169,7 +187,8 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
         "model_type": config.get("model_type"),
         "family": "transformer",
         "torch_fn": torch_runner(model),
-        "cases": dummy_cases(model, task),
+        "cases": [] if decoder.is_decoder_task(task) else dummy_cases(model, task),
+        "decoder": model if decoder.is_decoder_task(task) else None,  # validated by generated tokens (exporters/decoder.py)
         "config": model.config,
         "exporter": "optimum-onnx",
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import environment, inputs, measure, session
+from . import environment, generate, inputs, measure, session
 from .errors import JobError
 from .names import unique_file_names
 
@@ -26,6 +26,7 @@ DEFAULTS = {
     "pause_ms": 10.0,
     "inputs_npz": None,
     "save_outputs": None,
+    "generate": None,  # {"prompt_tokens": P, "new_tokens": N}: time greedy generation with the KV cache
 }
 
 
@@ -47,6 +48,9 @@ def normalize(job: dict, base: Path | None = None) -> dict:
             raise JobError(f"{key} must be a positive number, got {v!r:.80}")
     if job["scenario"] == "server" and not job.get("qps"):
         raise JobError("the server scenario needs qps (queries per second)")
+    job["generate"] = generate.check_settings(job["generate"])
+    if job["generate"] and (job["scenario"] != "single-stream" or job["inputs_npz"] or job["save_outputs"]):
+        raise JobError("generation is timed in the single-stream scenario, from its own prompt (no inputs .npz, no saved outputs)")
     base = base or Path.cwd()
     for m in job["models"]:
         m["run"] = _model_run(m.get("run"), m.get("name"))
@@ -108,6 +112,14 @@ def prepare(job: dict, interleave: bool | None = None):
     for m in job["models"]:
         copies = job["concurrency"] if job["scenario"] != "single-stream" else 1
         targets = []
+        if job["generate"]:
+            sess, info = session.create(m["path"], {**run_cfg, **m.get("run", {})})
+            try:
+                gen = generate.target(m["name"], sess, m, job["generate"], job["seed"])
+            except JobError as exc:
+                raise JobError(f"model {m['name']!r}: {exc}") from None
+            prepared.append({"model": m, "targets": [gen["timed"]], "session": info, "feeds": gen["feeds"], "sess": sess, "generation": gen})
+            continue
         for _ in range(copies):
             sess, info = session.create(m["path"], {**run_cfg, **m.get("run", {})})
             feeds = _feeds(sess, m, job)
@@ -148,6 +160,9 @@ def assemble(job: dict, prepared: list[dict], measured: list[dict], interleave: 
                 "session": p["session"],
             }
         )
+        if "generation" in p:
+            g = p["generation"]
+            res["generation"] = generate.summarize(g["records"], res["samples"], job["generate"], g["io_binding"])
     return {
         "schema": JOB_SCHEMA,
         "scenario": job["scenario"],

@@ -3,6 +3,8 @@ ordinary model directories (config + safetensors), built in the test run."""
 
 from pathlib import Path
 
+SST2_DEV = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sst2" / "dev.tsv"
+
 
 def build(arch: str, dest: Path) -> Path:
     import torch
@@ -10,6 +12,9 @@ def build(arch: str, dest: Path) -> Path:
 
     torch.manual_seed(0)
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    # decoders: weights wide enough that greedy generation depends on the context (at the usual
+    # 0.02 a random decoder repeats one token, which would not test the KV cache)
+    wide = {"initializer_range": 0.5} if arch in DECODERS else {}
     if arch == "bert":
         model = tf.BertModel(tf.BertConfig(vocab_size=128, max_position_embeddings=64, **small))
     elif arch == "distilbert":
@@ -19,13 +24,38 @@ def build(arch: str, dest: Path) -> Path:
     elif arch == "roberta":
         model = tf.RobertaModel(tf.RobertaConfig(vocab_size=128, max_position_embeddings=72, pad_token_id=1, **small))
     elif arch == "gpt2":
-        model = tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=128, n_positions=64, n_embd=32, n_layer=2, n_head=2))
+        model = tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=128, n_positions=64, n_embd=32, n_layer=2, n_head=2, **wide))
+    elif arch == "llama":  # grouped-query attention (4 heads, 1 key/value head), tied embeddings
+        cfg = tf.LlamaConfig(
+            vocab_size=128, max_position_embeddings=64, num_key_value_heads=1, tie_word_embeddings=True, **wide, **dict(small, num_attention_heads=4)
+        )
+        model = tf.LlamaForCausalLM(cfg)
+    elif arch == "qwen2":
+        cfg = tf.Qwen2Config(vocab_size=128, max_position_embeddings=64, num_key_value_heads=2, **wide, **dict(small, num_attention_heads=4))
+        model = tf.Qwen2ForCausalLM(cfg)
+    elif arch == "gpt_neo":
+        cfg = tf.GPTNeoConfig(
+            vocab_size=128,
+            max_position_embeddings=64,
+            hidden_size=32,
+            num_layers=2,
+            num_heads=2,
+            attention_types=[[["global", "local"], 1]],
+            window_size=16,
+        )
+        model = tf.GPTNeoForCausalLM(cfg)
     elif arch == "vit":
         model = tf.ViTForImageClassification(tf.ViTConfig(image_size=32, patch_size=8, num_channels=3, num_labels=5, **small))
     else:
         raise ValueError(arch)
     model.eval().save_pretrained(dest)
+    if arch in DECODERS:  # a real tokenizer, for perplexity on real text: BPE with the model's 128 ids, trained on SST-2 dev
+        from edgedeploy.compress.lm_tokenizer import train_tokenizer
+        from edgedeploy.data.datasets import read_texts
+
+        train_tokenizer(read_texts(SST2_DEV, "text", 2000), 128, dest)
     return dest
 
 
 ARCHS = ("bert", "distilbert", "roberta", "gpt2", "vit")
+DECODERS = ("llama", "qwen2", "gpt_neo", "gpt2")  # exported with past and validated by generated tokens

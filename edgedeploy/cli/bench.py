@@ -63,6 +63,29 @@ def render(doc: dict) -> str:
     return head + "\n" + body
 
 
+def render_generation(results: list[dict]) -> str:
+    """Greedy generation: time to first token, prefill and decode rates, inter-token latency."""
+    rows = []
+    for r in results:
+        g = r["generation"]
+        it = g.get("inter_token_ms") or {}
+        rows.append(
+            [
+                r["name"],
+                f"{g['prompt_tokens']}+{g['new_tokens']}",
+                fmt_ms(g["ttft_ms"]["p50"]),
+                f"{g['prefill_tokens_per_s']:.0f}",
+                f"{g['decode_tokens_per_s']:.1f}" if g["decode_tokens_per_s"] else "-",
+                fmt_ms(it.get("p50")),
+                fmt_ms(it.get("p90")),
+                g["runs"],
+            ]
+        )
+    return "generation (greedy, KV cache):\n" + table(
+        rows, ["model", "prompt+new", "TTFT p50 ms", "prefill tok/s", "decode tok/s", "inter-token p50 ms", "p90 ms", "runs"]
+    )
+
+
 @click.command("bench")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write results JSON here (a directory with one file per device for a fleet).")
@@ -100,6 +123,9 @@ def command(artifacts, output, as_json, **settings):
         if "remote" in doc:
             click.echo(f"device {doc['remote']['host']} ({doc['measured']})")
         click.echo(render(doc))
+        gen = [r for r in doc["results"] if r.get("generation")]
+        if gen:
+            click.echo(render_generation(gen))
         for r in doc["results"]:
             if r.get("budget_held") is not None:
                 click.echo(

@@ -4,11 +4,13 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import check_result_file, emit_json, json_option, table
+from edgedeploy.core.adopt import open_model
 from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import click_options, from_cli
 from edgedeploy.quality.evaluate import EvalOptions, evaluate, top_confusions
 from edgedeploy.quality.fidelity import worst_cosine
+from edgedeploy.quality.perplexity import perplexity
 
 
 @click.command("eval")
@@ -22,6 +24,28 @@ def command(artifact, output, as_json, **settings):
 
     o = from_cli(EvalOptions, settings)
     check_result_file(output, (artifact, o.reference))
+    if o.metric == "perplexity":
+        res = perplexity(
+            open_model(artifact),
+            o.eval_data,
+            reference=open_model(o.reference) if o.reference else None,
+            text_column=o.text_column,
+            limit=o.limit,
+            window=o.window,
+            stride=o.stride,
+        )
+        if output:
+            write_json_atomic(output, res)
+        if as_json:
+            emit_json(res)
+            return
+        line = f"{res['artifact']} on {res['data']}: perplexity {res['perplexity']:.3f} over {res['scored_tokens']} tokens (window {res['window']}, stride {res['stride']})"
+        if "reference" in res:
+            line += f"; greedy next-token agreement with {res['reference']['artifact']}: {res['reference']['greedy_next_token_agreement']:.1%}"
+        click.echo(line)
+        return
+    if o.window or o.stride:
+        raise BadInput("--window and --stride apply to --metric perplexity")
     if o.no_labels and not o.reference:
         raise BadInput("--no-labels leaves nothing to measure without --reference")
     tty = sys.stderr.isatty()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -35,6 +35,13 @@ class EvalOptions(Options):
     no_labels: bool = Field(False, description="Fidelity only (for models that are not classifiers).")
     limit: int | None = Field(None, ge=1, description="Evaluate the first N rows.")
     batch_size: int = Field(32, ge=1, le=4096, description="Rows per batch.")
+    metric: Literal["task", "perplexity"] = Field(
+        "task", description="task: accuracy on labels (and fidelity); perplexity: a decoder's token-weighted perplexity on the text."
+    )
+    window: int | None = Field(
+        None, ge=2, le=65536, description="Perplexity: tokens per sliding window (default: the model's positions, at most 256)."
+    )
+    stride: int | None = Field(None, ge=1, le=65536, description="Perplexity: tokens the window advances (default: half the window).")
 
 
 def classification_metrics(labels: np.ndarray, preds: np.ndarray, names: dict[int, str] | None = None) -> dict:

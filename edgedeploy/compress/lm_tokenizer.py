@@ -1,0 +1,28 @@
+"""A small BPE tokenizer trained on the text a language model learns from (the reference LM's,
+and the tiny test decoders'), saved as a Hugging Face fast tokenizer (tokenizer.json)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+SPECIALS = ("<unk>", "<s>", "</s>")  # ids 0, 1, 2: unknown, beginning and end of text
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, dest: Path, limit_alphabet: int = 64):
+    """Train a lower-cased, whitespace-split BPE tokenizer with ``vocab_size`` entries on
+    ``texts`` and save it to ``dest``; returns the ``PreTrainedTokenizerFast``."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=SPECIALS[0], end_of_word_suffix="</w>"))
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.decoder = decoders.BPEDecoder(suffix="</w>")
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIALS), limit_alphabet=limit_alphabet, end_of_word_suffix="</w>", show_progress=False
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=SPECIALS[0], bos_token=SPECIALS[1], eos_token=SPECIALS[2], pad_token=SPECIALS[2])
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(str(dest))
+    return fast
