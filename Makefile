@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps test test-fast fuzz dist lint demo edgemin bench-harness e2e-arm64 clean reference-model export quantize bench report release
+.PHONY: setup system-deps test test-fast fuzz dist lint demo edgemin bench-harness e2e-arm64 clean reference-model reference-lm export quantize bench report release
 
 setup: $(STAMP)
 
@@ -79,6 +79,10 @@ ED := $(BIN)/edgedeploy
 
 reference-model: setup
 	$(BIN)/python -m edgedeploy.reference_model sst2 banking77
+
+# The reference LM (reference:lm): a 4-layer Llama-style decoder trained on SST-2 text, cached.
+reference-lm: setup
+	$(BIN)/python -m edgedeploy.reference_model lm
 
 export: setup
 	$(ED) export $(MODEL) -o $(ARTIFACTS)/model --force

@@ -102,6 +102,23 @@ class Decoder:
         return int(np.argmax(logits[0, -1])), {p: outs[i + 1] for i, p in enumerate(self.past)}
 
 
+def prefill_feeds(sess, feeds: dict) -> dict:
+    """``feeds`` (input_ids, attention_mask) completed for a prefill: an empty past for every
+    layer and, where the model takes them, positions counted along the mask."""
+    ins = {i.name: i for i in sess.get_inputs()}
+    ids = feeds["input_ids"]
+    out = {k: v for k, v in feeds.items() if k in ins}
+    for name, i in ins.items():
+        if name.startswith(PAST) and name not in out:
+            out[name] = np.zeros((ids.shape[0], i.shape[1], 0, i.shape[3]), dtype=DTYPES.get(i.type, np.float32))
+    if "position_ids" in ins and "position_ids" not in out:
+        mask = feeds.get("attention_mask", np.ones_like(ids))
+        out["position_ids"] = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int64)
+    if "attention_mask" in ins and "attention_mask" not in out:
+        out["attention_mask"] = np.ones_like(ids, dtype=np.int64)
+    return out
+
+
 def check_lengths(prompt_tokens: int, new_tokens: int, max_positions: int | None) -> None:
     if prompt_tokens < 1 or new_tokens < 1:
         raise JobError(f"prompt tokens and new tokens must be at least 1 (got {prompt_tokens} and {new_tokens})")

@@ -83,6 +83,14 @@ def resolve_dims(signature: list[dict], shape: dict[str, int], strict: bool = Tr
             raise ShapeError(f"--shape {key}: the model has no such dim; its dims are: {', '.join(dims) or '(none, all static)'}")
         for d in targets:
             bound.setdefault(d, value)
+    # a KV-cache decoder's prefill: no past yet, and a mask over past + new tokens
+    for d in dims:
+        if d not in bound and d.startswith("past_") and d.endswith("sequence_length") and "+" not in d:
+            bound[d] = 0
+    for d in dims:
+        parts = [p.strip() for p in d.split("+")]
+        if d not in bound and len(parts) > 1 and all(p in bound for p in parts):
+            bound[d] = sum(bound[p] for p in parts)
     unbound = [d for d in dims if d not in bound]
     if unbound:
         raise ShapeError(

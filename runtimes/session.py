@@ -11,6 +11,7 @@ import time
 
 import onnxruntime as ort
 
+from . import generate
 from .errors import ModelError, ProviderError
 
 OPT_LEVELS = {
@@ -119,8 +120,11 @@ class Runner:
         self.session = cpu_session(model_path)
         every = [o.name for o in self.session.get_outputs()]
         self.names = every if outputs is None else [every[i] for i in outputs]
+        self.decoder = any(i.name.startswith(generate.PAST) for i in self.session.get_inputs())
 
     def __call__(self, feeds: dict) -> list:
+        if self.decoder:  # a KV-cache decoder scores text as a prefill from an empty past
+            feeds = generate.prefill_feeds(self.session, feeds)
         return self.session.run(self.names, feeds)
 
     def first(self, feeds: dict):

@@ -147,3 +147,65 @@ def test_bad_perplexity_input_exits_2(decoders, tmp_path, content, args, expect)
     f.write_text(content)
     proc = cli("eval", decoders["llama"][1], "--metric", "perplexity", "--data", f, *args, check=2)
     assert expect in one_line_error(proc)
+
+
+@pytest.fixture(scope="module")
+def presets(decoders, tmp_path_factory):
+    """The tiny Llama in float and with both int4 presets (calibrated on SST-2 text)."""
+    from edgedeploy.quantize import quantize
+
+    root = tmp_path_factory.mktemp("presets")
+    art = decoders["llama"][1]
+    train = SST2_DEV.parent / "train.tsv"
+    return {
+        "float": Artifact.load(art),
+        **{
+            p: quantize(art, root / p, "int4", int4_preset=p, calib_data=train, calib_samples=16, eval_samples=16)
+            for p in ("accuracy", "compression")
+        },
+    }
+
+
+def test_int4_presets_set_what_edgeformer_describes(presets):
+    acc = presets["accuracy"].manifest["quantization"]
+    comp = presets["compression"].manifest["quantization"]
+    assert acc["settings"]["block_size"] == 64 and acc["settings"]["symmetric"] is False
+    assert acc["settings"]["lm_head_8bit"] == ["/lm_head/MatMul"] and acc["settings"]["embedding_tables_8bit"] == 1
+    assert acc["chosen_by"]["block_size"] == "preset accuracy"
+    assert comp["settings"]["block_size"] == 128 and comp["settings"]["symmetric"] is True and comp["settings"]["kept_8bit"] == []
+    g = onnx.load(str(presets["compression"].model_path)).graph
+    weights = {i.name for i in g.initializer if len(i.dims) == 2}
+    assert {"MatMulNBits", "GatherBlockQuantized"} <= {n.op_type for n in g.node}
+    assert not [n.name for n in g.node if n.op_type in ("MatMul", "Gather") and set(n.input) & weights]  # every weight at 4 bits, lm_head too
+    sizes = {k: a.manifest["size_bytes"] for k, a in presets.items()}
+    assert max(sizes["compression"], sizes["accuracy"]) < sizes["float"]  # (which is smaller needs dims >= 128: the reference LM)
+
+
+def test_quantized_decoders_generate_and_score_perplexity(presets, tmp_path):
+    from edgedeploy.quality.perplexity import perplexity
+
+    ppl = {k: perplexity(a, SST2_DEV, limit=20)["perplexity"] for k, a in presets.items()}
+    assert all(np.isfinite(v) and v > 1 for v in ppl.values())
+    dec = generate.Decoder(session.cpu_session(presets["compression"].model_path))
+    assert len(dec.greedy(np.arange(3, 11, dtype=np.int64)[None, :], 5)["tokens"]) == 5
+
+
+def test_a_flag_wins_over_the_preset_and_presets_need_int4(decoders, tmp_path):
+    from edgedeploy.quantize import quantize
+
+    art = quantize(decoders["llama"][1], tmp_path / "q", "int4", int4_preset="compression", block_size=32, int4_sensitive_8bit=0)
+    q = art.manifest["quantization"]
+    assert q["settings"]["block_size"] == 32 and q["chosen_by"]["block_size"] == "flag" and q["chosen_by"]["symmetric"] == "preset compression"
+    proc = cli("quantize", decoders["llama"][1], "-o", tmp_path / "d", "--method", "dynamic", "--int4-preset", "accuracy", check=2)
+    assert "--int4-preset applies to --method int4" in one_line_error(proc)
+
+
+def test_an_int4_preset_on_an_encoder_only_model(tiny_classifier_dir, tmp_path):
+    from edgedeploy.export import export
+    from edgedeploy.quantize import quantize
+
+    parent = export(str(tiny_classifier_dir), tmp_path / "enc")
+    art = quantize(parent.path, tmp_path / "acc", "int4", int4_preset="accuracy", int4_sensitive_8bit=0)
+    s = art.manifest["quantization"]["settings"]
+    assert s["lm_head_8bit"] == [] and s["embedding_tables_8bit"] == 3  # word, position and token-type tables, no lm_head
+    assert art.manifest["fidelity"]["mean_cosine"] > 0.9

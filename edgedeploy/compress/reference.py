@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from edgedeploy.compress import data as textdata
+from edgedeploy.compress import reference_lm
 from edgedeploy.compress.train import Schedule, train, trainable
 from edgedeploy.core.artifact import file_sha256
 from edgedeploy.core.atomic import staged_directory
@@ -33,6 +34,7 @@ from edgedeploy.exporters.huggingface import weight_files
 log = logging.getLogger("edgedeploy")
 RECIPE_VERSION = 2  # 2: trained with compress.train (its data order and schedule)
 RECORD = "reference.json"
+LM = "lm"  # the reference language model (compress/reference_lm.py)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,9 @@ def _plan(task: str) -> TrainingPlan:
 
 
 def path_for(task: str) -> Path:
-    """Where the reference classifier for ``task`` lives (built or not)."""
+    """Where the reference model for ``task`` lives (built or not)."""
+    if task == LM:
+        return cache_root() / "lm-llama-4l"
     _plan(task)
     return cache_root() / f"{task}-minilm-l6"
 
@@ -114,12 +118,19 @@ def cached(task: str) -> dict | None:
 def ensure(task: str, datasets: Path | None = None, force: bool = False) -> Path:
     """The reference classifier for ``task``: reused when its key matches, built otherwise."""
     out = path_for(task)  # raises on an unknown task
-    k = key(task, datasets)
+    if task == LM:
+        data = Path(datasets or default_datasets()) / "sst2"
+        k = reference_lm.key(reference_lm.LMPlan(), data / "train.tsv") if (data / "train.tsv").is_file() else None
+    else:
+        k = key(task, datasets)
     rec = cached(task)
-    if rec and rec.get("key") == k and not force:
-        log.info("reference model %s: cached at %s (dev accuracy %.4f)", task, out, rec["dev_accuracy"])
+    if rec and k and rec.get("key") == k and not force:
+        log.info("reference model %s: cached at %s", task, out)
         return out
-    build(task, out, _plan(task), datasets, key_=k)
+    if task == LM:
+        reference_lm.build(out, data / "train.tsv", data / "dev.tsv", reference_lm.LMPlan(), key_=k)
+    else:
+        build(task, out, _plan(task), datasets, key_=k)
     return out
 
 
@@ -195,7 +206,7 @@ def main(argv=None) -> int:
     import sys
 
     ap = argparse.ArgumentParser(prog="python -m edgedeploy.reference_model", description=__doc__.split("\n\n")[0])
-    ap.add_argument("tasks", nargs="*", default=list(PLANS), help=f"which to build (default: all of {', '.join(PLANS)})")
+    ap.add_argument("tasks", nargs="*", default=list(PLANS), help=f"which to build (default: {', '.join(PLANS)}; also {LM}, the reference LM)")
     ap.add_argument("--datasets", type=Path, help="folder holding sst2/ and banking77/ (default ../shared/datasets)")
     ap.add_argument("--force", action="store_true", help="rebuild even when the cache matches")
     ap.add_argument("--out", type=Path, help="build one task into this directory instead of the cache (always trains)")
@@ -220,6 +231,11 @@ def main(argv=None) -> int:
         for task in args.tasks:
             path = ensure(task, args.datasets, args.force)
             rec = cached(task)
+            if task == LM:
+                print(
+                    f"{task}: {path} (dev perplexity {rec['dev_perplexity']:.2f}, {rec['parameters']} parameters, trained in {rec['train_seconds']} s)"
+                )
+                continue
             print(f"{task}: {path} (dev accuracy {rec['dev_accuracy']:.4f} on {rec['dev_rows']} rows, trained in {rec['train_seconds']} s)")
     except EdgeDeployError as exc:
         print(f"edgedeploy: error: {exc}", file=sys.stderr)

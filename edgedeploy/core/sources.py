@@ -87,6 +87,8 @@ def resolve(source: str | None, factory: str | None = None, revision: str | None
         return Source("huggingface", embedded_path(source), source, EMBEDDED[source][2])
     if source.startswith(REFERENCE):  # built on first use by edgedeploy.compress.reference.materialize, never here
         task = source[len(REFERENCE) :]
+        if task == "lm":
+            return Source("reference", None, source, "a 4-layer Llama-style LM trained on SST-2 text (reference LM)")
         return Source("reference", None, source, f"all-MiniLM-L6-v2 fine-tuned on {task} (reference classifier)")
     path = Path(source)
     if is_hub_id(source):

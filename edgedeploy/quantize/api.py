@@ -73,7 +73,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     why = already_quantized(parent, parent_model)
     if why:
         raise BadInput(f"{parent.path}: is already quantized ({why}); quantize the float parent instead")
-    settings, chosen_by = settings_mod.resolve(method, prof, opts.overrides())
+    settings, chosen_by = settings_mod.resolve(method, prof, opts.overrides(), opts.int4_preset)
     has_conv = any(n.op_type == "Conv" for n in parent_model.graph.node)
     if method == "static" and parent.manifest["source"].get("family") == "transformer":
         # Quantizing Softmax/LayerNorm/Add activations wrecks transformer accuracy; MatMuls carry the compute.

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgedeploy.quantize import embeddings
+
 QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
 CALIB = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
@@ -105,16 +107,20 @@ def int4(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | No
     import onnx
 
     model = onnx.load(str(src))
-    keep8 = [n for n in (s.get("keep_8bit") or []) if n not in exclude]
+    heads = embeddings.lm_heads(model) if s.get("lm_head_bits", 4) == 8 else []
+    keep8 = list(dict.fromkeys(n for n in [*(s.get("keep_8bit") or []), *heads] if n not in exclude))
+    eight_bit_tables = s["int4_embeddings"] and s.get("embedding_bits", 4) == 8 and (only is None)
     passes = [("MatMul", 4, s["block_size"], exclude + keep8)]
-    if s["int4_embeddings"]:
+    if s["int4_embeddings"] and not eight_bit_tables:
         passes.append(("Gather", 4, s["embedding_block_size"], exclude))
     if keep8:
         passes.append(("MatMul", 8, s["block_size"], exclude, keep8))
     for op, bits, block, excl, *include in passes:
         model = _nbits(model, op, bits, block, s, excl, (include[0] if include else None) or only)
+    tables8 = embeddings.gathers_to_int8(model, exclude) if eight_bit_tables else 0
     onnx.save(model, str(dst))
-    return {k: s[k] for k in ("block_size", "symmetric", "accuracy_level", "int4_embeddings", "embedding_block_size")} | {"kept_8bit": keep8}
+    used = {k: s[k] for k in ("block_size", "symmetric", "accuracy_level", "int4_embeddings", "embedding_block_size")}
+    return used | {"kept_8bit": keep8, "lm_head_8bit": heads, "embedding_tables_8bit": tables8}
 
 
 def _nbits(model, op: str, bits: int, block: int, s: dict, exclude: list[str], include: list[str] | None):

@@ -29,6 +29,8 @@ RESOLVED = (
     "op_block_list",
     "int4_sensitive_8bit",
     "embedding_block_size",
+    "embedding_bits",
+    "lm_head_bits",
 )
 
 
@@ -95,6 +97,14 @@ class QuantizeOptions(Options):
     embedding_block_size: BlockSize | None = Field(None, description="int4: block size for embedding tables (default 64).")
     int4_sensitive_8bit: int | None = Field(
         None, ge=0, le=1000, description="int4: keep the N most sensitive MatMuls (measured) at 8-bit (default 2)."
+    )
+    embedding_bits: Literal[4, 8] | None = Field(None, description="int4: bits for embedding tables (4: GatherBlockQuantized; 8: int8 rows).")
+    lm_head_bits: Literal[4, 8] | None = Field(None, description="int4: bits for a decoder's lm_head MatMul (default 4).")
+    int4_preset: Literal["accuracy", "compression"] | None = Field(
+        None,
+        description="int4 presets (EdgeFormer's modes; other int4 flags still apply on top). accuracy: block 64, asymmetric, "
+        "embeddings and lm_head at 8 bits, the 2 most sensitive MatMuls at 8 bits. compression: block 128, symmetric, everything "
+        "at 4 bits (embeddings and lm_head too).",
     )
     op_block_list: list[str] = Field(default_factory=list, description="fp16: extra op types to keep in float32. Repeatable.")
     min_mean_cosine: float | None = Field(

@@ -27,6 +27,21 @@ DEFAULTS = {
         "int4_embeddings": True,
         "embedding_block_size": 64,
         "int4_sensitive_8bit": 2,
+        "embedding_bits": 4,
+        "lm_head_bits": 4,
+    },
+}
+# --int4-preset: between the profile and the flags (a flag still wins)
+PRESETS = {
+    "accuracy": {"block_size": 64, "symmetric": False, "int4_embeddings": True, "embedding_bits": 8, "lm_head_bits": 8, "int4_sensitive_8bit": 2},
+    "compression": {
+        "block_size": 128,
+        "symmetric": True,
+        "int4_embeddings": True,
+        "embedding_bits": 4,
+        "embedding_block_size": 128,
+        "lm_head_bits": 4,
+        "int4_sensitive_8bit": 0,
     },
 }
 FROM_PROFILE = {  # setting -> key in the profile's quantization section
@@ -42,13 +57,17 @@ FROM_PROFILE = {  # setting -> key in the profile's quantization section
 }
 
 
-def resolve(method: str, profile: dict | None, overrides: dict) -> tuple[dict, dict]:
+def resolve(method: str, profile: dict | None, overrides: dict, preset: str | None = None) -> tuple[dict, dict]:
     settings, chosen_by = {}, {}
     pq = (profile or {}).get("quantization", {})
+    if preset and method != "int4":
+        raise BadInput(f"--int4-preset applies to --method int4, not {method}")
     for key, default in DEFAULTS[method].items():
         value, who = default, "default"
         if key in FROM_PROFILE and FROM_PROFILE[key] in pq:
             value, who = pq[FROM_PROFILE[key]], f"profile {profile['name']}"
+        if preset and key in PRESETS[preset]:
+            value, who = PRESETS[preset][key], f"preset {preset}"
         if overrides.get(key) is not None:
             value, who = overrides[key], "flag"
         settings[key], chosen_by[key] = value, who
