@@ -49,14 +49,15 @@ def validate_decoder(onnx_path, model, atol: float, rtol: float, new_tokens: int
                 torch.from_numpy(ids),
                 attention_mask=torch.ones_like(torch.from_numpy(ids)),
                 max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,  # end-of-text suppressed, in the ONNX loop too: every token is compared
                 do_sample=False,
                 num_beams=1,
                 pad_token_id=model.config.eos_token_id if model.config.pad_token_id is None else model.config.pad_token_id,
             )
         got = dec.prefill_logits(ids)
         result.cases.append({"inputs": {"input_ids": list(ids.shape), "past": 0}, "outputs": [compare_arrays("logits", got, want, atol, rtol)]})
-        torch_tokens = [int(t) for t in gen[0, ids.shape[1] :]]  # fewer than new_tokens when it stopped at EOS
-        onnx_tokens = dec.greedy(ids, new_tokens)["tokens"][: len(torch_tokens)]
+        torch_tokens = [int(t) for t in gen[0, ids.shape[1] :]]
+        onnx_tokens = dec.greedy(ids, new_tokens, suppress=_eos(model.config))["tokens"]
         first_diff = next((i for i, (a, b) in enumerate(zip(onnx_tokens, torch_tokens)) if a != b), None)
         generation["cases"].append(
             {
@@ -69,3 +70,9 @@ def validate_decoder(onnx_path, model, atol: float, rtol: float, new_tokens: int
         )
     generation["passed"] = all(c["match"] for c in generation["cases"])
     return result, generation
+
+
+def _eos(config) -> list[int]:
+    eos = getattr(config, "eos_token_id", None)
+    ids = eos if isinstance(eos, list) else [eos]
+    return [i for i in ids if isinstance(i, int) and 0 <= i < int(config.vocab_size)]

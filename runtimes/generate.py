@@ -46,6 +46,7 @@ class Decoder:
                 raise JobError(f"{n}: expected a float past of shape [batch, heads, past, head_dim], got {shape} {ins[n].type}")
             self.empty[n] = np.zeros((1, dims[1], 0, dims[3]), dtype=DTYPES[ins[n].type])
         self.binding = "CPUExecutionProvider" in sess.get_providers()
+        self.suppress: list[int] = []
 
     def _feeds(self, ids: np.ndarray, start: int) -> dict:
         n = ids.shape[1]
@@ -56,10 +57,12 @@ class Decoder:
             feeds["position_ids"] = np.arange(start, start + n, dtype=np.int64)[None, :]
         return feeds
 
-    def greedy(self, prompt: np.ndarray, new_tokens: int, clock=time.perf_counter) -> dict:
-        """Generate ``new_tokens`` greedily after ``prompt`` (1 x P int64). Returns the tokens,
-        the time to the first token and each decode step's time, in seconds."""
+    def greedy(self, prompt: np.ndarray, new_tokens: int, clock=time.perf_counter, suppress=()) -> dict:
+        """Generate ``new_tokens`` greedily after ``prompt`` (1 x P int64), never choosing the ids
+        in ``suppress`` (an end-of-text id, so that every run decodes all its tokens). Returns the
+        tokens, the time to the first token and each decode step's time, in seconds."""
         prompt = np.asarray(prompt, dtype=np.int64).reshape(1, -1)
+        self.suppress = [int(i) for i in suppress]
         run = self._step_bound if self.binding else self._step_plain
         t0 = clock()
         token, past = run(prompt, 0, dict(self.empty))
@@ -82,7 +85,7 @@ class Decoder:
         names = ["logits", *self.present.values()]
         outs = self.sess.run(names, {**self._feeds(ids, start), **past})
         nxt = {p: outs[i + 1] for i, p in enumerate(self.past)}
-        return int(np.argmax(outs[0][0, -1])), nxt
+        return self._pick(outs[0][0, -1]), nxt
 
     def _step_bound(self, ids, start, past):
         io = self.sess.io_binding()
@@ -99,7 +102,13 @@ class Decoder:
         self.sess.run_with_iobinding(io)
         outs = io.get_outputs()
         logits = outs[0].numpy()
-        return int(np.argmax(logits[0, -1])), {p: outs[i + 1] for i, p in enumerate(self.past)}
+        return self._pick(logits[0, -1]), {p: outs[i + 1] for i, p in enumerate(self.past)}
+
+    def _pick(self, logits: np.ndarray) -> int:
+        if self.suppress:
+            logits = logits.copy()
+            logits[[i for i in self.suppress if 0 <= i < logits.shape[-1]]] = -np.inf
+        return int(np.argmax(logits))
 
 
 def prefill_feeds(sess, feeds: dict) -> dict:

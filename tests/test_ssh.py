@@ -583,3 +583,19 @@ def test_provision_with_an_onnxruntime_wheel_of_ones_own(server, tmp_path):
     fake.write_bytes(b"PK")
     assert "built for linux_aarch64" in one_line_error(cli(*base, "--ort-wheel", fake, check=2))
     assert server.leftovers() == []
+
+
+def test_generation_over_ssh(server, tmp_path):
+    """bench --generate runs the same torch-free KV-cache loop on the device."""
+    from hf_configs import build
+
+    src = build("qwen2", tmp_path / "qwen2-src")
+    art = export(str(src), tmp_path / "qwen2", task="text-generation-with-past")
+    out = tmp_path / "gen.json"
+    remote_bench(server, art, "--generate", "--prompt-tokens", "12", "--new-tokens", "6", "-o", out, check=0)
+    doc = json.loads(out.read_text())
+    g = doc["results"][0]["generation"]
+    assert doc["remote"]["host"] and g["prompt_tokens"] == 12 and g["new_tokens"] == 6 and g["runs"] == 30
+    assert g["decode_tokens_per_s"] > 0 and g["ttft_ms"]["p50"] > 0 and g["inter_token_ms"]["p90"] is not None
+    too_long = remote_bench(server, art, "--generate", "--prompt-tokens", "60", "--new-tokens", "6", check=2)
+    assert "exceed the model's 64 positions" in one_line_error(too_long)
