@@ -14,7 +14,7 @@ def build(arch: str, dest: Path) -> Path:
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     # decoders: weights wide enough that greedy generation depends on the context (at the usual
     # 0.02 a random decoder repeats one token, which would not test the KV cache)
-    wide = {"initializer_range": 0.5} if arch in DECODERS else {}
+    wide = {"initializer_range": 0.5} if arch in DECODERS or arch == "llama256" else {}
     if arch == "bert":
         model = tf.BertModel(tf.BertConfig(vocab_size=128, max_position_embeddings=64, **small))
     elif arch == "distilbert":
@@ -28,6 +28,19 @@ def build(arch: str, dest: Path) -> Path:
     elif arch == "llama":  # grouped-query attention (4 heads, 1 key/value head), tied embeddings
         cfg = tf.LlamaConfig(
             vocab_size=128, max_position_embeddings=64, num_key_value_heads=1, tie_word_embeddings=True, **wide, **dict(small, num_attention_heads=4)
+        )
+        model = tf.LlamaForCausalLM(cfg)
+    elif arch == "llama256":  # one layer, dims that are multiples of 256 (k-quant and GPTQ need whole blocks)
+        cfg = tf.LlamaConfig(
+            vocab_size=128,
+            max_position_embeddings=64,
+            hidden_size=256,
+            intermediate_size=512,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+            **wide,
         )
         model = tf.LlamaForCausalLM(cfg)
     elif arch == "qwen2":
@@ -49,7 +62,7 @@ def build(arch: str, dest: Path) -> Path:
     else:
         raise ValueError(arch)
     model.eval().save_pretrained(dest)
-    if arch in DECODERS:  # a real tokenizer, for perplexity on real text: BPE with the model's 128 ids, trained on SST-2 dev
+    if arch in DECODERS or arch == "llama256":  # a real tokenizer, for perplexity on real text: BPE with the model's 128 ids, trained on SST-2 dev
         from edgedeploy.compress.lm_tokenizer import train_tokenizer
         from edgedeploy.data.datasets import read_texts
 

@@ -209,3 +209,47 @@ def test_an_int4_preset_on_an_encoder_only_model(tiny_classifier_dir, tmp_path):
     s = art.manifest["quantization"]["settings"]
     assert s["lm_head_8bit"] == [] and s["embedding_tables_8bit"] == 3  # word, position and token-type tables, no lm_head
     assert art.manifest["fidelity"]["mean_cosine"] > 0.9
+
+
+@pytest.fixture(scope="module")
+def llama256(tmp_path_factory):
+    root = tmp_path_factory.mktemp("llama256")
+    src = build("llama256", root / "src")
+    cli("export", src, "-o", root / "art", "--task", "text-generation-with-past", check=0)
+    return root / "art"
+
+
+@pytest.mark.parametrize("algorithm", ["hqq", "k_quant", "gptq"])
+def test_int4_algorithms_beyond_round_to_nearest(llama256, tmp_path, algorithm):
+    from edgedeploy.quality.perplexity import perplexity
+    from edgedeploy.quantize import quantize
+
+    train = SST2_DEV.parent / "train.tsv"
+    art = quantize(
+        llama256, tmp_path / algorithm, "int4", int4_algorithm=algorithm, calib_data=train, calib_samples=8, eval_samples=8, int4_sensitive_8bit=0
+    )
+    q = art.manifest["quantization"]
+    assert q["settings"]["int4_algorithm"] == algorithm and q["chosen_by"]["int4_algorithm"] == "flag"
+    assert "MatMulNBits" in {n.op_type for n in onnx.load(str(art.model_path)).graph.node}
+    assert art.manifest["size_bytes"] < Artifact.load(llama256).manifest["size_bytes"] / 2
+    assert np.isfinite(perplexity(art, SST2_DEV, limit=10)["perplexity"])
+
+
+def test_int4_algorithm_bad_input(decoders, tmp_path):
+    proc = cli("quantize", decoders["llama"][1], "-o", tmp_path / "g", "--method", "int4", "--int4-algorithm", "gptq", check=2)
+    assert "gptq calibrates on text: give --calib-data" in one_line_error(proc)
+    # k-quant needs whole 256-wide blocks: the 32-wide tiny model is refused with ORT's reason, nothing published
+    proc = cli(
+        "quantize",
+        decoders["llama"][1],
+        "-o",
+        tmp_path / "k",
+        "--method",
+        "int4",
+        "--int4-algorithm",
+        "k_quant",
+        "--int4-sensitive-8bit",
+        "0",
+        check=1,
+    )
+    assert "--int4-algorithm k_quant: ONNX Runtime's quantizer failed" in one_line_error(proc) and not (tmp_path / "k").exists()

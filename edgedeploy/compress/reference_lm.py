@@ -42,7 +42,7 @@ class LMPlan:
     layers: int = 4
     heads: int = 8
     kv_heads: int = 2
-    intermediate: int = 688
+    intermediate: int = 512  # a multiple of 256: every int4 algorithm (k-quant, GPTQ) takes its blocks
     max_positions: int = 256
     block: int = 128  # training sequence length (tokens)
     batch: int = 16

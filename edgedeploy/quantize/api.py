@@ -91,7 +91,10 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     if opts.smooth_quant and calib_data is None and not (method == "static" and opts.random_calibration):
         raise BadInput("--smooth-quant measures activation ranges: give --calib-data FILE")
     calib_src = None
-    if method == "static" or opts.smooth_quant:
+    gptq = method == "int4" and opts.int4_algorithm == "gptq"
+    if gptq and calib_data is None:
+        raise BadInput("--int4-algorithm gptq calibrates on text: give --calib-data FILE")
+    if method == "static" or opts.smooth_quant or gptq:
         calib_src = SampleSource(
             parent, calib_data, text_column, limit=opts.calib_samples, batch=1, allow_random=opts.random_calibration, pad_to_max=True
         )
@@ -210,6 +213,10 @@ def _run_method(method, pre, dst, settings, excluded, calib_src, calib_total, on
     if method == "fp16":
         return methods.fp16(pre, dst, settings, excluded, only)
     if method == "int4":
+        if settings.get("int4_algorithm") == "gptq" and only is None and calib_src is not None:
+            from edgedeploy.quantize.calibration import StreamingReader
+
+            return methods.int4(pre, dst, settings, excluded, only, StreamingReader(calib_src, calib_total))
         return methods.int4(pre, dst, settings, excluded, only)
 
     from edgedeploy.quantize.calibration import StreamingReader  # onnxruntime.quantization imports onnx
@@ -220,7 +227,7 @@ def _run_method(method, pre, dst, settings, excluded, calib_src, calib_total, on
 
 def _most_sensitive_matmuls(pre, settings, eval_src, parent_model, run, work, excluded) -> list[str]:
     """The MatMuls whose 4-bit quantization hurts fidelity most, measured one at a time."""
-    probe_settings = {**settings, "int4_embeddings": False, "keep_8bit": []}
+    probe_settings = {**settings, "int4_embeddings": False, "keep_8bit": [], "int4_algorithm": "rtn"}  # ranking: round-to-nearest probes
     nodes = [n for n in candidates(pre, "int4") if n not in excluded]
     log.info("int4: ranking %d MatMuls by measured sensitivity to keep %d at 8-bit", len(nodes), settings["int4_sensitive_8bit"])
     ranked = rank("int4", pre, probe_settings, nodes, run, reference_outputs(parent_model, eval_src), work)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
+from edgedeploy.core.errors import ValidationFailed
 from edgedeploy.quantize import embeddings
+from edgedeploy.runtimes.generate import PAST, prefill_feeds
 
 QTYPES = {"int8": "QInt8", "uint8": "QUInt8"}
 CALIB = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -100,7 +104,7 @@ def fp16(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | No
     }
 
 
-def int4(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | None = None) -> dict:
+def int4(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | None = None, reader=None) -> dict:
     """Weight-only block quantization: MatMul -> MatMulNBits (4-bit; ``keep_8bit`` nodes at
     8-bit) and, when asked, embedding Gathers -> GatherBlockQuantized (4-bit): the word
     embeddings are half of a small BERT, so MatMuls alone give under 2x."""
@@ -110,32 +114,34 @@ def int4(src: Path, dst: Path, s: dict, exclude: list[str], only: list[str] | No
     heads = embeddings.lm_heads(model) if s.get("lm_head_bits", 4) == 8 else []
     keep8 = list(dict.fromkeys(n for n in [*(s.get("keep_8bit") or []), *heads] if n not in exclude))
     eight_bit_tables = s["int4_embeddings"] and s.get("embedding_bits", 4) == 8 and (only is None)
-    passes = [("MatMul", 4, s["block_size"], exclude + keep8)]
+    algo = s.get("int4_algorithm") or "rtn"
+    model = _nbits(model, "MatMul", 4, s["block_size"], s, exclude + keep8, only, algo, reader)
     if s["int4_embeddings"] and not eight_bit_tables:
-        passes.append(("Gather", 4, s["embedding_block_size"], exclude))
+        model = _nbits(model, "Gather", 4, s["embedding_block_size"], s, exclude, only)
     if keep8:
-        passes.append(("MatMul", 8, s["block_size"], exclude, keep8))
-    for op, bits, block, excl, *include in passes:
-        model = _nbits(model, op, bits, block, s, excl, (include[0] if include else None) or only)
+        model = _nbits(model, "MatMul", 8, s["block_size"], s, exclude, keep8)
     tables8 = embeddings.gathers_to_int8(model, exclude) if eight_bit_tables else 0
     onnx.save(model, str(dst))
-    used = {k: s[k] for k in ("block_size", "symmetric", "accuracy_level", "int4_embeddings", "embedding_block_size")}
+    used = {k: s[k] for k in ("block_size", "symmetric", "accuracy_level", "int4_embeddings", "embedding_block_size")} | {"int4_algorithm": algo}
     return used | {"kept_8bit": keep8, "lm_head_8bit": heads, "embedding_tables_8bit": tables8}
 
 
-def _nbits(model, op: str, bits: int, block: int, s: dict, exclude: list[str], include: list[str] | None):
+def _nbits(model, op: str, bits: int, block: int, s: dict, exclude: list[str], include: list[str] | None, algo: str = "rtn", reader=None):
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
     if include:  # ORT's nodes_to_include adds to the op types rather than restricting: restrict by exclusion
         exclude = list(exclude or []) + [n.name for n in model.graph.node if n.op_type == op and n.name not in include]
-    cfg = DefaultWeightOnlyQuantConfig(
-        block_size=block,
-        is_symmetric=s["symmetric"],
-        accuracy_level=s["accuracy_level"],
-        op_types_to_quantize=(op,),
-        quant_axes=(("MatMul", 0), ("Gather", 1)),
-        bits=bits,
-    )
+    if algo != "rtn":
+        cfg = _algorithm(algo, block, bits, op, model, reader)
+    else:
+        cfg = DefaultWeightOnlyQuantConfig(
+            block_size=block,
+            is_symmetric=s["symmetric"],
+            accuracy_level=s["accuracy_level"],
+            op_types_to_quantize=(op,),
+            quant_axes=(("MatMul", 0), ("Gather", 1)),
+            bits=bits,
+        )
     q = MatMulNBitsQuantizer(
         model,
         bits=bits,
@@ -145,5 +151,49 @@ def _nbits(model, op: str, bits: int, block: int, s: dict, exclude: list[str], i
         nodes_to_exclude=exclude or [],
         algo_config=cfg,
     )
-    q.process()
+    try:
+        q.process()
+    except (ValueError, RuntimeError, IndexError, np.linalg.LinAlgError) as exc:
+        if algo == "rtn":
+            raise
+        raise ValidationFailed(
+            f"--int4-algorithm {algo}: ONNX Runtime's quantizer failed on this model ({type(exc).__name__}: {str(exc)[:160]})"
+        ) from None
     return q.model.model
+
+
+def _algorithm(algo: str, block: int, bits: int, op: str, model, reader):
+    """ORT's weight-only configs beyond round-to-nearest (their own symmetry choices)."""
+    from onnxruntime.quantization import matmul_nbits_quantizer as nb
+
+    if algo == "hqq":
+        return nb.HQQWeightOnlyQuantConfig(block_size=block, bits=bits, op_types_to_quantize=(op,))
+    if algo == "k_quant":
+        return nb.KQuantWeightOnlyQuantConfig(op_types_to_quantize=(op,))
+    return nb.GPTQWeightOnlyQuantConfig(calibration_data_reader=_Prefill(reader, model), block_size=block, op_types_to_quantize=(op,))
+
+
+class _Prefill:
+    """A calibration reader whose feeds are completed for a KV-cache decoder's prefill (empty past)."""
+
+    def __init__(self, reader, model):
+        import onnxruntime as ort
+
+        decoder = any(i.name.startswith(PAST) for i in model.graph.input)
+        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]) if decoder else None
+        # read up front: ORT copies the reader (a generator inside would not copy); calibration sets are small
+        self.feeds = [f if sess is None else prefill_feeds(sess, f) for f in iter(reader.get_next, None)]
+        self.i = 0
+
+    def get_next(self):
+        self.i += 1
+        return self.feeds[self.i - 1] if self.i <= len(self.feeds) else None
+
+    def rewind(self):
+        self.i = 0
+
+    def __iter__(self):
+        return iter(self.feeds)
+
+    def __len__(self):
+        return len(self.feeds)

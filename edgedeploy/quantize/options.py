@@ -31,6 +31,7 @@ RESOLVED = (
     "embedding_block_size",
     "embedding_bits",
     "lm_head_bits",
+    "int4_algorithm",
 )
 
 
@@ -99,6 +100,11 @@ class QuantizeOptions(Options):
         None, ge=0, le=1000, description="int4: keep the N most sensitive MatMuls (measured) at 8-bit (default 2)."
     )
     embedding_bits: Literal[4, 8] | None = Field(None, description="int4: bits for embedding tables (4: GatherBlockQuantized; 8: int8 rows).")
+    int4_algorithm: Literal["rtn", "hqq", "k_quant", "gptq"] | None = Field(
+        None,
+        description="int4: ONNX Runtime's weight-only algorithm for the 4-bit MatMuls: rtn (round to nearest, default), hqq (half-quadratic), "
+        "k_quant (llama.cpp-style k-quants), gptq (calibrated on --calib-data text).",
+    )
     lm_head_bits: Literal[4, 8] | None = Field(None, description="int4: bits for a decoder's lm_head MatMul (default 4).")
     int4_preset: Literal["accuracy", "compression"] | None = Field(
         None,

@@ -29,6 +29,7 @@ DEFAULTS = {
         "int4_sensitive_8bit": 2,
         "embedding_bits": 4,
         "lm_head_bits": 4,
+        "int4_algorithm": "rtn",
     },
 }
 # --int4-preset: between the profile and the flags (a flag still wins)
