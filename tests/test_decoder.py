@@ -253,3 +253,37 @@ def test_int4_algorithm_bad_input(decoders, tmp_path):
         check=1,
     )
     assert "--int4-algorithm k_quant: ONNX Runtime's quantizer failed" in one_line_error(proc) and not (tmp_path / "k").exists()
+
+
+def _lm_recipe(path, source, *, extra_budget=""):
+    path.write_text(
+        f"name: lm\nsource: {source}\nexport: {{task: text-generation-with-past}}\n"
+        f"data:\n  eval: {SST2_DEV}\n  calib: {SST2_DEV.parent / 'train.tsv'}\n  label_column: null\n  limit: 30\n"
+        "variants:\n"
+        "  float: {method: float, gate: false}\n"
+        "  accuracy: {method: int4, int4_preset: accuracy, calib_samples: 8, eval_samples: 8, budgets: {min_compression: 1.2}}\n"
+        "  compression: {method: int4, int4_preset: compression, calib_samples: 8, eval_samples: 8}\n"
+        "targets:\n  - name: local\n    generate: true\n    prompt_tokens: 8\n    new_tokens: 8\n    iterations: 5\n    warmup: 1\n    max_cv: 10.0\n"
+        f"budgets:\n  max_perplexity_increase: 5.0\n  min_decode_tokens_per_s: 1\n  max_ttft_ms: 10000\n{extra_budget}"
+    )
+    return path
+
+
+def test_a_recipe_gates_decoders_on_perplexity_ttft_and_tokens_per_second(decoders, tmp_path):
+    recipe = _lm_recipe(tmp_path / "lm.yaml", decoders["llama"][0])
+    cli("run", recipe, "--gate", "--run-dir", tmp_path / "run", check=0)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    rows = {v["name"]: v for v in report["variants"]}
+    assert rows["float"]["perplexity"] > 1 and rows["float"].get("perplexity_increase") == pytest.approx(0.0)
+    assert rows["compression"]["perplexity_increase"] is not None and rows["compression"]["next_token_agreement"] is not None
+    measured = report["targets"][0]["results"]
+    assert all(measured[n]["ttft_ms"] > 0 and measured[n]["decode_tokens_per_s"] > 0 for n in rows)
+    checks = {(c["variant"], c["budget"]) for c in report["gate"]["checks"]}
+    assert {("accuracy", "min_compression"), ("compression", "max_perplexity_increase"), ("accuracy", "min_decode_tokens_per_s")} <= checks
+    assert ("compression", "min_compression") not in checks  # a variant's own budget applies to that variant only
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "## Decoders" in md and "decode tokens/s" in md and "decode tokens/s vs perplexity" in (tmp_path / "run" / "report.html").read_text()
+    # a perplexity budget nobody meets fails the gate with exit 1
+    _lm_recipe(recipe, decoders["llama"][0]).write_text(recipe.read_text().replace("max_perplexity_increase: 5.0", "max_perplexity_increase: 0.0"))
+    proc = cli("run", recipe, "--gate", "--run-dir", tmp_path / "run", check=1)
+    assert "max_perplexity_increase" in proc.stdout + proc.stderr

@@ -111,7 +111,7 @@ def test_bench_runs_the_session_an_artifact_asks_for(unfused, tmp_path):
 
 @pytest.mark.parametrize(
     "run, expect",
-    [("fast", "run settings must be a mapping"), ({"spin": True}, "unknown run setting 'spin'"), ({"disabled_optimizers": ["X"]}, "from")],
+    [("fast", "run: expected a mapping"), ({"spin": True}, "unknown run setting 'spin'"), ({"disabled_optimizers": ["X"]}, "from")],
 )
 def test_a_hostile_manifest_run_is_a_clear_error(unfused, tmp_path, run, expect):
     art = _with_run(unfused, tmp_path, run)

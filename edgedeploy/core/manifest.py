@@ -77,6 +77,8 @@ class Manifest(_Open):
     outputs: list[TensorSpec]
     parameters: int | None = None
     vocab_size: int | None = None
+    generation: dict | None = Field(None, description="A decoder exported with its KV cache: kv_cache, layers, max_positions, eos_token_id.")
+    run: dict | None = Field(None, description="Session settings the artifact asks for (edgedeploy tune's winner), checked on the device.")
     export: dict | None = None
     validation: dict | None = None
     quantization: Quantization | None = None

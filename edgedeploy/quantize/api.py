@@ -158,6 +158,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
             "outputs": outputs,
             "parameters": params,
             "vocab_size": parent.manifest.get("vocab_size"),
+            **({"generation": parent.manifest["generation"]} if isinstance(parent.manifest.get("generation"), dict) else {}),
             "quantization": {
                 "method": method,
                 "profile": prof["name"] if prof else None,

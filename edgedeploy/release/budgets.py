@@ -10,7 +10,7 @@ from pydantic import Field
 
 from edgedeploy.core.options import Options
 
-TIMED = {"p50_ms", "p90_ms", "throughput"}  # read from a benchmark, so only as trustworthy as its CV
+TIMED = {"p50_ms", "p90_ms", "throughput", "ttft_ms", "decode_tokens_per_s"}  # read from a benchmark, so only as trustworthy as its CV
 
 
 def _budget(unit: str, scale: float, help_text: str, **limits):
@@ -32,6 +32,11 @@ class Budgets(Options):
     max_p50_ms: float | None = _budget("ms", 1.0, "Largest median latency on the target, ms.", gt=0)
     max_p90_ms: float | None = _budget("ms", 1.0, "Largest p90 latency on the target, ms (needs at least 64 iterations).", gt=0)
     min_throughput: float | None = _budget("samples/s", 1.0, "Lowest throughput on the target, samples/s.", gt=0)
+    max_ttft_ms: float | None = _budget("ms", 1.0, "Decoders (a target with generate): largest median time to first token, ms.", gt=0)
+    min_decode_tokens_per_s: float | None = _budget("tokens/s", 1.0, "Decoders (a target with generate): lowest decode rate, tokens/s.", gt=0)
+    max_perplexity_increase: float | None = _budget(
+        "%", 100.0, "Decoders: largest perplexity increase on data.eval against the float reference, a fraction (0.03 = +3 %).", ge=0
+    )
 
     def set(self) -> dict[str, float]:
         """The budgets that are set, by name."""

@@ -23,7 +23,7 @@ def check(report: dict) -> dict:
             if not v["gate"]:
                 continue
             measured = t["results"].get(v["name"])
-            for budget, limit in t["budgets"].items():
+            for budget, limit in {**t["budgets"], **(v.get("budgets") or {})}.items():
                 field, way, (u, scale) = column(budget), direction(budget), unit(budget)
                 value, trusted = _value(field, v, measured)
                 c = {"target": t["name"], "variant": v["name"], "budget": budget, "limit": limit, "value": value, "trusted": trusted}

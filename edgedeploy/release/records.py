@@ -79,6 +79,7 @@ class EvalResult(Result):
     data: str | None = None
     task: dict | None = None
     fidelity: dict | None = None
+    perplexity: dict | None = None
     note: str | None = None
 
 

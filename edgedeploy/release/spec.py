@@ -53,6 +53,7 @@ class VariantSpec(QuantizeOptions):
     max_minutes: float | None = Field(None, gt=0, description="tune: time bound of the search (default 15).")
     max_size_mb: float | None = Field(None, gt=0, description="tune: budget on model size, MB.")
     tune_on: str | None = Field(None, description="tune: the recipe target the candidates are measured on (default: the first).")
+    budgets: Budgets | None = Field(None, description="Budgets for this variant only (over the recipe's and the target's, per key).")
 
     @model_validator(mode="after")
     def _tune_keys(self):

@@ -17,7 +17,9 @@ from edgedeploy.core.sources import REFERENCE, resolve
 from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.device.fleet import remote_options
 from edgedeploy.export import ExportOptions, export
+from edgedeploy.exporters.decoder import is_decoder_task
 from edgedeploy.quality.evaluate import evaluate
+from edgedeploy.quality.perplexity import perplexity
 from edgedeploy.quantize import quantize
 from edgedeploy.quantize.options import QuantizeOptions
 from edgedeploy.release import stage_ids as ids
@@ -160,7 +162,7 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
 def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
     ex = recipe.spec.export
     deps = [] if model == SOURCE_MODEL else [ids.compress(model)]
-    sample = recipe.data.eval
+    sample = None if is_decoder_task(ex.task) else recipe.data.eval  # a decoder is validated on generated tokens
 
     def source(res) -> str:
         return recipe.spec.source if model == SOURCE_MODEL else res[ids.compress(model)].model
@@ -193,7 +195,7 @@ def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
 def quantize_options(recipe: Recipe, v: VariantSpec) -> QuantizeOptions:
     """A variant's quantize settings, with the recipe's data section filling what it does not set."""
     d = recipe.data
-    fields = v.model_dump(exclude={"gate", "model", *TUNE_KEYS})
+    fields = v.model_dump(exclude={"gate", "model", "budgets", *TUNE_KEYS})
     defaults = {
         "calib_data": Path(d.calib) if d.calib and v.uses_calibration() else None,
         "eval_data": Path(d.eval) if d.eval else None,
@@ -232,6 +234,13 @@ def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
 
     def run(res) -> EvalResult:
         art = Artifact.load(res[producer].artifact)
+        if isinstance(art.manifest.get("generation"), dict):  # a decoder: perplexity on the text, and agreement with its float export
+            out = perplexity(
+                art, Path(d.eval), reference=None if is_ref else Artifact.load(res[ref].artifact), text_column=d.text_column, limit=d.limit
+            )
+            return EvalResult(
+                variant=name, samples=out["scored_tokens"], data=out["data"], perplexity=out, note="a decoder: perplexity, not accuracy"
+            )
         # a model without a classification head (a sentence encoder) gets fidelity only
         classifier = len(art.manifest["outputs"][0]["shape"]) == 2
         label_column = d.label_column if classifier else None

@@ -91,7 +91,7 @@ def _flops(run_dir: Path, model: Path, digest: str, shape: str) -> dict:
 # ---- deriving: pure functions of RunData ---------------------------------------------------
 
 
-def _variant_row(data: RunData, name: str, ref_task: dict | None) -> dict:
+def _variant_row(data: RunData, name: str, ref_task: dict | None, ref_ppl: float | None = None) -> dict:
     v = data.recipe.variants[name]
     made_by = str(ids.producer(v.method, v.model, name))
     rec = data.records.get(made_by)
@@ -103,6 +103,7 @@ def _variant_row(data: RunData, name: str, ref_task: dict | None) -> dict:
         "status": rec.status if rec else "not-run",
         "error": rec.error if rec else None,
         "stage": made_by,
+        "budgets": v.budgets.set() if v.budgets else {},
     }
     result = rec.typed() if rec and rec.status == "ok" else None
     if result is not None:
@@ -132,7 +133,16 @@ def _variant_row(data: RunData, name: str, ref_task: dict | None) -> dict:
             )
     ev = data.records.get(str(ids.evaluate(name)))
     r = ev.typed() if ev and ev.status == "ok" else None
-    if r is not None and r.samples:
+    if r is not None and r.perplexity:
+        row.update(
+            perplexity=r.perplexity["perplexity"],
+            next_token_agreement=(r.perplexity.get("reference") or {}).get("greedy_next_token_agreement"),
+            accuracy_provenance=f"perplexity measured on host CPU over {r.perplexity['scored_tokens']} tokens of {Path(r.data).name} "
+            f"(window {r.perplexity['window']}, stride {r.perplexity['stride']})",
+        )
+        if ref_ppl:
+            row["perplexity_increase"] = r.perplexity["perplexity"] / ref_ppl - 1
+    elif r is not None and r.samples:
         if r.note:
             row["accuracy_note"] = r.note
         prov = f"measured on host CPU (onnxruntime CPU EP), {r.samples} rows of {Path(r.data).name}"
@@ -192,7 +202,12 @@ def _target_entry(data: RunData, t) -> dict:
     for r in doc.results:
         lat = r["latency_ms"]
         stable = lat["cv"] <= t.max_cv
+        g = r.get("generation") or {}
         entry["results"][r["variant"]] = {
+            "ttft_ms": (g.get("ttft_ms") or {}).get("p50"),
+            "decode_tokens_per_s": g.get("decode_tokens_per_s"),
+            "prefill_tokens_per_s": g.get("prefill_tokens_per_s"),
+            "inter_token_p50_ms": (g.get("inter_token_ms") or {}).get("p50"),
             "p50_ms": lat["p50"],
             "p90_ms": lat["p90"],
             "p99_ms": lat["p99"],
@@ -214,7 +229,8 @@ def derive(data: RunData, generated: str) -> dict:
     ref_eval = data.records.get(str(ids.evaluate(fname)))
     ref_result = ref_eval.typed() if ref_eval and ref_eval.status == "ok" else None
     ref_task = ref_result.task if ref_result else None
-    variants = [_variant_row(data, name, ref_task) for name in spec.variants]
+    ref_ppl = (ref_result.perplexity or {}).get("perplexity") if ref_result else None
+    variants = [_variant_row(data, name, ref_task, ref_ppl) for name in spec.variants]
     _relative_to_reference(variants, fname)
     targets = [_target_entry(data, t) for t in spec.targets]
     stages = {sid: {"status": r.status, "seconds": r.seconds, "finished": r.finished, "error": r.error} for sid, r in data.records.items()}

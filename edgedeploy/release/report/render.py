@@ -29,6 +29,10 @@ CSV_FIELDS = (
     "mean_cosine",
     "worst_cosine",
     "top1_agreement",
+    "perplexity",
+    "perplexity_increase",
+    "ttft_ms",
+    "decode_tokens_per_s",
     "p50_ms",
     "p90_ms",
     "p99_ms",
@@ -50,6 +54,10 @@ HEADERS = {
     "mean_cosine": "mean cos",
     "worst_cosine": "worst cos",
     "top1_agreement": "top-1 agree",
+    "perplexity": "perplexity",
+    "perplexity_increase": "ppl vs float",
+    "ttft_ms": "TTFT ms",
+    "decode_tokens_per_s": "decode tok/s",
     "p50_ms": "p50 ms",
     "p90_ms": "p90 ms",
     "p99_ms": "p99 ms",
@@ -114,6 +122,10 @@ def rows(report: dict) -> list[dict]:
                     "mean_cosine": v.get("mean_cosine"),
                     "worst_cosine": v.get("worst_cosine"),
                     "top1_agreement": v.get("top1_agreement"),
+                    "perplexity": v.get("perplexity"),
+                    "perplexity_increase": v.get("perplexity_increase"),
+                    "ttft_ms": m.get("ttft_ms"),
+                    "decode_tokens_per_s": m.get("decode_tokens_per_s"),
                     **{k: m.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "cv", "samples", "throughput", "stable")},
                     "latency_provenance": m.get("provenance"),
                     "accuracy_provenance": v.get("accuracy_provenance"),
@@ -148,6 +160,15 @@ def figures(report: dict) -> list[tuple[str, str]]:
         figs.append(
             (f"{label} vs latency on {t['name']}", plots.scatter_pareto(pts, "p50 latency (ms)", label, f"{label} vs p50 latency: {t['name']}"))
         )
+    for t in report["targets"]:  # decoders: the trade-off users pick from
+        pts = [
+            (v["name"], v["perplexity"], t["results"][v["name"]]["decode_tokens_per_s"])
+            for v in report["variants"]
+            if v.get("perplexity") is not None and (t["results"].get(v["name"]) or {}).get("decode_tokens_per_s")
+        ]
+        if pts:
+            title = f"decode tokens/s vs perplexity: {t['name']}"
+            figs.append((f"decode tokens/s vs perplexity on {t['name']}", plots.scatter_pareto(pts, "perplexity", "decode tokens/s", title)))
     names = [v["name"] for v in report["variants"]]
     figs.append(("model size", plots.bars(names, {"model MB": [v.get("size_mb") for v in report["variants"]]}, "MB", "model size per variant")))
     for t in report["targets"]:
@@ -211,6 +232,20 @@ def to_markdown(report: dict) -> str:
             f"{_fmt((v.get('flops') or {}).get('gflops'), '.2f')} | {_fmt(v.get('accuracy'), '.4f')} | {_fmt(drop, '+.2f')} | "
             f"{_fmt(v.get('mean_cosine'), '.4f')} | {_fmt(v.get('top1_agreement'), '.1%')} |"
         )
+    if any(v.get("perplexity") is not None for v in report["variants"]):
+        lines += [
+            "",
+            "## Decoders",
+            "",
+            "| variant | size MB | smaller | perplexity | vs float | next-token agreement |",
+            "|---|---|---|---|---|---|",
+        ]
+        for v in report["variants"]:
+            inc = v.get("perplexity_increase")
+            lines.append(
+                f"| {v['name']} | {_fmt(v.get('size_mb'), '.2f')} | {_fmt(v.get('compression'), '.2f')}x | {_fmt(v.get('perplexity'), '.2f')} | "
+                f"{_fmt(None if inc is None else inc * 100, '+.2f')} % | {_fmt(v.get('next_token_agreement'), '.1%')} |"
+            )
     for t in report["targets"]:
         lines += ["", f"## Target {t['name']} (profile {t['profile']}{', host ' + t['host'] if t.get('host') else ''}): {t['status']}", ""]
         if t.get("error"):
@@ -228,6 +263,14 @@ def to_markdown(report: dict) -> str:
                 f"| {n} | {_fmt(m['p50_ms'], '.2f')} | {_fmt(m['p90_ms'], '.2f')} | {_fmt(m['p99_ms'], '.2f')} | {m['cv']:.1%} | "
                 f"{m['samples']} | {_fmt(m['throughput'], '.1f')} | {'yes' if m['stable'] else 'UNSTABLE'} |"
             )
+        gen = {n: m for n, m in t["results"].items() if m.get("decode_tokens_per_s")}
+        if gen:
+            lines += ["", "| variant | TTFT p50 ms | prefill tokens/s | decode tokens/s | inter-token p50 ms |", "|---|---|---|---|---|"]
+            lines += [
+                f"| {n} | {_fmt(m['ttft_ms'], '.2f')} | {_fmt(m['prefill_tokens_per_s'], '.0f')} | {_fmt(m['decode_tokens_per_s'], '.1f')} | "
+                f"{_fmt(m['inter_token_p50_ms'], '.3f')} |"
+                for n, m in gen.items()
+            ]
         if t["budgets"]:
             lines += ["", "Budgets: " + ", ".join(f"{k} {v}" for k, v in t["budgets"].items())]
     lines += ["", "## Provenance", ""]
