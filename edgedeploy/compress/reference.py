@@ -59,6 +59,9 @@ PLANS = {
 }
 
 
+KNOWN = (*PLANS, LM)  # every reference:NAME
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("EDGEDEPLOY_CACHE") or Path.home() / ".cache" / "edgedeploy") / "reference-models"
 
@@ -96,6 +99,8 @@ def key(task: str, datasets: Path | None = None, plan: TrainingPlan | None = Non
     import torch
     import transformers
 
+    if task == LM:
+        return reference_lm.key(reference_lm.LMPlan(), Path(datasets or default_datasets()) / "sst2" / "train.tsv")
     plan = plan or _plan(task)
     train, _ = _files(plan, datasets)
     encoder = embedded_path("minilm-l6")
@@ -118,13 +123,12 @@ def cached(task: str) -> dict | None:
 def ensure(task: str, datasets: Path | None = None, force: bool = False) -> Path:
     """The reference classifier for ``task``: reused when its key matches, built otherwise."""
     out = path_for(task)  # raises on an unknown task
-    if task == LM:
-        data = Path(datasets or default_datasets()) / "sst2"
-        k = reference_lm.key(reference_lm.LMPlan(), data / "train.tsv") if (data / "train.tsv").is_file() else None
-    else:
-        k = key(task, datasets)
+    data = Path(datasets or default_datasets()) / "sst2"
+    if task == LM and not (data / "train.tsv").is_file():
+        raise BadInput(f"{data / 'train.tsv'}: missing; the reference LM trains on ../shared/datasets/sst2 (give --datasets DIR)")
+    k = key(task, datasets)
     rec = cached(task)
-    if rec and k and rec.get("key") == k and not force:
+    if rec and rec.get("key") == k and not force:
         log.info("reference model %s: cached at %s", task, out)
         return out
     if task == LM:

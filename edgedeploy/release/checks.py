@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedeploy.compress.reference import PLANS
+from edgedeploy.compress.reference import KNOWN
 from edgedeploy.core.sources import REFERENCE, hub_snapshot, is_hub_id, is_named_source
 from edgedeploy.device.profiles import available
 from edgedeploy.release.budgets import ACCURACY
@@ -67,8 +67,8 @@ def _files(spec: RecipeSpec) -> list:
         hub_snapshot(spec.source, spec.export.revision if spec.export else None)  # not cached offline: exit 3 before anything runs
     elif not is_named_source(spec.source) and not Path(spec.source).exists():
         out.append((("source",), f"no such model directory or file: {spec.source}"))
-    if spec.source.startswith(REFERENCE) and spec.source[len(REFERENCE) :] not in PLANS:
-        out.append((("source",), f"unknown reference model {spec.source!r}; known: {', '.join(REFERENCE + t for t in PLANS)}"))
+    if spec.source.startswith(REFERENCE) and spec.source[len(REFERENCE) :] not in KNOWN:
+        out.append((("source",), f"unknown reference model {spec.source!r}; known: {', '.join(REFERENCE + t for t in KNOWN)}"))
     found = [(("data", k), getattr(spec.data, k)) for k in ("eval", "calib")] if spec.data else []
     found += [(("variants", n, k), getattr(v, k)) for n, v in spec.variants.items() for k in ("calib_data", "eval_data")]
     found += [(("compress", n, k), getattr(c, k)) for n, c in spec.compress.items() for k in ("train_data", "eval_data")]
