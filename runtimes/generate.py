@@ -18,6 +18,7 @@ from .errors import JobError
 
 PAST, PRESENT = "past_key_values.", "present."
 DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+MAX_TOKENS = 1 << 16
 
 
 class Decoder:
@@ -41,7 +42,7 @@ class Decoder:
         self.empty = {}
         for n in self.past:
             shape = ins[n].shape
-            dims = [d if isinstance(d, int) else None for d in shape]
+            dims = [d if isinstance(d, int) and 0 < d <= MAX_TOKENS else None for d in shape]
             if len(dims) != 4 or dims[1] is None or dims[3] is None or ins[n].type not in DTYPES:
                 raise JobError(f"{n}: expected a float past of shape [batch, heads, past, head_dim], got {shape} {ins[n].type}")
             self.empty[n] = np.zeros((1, dims[1], 0, dims[3]), dtype=DTYPES[ins[n].type])
@@ -119,7 +120,10 @@ def prefill_feeds(sess, feeds: dict) -> dict:
     out = {k: v for k, v in feeds.items() if k in ins}
     for name, i in ins.items():
         if name.startswith(PAST) and name not in out:
-            out[name] = np.zeros((ids.shape[0], i.shape[1], 0, i.shape[3]), dtype=DTYPES.get(i.type, np.float32))
+            dims = list(i.shape)
+            if len(dims) != 4 or not all(isinstance(d, int) and 0 < d <= MAX_TOKENS for d in (dims[1], dims[3])):
+                raise JobError(f"{name}: expected a past of shape [batch, heads, past, head_dim] with fixed heads and head_dim, got {dims}")
+            out[name] = np.zeros((ids.shape[0], dims[1], 0, dims[3]), dtype=DTYPES.get(i.type, np.float32))
     if "position_ids" in ins and "position_ids" not in out:
         mask = feeds.get("attention_mask", np.ones_like(ids))
         out["position_ids"] = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int64)
@@ -133,9 +137,6 @@ def check_lengths(prompt_tokens: int, new_tokens: int, max_positions: int | None
         raise JobError(f"prompt tokens and new tokens must be at least 1 (got {prompt_tokens} and {new_tokens})")
     if max_positions and prompt_tokens + new_tokens > max_positions:
         raise JobError(f"{prompt_tokens} prompt + {new_tokens} new tokens exceed the model's {max_positions} positions")
-
-
-MAX_TOKENS = 1 << 16
 
 
 def check_settings(gen) -> dict | None:

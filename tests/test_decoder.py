@@ -287,3 +287,16 @@ def test_a_recipe_gates_decoders_on_perplexity_ttft_and_tokens_per_second(decode
     _lm_recipe(recipe, decoders["llama"][0]).write_text(recipe.read_text().replace("max_perplexity_increase: 5.0", "max_perplexity_increase: 0.0"))
     proc = cli("run", recipe, "--gate", "--run-dir", tmp_path / "run", check=1)
     assert "max_perplexity_increase" in proc.stdout + proc.stderr
+
+
+def test_the_lm_tokenizer_trains_the_same_every_time(tmp_path):
+    """The reference LM's cache key assumes its tokenizer is a function of the text (it is not with
+    an end-of-word suffix: huggingface/tokenizers#1794)."""
+    from edgedeploy.compress.lm_tokenizer import train_tokenizer
+    from edgedeploy.data.datasets import read_texts
+
+    texts = read_texts(SST2_DEV.parent / "train.tsv", "text", 3000)
+    files = [train_tokenizer(texts, 512, tmp_path / str(i)) and (tmp_path / str(i) / "tokenizer.json").read_bytes() for i in range(3)]
+    assert files[0] == files[1] == files[2]
+    tok = train_tokenizer(texts, 512, tmp_path / "x")
+    assert tok.decode(tok(texts[0])["input_ids"]).strip() == texts[0].strip().lower()

@@ -14,13 +14,14 @@ def train_tokenizer(texts: list[str], vocab_size: int, dest: Path, limit_alphabe
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE(unk_token=SPECIALS[0], end_of_word_suffix="</w>"))
+    # Word starts are marked with "▁" (Metaspace, as SentencePiece does) rather than an end-of-word
+    # suffix: the trainer numbers suffixed tokens in hash-map order, which breaks merge ties
+    # differently from run to run (huggingface/tokenizers#1794); the plain alphabet is sorted.
+    tok = Tokenizer(models.BPE(unk_token=SPECIALS[0]))
     tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.decoder = decoders.BPEDecoder(suffix="</w>")
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIALS), limit_alphabet=limit_alphabet, end_of_word_suffix="</w>", show_progress=False
-    )
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS), limit_alphabet=limit_alphabet, show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token=SPECIALS[0], bos_token=SPECIALS[1], eos_token=SPECIALS[2], pad_token=SPECIALS[2])
     Path(dest).mkdir(parents=True, exist_ok=True)

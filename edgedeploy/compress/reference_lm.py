@@ -30,7 +30,7 @@ from edgedeploy.data.datasets import read_texts
 
 log = logging.getLogger("edgedeploy")
 RECORD = "reference.json"
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2  # 2: the deterministic (Metaspace) BPE tokenizer
 
 
 @dataclass(frozen=True)
