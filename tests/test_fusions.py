@@ -125,3 +125,8 @@ def test_tune_tries_orts_fusion_off_only_on_the_cpu_provider():
     assert {"disabled_optimizers": ["SkipLayerNormFusion"]} in cpu
     gpu = space.session_variants({"intra_op_threads": 2, "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]}, 2)
     assert not any("disabled_optimizers" in v for v in gpu)
+
+
+def test_help_lists_the_fusions_that_can_be_left_out():
+    proc = cli("export", "--help", check=0)
+    assert "--no-fusion [skip_layer_norm|bias_gelu|gelu|attention|embed_layer_norm|layer_norm]" in " ".join(proc.stdout.split())

@@ -181,6 +181,9 @@ def _click_param(name: str, field, cls) -> list[click.Option]:
             kw["multiple"] = True
             kw["type"] = str
             default = None
+            inner = get_args(base)
+            if inner and get_origin(inner[0]) is Literal:  # the choices in --help; pydantic still checks each value
+                kw["metavar"] = "[" + "|".join(map(str, get_args(inner[0]))) + "]"
         elif base in (int, float, str):
             kw["type"] = base
         elif base is Path:
