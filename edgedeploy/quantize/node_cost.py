@@ -58,7 +58,8 @@ def measured(flop_costs: dict[str, float], float_model: Path, quantized_model: P
     """(relative costs, how they were obtained): measured where the profiler names the node in
     both models, the scaled FLOP estimate elsewhere, normalized to the costliest = 1."""
     tf, tq = kernel_times(float_model, feeds), kernel_times(quantized_model, feeds)
-    saved = {n: _time_of(tf, n) - _time_of(tq, f"{n}_quant") for n in flop_costs if _time_of(tf, n) and _time_of(tq, f"{n}_quant")}
+    timed = {n: (_time_of(tf, n), _time_of(tq, f"{n}_quant")) for n in flop_costs}
+    saved = {n: f - q for n, (f, q) in timed.items() if f and q}
     info = {"source": "onnxruntime profiler on this host", "nodes_timed": len(saved), "nodes": len(flop_costs)}
     if len(saved) < max(1, len(flop_costs) // 2):
         log.info("accuracy-aware: the profiler named %d of %d nodes; costs stay FLOP estimates", len(saved), len(flop_costs))
