@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgedeploy.quantize.smoothing import drop_unused_initializers
+
 
 def embedding_gathers(model, exclude=()) -> list:
     """Gather nodes that read a 2-D float initializer along axis 0 (embedding tables)."""
@@ -62,8 +64,5 @@ def gathers_to_int8(model, exclude=()) -> int:
         count += 1
     del model.graph.node[:]
     model.graph.node.extend(nodes)
-    used = {i for n in model.graph.node for i in n.input}
-    keep = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
+    drop_unused_initializers(model)
     return count

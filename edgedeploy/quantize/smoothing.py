@@ -116,7 +116,7 @@ def smooth(src: Path, dst: Path, batches, alpha: float = 0.5, excluded=(), min_o
             n.input[0], n.input[1] = smoothed, scaled.name
         done += len(nodes)
     _insert_before_consumers(model, new_nodes)
-    _drop_unused_initializers(model)
+    drop_unused_initializers(model)
     onnx.save(model, str(dst))
     tensors = len(new_nodes) + folded
     log.info("smoothquant: alpha %.2f on %d activation tensors feeding %d MatMuls (%d folded into the op before)", alpha, tensors, done, folded)
@@ -177,7 +177,8 @@ def _insert_before_consumers(model, new_nodes) -> None:
     model.graph.node.extend(copies)
 
 
-def _drop_unused_initializers(model) -> None:
+def drop_unused_initializers(model) -> None:
+    """Remove the initializers no node reads (and no graph output names), in place."""
     used = {i for n in model.graph.node for i in n.input}
     keep = [i for i in model.graph.initializer if i.name in used or i.name in {o.name for o in model.graph.output}]
     del model.graph.initializer[:]
