@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 SPECIALS = ("<unk>", "<s>", "</s>")  # ids 0, 1, 2: unknown, beginning and end of text
 
 
@@ -27,3 +29,12 @@ def train_tokenizer(texts: list[str], vocab_size: int, dest: Path, limit_alphabe
     Path(dest).mkdir(parents=True, exist_ok=True)
     fast.save_pretrained(str(dest))
     return fast
+
+
+def stream(tok, texts: list[str]) -> np.ndarray:
+    """Every text's ids, each followed by the end-of-text id where the tokenizer has one."""
+    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
+    ids: list[int] = []
+    for t in texts:
+        ids += tok(t, add_special_tokens=False)["input_ids"] + eos
+    return np.asarray(ids, dtype=np.int64)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedeploy.compress.lm_tokenizer import stream
 from edgedeploy.core.errors import BadInput
 from edgedeploy.data.datasets import read_texts
 from edgedeploy.runtimes.errors import JobError
@@ -38,13 +39,10 @@ def token_stream(art, data: Path, text_column: str, limit: int | None) -> np.nda
         tok = AutoTokenizer.from_pretrained(str(art.path), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise BadInput(f"{art.path}: perplexity needs the artifact's tokenizer ({str(exc).splitlines()[0][:160]})") from None
-    eos = [tok.eos_token_id] if tok.eos_token_id is not None else []
-    ids: list[int] = []
-    for t in texts:
-        ids += tok(t, add_special_tokens=False)["input_ids"] + eos
+    ids = stream(tok, texts)
     if len(ids) < 2:
         raise BadInput(f"{data}: {len(ids)} token(s); perplexity needs at least 2")
-    return np.asarray(ids, dtype=np.int64)
+    return ids
 
 
 def _decoder(path) -> Decoder:
