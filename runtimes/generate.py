@@ -39,13 +39,7 @@ class Decoder:
         if missing:
             raise JobError(f"the model takes {self.past[0]} but does not return {missing[0]}")
         self.has_mask, self.has_positions = "attention_mask" in ins, "position_ids" in ins
-        self.empty = {}
-        for n in self.past:
-            shape = ins[n].shape
-            dims = [d if isinstance(d, int) and 0 < d <= MAX_TOKENS else None for d in shape]
-            if len(dims) != 4 or dims[1] is None or dims[3] is None or ins[n].type not in DTYPES:
-                raise JobError(f"{n}: expected a float past of shape [batch, heads, past, head_dim], got {shape} {ins[n].type}")
-            self.empty[n] = np.zeros((1, dims[1], 0, dims[3]), dtype=DTYPES[ins[n].type])
+        self.empty = {n: empty_past(ins[n], 1) for n in self.past}
         self.binding = "CPUExecutionProvider" in sess.get_providers()
         self.suppress: list[int] = []
 
@@ -112,6 +106,15 @@ class Decoder:
         return int(np.argmax(logits))
 
 
+def empty_past(arg, batch: int) -> np.ndarray:
+    """The empty (zero-length) past for the session input ``arg``: its shape must be
+    [batch, heads, past, head_dim] with fixed heads and head_dim, its type float."""
+    dims = [d if isinstance(d, int) and 0 < d <= MAX_TOKENS else None for d in arg.shape]
+    if len(dims) != 4 or dims[1] is None or dims[3] is None or arg.type not in DTYPES:
+        raise JobError(f"{arg.name}: expected a float past of shape [batch, heads, past, head_dim], got {arg.shape} {arg.type}")
+    return np.zeros((batch, dims[1], 0, dims[3]), dtype=DTYPES[arg.type])
+
+
 def prefill_feeds(sess, feeds: dict) -> dict:
     """``feeds`` (input_ids, attention_mask) completed for a prefill: an empty past for every
     layer and, where the model takes them, positions counted along the mask."""
@@ -120,10 +123,7 @@ def prefill_feeds(sess, feeds: dict) -> dict:
     out = {k: v for k, v in feeds.items() if k in ins}
     for name, i in ins.items():
         if name.startswith(PAST) and name not in out:
-            dims = list(i.shape)
-            if len(dims) != 4 or not all(isinstance(d, int) and 0 < d <= MAX_TOKENS for d in (dims[1], dims[3])):
-                raise JobError(f"{name}: expected a past of shape [batch, heads, past, head_dim] with fixed heads and head_dim, got {dims}")
-            out[name] = np.zeros((ids.shape[0], dims[1], 0, dims[3]), dtype=DTYPES.get(i.type, np.float32))
+            out[name] = empty_past(i, ids.shape[0])
     if "position_ids" in ins and "position_ids" not in out:
         mask = feeds.get("attention_mask", np.ones_like(ids))
         out["position_ids"] = np.maximum(np.cumsum(mask, axis=1) - 1, 0).astype(np.int64)
