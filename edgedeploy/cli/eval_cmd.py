@@ -24,26 +24,43 @@ def command(artifact, output, as_json, **settings):
 
     o = from_cli(EvalOptions, settings)
     check_result_file(output, (artifact, o.reference))
+    res = _perplexity(artifact, o) if o.metric == "perplexity" else _task(artifact, o)
+    if output:
+        write_json_atomic(output, res)
+    if as_json:
+        emit_json(res)
+        return
     if o.metric == "perplexity":
-        res = perplexity(
-            open_model(artifact),
-            o.eval_data,
-            reference=open_model(o.reference) if o.reference else None,
-            text_column=o.text_column,
-            limit=o.limit,
-            window=o.window,
-            stride=o.stride,
-        )
-        if output:
-            write_json_atomic(output, res)
-        if as_json:
-            emit_json(res)
-            return
         line = f"{res['artifact']} on {res['data']}: perplexity {res['perplexity']:.3f} over {res['scored_tokens']} tokens (window {res['window']}, stride {res['stride']})"
         if "reference" in res:
             line += f"; greedy next-token agreement with {res['reference']['artifact']}: {res['reference']['greedy_next_token_agreement']:.1%}"
         click.echo(line)
         return
+    click.echo(f"{res['artifact']} on {res['data']}: {res['samples']} rows")
+    if "task" in res:
+        t = res["task"]
+        click.echo(f"  accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}")
+        rows = [
+            [name, c["support"], c["predicted"], c["correct"], f"{c['f1']:.3f}"]
+            for name, c in sorted(t["per_class"].items(), key=lambda kv: -kv[1]["support"])[:20]
+        ]
+        click.echo(table(rows, ["class", "support", "predicted", "correct", "f1"]))
+        if len(t["per_class"]) > 20:
+            click.echo(f"  ({len(t['per_class']) - 20} more classes in the JSON); most missed: {top_confusions(t['per_class'])}")
+    if "fidelity" in res:
+        f = res["fidelity"]
+        line = f"  vs {f['reference']}: mean cosine {f['mean_cosine']:.4f}, worst {worst_cosine(f):.4f}, max abs diff {f['max_abs_diff']:.3g}"
+        if "top1_agreement" in f:
+            line += f", top-1 agreement {f['top1_agreement']:.1%}"
+        click.echo(line)
+
+
+def _perplexity(artifact, o: EvalOptions) -> dict:
+    ref = open_model(o.reference) if o.reference else None
+    return perplexity(open_model(artifact), o.eval_data, reference=ref, text_column=o.text_column, limit=o.limit, window=o.window, stride=o.stride)
+
+
+def _task(artifact, o: EvalOptions) -> dict:
     if o.window or o.stride:
         raise BadInput("--window and --stride apply to --metric perplexity")
     if o.no_labels and not o.reference:
@@ -67,25 +84,4 @@ def command(artifact, output, as_json, **settings):
     )
     if tty:
         click.echo("", err=True)
-    if output:
-        write_json_atomic(output, res)
-    if as_json:
-        emit_json(res)
-        return
-    click.echo(f"{res['artifact']} on {res['data']}: {res['samples']} rows")
-    if "task" in res:
-        t = res["task"]
-        click.echo(f"  accuracy {t['accuracy']:.4f}, macro-F1 {t['macro_f1']:.4f}")
-        rows = [
-            [name, c["support"], c["predicted"], c["correct"], f"{c['f1']:.3f}"]
-            for name, c in sorted(t["per_class"].items(), key=lambda kv: -kv[1]["support"])[:20]
-        ]
-        click.echo(table(rows, ["class", "support", "predicted", "correct", "f1"]))
-        if len(t["per_class"]) > 20:
-            click.echo(f"  ({len(t['per_class']) - 20} more classes in the JSON); most missed: {top_confusions(t['per_class'])}")
-    if "fidelity" in res:
-        f = res["fidelity"]
-        line = f"  vs {f['reference']}: mean cosine {f['mean_cosine']:.4f}, worst {worst_cosine(f):.4f}, max abs diff {f['max_abs_diff']:.3g}"
-        if "top1_agreement" in f:
-            line += f", top-1 agreement {f['top1_agreement']:.1%}"
-        click.echo(line)
+    return res
