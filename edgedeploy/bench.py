@@ -134,6 +134,7 @@ def make_job(
             {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.get("vocab_size"), "artifact_digest": a.digest}
             | ({"run": r} if r else {})
             | ({"max_positions": _max_positions(a)} if generate else {})
+            | _seq2seq(a, generate)
             for n, a, r in zip(names, arts, runs)
         ],
         "shape": shape,
@@ -160,6 +161,18 @@ def artifact_run(art: Artifact, threads: int | None = None):
     if isinstance(run, dict) and threads:
         run = {k: v for k, v in run.items() if k != "intra_op_threads"}
     return run or None
+
+
+def _seq2seq(art: Artifact, generate) -> dict:
+    """An encoder-decoder's other graphs (by role) and start token, for a generation job."""
+    if not art.is_seq2seq:
+        art.require_single_graph("bench")
+        return {}
+    if not generate:
+        raise BadInput(f"{art.path}: an encoder-decoder is timed as generation: add --generate (TTFT is the encoder + the first decoder step)")
+    gen = art.manifest.get("generation") if isinstance(art.manifest.get("generation"), dict) else {}
+    graphs = {role: str(art.path / name) for role, name in art.graph_files.items()}
+    return {"graphs": graphs, "decoder_start_token_id": gen.get("decoder_start_token_id")}
 
 
 def _max_positions(art: Artifact):

@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from edgedeploy.compress.reference import materialize
-from edgedeploy.core.artifact import Artifact, finalize_manifest, is_artifact, onnx_signature
+from edgedeploy.core.artifact import Artifact, finalize_manifest, graph_entries, is_artifact, onnx_signature
 from edgedeploy.core.atomic import checkpoint, refuse_inside, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
 from edgedeploy.core.options import Options, coerce
@@ -19,6 +19,7 @@ from edgedeploy.data.datasets import read_texts
 from edgedeploy.exporters import registry
 from edgedeploy.exporters.decoder import NEW_TOKENS, PROMPTS, validate_decoder
 from edgedeploy.exporters.huggingface import optimize as hf_optimize
+from edgedeploy.exporters.seq2seq import GRAPH_FILES, start_token, validate_seq2seq
 from edgedeploy.exporters.validate import DEFAULT_TOLERANCES, validate
 
 log = logging.getLogger("edgedeploy")
@@ -110,7 +111,10 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
         )
         checkpoint()
         opt = {"applied": False, "reason": "not requested"}
+        s2s = info.get("seq2seq")
         if optimize:
+            if s2s is not None:
+                raise BadInput("--optimize fuses one graph; an encoder-decoder export has three (leave --optimize out)")
             if src.kind != "huggingface":
                 raise BadInput("--optimize applies onnxruntime.transformers fusions and needs a Hugging Face transformer source")
             opt = hf_optimize(stage, info["config"], info.get("model_type"), opts.no_fusion)
@@ -125,19 +129,28 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
                 raise BadInput(f"{sample_data}: text samples need a Hugging Face source with a tokenizer; give an .npz of inputs")
             cases = _sample_cases(src.path, sample_data, text_column)
         generation = None
-        if info.get("decoder") is not None and sample_data is not None:
+        if (info.get("decoder") is not None or s2s is not None) and sample_data is not None:
             raise BadInput("--data validates encoders on real samples; a decoder is validated on generated tokens (leave --data out)")
+        graph_files = GRAPH_FILES if s2s is not None else {"model": "model.onnx"}
         if info.get("decoder") is not None:
             result, generation = validate_decoder(stage / "model.onnx", info["decoder"], atol, rtol)
+        elif s2s is not None:
+            result, generation = validate_seq2seq(stage, s2s, atol, rtol)
         else:
             result = validate(stage / "model.onnx", info["torch_fn"], cases, atol, rtol)
         checkpoint()
-        _check_onnx(stage / "model.onnx")
-        inputs, outputs, opset_used, params = onnx_signature(stage / "model.onnx")
+        for name in graph_files.values():
+            _check_onnx(stage / name)
+        model_file = next(iter(graph_files.values()))
+        inputs, outputs, opset_used, params = onnx_signature(stage / model_file)
         validation = result.as_dict()
         validation["inputs_from"] = str(sample_data) if sample_data else "generated from the signature (two batch/sequence sizes)"
         if generation is not None:
             validation["inputs_from"] = f"random prompts of {' and '.join(map(str, PROMPTS))} tokens; greedy generation of {NEW_TOKENS} tokens"
+            if s2s is not None:
+                validation["inputs_from"] = (
+                    f"random encoder inputs (text: {' and '.join(map(str, PROMPTS))} tokens); greedy generation of {NEW_TOKENS} tokens"
+                )
         if not result.passed:
             worst = result.worst()
             raise ValidationFailed(
@@ -149,8 +162,8 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
             bad = next((c for c in generation["cases"] if not c["match"]), None)
             if bad:
                 raise ValidationFailed(
-                    f"validation failed: greedy generation through the ONNX KV cache differs from PyTorch's generate at new token "
-                    f"{bad['first_difference']} (prompt of {bad['prompt_tokens']} tokens); nothing was published to {out}"
+                    f"validation failed: greedy generation through the ONNX KV cache differs from PyTorch's at new token "
+                    f"{bad['first_difference']} ({_prompt(bad)}); nothing was published to {out}"
                 )
         manifest = {
             "kind": "edgedeploy-artifact",
@@ -162,7 +175,7 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
                 "family": info["family"],
             },
             "lineage": {"parent": None, "step": "export"},
-            "model_file": "model.onnx",
+            "model_file": model_file,
             "export": {
                 "exporter": info["exporter"],
                 "attempts_failed": info.get("exporter_attempts", []),
@@ -176,14 +189,10 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
             "parameters": params,
             "validation": validation,
         }
+        if s2s is not None:
+            manifest["graphs"], manifest["parameters"] = graph_entries(stage, graph_files)
         if generation is not None:
-            cfg = info["config"]
-            manifest["generation"] = {
-                "kv_cache": True,
-                "layers": sum(1 for i in inputs if str(i.get("name", "")).startswith("past_key_values.")) // 2,
-                "max_positions": getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None),
-                "eos_token_id": getattr(cfg, "eos_token_id", None),
-            }
+            manifest["generation"] = _generation(info["config"], manifest, s2s is not None)
         if "vocab_size" in info:
             manifest["vocab_size"] = info["vocab_size"]
         elif info.get("config") is not None and getattr(info["config"], "vocab_size", None):
@@ -191,6 +200,27 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
         finalize_manifest(stage, manifest)
         checkpoint()
     return Artifact.load(out)
+
+
+def _prompt(case: dict) -> str:
+    return f"prompt of {case['prompt_tokens']} tokens" if case.get("prompt_tokens") else f"encoder inputs {case.get('encoder_inputs')}"
+
+
+def _generation(cfg, manifest: dict, seq2seq: bool) -> dict:
+    """What generation needs to know: the KV cache's layers, positions, end and start tokens."""
+    graphs = {g["role"]: g for g in manifest.get("graphs") or []}
+    past = graphs["decoder-with-past"]["inputs"] if seq2seq else manifest["inputs"]
+    key = ".decoder.key" if seq2seq else ".key"
+    positions = ("max_target_positions", "max_position_embeddings", "n_positions") if seq2seq else ("max_position_embeddings", "n_positions")
+    gen = {
+        "kv_cache": True,
+        "layers": sum(1 for i in past if str(i.get("name", "")).startswith("past_key_values.") and str(i["name"]).endswith(key)),
+        "max_positions": next((getattr(cfg, p) for p in positions if isinstance(getattr(cfg, p, None), int)), None),
+        "eos_token_id": getattr(cfg, "eos_token_id", None),
+    }
+    if seq2seq:
+        gen.update({"architecture": "encoder-decoder", "decoder_start_token_id": start_token(cfg)})
+    return gen
 
 
 def _check_onnx(path: Path) -> None:

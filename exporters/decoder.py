@@ -57,7 +57,7 @@ def validate_decoder(onnx_path, model, atol: float, rtol: float, new_tokens: int
         got = dec.prefill_logits(ids)
         result.cases.append({"inputs": {"input_ids": list(ids.shape), "past": 0}, "outputs": [compare_arrays("logits", got, want, atol, rtol)]})
         torch_tokens = [int(t) for t in gen[0, ids.shape[1] :]]
-        onnx_tokens = dec.greedy(ids, new_tokens, suppress=_eos(model.config))["tokens"]
+        onnx_tokens = dec.greedy(ids, new_tokens, suppress=eos_ids(model.config))["tokens"]
         first_diff = next((i for i, (a, b) in enumerate(zip(onnx_tokens, torch_tokens)) if a != b), None)
         generation["cases"].append(
             {
@@ -72,7 +72,7 @@ def validate_decoder(onnx_path, model, atol: float, rtol: float, new_tokens: int
     return result, generation
 
 
-def _eos(config) -> list[int]:
+def eos_ids(config) -> list[int]:
     eos = getattr(config, "eos_token_id", None)
     ids = eos if isinstance(eos, list) else [eos]
     return [i for i in ids if isinstance(i, int) and 0 <= i < int(config.vocab_size)]

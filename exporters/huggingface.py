@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.core.errors import BadInput
-from edgedeploy.exporters import decoder
+from edgedeploy.exporters import decoder, seq2seq
 from edgedeploy.exporters.safe_load import check_not_lfs_pointer, check_weight_file
 
 PREPROCESSOR_FILES = (
@@ -88,8 +88,10 @@ def detect_task(path: Path, config: dict) -> str:
             task = TasksManager.infer_task_from_model(cls)
         except (KeyError, ValueError, RuntimeError):
             continue
-        # Exports without KV-cache inputs: validation compares a single forward pass.
-        return task.removesuffix("-with-past")
+        # Decoders export without KV-cache inputs unless asked (validation compares one forward
+        # pass); encoder-decoders always with it, as three graphs (exporters/seq2seq.py).
+        base = task.removesuffix("-with-past")
+        return f"{base}-with-past" if seq2seq.is_seq2seq_task(f"{base}-with-past") else base
     raise BadInput(f"{path}: cannot tell the task from config.json architectures {archs}; pass --task (e.g. feature-extraction, text-classification)")
 
 
@@ -104,7 +106,7 @@ def check_past_task(path: Path, model_type, task: str) -> None:
         raise BadInput(f"{path}: model type {model_type!r} has no ONNX export in optimum, with or without past") from None
     if task not in supported:
         raise BadInput(f"{path}: optimum cannot export {model_type!r} as {task}; it can: {', '.join(sorted(supported))}")
-    if task not in decoder.GENERATION_TASKS and not task.startswith("feature-extraction"):
+    if task not in decoder.GENERATION_TASKS + seq2seq.SEQ2SEQ_TASKS and not task.startswith("feature-extraction"):
         raise BadInput(f"{path}: {task} is not supported yet; decoders export with --task {decoder.GENERATION_TASKS[0]}")
 
 
@@ -171,14 +173,23 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
     task = task or detect_task(path, config)
     if task.endswith("-with-past"):
         check_past_task(path, config.get("model_type"), task)
+    elif seq2seq.is_seq2seq_task(f"{task}-with-past"):
+        raise BadInput(f"{path}: encoder-decoder models export with their KV cache: use --task {task}-with-past")
     model = load_model(path, task, trust_remote_code)
+    is_s2s = seq2seq.is_seq2seq_task(task)
     _quiet_libraries()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        onnx_export_from_model(model, str(stage), opset=opset, task=task, do_validation=False)
+        # seq2seq: keep optimum's three graphs as they are (no merged decoder with an If node)
+        onnx_export_from_model(model, str(stage), opset=opset, task=task, do_validation=False, no_post_process=is_s2s)
+    graphs = tuple(seq2seq.GRAPH_FILES.values()) if is_s2s else ("model.onnx",)
+    keep = {*graphs, *(g + "_data" for g in graphs), "config.json", *PREPROCESSOR_FILES}
     for extra in stage.iterdir():  # keep the artifact to the model, config and tokenizer
-        if extra.is_file() and extra.name not in ("model.onnx", "model.onnx_data", "config.json") and extra.name not in PREPROCESSOR_FILES:
+        if extra.is_file() and extra.name not in keep:
             extra.unlink()
+    missing = [g for g in graphs if not (stage / g).is_file()]
+    if missing:
+        raise BadInput(f"{path}: optimum's {task} export wrote no {missing[0]}; this architecture does not export as {task}")
     for name in PREPROCESSOR_FILES:
         if (path / name).is_file() and not (stage / name).exists():
             shutil.copy2(path / name, stage / name)
@@ -187,8 +198,9 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
         "model_type": config.get("model_type"),
         "family": "transformer",
         "torch_fn": torch_runner(model),
-        "cases": [] if decoder.is_decoder_task(task) else dummy_cases(model, task),
+        "cases": [] if decoder.is_decoder_task(task) or is_s2s else dummy_cases(model, task),
         "decoder": model if decoder.is_decoder_task(task) else None,  # validated by generated tokens (exporters/decoder.py)
+        "seq2seq": model if is_s2s else None,  # three graphs, validated by exporters/seq2seq.py
         "config": model.config,
         "exporter": "optimum-onnx",
     }

@@ -83,27 +83,35 @@ class Decoder:
         return self._pick(outs[0][0, -1]), nxt
 
     def _step_bound(self, ids, start, past):
-        io = self.sess.io_binding()
-        for k, v in self._feeds(ids, start).items():
-            io.bind_cpu_input(k, v)
-        for k, v in past.items():
-            if isinstance(v, np.ndarray):
-                io.bind_cpu_input(k, v)
-            else:
-                io.bind_ortvalue_input(k, v)
-        io.bind_output("logits", "cpu")
-        for p in self.present.values():
-            io.bind_output(p, "cpu")
-        self.sess.run_with_iobinding(io)
-        outs = io.get_outputs()
+        outs = bound_run(self.sess, {**self._feeds(ids, start), **past}, ["logits", *self.present.values()])
         logits = outs[0].numpy()
         return self._pick(logits[0, -1]), {p: outs[i + 1] for i, p in enumerate(self.past)}
 
     def _pick(self, logits: np.ndarray) -> int:
-        if self.suppress:
-            logits = logits.copy()
-            logits[[i for i in self.suppress if 0 <= i < logits.shape[-1]]] = -np.inf
-        return int(np.argmax(logits))
+        return pick(logits, self.suppress)
+
+
+def pick(logits: np.ndarray, suppress=()) -> int:
+    """The greedy choice over ``logits`` (one position), never an id in ``suppress``."""
+    if suppress:
+        logits = logits.copy()
+        logits[[i for i in suppress if 0 <= i < logits.shape[-1]]] = -np.inf
+    return int(np.argmax(logits))
+
+
+def bound_run(sess, feeds: dict, names: list[str]) -> list:
+    """One run through I/O binding: numpy feeds are bound from host memory, ORT values (the
+    cache of the step before) as they are; the outputs stay ORT values, allocated by ORT."""
+    io = sess.io_binding()
+    for k, v in feeds.items():
+        if isinstance(v, np.ndarray):
+            io.bind_cpu_input(k, v)
+        else:
+            io.bind_ortvalue_input(k, v)
+    for n in names:
+        io.bind_output(n, "cpu")
+    sess.run_with_iobinding(io)
+    return io.get_outputs()
 
 
 def empty_past(arg, batch: int) -> np.ndarray:
@@ -178,7 +186,7 @@ def summarize(records: list[dict], steady: int, gen: dict, io_binding: bool) -> 
         "new_tokens": gen["new_tokens"],
         "runs": len(runs),
         "ttft_ms": stats(ttft),
-        "prefill_tokens_per_s": gen["prompt_tokens"] / (float(np.median(ttft)) / 1e3),
+        "prefill_tokens_per_s": gen["prompt_tokens"] / (float(np.median(ttft)) / 1e3) if gen["prompt_tokens"] else None,
         "decode_tokens_per_s": len(steps) / (sum(steps) / 1e3) if steps else None,
         "inter_token_ms": stats(steps) if steps else None,
         "io_binding": io_binding,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import environment, generate, inputs, measure, session
+from . import environment, generate, inputs, measure, seq2seq, session
 from .errors import JobError
 from .names import unique_file_names
 
@@ -54,15 +54,34 @@ def normalize(job: dict, base: Path | None = None) -> dict:
     base = base or Path.cwd()
     for m in job["models"]:
         m["run"] = _model_run(m.get("run"), m.get("name"))
-        p = Path(m["path"])
-        m["path"] = str(p if p.is_absolute() else base / p)
-        if not Path(m["path"]).is_file():
-            raise JobError(f"model {m['path']}: no such file")
+        m["path"] = _model_file(m["path"], base)
+        if m.get("graphs") is not None:
+            m["graphs"] = _graphs(m, base, job["generate"])
     if job["inputs_npz"]:
         p = Path(job["inputs_npz"])
         job["inputs_npz"] = str(p if p.is_absolute() else base / p)
     job.setdefault("profile", {"name": None, "run": {}})
     return job
+
+
+def _model_file(path, base: Path) -> str:
+    if not isinstance(path, str) or not path:
+        raise JobError(f"model path must be a file name, got {path!r:.80}")
+    p = Path(path)
+    p = p if p.is_absolute() else base / p
+    if not p.is_file():
+        raise JobError(f"model {p}: no such file")
+    return str(p)
+
+
+def _graphs(m: dict, base: Path, gen) -> dict:
+    """A seq2seq model's graphs: exactly the three roles, each an existing file; generation only."""
+    g = m["graphs"]
+    if not isinstance(g, dict) or set(g) != set(seq2seq.ROLES):
+        raise JobError(f"model {m.get('name')!r}: graphs must map exactly {', '.join(seq2seq.ROLES)} to files, got {g!r:.120}")
+    if not gen:
+        raise JobError(f"model {m.get('name')!r}: an encoder-decoder is timed as generation (generate: prompt_tokens, new_tokens)")
+    return {role: _model_file(g[role], base) for role in seq2seq.ROLES}
 
 
 # What one model of a job may set for its own session (``edgedeploy tune`` measures these).
@@ -113,9 +132,16 @@ def prepare(job: dict, interleave: bool | None = None):
         copies = job["concurrency"] if job["scenario"] != "single-stream" else 1
         targets = []
         if job["generate"]:
-            sess, info = session.create(m["path"], {**run_cfg, **m.get("run", {})})
+            run = {**run_cfg, **m.get("run", {})}
             try:
-                gen = generate.target(m["name"], sess, m, job["generate"], job["seed"])
+                if m.get("graphs"):
+                    made = {role: session.create(path, run) for role, path in m["graphs"].items()}
+                    sess, info = made["encoder"]
+                    info = {**info, "init_ms": sum(i["init_ms"] for _, i in made.values())}
+                    gen = seq2seq.target(m["name"], {r: s for r, (s, _) in made.items()}, m, job["generate"], job["seed"])
+                else:
+                    sess, info = session.create(m["path"], run)
+                    gen = generate.target(m["name"], sess, m, job["generate"], job["seed"])
             except JobError as exc:
                 raise JobError(f"model {m['name']!r}: {exc}") from None
             prepared.append({"model": m, "targets": [gen["timed"]], "session": info, "feeds": gen["feeds"], "sess": sess, "generation": gen})
@@ -153,7 +179,7 @@ def assemble(job: dict, prepared: list[dict], measured: list[dict], interleave: 
         res.update(
             {
                 "model_path": p["model"]["path"],
-                "model_size_bytes": _model_size(p["model"]["path"]),
+                "model_size_bytes": sum(_model_size(f) for f in (p["model"].get("graphs") or {"model": p["model"]["path"]}).values()),
                 "init_ms": p["session"]["init_ms"],
                 "peak_rss_mb": rss,
                 "inputs": {k: list(v.shape) for k, v in p["feeds"].items()},
@@ -162,7 +188,7 @@ def assemble(job: dict, prepared: list[dict], measured: list[dict], interleave: 
         )
         if "generation" in p:
             g = p["generation"]
-            res["generation"] = generate.summarize(g["records"], res["samples"], job["generate"], g["io_binding"])
+            res["generation"] = generate.summarize(g["records"], res["samples"], {**job["generate"], **g.get("lengths", {})}, g["io_binding"])
     return {
         "schema": JOB_SCHEMA,
         "scenario": job["scenario"],

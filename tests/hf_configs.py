@@ -57,6 +57,34 @@ def build(arch: str, dest: Path) -> Path:
             window_size=16,
         )
         model = tf.GPTNeoForCausalLM(cfg)
+    elif arch == "t5":  # weights scaled up (factor 4) for the same reason as the decoders' init range
+        cfg = tf.T5Config(
+            vocab_size=128, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1
+        )
+        cfg.initializer_factor = 4.0
+        model = tf.T5ForConditionalGeneration(cfg)
+    elif arch == "whisper":  # 16 mel bins; 1500 source positions, so the encoder takes optimum's 3000 frames
+        cfg = tf.WhisperConfig(
+            vocab_size=128,
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=4,
+            decoder_attention_heads=4,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            num_mel_bins=16,
+            max_source_positions=1500,
+            max_target_positions=64,
+            decoder_start_token_id=2,
+            pad_token_id=0,
+            eos_token_id=1,
+            bos_token_id=2,
+            begin_suppress_tokens=None,
+            suppress_tokens=None,
+            init_std=0.3,
+        )
+        model = tf.WhisperForConditionalGeneration(cfg)
     elif arch == "vit":
         model = tf.ViTForImageClassification(tf.ViTConfig(image_size=32, patch_size=8, num_channels=3, num_labels=5, **small))
     else:
@@ -72,3 +100,4 @@ def build(arch: str, dest: Path) -> Path:
 
 ARCHS = ("bert", "distilbert", "roberta", "gpt2", "vit")
 DECODERS = ("llama", "qwen2", "gpt_neo", "gpt2")  # exported with past and validated by generated tokens
+SEQ2SEQ = ("t5", "whisper")  # three graphs (encoder, decoder, decoder-with-past), each validated

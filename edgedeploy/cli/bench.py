@@ -72,9 +72,9 @@ def render_generation(results: list[dict]) -> str:
         rows.append(
             [
                 r["name"],
-                f"{g['prompt_tokens']}+{g['new_tokens']}",
+                f"{g['prompt_tokens'] or 'features'}+{g['new_tokens']}",
                 fmt_ms(g["ttft_ms"]["p50"]),
-                f"{g['prefill_tokens_per_s']:.0f}",
+                f"{g['prefill_tokens_per_s']:.0f}" if g["prefill_tokens_per_s"] else "-",
                 f"{g['decode_tokens_per_s']:.1f}" if g["decode_tokens_per_s"] else "-",
                 fmt_ms(it.get("p50")),
                 fmt_ms(it.get("p90")),

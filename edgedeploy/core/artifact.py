@@ -86,6 +86,24 @@ class Artifact:
         return self.path / self.manifest.get("model_file", MODEL)
 
     @property
+    def graph_files(self) -> dict[str, str]:
+        """{role: file} of every graph; a single-graph artifact has the one role ``model``."""
+        graphs = self.manifest.get("graphs")
+        if not graphs:
+            return {"model": self.manifest.get("model_file", MODEL)}
+        return {g["role"]: g["file"] for g in graphs}
+
+    @property
+    def is_seq2seq(self) -> bool:
+        return "decoder-with-past" in self.graph_files
+
+    def require_single_graph(self, what: str) -> None:
+        """Refuse (exit 2) a step that handles one graph on an artifact of several."""
+        if len(self.graph_files) > 1:
+            roles = ", ".join(self.graph_files)
+            raise BadInput(f"{self.path}: {what} handles single-graph artifacts; this one holds {len(self.graph_files)} graphs ({roles})")
+
+    @property
     def digest(self) -> str:
         """Content hash of the artifact: sha256 over the sorted file hashes."""
         return digest_of_files(self.manifest["files"])
@@ -127,12 +145,13 @@ class Artifact:
         """Every problem with the directory against its manifest (empty when intact): a file
         missing, changed, unlisted or a link, an empty model, unlisted or unsafe external data."""
         listed = self.manifest["files"]
-        model_file = self.manifest.get("model_file", MODEL)
-        problems = [f"{name}: {why}" for name in sorted({*listed, model_file}) if (why := unsafe_relative_path(name))]
+        graphs = list(dict.fromkeys(self.graph_files.values()))
+        problems = [f"{name}: {why}" for name in sorted({*listed, *graphs}) if (why := unsafe_relative_path(name))]
         if problems:
             return problems
-        if model_file not in listed:
-            return [f"the manifest does not list its model file {model_file}"]
+        missing = [g for g in graphs if g not in listed]
+        if missing:
+            return [f"the manifest does not list its model file {missing[0]}"]
         on_disk, problems = _walk(self.path) if not self.adopted else _listed_on_disk(self.path, listed)
         for name, meta in sorted(listed.items()):
             if name not in on_disk:
@@ -142,21 +161,25 @@ class Artifact:
             elif sha256_file(self.path / name) != meta["sha256"]:
                 problems.append(f"{name} checksum (sha256) differs from the manifest")
         problems += [f"{name} is not listed in the manifest; remove it or re-export" for name in sorted(set(on_disk) - set(listed))]
-        if not problems and listed[model_file]["size"] == 0:
-            problems.append(f"{model_file} is empty")
+        problems += [f"{g} is empty" for g in graphs if not problems and listed[g]["size"] == 0]
         if not problems:
-            try:
-                self.external_data = external_data_locations(self.model_path)
-            except BadInput as exc:
-                return [str(exc)]
-            problems += [f"external data {loc} of {model_file} is not listed in the manifest" for loc in self.external_data if loc not in listed]
+            extra: list[str] = []
+            for g in graphs:
+                try:
+                    locs = external_data_locations(self.path / g)
+                except BadInput as exc:
+                    return [str(exc)]
+                problems += [f"external data {loc} of {g} is not listed in the manifest" for loc in locs if loc not in listed]
+                extra += [loc for loc in locs if loc not in extra]
+            self.external_data = extra
         return problems
 
     def model_files(self) -> list[str]:
-        """The model file and its external data: what a device needs to run it."""
-        model_file = self.manifest.get("model_file", MODEL)
-        extra = self.external_data if self.external_data is not None else external_data_locations(self.model_path)
-        return [model_file, *extra]
+        """Every graph file and its external data: what a device needs to run it."""
+        graphs = list(dict.fromkeys(self.graph_files.values()))
+        if self.external_data is None:
+            self.external_data = sorted({loc for g in graphs for loc in external_data_locations(self.path / g)})
+        return [*graphs, *self.external_data]
 
 
 MAX_MANIFEST_BYTES = 16 << 20
@@ -311,3 +334,13 @@ def onnx_signature(model_path: Path) -> tuple[list[dict], list[dict], int, int]:
             n *= d
         params += n
     return describe(inputs), describe(model.graph.output), opset, params
+
+
+def graph_entries(root: Path, graph_files: dict) -> tuple[list[dict], int]:
+    """Each graph's manifest entry (role, file, signature, parameters), and the model's
+    parameters: encoder + decoder (the decoder-with-past graph holds a copy of the decoder's)."""
+    graphs = []
+    for role, name in graph_files.items():
+        ins, outs, _, params = onnx_signature(root / name)
+        graphs.append({"role": role, "file": name, "inputs": ins, "outputs": outs, "parameters": params})
+    return graphs, sum(g["parameters"] for g in graphs if g["role"] != "decoder-with-past")

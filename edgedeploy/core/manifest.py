@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -42,6 +42,17 @@ class Lineage(_Open):
     step: str = Field(description="export, or quantize:<method>.")
 
 
+GraphRole = Literal["encoder", "decoder", "decoder-with-past"]
+
+
+class Graph(_Open):
+    role: GraphRole = Field(description="encoder | decoder (first step, no past) | decoder-with-past (each later step).")
+    file: str = Field(description="The graph's ONNX file, relative to the artifact.")
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    parameters: int | None = None
+
+
 class Quantization(_Open):
     method: str
     profile: str | None = None
@@ -70,6 +81,10 @@ class Manifest(_Open):
     source: SourceInfo
     lineage: Lineage | None = None
     model_file: str = "model.onnx"
+    graphs: list[Graph] | None = Field(
+        None, description="An artifact of several graphs (a seq2seq model): each with its role. model_file is the encoder's."
+    )
+
     files: dict[str, FileEntry] = Field(description="Every file of the artifact but the manifest, by relative path.")
     size_bytes: int = Field(ge=0)
     opset: int
@@ -86,3 +101,11 @@ class Manifest(_Open):
     tool_versions: dict[str, str | None] = Field(default_factory=dict)
     created: str | None = None
     digest: str | None = None
+
+    @field_validator("graphs")
+    @classmethod
+    def _one_graph_per_role(cls, graphs):
+        roles = [g.role for g in graphs or []]
+        if graphs is not None and (len(set(roles)) != len(roles) or "encoder" not in roles):
+            raise ValueError(f"each role at most once, an encoder among them (got {', '.join(roles) or 'none'})")
+        return graphs

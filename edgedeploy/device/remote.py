@@ -66,6 +66,12 @@ RUN = 'cd "$1" && exec "$2" ' + PYZ + ' run job.json -o results.json --deadline 
 KILL = 'test -f "$1/pid" && kill -9 "$(cat "$1/pid")" 2>/dev/null; true'
 
 
+def _graph_paths(model: dict, art, where: str) -> None:
+    """A seq2seq model's graphs, where the device finds them (beside its model file)."""
+    if "graphs" in model:
+        model["graphs"] = {role: f"{where}/{name}" for role, name in art.graph_files.items()}
+
+
 def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None, cache: dict | None = None) -> dict[str, str]:
     """Model files, the runtime zipapp, the inputs and a job file, with a sha256 of each. Each
     model gets its own directory, distinct whatever the models are called. With ``cache``
@@ -76,6 +82,7 @@ def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None, cache: di
         if cache is not None:
             k = cache["keys"][i]
             model["path"] = f"{cache['root']}/{k}/{art.manifest.get('model_file', 'model.onnx')}"
+            _graph_paths(model, art, f"{cache['root']}/{k}")
             if k in cache["have"] or (dest / "cache" / k).exists():
                 continue
             sub = Path("cache") / k
@@ -89,6 +96,7 @@ def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None, cache: di
             (dest / sub / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(art.path / name, dest / sub / name, follow_symlinks=False)
         model["path"] = (sub / art.manifest.get("model_file", "model.onnx")).as_posix()
+        _graph_paths(model, art, sub.as_posix())
     if job.get("save_outputs"):
         job["save_outputs"] = "outputs"
     if inputs_npz:

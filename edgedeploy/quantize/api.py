@@ -21,6 +21,7 @@ from edgedeploy.quality.accuracy import accuracy, labeled_eval
 from edgedeploy.quality.fidelity import compare_models, reference_outputs
 from edgedeploy.quantize import exclusions, methods, smoothing
 from edgedeploy.quantize import settings as settings_mod
+from edgedeploy.quantize.graphs import quantize_graphs
 from edgedeploy.quantize.options import QuantizeOptions
 from edgedeploy.quantize.preprocess import preprocess
 from edgedeploy.quantize.sensitivity import Budget, candidates, rank
@@ -81,6 +82,9 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     notes = settings_mod.predictions(method, prof, has_conv)
     for n in notes:
         log.warning("note: %s", n)
+    if len(parent.graph_files) > 1:
+        record = {"profile": prof["name"] if prof else None, "chosen_by": chosen_by, "options": opts.recorded(), "notes": notes}
+        return quantize_graphs(parent, out, opts, settings, record, force)
     if method == "static" and calib_data is None and not opts.random_calibration:
         raise BadInput("static quantization needs --calib-data FILE (TSV/CSV/JSONL text or .npz); random calibration only with --random-calibration")
     eval_src = SampleSource(parent, eval_data or calib_data, text_column, limit=eval_samples, allow_random=True)
