@@ -599,3 +599,19 @@ def test_generation_over_ssh(server, tmp_path):
     assert g["decode_tokens_per_s"] > 0 and g["ttft_ms"]["p50"] > 0 and g["inter_token_ms"]["p90"] is not None
     too_long = remote_bench(server, art, "--generate", "--prompt-tokens", "60", "--new-tokens", "6", check=2)
     assert "exceed the model's 64 positions" in one_line_error(too_long)
+
+
+def test_seq2seq_generation_over_ssh(server, tmp_path):
+    """An encoder-decoder's three graphs travel to the device and generate there."""
+    from hf_configs import build
+
+    src = build("t5", tmp_path / "t5-src")
+    art = export(str(src), tmp_path / "t5")
+    out = tmp_path / "gen.json"
+    remote_bench(server, art, "--generate", "--prompt-tokens", "10", "--new-tokens", "5", "-o", out, check=0)
+    doc = json.loads(out.read_text())
+    res = doc["results"][0]
+    g = res["generation"]
+    assert doc["remote"]["host"] and g["prompt_tokens"] == 10 and g["new_tokens"] == 5 and g["decode_tokens_per_s"] > 0
+    assert res["model_size_bytes"] == sum((art.path / n).stat().st_size for n in art.graph_files.values())
+    assert server.leftovers() == []

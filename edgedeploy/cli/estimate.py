@@ -24,6 +24,7 @@ def command(artifact, profile_names, shape, no_calibrate, as_json):
     """
 
     art = open_model(artifact)
+    art.require_single_graph("estimate")
     try:
         sh = parse_shape(shape)
         counts = count(art.model_path, sh)

@@ -82,6 +82,7 @@ def evaluate(
 
     art = open_model(artifact)
     ref = open_model(reference) if reference else None
+    art.require_single_graph("eval on text (one graph's outputs)")  # an encoder-decoder's fidelity is measured by generation when quantized
     src = SampleSource(art, data, text_column, limit=limit or 10**12, batch=batch, label_column=label_column, pair_column=text_pair_column)
     model = Runner(art.model_path, [0])
     ref_model = Runner(ref.model_path, [0]) if ref else None

@@ -220,6 +220,7 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     opts = options if options is not None else coerce(TuneOptions, settings, "tune")
     out = Path(out)
     parent = open_model(artifact)
+    parent.require_single_graph("tune")
     refuse_inside(out, parent.path, "the parent artifact")
     if opts.eval_data is None and opts.calib_data is None:
         raise BadInput("tune measures fidelity on real samples: give --data (and --calib-data for static candidates)")

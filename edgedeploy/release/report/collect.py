@@ -68,8 +68,10 @@ def load_run(run_dir: Path) -> RunData:
 def _artifact_facts(run_dir: Path, artifact: Path, digest: str, shape: str) -> dict:
     manifest = json.loads((artifact / "edgedeploy.json").read_text())
     model = manifest.get("model_file", "model.onnx")
-    size = sum(f["size"] for name, f in manifest["files"].items() if name.startswith(model))
-    return {"model_bytes": size, "parameters": manifest.get("parameters"), "flops": _flops(run_dir, artifact / model, digest, shape)}
+    graphs = [g["file"] for g in manifest.get("graphs") or []] or [model]
+    size = sum(f["size"] for name, f in manifest["files"].items() if any(name.startswith(g) for g in graphs))
+    flops = _flops(run_dir, artifact / model, digest, shape) if len(graphs) == 1 else None  # counted per graph at one shape: not for generation
+    return {"model_bytes": size, "parameters": manifest.get("parameters"), "flops": flops}
 
 
 def _flops(run_dir: Path, model: Path, digest: str, shape: str) -> dict:

@@ -1,0 +1,151 @@
+"""Encoder-decoders (T5, Whisper): artifacts of three graphs, each validated against PyTorch,
+quantized graph by graph, and timed as generation in the torch-free runtime. Tiny random
+models, real ONNX Runtime sessions."""
+
+import json
+import shutil
+
+import onnx
+import pytest
+from conftest import cli, one_line_error
+from hf_configs import SEQ2SEQ, build
+
+from edgedeploy.core.artifact import Artifact
+from edgedeploy.runtimes import seq2seq, session
+
+ROLES = ["encoder", "decoder", "decoder-with-past"]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """{family: (source dir, artifact)}, exported with the task optimum detects."""
+    root = tmp_path_factory.mktemp("seq2seq")
+    out = {}
+    for arch in SEQ2SEQ:
+        src = build(arch, root / f"{arch}-src")
+        cli("export", src, "-o", root / arch, check=0)
+        out[arch] = (src, root / arch)
+    return out
+
+
+def _ops(path):
+    return {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+
+
+@pytest.mark.parametrize("arch", SEQ2SEQ)
+def test_seq2seq_exports_three_validated_graphs_that_generate_what_pytorch_does(models, arch):
+    art = Artifact.load(models[arch][1])
+    m = art.manifest
+    assert art.verify() == [] and m["source"]["task"].endswith("-with-past")  # detected through optimum's TasksManager
+    assert [g["role"] for g in m["graphs"]] == ROLES and m["model_file"] == "encoder_model.onnx"
+    assert sorted(art.model_files()) == sorted(g["file"] for g in m["graphs"])
+    v = m["validation"]
+    assert v["passed"] and v["max_abs_diff"] < 1e-3
+    assert sorted({c["inputs"]["graph"] for c in v["cases"]}) == sorted(ROLES) and len(v["cases"]) == 6  # each graph, two encoder inputs
+    gen = v["generation"]
+    assert gen["passed"] and all(c["onnx"] == c["torch"] and len(c["onnx"]) == 8 for c in gen["cases"])
+    assert any(len(set(c["torch"])) > 1 for c in gen["cases"])  # the tokens depend on the context: the cache is exercised
+    assert m["generation"]["architecture"] == "encoder-decoder" and m["generation"]["layers"] == 2
+    assert isinstance(m["generation"]["decoder_start_token_id"], int)
+    with_past = next(g for g in m["graphs"] if g["role"] == "decoder-with-past")
+    assert any(i["name"] == "past_key_values.0.encoder.key" for i in with_past["inputs"])
+
+
+def test_bound_and_plain_seq2seq_runs_generate_the_same_tokens(models):
+    art = Artifact.load(models["t5"][1])
+    sessions = [session.cpu_session(art.path / art.graph_files[r]) for r in ROLES]
+    s2s = seq2seq.Seq2Seq(*sessions)
+    feeds = seq2seq.encoder_feeds(sessions[0], 10, 128, seed=3)
+    bound = s2s.greedy(feeds, 0, 12)
+    s2s.binding = False
+    plain = s2s.greedy(feeds, 0, 12)
+    assert bound["tokens"] == plain["tokens"] and len(bound["tokens"]) == 12 and len(bound["step_s"]) == 11
+
+
+@pytest.mark.parametrize("arch", SEQ2SEQ)
+@pytest.mark.parametrize("method,op", [("dynamic", "MatMulInteger"), ("int4", "MatMulNBits")])
+def test_quantize_runs_on_every_graph_with_fidelity_by_generation(models, arch, method, op, tmp_path):
+    cli("quantize", models[arch][1], "-o", tmp_path / "q", "--method", method, check=0)
+    q = Artifact.load(tmp_path / "q")
+    m = q.manifest
+    assert [g["role"] for g in m["graphs"]] == ROLES and m["quantization"]["method"] == method
+    for role, name in q.graph_files.items():
+        assert op in _ops(q.path / name), role  # every graph quantized, not just the encoder
+    assert m["quantization"]["compression_ratio"] > 1.2
+    f = m["fidelity"]
+    assert f["samples"] >= 2 and 0 < f["mean_cosine"] <= 1 and 0 <= f["token_agreement"] <= 1 and f["finite"]
+    assert m["generation"] == Artifact.load(models[arch][1]).manifest["generation"]
+
+
+@pytest.mark.parametrize(
+    "flags,says",
+    [
+        (["--method", "static", "--random-calibration"], "calibrates one graph"),
+        (["--method", "dynamic", "--exclude", "MatMul"], "--exclude works on one graph"),
+        (["--method", "int4", "--int4-sensitive-8bit", "2"], "--int4-sensitive-8bit works on one graph"),
+    ],
+)
+def test_one_graph_quantize_steps_exit_2_on_an_encoder_decoder(models, tmp_path, flags, says):
+    proc = cli("quantize", models["t5"][1], "-o", tmp_path / "q", *flags, check=2)
+    assert says in one_line_error(proc) and not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize("arch", SEQ2SEQ)
+def test_bench_generate_times_encoder_and_decode(models, arch):
+    proc = cli(
+        "bench", models[arch][1], "--generate", "--prompt-tokens", "12", "--new-tokens", "6", "--iterations", "4", "--warmup", "1", "--json", check=0
+    )
+    res = json.loads(proc.stdout)["results"][0]
+    g = res["generation"]
+    assert g["new_tokens"] == 6 and g["runs"] == 4 and g["ttft_ms"]["p50"] > 0 and g["decode_tokens_per_s"] > 0 and g["io_binding"]
+    art = Artifact.load(models[arch][1])
+    assert res["model_size_bytes"] == sum((art.path / n).stat().st_size for n in art.graph_files.values())
+    if arch == "whisper":  # speech: the encoder takes the model's fixed features, not a prompt
+        assert g["prompt_tokens"] is None and g["prefill_tokens_per_s"] is None and res["inputs"]["input_features"] == [1, 16, 3000]
+    else:
+        assert g["prompt_tokens"] == 12 and g["prefill_tokens_per_s"] > 0 and res["inputs"]["input_ids"] == [1, 12]
+
+
+@pytest.mark.parametrize(
+    "args,says",
+    [
+        (["bench", "{art}", "--iterations", "2"], "timed as generation: add --generate"),
+        (["bench", "{art}", "--generate", "--new-tokens", "65"], "exceed the model's 64 positions"),
+        (["tune", "{art}", "-o", "{tmp}/t", "--data", "x.tsv"], "tune handles single-graph artifacts"),
+        (["estimate", "{art}", "--profile", "rpi4"], "estimate handles single-graph artifacts"),
+        (["eval", "{art}", "--data", "x.tsv", "--no-labels", "--reference", "{art}"], "single-graph artifacts"),
+    ],
+)
+def test_one_graph_steps_exit_2_on_an_encoder_decoder(models, tmp_path, args, says):
+    art = models["whisper"][1]
+    proc = cli(*[a.format(art=art, tmp=tmp_path) for a in args], check=2)
+    assert says in one_line_error(proc)
+
+
+def test_a_seq2seq_export_that_does_not_match_pytorch_publishes_nothing(models, tmp_path):
+    proc = cli("export", models["t5"][0], "-o", tmp_path / "x", "--atol", "0", "--rtol", "0", check=1)
+    assert "validation failed" in one_line_error(proc) and not (tmp_path / "x").exists()
+
+
+def test_seq2seq_without_past_says_how_to_export(models, tmp_path):
+    proc = cli("export", models["t5"][0], "-o", tmp_path / "x", "--task", "text2text-generation", check=2)
+    assert "--task text2text-generation-with-past" in one_line_error(proc) and not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "tamper,says",
+    [
+        (lambda m: m["graphs"].append(dict(m["graphs"][1])), "each role at most once"),
+        (lambda m: m["graphs"][2].update(file="../decoder_with_past_model.onnx"), "climbs out of the artifact"),
+        (lambda m: m["graphs"][1].update(role="lm_head"), "graphs.1.role"),
+        (lambda m: m["graphs"][2].update(file="missing.onnx"), "does not list its model file missing.onnx"),
+    ],
+)
+def test_a_tampered_graph_list_is_refused(models, tmp_path, tamper, says):
+    dst = tmp_path / "art"
+    shutil.copytree(models["t5"][1], dst)
+    manifest = json.loads((dst / "edgedeploy.json").read_text())
+    tamper(manifest)
+    (dst / "edgedeploy.json").write_text(json.dumps(manifest))
+    proc = cli("verify", dst, check=2)
+    assert says in one_line_error(proc)
