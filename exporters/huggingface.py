@@ -84,6 +84,9 @@ def detect_task(path: Path, config: dict) -> str:
         cls = getattr(transformers, arch, None)
         if cls is None:
             continue
+        generation = _seq2seq_task(arch, config.get("model_type"))
+        if generation:
+            return generation
         try:
             task = TasksManager.infer_task_from_model(cls)
         except (KeyError, ValueError, RuntimeError):
@@ -93,6 +96,26 @@ def detect_task(path: Path, config: dict) -> str:
         base = task.removesuffix("-with-past")
         return f"{base}-with-past" if seq2seq.is_seq2seq_task(f"{base}-with-past") else base
     raise BadInput(f"{path}: cannot tell the task from config.json architectures {archs}; pass --task (e.g. feature-extraction, text-classification)")
+
+
+def _seq2seq_task(arch: str, model_type) -> str | None:
+    """The seq2seq task of a generation class (``BartForConditionalGeneration`` is also a masked
+    LM, which optimum's inference picks first) where optimum exports it with past."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers optimum's ONNX configs)
+    from optimum.exporters.tasks import TasksManager
+    from transformers.models.auto import modeling_auto as auto
+
+    for task, names in (
+        ("text2text-generation-with-past", auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES),
+        ("automatic-speech-recognition-with-past", auto.MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES),
+    ):
+        if arch in names.values():
+            try:
+                supported = TasksManager.get_supported_tasks_for_model_type(str(model_type), exporter="onnx", library_name="transformers")
+            except (KeyError, ValueError):
+                return None
+            return task if task in supported else None
+    return None
 
 
 def check_past_task(path: Path, model_type, task: str) -> None:

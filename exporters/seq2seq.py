@@ -33,10 +33,15 @@ def is_seq2seq_task(task: str | None) -> bool:
 
 
 def start_token(config) -> int:
-    start = getattr(config, "decoder_start_token_id", None)
-    if not isinstance(start, int) or start < 0:
-        raise BadInput(f"model type {config.model_type!r} has no decoder_start_token_id in its config; it is needed to generate")
-    return start
+    """The decoder's first input: decoder_start_token_id, else (as transformers' generate does)
+    the start of text, else padding (T5's convention)."""
+    for name in ("decoder_start_token_id", "bos_token_id", "pad_token_id"):
+        start = getattr(config, name, None)
+        if isinstance(start, int) and not isinstance(start, bool) and 0 <= start < int(getattr(config, "vocab_size", 1 << 31)):
+            return start
+    raise BadInput(
+        f"model type {config.model_type!r} has no decoder_start_token_id, bos_token_id or pad_token_id in its config; one is needed to generate"
+    )
 
 
 def validate_seq2seq(stage: Path, model, atol: float, rtol: float, new_tokens: int = NEW_TOKENS) -> tuple[ValidationResult, dict]:

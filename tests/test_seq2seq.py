@@ -149,3 +149,21 @@ def test_a_tampered_graph_list_is_refused(models, tmp_path, tamper, says):
     (dst / "edgedeploy.json").write_text(json.dumps(manifest))
     proc = cli("verify", dst, check=2)
     assert says in one_line_error(proc)
+
+
+def test_an_optimum_seq2seq_export_is_adopted_with_its_three_graphs(models, tmp_path):
+    """optimum's own output directory (encoder, decoder, decoder-with-past and a merged decoder)
+    is taken as it is: bench generates with it and quantize writes its lineage."""
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(models["t5"][0]), output=str(tmp_path / "optimum"), task="text2text-generation-with-past", do_validation=False)
+    proc = cli("bench", tmp_path / "optimum", "--generate", "--new-tokens", "4", "--iterations", "3", "--warmup", "1", "--json", check=0)
+    res = json.loads(proc.stdout)["results"][0]
+    assert res["name"] == "optimum" and res["generation"]["decode_tokens_per_s"] > 0
+    cli("quantize", tmp_path / "optimum", "-o", tmp_path / "q", "--method", "dynamic", check=0)
+    q = Artifact.load(tmp_path / "q")
+    assert q.manifest["lineage"]["step"] == "quantize:dynamic" and [g["role"] for g in q.manifest["graphs"]] == ROLES
+    assert "decoder_model_merged.onnx" not in q.manifest["files"] and q.manifest["generation"]["decoder_start_token_id"] == 0
+    from edgedeploy.core.adopt import open_model
+
+    assert q.manifest["lineage"]["parent"] == q.manifest["fidelity"]["reference"] == open_model(tmp_path / "optimum").digest

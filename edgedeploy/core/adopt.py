@@ -12,7 +12,16 @@ import os
 import shutil
 from pathlib import Path
 
-from edgedeploy.core.artifact import MODEL, Artifact, external_data_locations, finalize_manifest, is_artifact, onnx_signature, sha256_file
+from edgedeploy.core.artifact import (
+    MODEL,
+    Artifact,
+    external_data_locations,
+    finalize_manifest,
+    graph_entries,
+    is_artifact,
+    onnx_signature,
+    sha256_file,
+)
 from edgedeploy.core.atomic import refuse_same, staged_directory
 from edgedeploy.core.errors import BadInput
 
@@ -34,6 +43,8 @@ COMPANIONS = (
     "preprocessor_config.json",
 )
 NOT_RUN = {"passed": None, "reason": "not run: no PyTorch source (an adopted ONNX model)"}
+# an encoder-decoder as optimum exports it (its merged decoder, when there is one, is left out)
+SEQ2SEQ_FILES = {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx", "decoder-with-past": "decoder_with_past_model.onnx"}
 
 
 def open_model(path, verify: bool = True) -> Artifact:
@@ -41,6 +52,8 @@ def open_model(path, verify: bool = True) -> Artifact:
     path = Path(path)
     if path.is_dir() and not is_artifact(path) and (path / MODEL).is_file():
         return _adopted(path, MODEL)
+    if path.is_dir() and not is_artifact(path) and all((path / f).is_file() for f in SEQ2SEQ_FILES.values()):
+        return _adopted(path, SEQ2SEQ_FILES["encoder"], SEQ2SEQ_FILES)
     if path.is_file() and path.suffix == ".onnx":
         return _adopted(path.parent, path.name)
     return Artifact.load(path, verify=verify)
@@ -60,21 +73,25 @@ def adopt(model, out: Path, force: bool = False) -> Artifact:
     return Artifact.load(out)
 
 
-def _adopted(root: Path, model_file: str) -> Artifact:
+def _adopted(root: Path, model_file: str, graphs: dict | None = None) -> Artifact:
     model_path = root / model_file
-    if model_path.is_symlink():
-        raise BadInput(f"{model_path}: is a symbolic link; give the model file itself")
-    if model_path.stat().st_size == 0:
-        raise BadInput(f"{model_path}: is empty")
-    extra = external_data_locations(model_path)
+    extra: list[str] = []
+    for name in (graphs or {"model": model_file}).values():
+        graph = root / name
+        if graph.is_symlink():
+            raise BadInput(f"{graph}: is a symbolic link; give the model file itself")
+        if graph.stat().st_size == 0:
+            raise BadInput(f"{graph}: is empty")
+        for data in external_data_locations(graph):
+            f = root / data
+            if f.is_symlink() or not f.is_file():
+                raise BadInput(f"{graph}: its external data {data} is missing or a link; keep the data file beside the model")
+            extra += [data] if data not in extra else []
     linked = [c for c in COMPANIONS if (root / c).is_symlink()]
     if linked:
         log.warning("%s: not adopting %s: symbolic links are never followed; copy the files in", root, ", ".join(linked))
-    names = [model_file, *extra, *(c for c in COMPANIONS if c != model_file and (root / c).is_file() and c not in linked)]
-    for name in extra:
-        f = root / name
-        if f.is_symlink() or not f.is_file():
-            raise BadInput(f"{model_path}: its external data {name} is missing or a link; keep the data file beside the model")
+    graph_names = list((graphs or {"model": model_file}).values())
+    names = [*graph_names, *extra, *(c for c in COMPANIONS if c not in graph_names and (root / c).is_file() and c not in linked)]
     files = {n: {"sha256": sha256_file(root / n), "size": os.path.getsize(root / n)} for n in names}
     try:
         inputs, outputs, opset, params = onnx_signature(model_path)
@@ -87,7 +104,7 @@ def _adopted(root: Path, model_file: str) -> Artifact:
         "kind": "edgedeploy-artifact",
         "source": {
             "kind": "onnx",
-            "name": root.name if model_file == MODEL else model_path.stem,
+            "name": root.name if model_file == MODEL or graphs else model_path.stem,
             "path": str(model_path.resolve()),
             "family": _family(inputs),
         },
@@ -104,6 +121,12 @@ def _adopted(root: Path, model_file: str) -> Artifact:
     vocab = _vocab_size(root)
     if vocab:
         manifest["vocab_size"] = vocab
+    if graphs:
+        try:
+            manifest["graphs"], manifest["parameters"] = graph_entries(root, graphs)
+        except Exception as exc:  # onnx's DecodeError and friends
+            raise BadInput(f"{root}: a graph is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
+        manifest["generation"] = _seq2seq_generation(root, manifest["graphs"])
     art = Artifact(root, manifest, adopted=True)
     art.external_data = extra
     art.name = manifest["source"]["name"]
@@ -115,12 +138,38 @@ def _family(inputs: list[dict]) -> str:
     return "transformer" if any("input_ids" in i["name"] for i in inputs) else "module"
 
 
-def _vocab_size(root: Path) -> int | None:
+def _config(root: Path) -> dict:
     import json
 
     try:
         cfg = json.loads((root / "config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    v = cfg.get("vocab_size") if isinstance(cfg, dict) else None
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def _count(v) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _vocab_size(root: Path) -> int | None:
+    v = _count(_config(root).get("vocab_size"))
+    return v or None
+
+
+def _seq2seq_generation(root: Path, graphs: list[dict]) -> dict:
+    """What generation needs, from config.json (the graphs carry the cache's shape): the start
+    token as transformers' generate picks it (decoder_start_token_id, else bos, else pad)."""
+    cfg = _config(root)
+    start = next((_count(cfg.get(k)) for k in ("decoder_start_token_id", "bos_token_id", "pad_token_id") if _count(cfg.get(k)) is not None), None)
+    if start is None:
+        raise BadInput(f"{root}: an encoder-decoder needs config.json with decoder_start_token_id (or bos/pad) to generate")
+    past = next(g for g in graphs if g["role"] == "decoder-with-past")["inputs"]
+    return {
+        "kv_cache": True,
+        "layers": sum(1 for i in past if i["name"].startswith("past_key_values.") and i["name"].endswith(".decoder.key")),
+        "max_positions": next((_count(cfg.get(k)) for k in ("max_target_positions", "max_position_embeddings") if _count(cfg.get(k))), None),
+        "eos_token_id": cfg.get("eos_token_id") if _count(cfg.get("eos_token_id")) is not None else None,
+        "architecture": "encoder-decoder",
+        "decoder_start_token_id": start,
+    }

@@ -1,0 +1,154 @@
+"""Survey: does `edgedeploy export` succeed wherever optimum's own `main_export` does?
+
+For every model type optimum has an ONNX config for, build a tiny random model of the class
+for its most useful task (seq2seq and decoders with past first, then classifiers, then
+feature extraction), export it with optimum's `main_export` and then with `edgedeploy export`
+(task auto-detected), each in its own process with a time limit. One JSON line per model type
+goes to OUT (resumable: types already there are skipped). Nothing is downloaded.
+
+    HF_HUB_OFFLINE=1 python scripts/export_survey.py survey.jsonl [--only bert,t5] [--timeout 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TASK_ORDER = (
+    "text2text-generation-with-past",
+    "automatic-speech-recognition-with-past",
+    "text-generation-with-past",
+    "image-classification",
+    "audio-classification",
+    "text-classification",
+    "feature-extraction",
+)
+SMALL = {
+    **dict.fromkeys(("num_hidden_layers", "num_layers", "n_layer", "encoder_layers", "decoder_layers", "num_decoder_layers", "n_layers"), 2),
+    **dict.fromkeys(("hidden_size", "d_model", "n_embd", "dim", "embed_dim", "word_embed_proj_dim"), 32),
+    **dict.fromkeys(("num_attention_heads", "n_head", "num_heads", "encoder_attention_heads", "decoder_attention_heads", "n_heads"), 2),
+    **dict.fromkeys(("intermediate_size", "ffn_dim", "encoder_ffn_dim", "decoder_ffn_dim", "d_ff", "hidden_dim", "n_inner"), 64),
+    "num_key_value_heads": 1,
+    "vocab_size": 256,
+}
+TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id", "sep_token_id", "unk_token_id")
+
+
+def model_types() -> list[str]:
+    import optimum.exporters.onnx.model_configs  # noqa: F401
+    from optimum.exporters.tasks import TasksManager
+
+    return sorted(t for t, v in TasksManager._SUPPORTED_MODEL_TYPE.items() if "onnx" in v)
+
+
+def build(model_type: str, dest: Path) -> str:
+    """A tiny random model of ``model_type`` saved at ``dest``; returns the task it was built for."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers optimum's ONNX configs)
+    import torch
+    import transformers
+    from optimum.exporters.tasks import TasksManager
+
+    supported = TasksManager.get_supported_tasks_for_model_type(model_type, exporter="onnx", library_name="transformers")
+    task = next((t for t in TASK_ORDER if t in supported), next(iter(supported)))
+    cfg = transformers.AutoConfig.for_model(model_type)
+    for k, v in SMALL.items():
+        if isinstance(getattr(cfg, k, None), int) and not isinstance(getattr(cfg, k), bool):
+            setattr(cfg, k, v)
+    vocab = getattr(cfg, "vocab_size", None)
+    for k in TOKEN_IDS:  # special ids of the full-size config must fit the small vocabulary
+        if isinstance(vocab, int) and isinstance(getattr(cfg, k, None), int) and getattr(cfg, k) >= vocab:
+            setattr(cfg, k, 2)
+    torch.manual_seed(0)
+    cls = TasksManager.get_model_class_for_task(task.removesuffix("-with-past"), framework="pt", library="transformers", model_type=model_type)
+    model = cls.from_config(cfg) if hasattr(cls, "from_config") else cls(cfg)
+    model.eval().save_pretrained(dest)
+    return task
+
+
+def one(model_type: str, work: Path) -> dict:
+    """Build, then optimum's main_export, then edgedeploy's export, in this process."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    src = work / "src"
+    rec: dict = {"model_type": model_type}
+    t0 = time.perf_counter()
+    try:
+        rec["build"] = {"ok": True, "task": build(model_type, src)}
+    except Exception as exc:  # a tiny config this script could not make: not surveyed
+        rec["build"] = {"ok": False, "error": _error(exc)}
+        return rec
+    for step in ("optimum", "edgedeploy"):
+        t = time.perf_counter()
+        try:
+            rec[step] = {"ok": True, **(_optimum(src, work, rec["build"]["task"]) if step == "optimum" else _edgedeploy(src, work))}
+        except BaseException as exc:  # BadInput and ValidationFailed are SystemExit-free exceptions; keep going either way
+            rec[step] = {"ok": False, "error": _error(exc)}
+        rec[step]["seconds"] = round(time.perf_counter() - t, 1)
+    rec["seconds"] = round(time.perf_counter() - t0, 1)
+    return rec
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+
+
+def _optimum(src: Path, work: Path, task: str) -> dict:
+    from optimum.exporters.onnx import main_export
+
+    main_export(str(src), output=str(work / "optimum"), task=task, do_validation=False)
+    return {"files": sorted(p.name for p in (work / "optimum").glob("*.onnx"))}
+
+
+def _edgedeploy(src: Path, work: Path) -> dict:
+    from edgedeploy.export import export
+
+    art = export(str(src), work / "edgedeploy")
+    m = art.manifest
+    return {"task": m["source"]["task"], "graphs": list(art.graph_files), "validation_passed": m["validation"]["passed"]}
+
+
+def run_one(model_type: str, timeout: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, __file__, "--one", model_type, "--work", tmp]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"model_type": model_type, "build": {"ok": False, "error": f"timed out after {timeout:.0f} s"}}
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        err = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+        return {"model_type": model_type, "build": {"ok": False, "error": f"crashed (rc {proc.returncode}): {(err[-1] if err else '')[:240]}"}}
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", nargs="?", type=Path)
+    ap.add_argument("--only", default="")
+    ap.add_argument("--timeout", type=float, default=120.0)
+    ap.add_argument("--one"), ap.add_argument("--work", type=Path)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one, args.work)))
+        return
+    done = {json.loads(ln)["model_type"] for ln in args.out.read_text().splitlines()} if args.out.exists() else set()
+    types = [t for t in model_types() if t not in done and (not args.only or t in args.only.split(","))]
+    for t in types:
+        rec = run_one(t, args.timeout)
+        with args.out.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        verdict = (
+            "build failed"
+            if not rec["build"]["ok"]
+            else f"optimum {'ok' if rec['optimum']['ok'] else 'FAIL'}, edgedeploy {'ok' if rec['edgedeploy']['ok'] else 'FAIL'}"
+        )
+        print(f"{t}: {verdict}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
