@@ -90,7 +90,10 @@ def build(arch: str, dest: Path) -> Path:
     else:
         raise ValueError(arch)
     model.eval().save_pretrained(dest)
-    if arch in DECODERS or arch == "llama256":  # a real tokenizer, for perplexity on real text: BPE with the model's 128 ids, trained on SST-2 dev
+    if arch in DECODERS or arch in (
+        "llama256",
+        "t5",
+    ):  # a real tokenizer, for perplexity on real text: BPE with the model's 128 ids, trained on SST-2 dev
         from edgedeploy.compress.lm_tokenizer import train_tokenizer
         from edgedeploy.data.datasets import read_texts
 

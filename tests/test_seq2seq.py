@@ -7,7 +7,7 @@ import shutil
 
 import onnx
 import pytest
-from conftest import cli, one_line_error
+from conftest import SST2_DEV, cli, one_line_error
 from hf_configs import SEQ2SEQ, build
 
 from edgedeploy.core.artifact import Artifact
@@ -113,13 +113,26 @@ def test_bench_generate_times_encoder_and_decode(models, arch):
         (["bench", "{art}", "--generate", "--new-tokens", "65"], "exceed the model's 64 positions"),
         (["tune", "{art}", "-o", "{tmp}/t", "--data", "x.tsv"], "tune handles single-graph artifacts"),
         (["estimate", "{art}", "--profile", "rpi4"], "estimate handles single-graph artifacts"),
-        (["eval", "{art}", "--data", "x.tsv", "--no-labels", "--reference", "{art}"], "single-graph artifacts"),
+        (["eval", "{art}", "--data", "x.tsv", "--reference", "{art}"], "its encoder takes input_features, not text"),
     ],
 )
 def test_one_graph_steps_exit_2_on_an_encoder_decoder(models, tmp_path, args, says):
     art = models["whisper"][1]
     proc = cli(*[a.format(art=art, tmp=tmp_path) for a in args], check=2)
     assert says in one_line_error(proc)
+
+
+def test_eval_compares_an_encoder_decoder_with_its_parent_by_generation_on_real_text(models, tmp_path):
+    cli("quantize", models["t5"][1], "-o", tmp_path / "q", "--method", "fp16", check=0)
+    proc = cli("eval", tmp_path / "q", "--data", SST2_DEV, "--reference", models["t5"][1], "--limit", "6", "--json", check=0)
+    res = json.loads(proc.stdout)
+    f = res["fidelity"]
+    assert res["samples"] == f["samples"] == 6 and f["reference"] == str(models["t5"][1])
+    assert 0.9 < f["mean_cosine"] <= 1 and 0 <= f["token_agreement"] <= 1 and "top1_agreement" in f
+    same = cli("eval", models["t5"][1], "--data", SST2_DEV, "--reference", models["t5"][1], "--limit", "3", "--json", check=0)
+    assert json.loads(same.stdout)["fidelity"]["token_agreement"] == 1.0  # against itself: the comparison can tell
+    no_ref = cli("eval", tmp_path / "q", "--data", SST2_DEV, check=2)
+    assert "evaluated against --reference PARENT" in one_line_error(no_ref)
 
 
 def test_a_seq2seq_export_that_does_not_match_pytorch_publishes_nothing(models, tmp_path):

@@ -17,6 +17,7 @@ from edgedeploy.core.options import Options
 from edgedeploy.data.samples import SampleSource
 from edgedeploy.quality.accuracy import label_ids
 from edgedeploy.quality.fidelity import Collector
+from edgedeploy.quality.seq2seq_fidelity import seq2seq_eval
 from edgedeploy.runtimes.session import Runner
 
 log = logging.getLogger("edgedeploy")
@@ -82,7 +83,9 @@ def evaluate(
 
     art = open_model(artifact)
     ref = open_model(reference) if reference else None
-    art.require_single_graph("eval on text (one graph's outputs)")  # an encoder-decoder's fidelity is measured by generation when quantized
+    if art.is_seq2seq:
+        return seq2seq_eval(art, ref, data, text_column, limit)
+    art.require_single_graph("eval")
     src = SampleSource(art, data, text_column, limit=limit or 10**12, batch=batch, label_column=label_column, pair_column=text_pair_column)
     model = Runner(art.model_path, [0])
     ref_model = Runner(ref.model_path, [0]) if ref else None
