@@ -300,3 +300,14 @@ def test_the_lm_tokenizer_trains_the_same_every_time(tmp_path):
     assert files[0] == files[1] == files[2]
     tok = train_tokenizer(texts, 512, tmp_path / "x")
     assert tok.decode(tok(texts[0])["input_ids"]).strip() == texts[0].strip().lower()
+
+
+def test_tune_a_decoder_on_its_decode_rate(decoders, tmp_path):
+    out = tmp_path / "tuned"
+    args = ("--generate", "--prompt-tokens", "12", "--new-tokens", "8", "--iterations", "8", "--warmup", "1", "--eval-samples", "6")
+    cli("tune", decoders["llama"][1], "-o", out, "--objective", "decode", "--methods", "dynamic,int4", "--data", SST2_DEV, *args, check=0)
+    doc = json.loads((out / "tune.json").read_text())
+    rates = {c["id"]: c["measured"]["generation"]["decode_tokens_per_s"] for c in doc["candidates"] if c.get("measured")}
+    assert doc["objective"] == "decode" and len(rates) >= 2 and doc["winner"]["id"] == max(rates, key=rates.get)
+    assert "fused" not in {c["parent"] for c in doc["candidates"]}  # a decoder's fusions are not validated with past
+    assert Artifact.load(out).manifest["generation"]["kv_cache"]

@@ -111,7 +111,9 @@ def test_bench_generate_times_encoder_and_decode(models, arch):
     [
         (["bench", "{art}", "--iterations", "2"], "timed as generation: add --generate"),
         (["bench", "{art}", "--generate", "--new-tokens", "65"], "exceed the model's 64 positions"),
-        (["tune", "{art}", "-o", "{tmp}/t", "--data", "x.tsv"], "tune handles single-graph artifacts"),
+        (["tune", "{art}", "-o", "{tmp}/t"], "tuned on generation: add --generate"),
+        (["tune", "{art}", "-o", "{tmp}/t", "--generate", "--data", "x.tsv"], "not text; leave --data out"),
+        (["tune", "{art}", "-o", "{tmp}/t", "--objective", "decode"], "--objective decode is a generation rate: give --generate"),
         (["estimate", "{art}", "--profile", "rpi4"], "estimate handles single-graph artifacts"),
         (["eval", "{art}", "--data", "x.tsv", "--reference", "{art}"], "its encoder takes input_features, not text"),
     ],
@@ -133,6 +135,31 @@ def test_eval_compares_an_encoder_decoder_with_its_parent_by_generation_on_real_
     assert json.loads(same.stdout)["fidelity"]["token_agreement"] == 1.0  # against itself: the comparison can tell
     no_ref = cli("eval", tmp_path / "q", "--data", SST2_DEV, check=2)
     assert "evaluated against --reference PARENT" in one_line_error(no_ref)
+
+
+GEN = ("--generate", "--prompt-tokens", "12", "--new-tokens", "8", "--iterations", "8", "--warmup", "1", "--eval-samples", "6")
+
+
+def test_tune_picks_the_fastest_decoding_encoder_decoder_within_budget(models, tmp_path):
+    out = tmp_path / "tuned"
+    args = ("--objective", "decode", "--methods", "dynamic,int4,static", "--min-mean-cosine", "0.3", "--data", SST2_DEV, *GEN)
+    cli("tune", models["t5"][1], "-o", out, *args, check=0)
+    doc = json.loads((out / "tune.json").read_text())
+    assert doc["objective"] == "decode" and any("static" in s for s in doc["skipped"])
+    measured = [c for c in doc["candidates"] if c.get("measured")]
+    rates = {c["id"]: c["measured"]["generation"]["decode_tokens_per_s"] for c in measured}
+    assert len(rates) >= 2 and doc["winner"]["id"] == max(rates, key=rates.get)  # the best decode rate of the final round
+    art = Artifact.load(out)
+    assert [g["role"] for g in art.manifest["graphs"]] == ROLES and art.manifest["lineage"]["step"].startswith("tune:")
+    assert art.manifest["fidelity"]["inputs"]["source"] == str(SST2_DEV)  # fidelity by generation on the real text
+
+
+def test_tune_a_speech_model_without_text_measures_fidelity_on_its_features(models, tmp_path):
+    out = tmp_path / "tuned"
+    cli("tune", models["whisper"][1], "-o", out, "--objective", "ttft", "--methods", "dynamic", "--no-session-search", *GEN, check=0)
+    art = Artifact.load(out)
+    assert art.manifest["fidelity"]["inputs"]["kind"] == "random" and "random" in art.manifest["quantization"]["warning"]
+    assert json.loads((out / "tune.json").read_text())["objective"] == "ttft"
 
 
 def test_a_seq2seq_export_that_does_not_match_pytorch_publishes_nothing(models, tmp_path):

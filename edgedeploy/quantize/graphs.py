@@ -15,6 +15,7 @@ from pathlib import Path
 from edgedeploy.core.artifact import Artifact, finalize_manifest, graph_entries, is_artifact
 from edgedeploy.core.atomic import checkpoint, scratch_directory, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
+from edgedeploy.data.samples import SampleSource
 from edgedeploy.quality.seq2seq_fidelity import compare_seq2seq
 from edgedeploy.quantize import methods
 from edgedeploy.quantize.preprocess import preprocess
@@ -33,7 +34,6 @@ def refuse_unsupported(opts, settings: dict) -> None:
             ("--smooth-quant", opts.smooth_quant),
             ("--exclude", opts.exclude),
             ("--calib-data", opts.calib_data),
-            ("--data", opts.eval_data),
             ("an accuracy budget", opts.accuracy_aware()),
             ("--int4-algorithm gptq", opts.method == "int4" and opts.int4_algorithm == "gptq"),
             ("--int4-sensitive-8bit", opts.int4_sensitive_8bit),
@@ -53,6 +53,7 @@ def quantize_graphs(parent: Artifact, out: Path, opts, settings: dict, record: d
         settings["int4_sensitive_8bit"] = 0
         record["chosen_by"]["int4_sensitive_8bit"] = "encoder-decoder (the sensitivity ranking measures one graph)"
     gen = parent.manifest.get("generation") if isinstance(parent.manifest.get("generation"), dict) else {}
+    samples, inputs = _samples(parent, opts)
     with scratch_directory(out) as work, staged_directory(out, force=force, is_artifact=is_artifact) as stage:
         work, used, pre_info = Path(work), {}, {}
         for role, name in parent.graph_files.items():
@@ -65,9 +66,10 @@ def quantize_graphs(parent: Artifact, out: Path, opts, settings: dict, record: d
             run = methods.dynamic if method == "dynamic" else methods.fp16 if method == "fp16" else methods.int4
             used[role] = run(pre, stage / name, settings, [])
             checkpoint()
-        log.info("measuring fidelity against the parent by generation")
-        fid = compare_seq2seq(stage, parent.path, parent.graph_files, gen.get("decoder_start_token_id", 0), parent.manifest.get("vocab_size"))
-        fid.update({"inputs": {"source": "random", "kind": "random"}, "reference": parent.digest})
+        log.info("measuring fidelity against the parent by generation on %s", inputs["source"])
+        start, vocab = gen.get("decoder_start_token_id", 0), parent.manifest.get("vocab_size")
+        fid = compare_seq2seq(stage, parent.path, parent.graph_files, start, vocab, samples=samples)
+        fid.update({"inputs": inputs, "reference": parent.digest})
         if not fid["finite"]:
             raise ValidationFailed(f"{method} model produced NaN or Inf in generation; quantize with another method")
         model = set(parent.model_files())
@@ -99,10 +101,23 @@ def quantize_graphs(parent: Artifact, out: Path, opts, settings: dict, record: d
                 "model_bytes": size,
                 "parent_model_bytes": parent_size,
                 "compression_ratio": parent_size / size,
-                "warning": "fidelity used random encoder inputs, not real data",
             },
             "fidelity": fid,
         }
+        if inputs["kind"] == "random":
+            manifest["quantization"]["warning"] = "fidelity used random encoder inputs, not real data"
         finalize_manifest(stage, manifest)
         checkpoint()
     return Artifact.load(out)
+
+
+def _samples(parent: Artifact, opts):
+    """(encoder feeds for fidelity or None for random ones, their description): rows of --data
+    text, one encoder input each, when the encoder reads text."""
+    if opts.eval_data is None:
+        return None, {"source": "random encoder inputs", "kind": "random"}
+    if not any(i["name"] == "input_ids" for i in parent.inputs):
+        raise BadInput(f"{parent.path}: its encoder takes {parent.inputs[0]['name']}, not text; leave --data out (fidelity on random inputs)")
+    src = SampleSource(parent, opts.eval_data, opts.text_column, limit=opts.eval_samples, batch=1)
+    next(iter(src))  # wrong columns or an empty file: exit 2 before any work
+    return iter(src), src.describe()

@@ -12,7 +12,7 @@ from edgedeploy.bench import MeasureOptions, RemoteOptions
 from edgedeploy.core.options import split_names
 from edgedeploy.runtimes.stats import MIN_SAMPLES
 
-Objective = Literal["p50", "p90", "throughput", "size"]
+Objective = Literal["p50", "p90", "throughput", "size", "decode", "ttft"]
 TUNABLE_METHODS = ("dynamic", "static", "int4")
 
 
@@ -24,7 +24,10 @@ class TuneOptions(MeasureOptions, RemoteOptions):
         default_factory=lambda: ["dynamic", "static"],
         description="Methods to search (comma-separated or repeated): dynamic, static, int4 (static needs --calib-data).",
     )
-    objective: Objective = Field("p50", description="What the winner minimises: p50 or p90 latency, or size; throughput is maximised.")
+    objective: Objective = Field(
+        "p50",
+        description="What the winner minimises: p50 or p90 latency, size, or (with --generate) ttft; throughput and decode tokens/s are maximised.",
+    )
     min_mean_cosine: float | None = Field(None, ge=-1, le=1, description="Budget: mean cosine against the float parent on --data.")
     min_worst_cosine: float | None = Field(None, ge=-1, le=1, description="Budget: the worst sample's cosine.")
     max_drop: float | None = Field(None, ge=0, le=1, description="Budget: task-accuracy drop (a fraction) on labeled --data.")
@@ -67,6 +70,8 @@ class TuneOptions(MeasureOptions, RemoteOptions):
             raise ValueError("--max-drop needs labeled --data")
         if self.objective == "p90" and self.iterations < MIN_SAMPLES[90]:
             raise ValueError(f"--objective p90 needs --iterations >= {MIN_SAMPLES[90]} (a p90 from fewer samples is not reported)")
+        if self.objective in ("decode", "ttft") and not self.generate:
+            raise ValueError(f"--objective {self.objective} is a generation rate: give --generate (with --prompt-tokens, --new-tokens)")
         if self.baseline is not None:
             raise ValueError("--baseline torch is a bench option; tune compares its candidates with the float parent")
         if self.scenario != "single-stream":

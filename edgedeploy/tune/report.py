@@ -76,12 +76,21 @@ def _why(rows: list[dict], leader: dict, objective: str) -> str:
     return text
 
 
-def _value(r: dict, objective: str) -> float:
+def objective_value(measured: dict, size: int, objective: str) -> float:
+    """The objective as a number to minimise (rates negated); a value the round did not report ranks last."""
+    gen = measured.get("generation") or {}
     if objective == "size":
-        return r["size_bytes"]
+        return float(size)
     if objective == "throughput":
-        return -(r["measured"]["throughput_per_s"] or 0)
-    return r["measured"]["latency_ms"][objective]
+        return -float(measured.get("throughput_per_s") or 0.0)
+    if objective == "decode":
+        return -float(gen.get("decode_tokens_per_s") or 0.0)
+    v = (gen.get("ttft_ms") or {}).get("p50") if objective == "ttft" else measured["latency_ms"][objective]
+    return float("inf") if v is None else float(v)
+
+
+def _value(r: dict, objective: str) -> float:
+    return objective_value(r["measured"], r["size_bytes"], objective)
 
 
 def _fmt(v: float, objective: str) -> str:
@@ -89,6 +98,8 @@ def _fmt(v: float, objective: str) -> str:
         return f"{v / 1e6:.1f} MB"
     if objective == "throughput":
         return f"{-v:.1f}/s"
+    if objective == "decode":
+        return f"{-v:.1f} tokens/s"
     return f"{v:.2f} ms"
 
 

@@ -33,6 +33,7 @@ log = logging.getLogger("edgedeploy")
 BUILD_SHARE = 0.7  # of --max-minutes: after this, no new candidate is built
 EXPLORE = 2  # bases whose neighbours are built
 SESSION_KEYS = ("intra_op_threads", "graph_optimization_level", "cpu_mem_arena", "disabled_optimizers", "providers_used")
+GENERATION_KEYS = ("ttft_ms", "decode_tokens_per_s", "prefill_tokens_per_s", "inter_token_ms")
 SESSION_MARGIN = 0.03  # a session variant replaces the profile's only when it is this much better
 
 
@@ -56,7 +57,7 @@ class Search:
         src = self.parent.manifest.get("source", {})
         fused_ok = src.get("kind") == "huggingface" and src.get("family") == "transformer" and src.get("path")
         already = (self.parent.manifest.get("export") or {}).get("optimize", {}).get("applied")
-        if fused_ok and not already and not self.parent.adopted and Path(src["path"]).is_dir():
+        if fused_ok and not already and not self.parent.adopted and not self.parent.manifest.get("generation") and Path(src["path"]).is_dir():
             out["fused"] = self.state.root / "fused"
         return out
 
@@ -89,7 +90,7 @@ class Search:
             cand["method"] == "static"
             or any(k in kw for k in ("smooth_quant", "min_mean_cosine", "min_worst_cosine", "max_accuracy_drop"))
             or cand["method"] == "int4"
-        ):
+        ) and not self.parent.is_seq2seq:  # an encoder-decoder's graphs are not calibrated (quantize/graphs.py)
             kw.update(calib_data=o.calib_data, calib_samples=o.calib_samples)
         if "max_accuracy_drop" in kw:
             kw["label_column"] = o.label_column
@@ -191,13 +192,7 @@ class Search:
         return {r["id"]: round_["results"][r["label"]] for r in recs}
 
     def score(self, r: dict, size: int) -> float:
-        o = self.opts.objective
-        if o == "size":
-            return float(size)
-        if o == "throughput":
-            return -float(r["throughput_per_s"] or 0.0)
-        v = r["latency_ms"][o]
-        return float("inf") if v is None else float(v)  # a p90 cut short by --duration ranks last
+        return report.objective_value(r, size, self.opts.objective)  # a p90 cut short by --duration ranks last
 
 
 def _text(v) -> str:
@@ -211,7 +206,7 @@ def _summary(r: dict) -> dict:
         "stable": r["stable"],
         "samples": r["samples"],
         "session": {k: (r.get("session") or {}).get(k) for k in SESSION_KEYS},
-    }
+    } | ({"generation": {k: r["generation"].get(k) for k in GENERATION_KEYS}} if r.get("generation") else {})
 
 
 def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool = False, progress=None, **settings) -> dict:
@@ -220,9 +215,13 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     opts = options if options is not None else coerce(TuneOptions, settings, "tune")
     out = Path(out)
     parent = open_model(artifact)
-    parent.require_single_graph("tune")
+    text = any(i["name"] == "input_ids" for i in parent.inputs)
+    if parent.is_seq2seq:
+        _check_seq2seq(parent, opts, text)
+    else:
+        parent.require_single_graph("tune")
     refuse_inside(out, parent.path, "the parent artifact")
-    if opts.eval_data is None and opts.calib_data is None:
+    if opts.eval_data is None and opts.calib_data is None and (text or not parent.is_seq2seq):
         raise BadInput("tune measures fidelity on real samples: give --data (and --calib-data for static candidates)")
     if opts.host and not opts.profile:
         raise BadInput("--host needs --profile naming the device (e.g. rpi4, rpi5, jetson-orin-nano)")
@@ -235,7 +234,10 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     parents = s.parents()
     budget = opts.budget()
 
-    bases, skipped = space.bases(profile, opts.methods, opts.calib_data is not None, "fused" in parents)
+    have_calib = opts.calib_data is not None and not parent.is_seq2seq
+    bases, skipped = space.bases(profile, [m for m in opts.methods if m != "static" or not parent.is_seq2seq], have_calib, "fused" in parents)
+    if parent.is_seq2seq and "static" in opts.methods:
+        skipped.append("static: an encoder-decoder's graphs are quantized without calibration")
     s.progress("plan", bases=len(bases), skipped=skipped)
     built = [s.build(c, parents) for c in bases]
     # stage 2: the one-setting neighbours of the fastest bases within budget (of the closest when none is)
@@ -248,8 +250,8 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     for b in explore:
         for c in space.neighbours(b, profile):
             s.build(c, parents)
-    # stage 3, only when nothing meets the budget yet: keep sensitivity-ranked nodes in float
-    if not any(not s.misses(state.get(i)) for i in state.doc["order"]):
+    # stage 3, only when nothing meets the budget yet: keep sensitivity-ranked nodes in float (one graph only)
+    if not any(not s.misses(state.get(i)) for i in state.doc["order"]) and not parent.is_seq2seq:
         for b in sorted(bases, key=lambda c: s.shortfall(s.state.get(c["id"])))[:EXPLORE]:
             c = space.with_float_nodes(b, budget)
             if c:
@@ -294,6 +296,16 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     state.remove()
     doc["artifact"] = str(out)
     return doc
+
+
+def _check_seq2seq(parent: Artifact, opts: TuneOptions, text: bool) -> None:
+    """What an encoder-decoder's tune needs: generation measured, no labels, text only for text encoders."""
+    if not opts.generate:
+        raise BadInput(f"{parent.path}: an encoder-decoder is tuned on generation: add --generate (and --objective decode or ttft)")
+    if opts.max_drop is not None:
+        raise BadInput("--max-drop scores labels; an encoder-decoder has none (budget --min-mean-cosine, measured by generation)")
+    if not text and (opts.eval_data or opts.calib_data):
+        raise BadInput(f"{parent.path}: its encoder takes {parent.inputs[0]['name']}, not text; leave --data out (fidelity on random inputs)")
 
 
 def _write_reports(root: Path, s: Search, recs, leader, session, skipped, budget) -> dict:
