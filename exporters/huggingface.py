@@ -118,6 +118,20 @@ def _seq2seq_task(arch: str, model_type) -> str | None:
     return None
 
 
+def generates(source, task: str | None) -> bool:
+    """Whether an export of ``source`` (as ``task``, or as the task detected for a local model
+    directory) is validated by generation rather than on samples."""
+    if task:
+        return decoder.is_decoder_task(task) or seq2seq.is_seq2seq_task(task)
+    path = Path(str(source))
+    if not is_hf_dir(path):
+        return False
+    try:
+        return seq2seq.is_seq2seq_task(detect_task(path, read_config(path)))
+    except BadInput:
+        return False
+
+
 def check_past_task(path: Path, model_type, task: str) -> None:
     """A with-past task the exporter has for this model type, or exit 2 saying what it has."""
     import optimum.exporters.onnx.model_configs  # noqa: F401  (registers optimum's ONNX configs)

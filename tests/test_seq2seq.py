@@ -207,3 +207,22 @@ def test_an_optimum_seq2seq_export_is_adopted_with_its_three_graphs(models, tmp_
     from edgedeploy.core.adopt import open_model
 
     assert q.manifest["lineage"]["parent"] == q.manifest["fidelity"]["reference"] == open_model(tmp_path / "optimum").digest
+
+
+def test_a_recipe_runs_an_encoder_decoder_through_quantize_eval_bench_and_the_gate(models, tmp_path):
+    recipe = tmp_path / "t5.yaml"
+    recipe.write_text(
+        f"name: t5\nsource: {models['t5'][0]}\n"
+        f"data:\n  eval: {SST2_DEV}\n  label_column: null\n  limit: 6\n"
+        "variants:\n  float: {method: float, gate: false}\n  int8: {method: dynamic, eval_samples: 6}\n  fp16: {method: fp16, eval_samples: 6}\n"
+        "targets:\n  - name: local\n    generate: true\n    prompt_tokens: 8\n    new_tokens: 8\n    iterations: 5\n    warmup: 1\n    max_cv: 10.0\n"
+        "budgets:\n  min_mean_cosine: 0.5\n  min_decode_tokens_per_s: 1\n"
+    )
+    cli("run", recipe, "--gate", "--run-dir", tmp_path / "run", check=0)
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    measured = report["targets"][0]["results"]
+    assert all(measured[n]["decode_tokens_per_s"] > 0 for n in ("float", "int8", "fp16"))
+    checks = {(c["variant"], c["budget"]) for c in report["gate"]["checks"]}
+    assert {("int8", "min_mean_cosine"), ("fp16", "min_decode_tokens_per_s")} <= checks
+    recipe.write_text(recipe.read_text().replace("min_mean_cosine: 0.5", "min_mean_cosine: 1.0"))
+    assert "min_mean_cosine" in one_line_error(cli("run", recipe, "--gate", "--run-dir", tmp_path / "run", check=1))

@@ -17,7 +17,7 @@ from edgedeploy.core.sources import REFERENCE, resolve
 from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.device.fleet import remote_options
 from edgedeploy.export import ExportOptions, export
-from edgedeploy.exporters.decoder import is_decoder_task
+from edgedeploy.exporters.huggingface import generates
 from edgedeploy.quality.evaluate import evaluate
 from edgedeploy.quality.perplexity import perplexity
 from edgedeploy.quantize import quantize
@@ -162,7 +162,7 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
 def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
     ex = recipe.spec.export
     deps = [] if model == SOURCE_MODEL else [ids.compress(model)]
-    sample = None if is_decoder_task(ex.task) else recipe.data.eval  # a decoder is validated on generated tokens
+    sample = None if generates(recipe.spec.source, ex.task) else recipe.data.eval  # decoders are validated on generated tokens
 
     def source(res) -> str:
         return recipe.spec.source if model == SOURCE_MODEL else res[ids.compress(model)].model
@@ -224,6 +224,9 @@ def _quantize_stage(recipe: Recipe, name: str, v: VariantSpec, out: Path) -> Sta
     return Stage(ids.quantize(name), inputs, run, deps=[parent], intact=_artifact_intact)
 
 
+SEQ2SEQ_NOTE = "an encoder-decoder: fidelity by generation against its float export, no labels"
+
+
 def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
     d = recipe.data
     is_ref = producer.kind == "export"  # a float export is measured on its own
@@ -234,6 +237,11 @@ def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
 
     def run(res) -> EvalResult:
         art = Artifact.load(res[producer].artifact)
+        if art.is_seq2seq:  # an encoder-decoder: fidelity by generation against its float export, on the text
+            if is_ref:
+                return EvalResult(variant=name, note=SEQ2SEQ_NOTE)
+            out = evaluate(art.path, Path(d.eval), reference=res[ref].artifact, text_column=d.text_column, limit=d.limit)
+            return EvalResult(**out, variant=name, note=SEQ2SEQ_NOTE)
         if isinstance(art.manifest.get("generation"), dict):  # a decoder: perplexity on the text, and agreement with its float export
             out = perplexity(
                 art, Path(d.eval), reference=None if is_ref else Artifact.load(res[ref].artifact), text_column=d.text_column, limit=d.limit
