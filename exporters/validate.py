@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edgedeploy.core.errors import ValidationFailed
 from edgedeploy.runtimes.session import Runner
 
 # Defaults by model family: transformer stacks accumulate more float reordering error
@@ -83,7 +84,14 @@ def validate(onnx_path, torch_fn, cases: list[dict], atol: float, rtol: float) -
     result = ValidationResult(atol=atol, rtol=rtol)
     for feeds in cases:
         feeds = {k: v for k, v in feeds.items() if k in input_names}
-        got = model(feeds)
+        try:
+            got = model(feeds)
+        except Exception as exc:  # onnxruntime's Fail, InvalidArgument, RuntimeException
+            if "onnxruntime" not in type(exc).__module__:
+                raise
+            shapes = {k: list(v.shape) for k, v in feeds.items()}
+            detail = str(exc).strip().splitlines()[0].split("Status Message: ")[-1][:240] if str(exc).strip() else type(exc).__name__
+            raise ValidationFailed(f"validation failed: ONNX Runtime cannot run the exported model on inputs {shapes} ({detail})") from None
         want = torch_fn(feeds)
         outs = []
         for i, name in enumerate(names):

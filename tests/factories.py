@@ -95,3 +95,20 @@ def outlier_mlp():
 def wide_mlp():
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 16)).eval()
+
+
+class FixedBatchOnExport(nn.Module):
+    """Traced with torch.jit.trace, the batch is baked into a Reshape (as some Hugging Face models
+    are when exported): the graph declares a symbolic batch but runs at the traced one only."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.fc(x).reshape(int(x.shape[0]), 4)  # a Python int: traced as a constant
+
+
+def fixed_batch_on_export():
+    torch.manual_seed(0)
+    return FixedBatchOnExport().eval()

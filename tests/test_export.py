@@ -128,6 +128,20 @@ def test_planted_mismatch_fails_and_publishes_nothing(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".edgedeploy")]
 
 
+def test_a_graph_that_runs_at_the_traced_shape_only_fails_validation_cleanly(tmp_path):
+    """A Reshape baked to the traced batch: ONNX Runtime's error at the other batch size is a
+    validation failure (exit 1, one line naming the inputs), not an internal error."""
+    import factories
+    import torch
+
+    traced = torch.jit.trace(factories.fixed_batch_on_export(), torch.randn(2, 16))  # batch 2 becomes a constant
+    traced.save(str(tmp_path / "fixed.pt"))
+    out = tmp_path / "bad"
+    proc = cli("export", tmp_path / "fixed.pt", "--input", "x:float32:batch,16", "-o", out, check=1)
+    line = one_line_error(proc)
+    assert "ONNX Runtime cannot run the exported model on inputs" in line and "internal error" not in line and not out.exists()
+
+
 def test_tolerance_is_enforced_not_warned(tmp_path):
     """A tolerance below the float noise floor must fail the export (exit 1)."""
     proc = cli(
