@@ -143,8 +143,11 @@ def check_past_task(path: Path, model_type, task: str) -> None:
         raise BadInput(f"{path}: model type {model_type!r} has no ONNX export in optimum, with or without past") from None
     if task not in supported:
         raise BadInput(f"{path}: optimum cannot export {model_type!r} as {task}; it can: {', '.join(sorted(supported))}")
-    if task not in decoder.GENERATION_TASKS + seq2seq.SEQ2SEQ_TASKS and not task.startswith("feature-extraction"):
-        raise BadInput(f"{path}: {task} is not supported yet; decoders export with --task {decoder.GENERATION_TASKS[0]}")
+    if task not in decoder.GENERATION_TASKS + seq2seq.SEQ2SEQ_TASKS:  # validated by generation; other with-past graphs are not
+        raise BadInput(
+            f"{path}: {task} is not supported; with past, decoders export as {decoder.GENERATION_TASKS[0]} and encoder-decoders "
+            f"as {' or '.join(seq2seq.SEQ2SEQ_TASKS)}"
+        )
 
 
 def load_model(path: Path, task: str, trust_remote_code: bool = False):

@@ -95,6 +95,11 @@ def test_bad_generation_lengths_exit_2(decoders, args, expect):
     assert expect in one_line_error(proc)
 
 
+def test_a_with_past_task_not_validated_by_generation_exits_2(decoders, tmp_path):
+    proc = cli("export", decoders["gpt2"][0], "-o", tmp_path / "x", "--task", "feature-extraction-with-past", check=2)
+    assert "feature-extraction-with-past is not supported" in one_line_error(proc) and not (tmp_path / "x").exists()
+
+
 def test_with_past_on_an_encoder_says_what_optimum_can(tmp_path):
     src = build("bert", tmp_path / "bert-src")
     proc = cli("export", src, "-o", tmp_path / "x", "--task", "text-generation-with-past", check=2)
