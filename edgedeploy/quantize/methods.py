@@ -177,10 +177,8 @@ class _Prefill:
     """A calibration reader whose feeds are completed for a KV-cache decoder's prefill (empty past)."""
 
     def __init__(self, reader, model):
-        import onnxruntime as ort
-
         decoder = any(i.name.startswith(PAST) for i in model.graph.input)
-        sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]) if decoder else None
+        sess = _GraphInputs(model) if decoder else None
         # read up front: ORT copies the reader (a generator inside would not copy); calibration sets are small
         self.feeds = [f if sess is None else prefill_feeds(sess, f) for f in iter(reader.get_next, None)]
         self.i = 0
@@ -197,3 +195,27 @@ class _Prefill:
 
     def __len__(self):
         return len(self.feeds)
+
+
+class _GraphInputs:
+    """What ``prefill_feeds`` reads of a session (``get_inputs()``: name, shape, type), taken from
+    the graph itself, so no session is built just to read the past's shapes."""
+
+    TYPES = {1: "tensor(float)", 10: "tensor(float16)", 7: "tensor(int64)"}
+
+    def __init__(self, model):
+        from types import SimpleNamespace
+
+        init = {i.name for i in model.graph.initializer}
+        self.inputs = [
+            SimpleNamespace(
+                name=v.name,
+                type=self.TYPES.get(v.type.tensor_type.elem_type, "other"),
+                shape=[d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in v.type.tensor_type.shape.dim],
+            )
+            for v in model.graph.input
+            if v.name not in init
+        ]
+
+    def get_inputs(self):
+        return self.inputs
