@@ -201,8 +201,6 @@ class _GraphInputs:
     """What ``prefill_feeds`` reads of a session (``get_inputs()``: name, shape, type), taken from
     the graph itself, so no session is built just to read the past's shapes."""
 
-    TYPES = {1: "tensor(float)", 10: "tensor(float16)", 7: "tensor(int64)"}
-
     def __init__(self, model):
         from types import SimpleNamespace
 
@@ -210,7 +208,7 @@ class _GraphInputs:
         self.inputs = [
             SimpleNamespace(
                 name=v.name,
-                type=self.TYPES.get(v.type.tensor_type.elem_type, "other"),
+                type={1: "tensor(float)", 10: "tensor(float16)", 7: "tensor(int64)"}.get(v.type.tensor_type.elem_type, "other"),
                 shape=[d.dim_param or (d.dim_value if d.HasField("dim_value") else None) for d in v.type.tensor_type.shape.dim],
             )
             for v in model.graph.input
