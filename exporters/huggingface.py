@@ -165,13 +165,18 @@ def load_model(path: Path, task: str, trust_remote_code: bool = False):
     return model.eval()
 
 
-def dummy_cases(model, task: str, seed: int = 0, shapes=((1, 16), (3, 7))) -> list[dict]:
-    """Inputs from optimum's per-architecture dummy generators at two batch/sequence sizes."""
-    import torch
+def onnx_config_for(model, task: str):
+    """optimum's OnnxConfig for ``model`` as ``task``: its dummy inputs, output names and patcher."""
     from optimum.exporters.tasks import TasksManager
 
     ctor = TasksManager.get_exporter_config_constructor("onnx", model=model, task=task, library_name="transformers")
-    onnx_config = ctor(model.config)
+    return ctor(model.config)
+
+
+def dummy_cases(onnx_config, seed: int = 0, shapes=((1, 16), (3, 7))) -> list[dict]:
+    """Inputs from optimum's per-architecture dummy generators at two batch/sequence sizes."""
+    import torch
+
     cases = []
     for i, (batch, seq) in enumerate(shapes):
         torch.manual_seed(seed + i)
@@ -181,14 +186,27 @@ def dummy_cases(model, task: str, seed: int = 0, shapes=((1, 16), (3, 7))) -> li
     return cases
 
 
-def torch_runner(model):
+def torch_runner(model, onnx_config=None):
+    """feeds -> {ONNX output name: PyTorch's value}, named as optimum's own validation names them:
+    the model patched as for export, tuples flattened (``present.0.key``), names mapped."""
+    import contextlib
+
     import torch
 
     def run(feeds):
-        with torch.inference_mode():
+        patch = onnx_config.patch_model_for_export(model) if onnx_config is not None else contextlib.nullcontext()
+        with torch.inference_mode(), patch:
             out = model(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
         items = out.items() if hasattr(out, "items") else enumerate(out)
-        return {k: v.detach().numpy() for k, v in items if isinstance(v, torch.Tensor)}
+        named = {}
+        for k, v in items:
+            k = "present" if k == "past_key_values" else k
+            name = onnx_config.torch_to_onnx_output_map.get(k, k) if onnx_config is not None and isinstance(k, str) else k
+            if isinstance(v, (list, tuple)) and onnx_config is not None and isinstance(name, str):
+                named.update(onnx_config.flatten_output_collection_property(name, v))
+            elif isinstance(v, torch.Tensor):
+                named[name] = v
+        return {k: v.detach().numpy() for k, v in named.items() if isinstance(v, torch.Tensor)}
 
     return run
 
@@ -222,6 +240,7 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
         warnings.simplefilter("ignore")
         # seq2seq: keep optimum's three graphs as they are (no merged decoder with an If node)
         onnx_export_from_model(model, str(stage), opset=opset, task=task, do_validation=False, no_post_process=is_s2s)
+    config_onnx = None if decoder.is_decoder_task(task) or is_s2s else onnx_config_for(model, task)  # those validate by generation
     graphs = tuple(seq2seq.GRAPH_FILES.values()) if is_s2s else ("model.onnx",)
     keep = {*graphs, *(g + "_data" for g in graphs), "config.json", *PREPROCESSOR_FILES}
     for extra in stage.iterdir():  # keep the artifact to the model, config and tokenizer
@@ -237,8 +256,8 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
         "task": task,
         "model_type": config.get("model_type"),
         "family": "transformer",
-        "torch_fn": torch_runner(model),
-        "cases": [] if decoder.is_decoder_task(task) or is_s2s else dummy_cases(model, task),
+        "torch_fn": torch_runner(model, config_onnx),
+        "cases": [] if config_onnx is None else dummy_cases(config_onnx),
         "decoder": model if decoder.is_decoder_task(task) else None,  # validated by generated tokens (exporters/decoder.py)
         "seq2seq": model if is_s2s else None,  # three graphs, validated by exporters/seq2seq.py
         "config": model.config,

@@ -96,8 +96,11 @@ def validate(onnx_path, torch_fn, cases: list[dict], atol: float, rtol: float) -
         outs = []
         for i, name in enumerate(names):
             ref = want.get(name) if isinstance(want, dict) else None
+            values = list(want.values()) if isinstance(want, dict) else list(want)
+            if ref is None and i >= len(values):
+                raise ValidationFailed(f"validation failed: the ONNX output {name!r} has no counterpart among PyTorch's {len(values)} outputs")
             if ref is None:
-                ref = list(want.values())[i] if isinstance(want, dict) else want[i]
+                ref = values[i]
             outs.append(compare_arrays(name, got[i], ref, atol, rtol))
         result.cases.append({"inputs": {k: list(v.shape) for k, v in feeds.items()}, "outputs": outs})
     return result
