@@ -94,8 +94,20 @@ def detect_task(path: Path, config: dict) -> str:
         # Decoders export without KV-cache inputs unless asked (validation compares one forward
         # pass); encoder-decoders always with it, as three graphs (exporters/seq2seq.py).
         base = task.removesuffix("-with-past")
-        return f"{base}-with-past" if seq2seq.is_seq2seq_task(f"{base}-with-past") else base
+        return f"{base}-with-past" if seq2seq.is_seq2seq_task(f"{base}-with-past") else _only_task(config.get("model_type"), base)
     raise BadInput(f"{path}: cannot tell the task from config.json architectures {archs}; pass --task (e.g. feature-extraction, text-classification)")
+
+
+def _only_task(model_type, task: str) -> str:
+    """``task``, or the one task optimum exports this model type as when ``task`` is not it
+    (optimum calls ``VitsModel`` feature-extraction but exports it as text-to-audio only)."""
+    from optimum.exporters.tasks import TasksManager
+
+    try:
+        supported = TasksManager.get_supported_tasks_for_model_type(str(model_type), exporter="onnx", library_name="transformers")
+    except (KeyError, ValueError):
+        return task
+    return next(iter(supported)) if task not in supported and len(supported) == 1 else task
 
 
 def _seq2seq_task(arch: str, model_type) -> str | None:

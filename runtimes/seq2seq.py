@@ -53,6 +53,7 @@ class Seq2Seq:
         self.enc_inputs = [i.name for i in encoder.get_inputs()]
         self.dec_mask = "encoder_attention_mask" in dec_in
         self.past_mask = "encoder_attention_mask" in past_in
+        self.past_hidden = "encoder_hidden_states" in past_in
         self.binding = "CPUExecutionProvider" in with_past.get_providers()
         self.suppress: list[int] = []
 
@@ -85,6 +86,8 @@ class Seq2Seq:
         ttft = clock() - t0
         tokens, steps, traced = [token], [], [logits[0, -1:]] if trace else None
         extra = {"encoder_attention_mask": self._mask(mask, hidden)} if self.past_mask else {}
+        if self.past_hidden:  # some exports (Speech2Text) read the encoder's states at every step too
+            extra["encoder_hidden_states"] = hidden
         for _ in range(new_tokens - 1):
             t = clock()
             feeds = {"input_ids": np.array([[token]], dtype=np.int64), **extra, **cache}

@@ -3,7 +3,9 @@
 For every model type optimum has an ONNX config for, build a tiny random model of the class
 for its most useful task (seq2seq and decoders with past first, then classifiers, then
 feature extraction), export it with optimum's `main_export` and then with `edgedeploy export`
-(task auto-detected), each in its own process with a time limit. One JSON line per model type
+(task auto-detected; decoders also with past, the task optimum was given), in one process per
+model type with a time limit. Where optimum succeeds and edgedeploy does not, optimum's own
+validation is run on what it wrote (``own_validation``). One JSON line per model type
 goes to OUT (resumable: types already there are skipped). Nothing is downloaded.
 
     HF_HUB_OFFLINE=1 python scripts/export_survey.py survey.jsonl [--only bert,t5] [--timeout 120]
@@ -82,14 +84,19 @@ def one(model_type: str, work: Path) -> dict:
     except Exception as exc:  # a tiny config this script could not make: not surveyed
         rec["build"] = {"ok": False, "error": _error(exc)}
         return rec
-    for step in ("optimum", "edgedeploy"):
+    task = rec["build"]["task"]
+    steps = ("optimum", "edgedeploy") + (("edgedeploy_with_past",) if task == "text-generation-with-past" else ())
+    for step in steps:  # decoders: edgedeploy detects text-generation; with past is asked for, as optimum was
         t = time.perf_counter()
         try:
-            rec[step] = {"ok": True, **(_optimum(src, work, rec["build"]["task"]) if step == "optimum" else _edgedeploy(src, work))}
+            if step == "optimum":
+                rec[step] = {"ok": True, **_optimum(src, work, task)}
+            else:
+                rec[step] = {"ok": True, **_edgedeploy(src, work / step, task if step == "edgedeploy_with_past" else None)}
         except BaseException as exc:  # BadInput and ValidationFailed are SystemExit-free exceptions; keep going either way
             rec[step] = {"ok": False, "error": _error(exc)}
         rec[step]["seconds"] = round(time.perf_counter() - t, 1)
-    if rec["optimum"]["ok"] and not rec["edgedeploy"]["ok"]:  # does optimum's own validation pass on what it wrote?
+    if rec["optimum"]["ok"] and not all(rec[s]["ok"] for s in steps[1:]):  # does optimum's own validation pass on what it wrote?
         try:
             _optimum(src, work, rec["build"]["task"], validate=True)
             rec["optimum"]["own_validation"] = "passed"
@@ -111,10 +118,10 @@ def _optimum(src: Path, work: Path, task: str, validate: bool = False) -> dict:
     return {"files": sorted(p.name for p in out.glob("*.onnx"))}
 
 
-def _edgedeploy(src: Path, work: Path) -> dict:
+def _edgedeploy(src: Path, out: Path, task: str | None) -> dict:
     from edgedeploy.export import export
 
-    art = export(str(src), work / "edgedeploy")
+    art = export(str(src), out, task=task)
     m = art.manifest
     return {"task": m["source"]["task"], "graphs": list(art.graph_files), "validation_passed": m["validation"]["passed"]}
 

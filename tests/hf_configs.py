@@ -85,6 +85,37 @@ def build(arch: str, dest: Path) -> Path:
             init_std=0.3,
         )
         model = tf.WhisperForConditionalGeneration(cfg)
+    elif arch == "bart":  # also a masked LM to transformers' auto classes; detected as seq2seq
+        cfg = tf.BartConfig(
+            vocab_size=128,
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            max_position_embeddings=64,
+            init_std=0.3,
+        )
+        model = tf.BartForConditionalGeneration(cfg)
+    elif arch == "speech_to_text":  # its decoder-with-past graph reads the encoder's states at every step
+        cfg = tf.Speech2TextConfig(
+            vocab_size=128,
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=32,
+            decoder_ffn_dim=32,
+            max_source_positions=256,
+            max_target_positions=64,
+            input_feat_per_channel=16,
+            conv_channels=32,
+            init_std=0.3,
+        )
+        model = tf.Speech2TextForConditionalGeneration(cfg)
     elif arch == "vit":
         model = tf.ViTForImageClassification(tf.ViTConfig(image_size=32, patch_size=8, num_channels=3, num_labels=5, **small))
     else:

@@ -226,3 +226,14 @@ def test_a_recipe_runs_an_encoder_decoder_through_quantize_eval_bench_and_the_ga
     assert {("int8", "min_mean_cosine"), ("fp16", "min_decode_tokens_per_s")} <= checks
     recipe.write_text(recipe.read_text().replace("min_mean_cosine: 0.5", "min_mean_cosine: 1.0"))
     assert "min_mean_cosine" in one_line_error(cli("run", recipe, "--gate", "--run-dir", tmp_path / "run", check=1))
+
+
+@pytest.mark.parametrize("arch", ["bart", "speech_to_text"])
+def test_more_seq2seq_families_export_with_the_detected_task_and_generate(arch, tmp_path):
+    src = build(arch, tmp_path / "src")
+    cli("export", src, "-o", tmp_path / "a", check=0)
+    m = Artifact.load(tmp_path / "a").manifest
+    want = "text2text-generation-with-past" if arch == "bart" else "automatic-speech-recognition-with-past"
+    assert m["source"]["task"] == want and m["validation"]["generation"]["passed"] and [g["role"] for g in m["graphs"]] == ROLES
+    proc = cli("bench", tmp_path / "a", "--generate", "--new-tokens", "4", "--iterations", "3", "--warmup", "1", "--json", check=0)
+    assert json.loads(proc.stdout)["results"][0]["generation"]["decode_tokens_per_s"] > 0
