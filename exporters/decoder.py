@@ -58,18 +58,15 @@ def validate_decoder(onnx_path, model, atol: float, rtol: float, new_tokens: int
         result.cases.append({"inputs": {"input_ids": list(ids.shape), "past": 0}, "outputs": [compare_arrays("logits", got, want, atol, rtol)]})
         torch_tokens = [int(t) for t in gen[0, ids.shape[1] :]]
         onnx_tokens = dec.greedy(ids, new_tokens, suppress=eos_ids(model.config))["tokens"]
-        first_diff = next((i for i, (a, b) in enumerate(zip(onnx_tokens, torch_tokens)) if a != b), None)
-        generation["cases"].append(
-            {
-                "prompt_tokens": int(ids.shape[1]),
-                "onnx": onnx_tokens,
-                "torch": torch_tokens,
-                "match": onnx_tokens == torch_tokens,
-                "first_difference": first_diff,
-            }
-        )
+        generation["cases"].append(token_case(onnx_tokens, torch_tokens, prompt_tokens=int(ids.shape[1])))
     generation["passed"] = all(c["match"] for c in generation["cases"])
     return result, generation
+
+
+def token_case(onnx_tokens: list[int], torch_tokens: list[int], **about) -> dict:
+    """One generation comparison for the manifest: both token lists, whether they match, and where they first differ."""
+    first_diff = next((i for i, (a, b) in enumerate(zip(onnx_tokens, torch_tokens)) if a != b), None)
+    return {**about, "onnx": onnx_tokens, "torch": torch_tokens, "match": onnx_tokens == torch_tokens, "first_difference": first_diff}
 
 
 def eos_ids(config) -> list[int]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.core.errors import BadInput
-from edgedeploy.exporters.decoder import NEW_TOKENS, PROMPTS, eos_ids
+from edgedeploy.exporters.decoder import NEW_TOKENS, PROMPTS, eos_ids, token_case
 from edgedeploy.exporters.validate import ValidationResult, compare_arrays
 from edgedeploy.runtimes.errors import JobError
 from edgedeploy.runtimes.seq2seq import Seq2Seq, encoder_feeds
@@ -71,18 +71,8 @@ def validate_seq2seq(stage: Path, model, atol: float, rtol: float, new_tokens: i
         if new_tokens > 1:
             cmp = compare_arrays("logits", logits[1:], want_logits[1:], atol, rtol)
             result.cases.append({"inputs": {"graph": "decoder-with-past", "tokens": new_tokens - 1}, "outputs": [cmp]})
-        onnx_tokens = got["tokens"]
-        first_diff = next((j for j, (a, b) in enumerate(zip(onnx_tokens, torch_tokens)) if a != b), None)
-        generation["cases"].append(
-            {
-                "prompt_tokens": n if "input_ids" in feeds else None,
-                "encoder_inputs": shapes,
-                "onnx": onnx_tokens,
-                "torch": torch_tokens,
-                "match": onnx_tokens == torch_tokens,
-                "first_difference": first_diff,
-            }
-        )
+        case = token_case(got["tokens"], torch_tokens, prompt_tokens=n if "input_ids" in feeds else None, encoder_inputs=shapes)
+        generation["cases"].append(case)
     generation["passed"] = all(c["match"] for c in generation["cases"])
     return result, generation
 

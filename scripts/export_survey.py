@@ -156,11 +156,8 @@ def main() -> None:
         rec = run_one(t, args.timeout)
         with args.out.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
-        verdict = (
-            "build failed"
-            if not rec["build"]["ok"]
-            else f"optimum {'ok' if rec['optimum']['ok'] else 'FAIL'}, edgedeploy {'ok' if rec['edgedeploy']['ok'] else 'FAIL'}"
-        )
+        steps = [s for s, v in rec.items() if isinstance(v, dict) and s != "build"]
+        verdict = ", ".join(f"{s} {'ok' if rec[s]['ok'] else 'FAIL'}" for s in steps) if rec["build"]["ok"] else "build failed"
         print(f"{t}: {verdict}", flush=True)
 
 
