@@ -179,6 +179,7 @@ def test_seq2seq_without_past_says_how_to_export(models, tmp_path):
         (lambda m: m["graphs"][2].update(file="../decoder_with_past_model.onnx"), "climbs out of the artifact"),
         (lambda m: m["graphs"][1].update(role="lm_head"), "graphs.1.role"),
         (lambda m: m["graphs"][2].update(file="missing.onnx"), "does not list its model file missing.onnx"),
+        (lambda m: m["graphs"][0].update(file="decoder_model.onnx"), "is not model_file 'encoder_model.onnx'"),
     ],
 )
 def test_a_tampered_graph_list_is_refused(models, tmp_path, tamper, says):
@@ -237,3 +238,23 @@ def test_more_seq2seq_families_export_with_the_detected_task_and_generate(arch, 
     assert m["source"]["task"] == want and m["validation"]["generation"]["passed"] and [g["role"] for g in m["graphs"]] == ROLES
     proc = cli("bench", tmp_path / "a", "--generate", "--new-tokens", "4", "--iterations", "3", "--warmup", "1", "--json", check=0)
     assert json.loads(proc.stdout)["results"][0]["generation"]["decode_tokens_per_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "graphs,says",
+    [
+        ({"encoder": "e.onnx", "decoder": "d.onnx"}, "graphs must map exactly"),
+        ({"encoder": "e.onnx", "decoder": "d.onnx", "decoder-with-past": 7}, "model path must be a file name"),
+        ({"encoder": "e.onnx", "decoder": "d.onnx", "decoder-with-past": "../../etc/nothing.onnx"}, "no such file"),
+    ],
+)
+def test_the_device_refuses_a_job_with_bad_graphs(models, tmp_path, graphs, says):
+    from edgedeploy.runtimes import job
+    from edgedeploy.runtimes.errors import JobError
+
+    art = models["t5"][1]
+    for role, name in Artifact.load(art).graph_files.items():
+        shutil.copyfile(art / name, tmp_path / {"encoder": "e.onnx", "decoder": "d.onnx"}.get(role, "p.onnx"))
+    spec = {"models": [{"name": "t5", "path": "e.onnx", "graphs": graphs}], "generate": {"prompt_tokens": 4, "new_tokens": 4}}
+    with pytest.raises(JobError, match=says):
+        job.normalize(spec, tmp_path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -102,10 +102,14 @@ class Manifest(_Open):
     created: str | None = None
     digest: str | None = None
 
-    @field_validator("graphs")
-    @classmethod
-    def _one_graph_per_role(cls, graphs):
-        roles = [g.role for g in graphs or []]
-        if graphs is not None and (len(set(roles)) != len(roles) or "encoder" not in roles):
-            raise ValueError(f"each role at most once, an encoder among them (got {', '.join(roles) or 'none'})")
-        return graphs
+    @model_validator(mode="after")
+    def _one_graph_per_role(self):
+        if self.graphs is None:
+            return self
+        roles = [g.role for g in self.graphs]
+        if len(set(roles)) != len(roles) or "encoder" not in roles:
+            raise ValueError(f"graphs: each role at most once, an encoder among them (got {', '.join(roles) or 'none'})")
+        encoder = next(g.file for g in self.graphs if g.role == "encoder")
+        if encoder != self.model_file:
+            raise ValueError(f"graphs: the encoder's file {encoder!r} is not model_file {self.model_file!r}")
+        return self
