@@ -49,6 +49,7 @@ def test_seq2seq_exports_three_validated_graphs_that_generate_what_pytorch_does(
     assert isinstance(m["generation"]["decoder_start_token_id"], int)
     with_past = next(g for g in m["graphs"] if g["role"] == "decoder-with-past")
     assert any(i["name"] == "past_key_values.0.encoder.key" for i in with_past["inputs"])
+    assert "graph decoder-with-past" in cli("inspect", models[arch][1], check=0).stdout
 
 
 def test_bound_and_plain_seq2seq_runs_generate_the_same_tokens(models):

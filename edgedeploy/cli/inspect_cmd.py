@@ -28,6 +28,12 @@ def command(artifact, as_json):
         ["parameters", f"{m.get('parameters', 0):,}"],
         ["size", f"{m['size_bytes'] / 1e6:.2f} MB"],
     ]
+    for g in m.get("graphs") or []:
+        rows.append(
+            [f"graph {g['role']}", f"{g['file']}: {len(g['inputs'])} inputs, {len(g['outputs'])} outputs, {g.get('parameters') or 0:,} parameters"]
+        )
+    if isinstance(m.get("generation"), dict):
+        rows.append(["generation", ", ".join(f"{k} {v}" for k, v in m["generation"].items())])
     for spec in m["inputs"]:
         rows.append([f"input {spec['name']}", f"{spec['dtype']} {spec['shape']}"])
     for spec in m["outputs"]:
