@@ -17,7 +17,7 @@ from edgedeploy.core.options import Options, coerce
 from edgedeploy.core.sources import resolve
 from edgedeploy.data.datasets import read_texts
 from edgedeploy.exporters import registry
-from edgedeploy.exporters.decoder import NEW_TOKENS, PROMPTS, validate_decoder
+from edgedeploy.exporters.decoder import NEW_TOKENS, PROMPTS, text_config, validate_decoder
 from edgedeploy.exporters.huggingface import optimize as hf_optimize
 from edgedeploy.exporters.seq2seq import GRAPH_FILES, start_token, validate_seq2seq
 from edgedeploy.exporters.validate import DEFAULT_TOLERANCES, validate
@@ -151,6 +151,13 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
                 validation["inputs_from"] = (
                     f"random encoder inputs (text: {' and '.join(map(str, PROMPTS))} tokens); greedy generation of {NEW_TOKENS} tokens"
                 )
+        if not result.passed and result.unstable is not None:
+            u = result.unstable
+            how = "in shape" if u.max_abs_diff == float("inf") else f"by up to {u.max_abs_diff:.3g}"
+            raise ValidationFailed(
+                f"validation failed: the PyTorch model is not deterministic (two runs on the same inputs differ {how} in {u.name!r}: "
+                f"it samples at inference), so its export cannot be checked against it; nothing was published to {out}"
+            )
         if not result.passed:
             worst = result.worst()
             raise ValidationFailed(
@@ -192,11 +199,11 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
         if s2s is not None:
             manifest["graphs"], manifest["parameters"] = graph_entries(stage, graph_files)
         if generation is not None:
-            manifest["generation"] = _generation(info["config"], manifest, s2s is not None)
+            manifest["generation"] = _generation(text_config(info["config"]), manifest, s2s is not None)
         if "vocab_size" in info:
             manifest["vocab_size"] = info["vocab_size"]
-        elif info.get("config") is not None and getattr(info["config"], "vocab_size", None):
-            manifest["vocab_size"] = int(info["config"].vocab_size)
+        elif info.get("config") is not None and getattr(text_config(info["config"]), "vocab_size", None):
+            manifest["vocab_size"] = int(text_config(info["config"]).vocab_size)
         finalize_manifest(stage, manifest)
         checkpoint()
     return Artifact.load(out)

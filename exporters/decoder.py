@@ -42,7 +42,8 @@ def validate_decoder(onnx_path, model, atol: float, rtol: float, new_tokens: int
         raise BadInput(f"the exported decoder has no usable KV cache: {exc}") from None
     result = ValidationResult(atol=atol, rtol=rtol)
     generation = {"new_tokens": new_tokens, "cases": []}
-    for ids in prompts(int(model.config.vocab_size)):
+    text = text_config(model.config)
+    for ids in prompts(int(text.vocab_size)):
         with torch.inference_mode():
             want = model(input_ids=torch.from_numpy(ids)).logits.numpy()
             gen = model.generate(
@@ -52,12 +53,12 @@ def validate_decoder(onnx_path, model, atol: float, rtol: float, new_tokens: int
                 min_new_tokens=new_tokens,  # end-of-text suppressed, in the ONNX loop too: every token is compared
                 do_sample=False,
                 num_beams=1,
-                pad_token_id=model.config.eos_token_id if model.config.pad_token_id is None else model.config.pad_token_id,
+                pad_token_id=text.eos_token_id if text.pad_token_id is None else text.pad_token_id,
             )
         got = dec.prefill_logits(ids)
         result.cases.append({"inputs": {"input_ids": list(ids.shape), "past": 0}, "outputs": [compare_arrays("logits", got, want, atol, rtol)]})
         torch_tokens = [int(t) for t in gen[0, ids.shape[1] :]]
-        onnx_tokens = dec.greedy(ids, new_tokens, suppress=eos_ids(model.config))["tokens"]
+        onnx_tokens = dec.greedy(ids, new_tokens, suppress=eos_ids(text))["tokens"]
         generation["cases"].append(token_case(onnx_tokens, torch_tokens, prompt_tokens=int(ids.shape[1])))
     generation["passed"] = all(c["match"] for c in generation["cases"])
     return result, generation
@@ -67,6 +68,13 @@ def token_case(onnx_tokens: list[int], torch_tokens: list[int], **about) -> dict
     """One generation comparison for the manifest: both token lists, whether they match, and where they first differ."""
     first_diff = next((i for i, (a, b) in enumerate(zip(onnx_tokens, torch_tokens)) if a != b), None)
     return {**about, "onnx": onnx_tokens, "torch": torch_tokens, "match": onnx_tokens == torch_tokens, "first_difference": first_diff}
+
+
+def text_config(config):
+    """The language model's own settings: a vision-language config (Gemma 3) nests them in
+    ``text_config``; a plain decoder's config is its own."""
+    get = getattr(config, "get_text_config", None)
+    return get() if callable(get) else config
 
 
 def eos_ids(config) -> list[int]:

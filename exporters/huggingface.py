@@ -144,22 +144,28 @@ def generates(source, task: str | None) -> bool:
         return False
 
 
-def check_past_task(path: Path, model_type, task: str) -> None:
-    """A with-past task the exporter has for this model type, or exit 2 saying what it has."""
+def check_task(path: Path, model_type, task: str) -> str:
+    """``task`` (a synonym mapped to optimum's name) where optimum exports this model type as it,
+    or exit 2 saying what it exports it as; with past, only the tasks validated by generation."""
     import optimum.exporters.onnx.model_configs  # noqa: F401  (registers optimum's ONNX configs)
     from optimum.exporters.tasks import TasksManager
 
+    past = task.endswith("-with-past")
+    task = f"{TasksManager.map_from_synonym(task.removesuffix('-with-past'))}{'-with-past' if past else ''}"
     try:
         supported = TasksManager.get_supported_tasks_for_model_type(str(model_type), exporter="onnx", library_name="transformers")
     except (KeyError, ValueError):
-        raise BadInput(f"{path}: model type {model_type!r} has no ONNX export in optimum, with or without past") from None
+        if past:
+            raise BadInput(f"{path}: model type {model_type!r} has no ONNX export in optimum, with or without past") from None
+        return task  # a model type optimum has no table for: its exporter says what it can do
     if task not in supported:
-        raise BadInput(f"{path}: optimum cannot export {model_type!r} as {task}; it can: {', '.join(sorted(supported))}")
-    if task not in decoder.GENERATION_TASKS + seq2seq.SEQ2SEQ_TASKS:  # validated by generation; other with-past graphs are not
+        raise BadInput(f"{path}: optimum cannot export {model_type!r} as {task}; it can: {', '.join(sorted(supported))} (pass --task)")
+    if past and task not in decoder.GENERATION_TASKS + seq2seq.SEQ2SEQ_TASKS:  # validated by generation; other with-past graphs are not
         raise BadInput(
             f"{path}: {task} is not supported; with past, decoders export as {decoder.GENERATION_TASKS[0]} and encoder-decoders "
             f"as {' or '.join(seq2seq.SEQ2SEQ_TASKS)}"
         )
+    return task
 
 
 def load_model(path: Path, task: str, trust_remote_code: bool = False):
@@ -240,10 +246,8 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
     from optimum.exporters.onnx import onnx_export_from_model
 
     config = read_config(path)
-    task = task or detect_task(path, config)
-    if task.endswith("-with-past"):
-        check_past_task(path, config.get("model_type"), task)
-    elif seq2seq.is_seq2seq_task(f"{task}-with-past"):
+    task = check_task(path, config.get("model_type"), task or detect_task(path, config))
+    if seq2seq.is_seq2seq_task(f"{task}-with-past"):
         raise BadInput(f"{path}: encoder-decoder models export with their KV cache: use --task {task}-with-past")
     model = load_model(path, task, trust_remote_code)
     is_s2s = seq2seq.is_seq2seq_task(task)
@@ -254,11 +258,17 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
         onnx_export_from_model(model, str(stage), opset=opset, task=task, do_validation=False, no_post_process=is_s2s)
     config_onnx = None if decoder.is_decoder_task(task) or is_s2s else onnx_config_for(model, task)  # those validate by generation
     graphs = tuple(seq2seq.GRAPH_FILES.values()) if is_s2s else ("model.onnx",)
+    written = sorted(p.name for p in stage.glob("*.onnx"))
     keep = {*graphs, *(g + "_data" for g in graphs), "config.json", *PREPROCESSOR_FILES}
     for extra in stage.iterdir():  # keep the artifact to the model, config and tokenizer
         if extra.is_file() and extra.name not in keep:
             extra.unlink()
     missing = [g for g in graphs if not (stage / g).is_file()]
+    if missing and written:  # SAM: a vision encoder and a prompt-encoder/mask-decoder
+        raise BadInput(
+            f"{path}: optimum exports {config.get('model_type')!r} ({task}) as {', '.join(written)}: graphs that are neither one "
+            f"model nor an encoder-decoder, which edgedeploy artifacts do not hold yet"
+        )
     if missing:
         raise BadInput(f"{path}: optimum's {task} export wrote no {missing[0]}; this architecture does not export as {task}")
     for name in PREPROCESSOR_FILES:

@@ -14,7 +14,7 @@ def build(arch: str, dest: Path) -> Path:
     small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
     # decoders: weights wide enough that greedy generation depends on the context (at the usual
     # 0.02 a random decoder repeats one token, which would not test the KV cache)
-    wide = {"initializer_range": 0.5} if arch in DECODERS or arch == "llama256" else {}
+    wide = {"initializer_range": 0.5} if arch in DECODERS or arch in ("llama256", "gemma3") else {}
     if arch == "bert":
         model = tf.BertModel(tf.BertConfig(vocab_size=128, max_position_embeddings=64, **small))
     elif arch == "distilbert":
@@ -116,6 +116,14 @@ def build(arch: str, dest: Path) -> Path:
             init_std=0.3,
         )
         model = tf.Speech2TextForConditionalGeneration(cfg)
+    elif arch == "gemma3":  # vision-language: the language model's settings are nested in text_config
+        text = dict(vocab_size=128, max_position_embeddings=64, num_key_value_heads=1, head_dim=8, **wide, **dict(small, num_attention_heads=4))
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
+        cfg = tf.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4, initializer_range=0.5)
+        model = tf.Gemma3ForConditionalGeneration(cfg)
+    elif arch == "sam":  # optimum writes a vision encoder and a prompt-encoder/mask-decoder graph
+        vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=128, global_attn_indexes=[1])
+        model = tf.SamModel(tf.SamConfig(vision_config=vision, mask_decoder_config=dict(num_hidden_layers=2)))
     elif arch == "vit":
         model = tf.ViTForImageClassification(tf.ViTConfig(image_size=32, patch_size=8, num_channels=3, num_labels=5, **small))
     else:

@@ -107,6 +107,41 @@ def test_with_past_on_an_encoder_says_what_optimum_can(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_vision_language_decoder_exports_its_language_model_with_past(tmp_path):
+    """Gemma 3 (vision-language; the language settings nested in text_config): optimum cannot
+    tell its ONNX task, so neither can edgedeploy (exit 2 naming the tasks, as optimum does);
+    with --task, the text path exports with past, generates what PyTorch generates and bench
+    --generate runs it."""
+    src = build("gemma3", tmp_path / "gemma3-src")
+    proc = cli("export", src, "-o", tmp_path / "x", check=2)
+    line = one_line_error(proc)
+    assert "cannot export 'gemma3' as image-text-to-text" in line and "text-generation-with-past" in line and "--task" in line
+    assert not (tmp_path / "x").exists()
+    cli("export", src, "-o", tmp_path / "g", "--task", "text-generation-with-past", check=0)
+    m = Artifact.load(tmp_path / "g").manifest
+    gen = m["validation"]["generation"]
+    assert gen["passed"] and all(c["onnx"] == c["torch"] and len(c["torch"]) == 8 for c in gen["cases"])
+    assert m["vocab_size"] == 128 and m["generation"]["max_positions"] == 64 and m["generation"]["layers"] == 2
+    out = json.loads(
+        cli(
+            "bench",
+            tmp_path / "g",
+            "--generate",
+            "--prompt-tokens",
+            "8",
+            "--new-tokens",
+            "4",
+            "--iterations",
+            "5",
+            "--warmup",
+            "1",
+            "--json",
+            check=0,
+        ).stdout
+    )
+    assert out["results"][0]["generation"]["decode_tokens_per_s"] > 0
+
+
 def test_perplexity_on_real_text_with_a_sliding_window(decoders, tmp_path):
     from edgedeploy.core.adopt import open_model
     from edgedeploy.quality.perplexity import perplexity

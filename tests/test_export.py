@@ -128,6 +128,17 @@ def test_planted_mismatch_fails_and_publishes_nothing(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".edgedeploy")]
 
 
+def test_a_model_that_samples_at_inference_is_named_as_such(tmp_path):
+    """A mismatch caused by PyTorch disagreeing with itself says so (exit 1, nothing published);
+    the planted, deterministic mismatch above still reports the difference from PyTorch."""
+    out = tmp_path / "noisy"
+    proc = cli("export", "--factory", "factories:samples_at_inference", "--input", "x:float32:batch,16", "-o", out, check=1)
+    line = one_line_error(proc)
+    assert "not deterministic" in line and "'output'" in line.replace('"', "'") and not out.exists()
+    proc = cli("export", "--factory", "factories:planted_mismatch", "--input", "x:float32:batch,16", "-o", out, check=1)
+    assert "differs from PyTorch" in one_line_error(proc) and "deterministic" not in one_line_error(proc)
+
+
 def test_a_graph_that_runs_at_the_traced_shape_only_fails_validation_cleanly(tmp_path):
     """A Reshape baked to the traced batch: ONNX Runtime's error at the other batch size is a
     validation failure (exit 1, one line naming the inputs), not an internal error."""
