@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -49,8 +50,38 @@ def model_types() -> list[str]:
     return sorted(t for t, v in TasksManager._SUPPORTED_MODEL_TYPE.items() if "onnx" in v)
 
 
+SUB_CONFIGS = ("text_config", "vision_config", "audio_config")
+
+
+def _small(cfg) -> dict:
+    """The SMALL values for the integer sizes ``cfg`` has, as constructor keywords."""
+    return {k: v for k, v in SMALL.items() if isinstance(getattr(cfg, k, None), int) and not isinstance(getattr(cfg, k), bool)}
+
+
+def _derived(cfg) -> dict:
+    """Sizes the constructor does not derive from the small ones: a head size, a rotary size, special ids."""
+    fix: dict = {}
+    hidden = next((getattr(cfg, k) for k in ("hidden_size", "d_model", "n_embd") if isinstance(getattr(cfg, k, None), int)), None)
+    heads = next((getattr(cfg, k) for k in ("num_attention_heads", "n_head", "num_heads") if isinstance(getattr(cfg, k, None), int)), None)
+    if hidden and heads:
+        head = hidden // heads
+        if isinstance(getattr(cfg, "head_dim", None), int) and cfg.head_dim != head:
+            fix["head_dim"] = head
+        if isinstance(getattr(cfg, "rotary_dim", None), int) and cfg.rotary_dim > head:
+            fix["rotary_dim"] = head
+    vocab = getattr(cfg, "vocab_size", None)
+    for k in TOKEN_IDS:  # special ids of the full-size config must fit the small vocabulary
+        if isinstance(vocab, int) and isinstance(getattr(cfg, k, None), int) and getattr(cfg, k) >= vocab:
+            fix[k] = 2
+    return fix
+
+
 def build(model_type: str, dest: Path) -> str:
-    """A tiny random model of ``model_type`` saved at ``dest``; returns the task it was built for."""
+    """A tiny random model of ``model_type`` saved at ``dest``; returns the task it was built for.
+
+    The small sizes go to the config's constructor (not set afterwards), so what it derives from
+    them (layer types, stage names, attention layers, pooler sizes) agrees with them.
+    """
     import optimum.exporters.onnx.model_configs  # noqa: F401  (registers optimum's ONNX configs)
     import torch
     import transformers
@@ -58,14 +89,15 @@ def build(model_type: str, dest: Path) -> str:
 
     supported = TasksManager.get_supported_tasks_for_model_type(model_type, exporter="onnx", library_name="transformers")
     task = next((t for t in TASK_ORDER if t in supported), next(iter(supported)))
-    cfg = transformers.AutoConfig.for_model(model_type)
-    for k, v in SMALL.items():
-        if isinstance(getattr(cfg, k, None), int) and not isinstance(getattr(cfg, k), bool):
-            setattr(cfg, k, v)
-    vocab = getattr(cfg, "vocab_size", None)
-    for k in TOKEN_IDS:  # special ids of the full-size config must fit the small vocabulary
-        if isinstance(vocab, int) and isinstance(getattr(cfg, k, None), int) and getattr(cfg, k) >= vocab:
-            setattr(cfg, k, 2)
+    base = transformers.AutoConfig.for_model(model_type)
+    kw = _small(base)
+    for name in SUB_CONFIGS:  # composite models (CLIP-like): shrink the towers too
+        sub = getattr(base, name, None)
+        if isinstance(sub, transformers.PretrainedConfig):
+            kw[name] = {**_small(sub), **_derived(transformers.AutoConfig.for_model(sub.model_type, **_small(sub)))}
+    cfg = transformers.AutoConfig.for_model(model_type, **kw)
+    if fix := _derived(cfg):
+        cfg = transformers.AutoConfig.for_model(model_type, **kw, **fix)
     torch.manual_seed(0)
     cls = TasksManager.get_model_class_for_task(task.removesuffix("-with-past"), framework="pt", library="transformers", model_type=model_type)
     model = cls.from_config(cfg) if hasattr(cls, "from_config") else cls(cfg)
@@ -96,6 +128,14 @@ def one(model_type: str, work: Path) -> dict:
         except BaseException as exc:  # BadInput and ValidationFailed are SystemExit-free exceptions; keep going either way
             rec[step] = {"ok": False, "error": _error(exc)}
         rec[step]["seconds"] = round(time.perf_counter() - t, 1)
+        if step == "edgedeploy" and "--task" in rec[step].get("error", ""):  # could it tell the task? could optimum?
+            rec["optimum_infers"] = _optimum_task(src)
+            t = time.perf_counter()
+            try:
+                rec["edgedeploy_given_task"] = {"ok": True, **_edgedeploy(src, work / "given", task)}
+            except BaseException as exc:
+                rec["edgedeploy_given_task"] = {"ok": False, "error": _error(exc)}
+            rec["edgedeploy_given_task"]["seconds"] = round(time.perf_counter() - t, 1)
     if rec["optimum"]["ok"] and not all(rec[s]["ok"] for s in steps[1:]):  # does optimum's own validation pass on what it wrote?
         try:
             _optimum(src, work, rec["build"]["task"], validate=True)
@@ -106,15 +146,50 @@ def one(model_type: str, work: Path) -> dict:
     return rec
 
 
+def _optimum_task(src: Path) -> str:
+    """The task optimum's own inference gives the class of ``src``, and whether optimum's ONNX
+    exporter has that task for this model type."""
+    import transformers
+    from optimum.exporters.tasks import TasksManager
+
+    try:  # optimum infers from a class, not from a local directory: the class config.json names
+        config = json.loads((src / "config.json").read_text())
+        task = TasksManager.infer_task_from_model(getattr(transformers, config["architectures"][0]))
+        model_type = config["model_type"]
+        supported = TasksManager.get_supported_tasks_for_model_type(model_type, exporter="onnx", library_name="transformers")
+    except Exception as exc:
+        return f"cannot tell ({_error(exc)})"
+    return f"{task} ({'exportable' if task in supported else 'not exportable'})"
+
+
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+
+
+class _Kept(logging.Handler):
+    """Collects optimum's "The ONNX export succeeded with the warning: ..." lines: main_export
+    logs a value mismatch (AtolError) or an output-name mismatch as a warning and returns."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        if "succeeded with the warning" in (msg := record.getMessage()):
+            self.lines.append(" ".join(msg.split("The exported model was saved")[0].split()))
 
 
 def _optimum(src: Path, work: Path, task: str, validate: bool = False) -> dict:
     from optimum.exporters.onnx import main_export
 
     out = work / ("optimum-validated" if validate else "optimum")
+    kept = _Kept()
+    convert = logging.getLogger("optimum.exporters.onnx.convert")
+    convert.addHandler(kept)
+    convert.setLevel(logging.WARNING)  # edgedeploy's export, run before in this process, quiets optimum's loggers
     main_export(str(src), output=str(out), task=task, do_validation=validate)
+    if kept.lines:  # optimum's validation failed; it kept the files and said so only in its log
+        raise RuntimeError(f"optimum kept the files with a warning: {kept.lines[0]}")
     return {"files": sorted(p.name for p in out.glob("*.onnx"))}
 
 
