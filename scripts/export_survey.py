@@ -51,6 +51,14 @@ def model_types() -> list[str]:
 
 
 SUB_CONFIGS = ("text_config", "vision_config", "audio_config")
+_STAGES = {"embed_dim": 32, "depths": [1, 1], "num_heads": [2, 2]}  # Swin-like: per-stage lists
+OVERRIDES = {  # sizes the generic shrink cannot reach: per-layer lists, sizes that default to None
+    "gpt_neo": {"attention_types": [[["global", "local"], 1]]},
+    **dict.fromkeys(("swin", "donut-swin", "swinv2", "swin2sr"), _STAGES),
+    "squeezebert": {"embedding_size": 32},
+    "esm": {"vocab_size": 33, "pad_token_id": 1, "mask_token_id": 32},
+    "nemotron": {"num_key_value_heads": 1},
+}
 
 
 def _small(cfg) -> dict:
@@ -90,7 +98,7 @@ def build(model_type: str, dest: Path) -> str:
     supported = TasksManager.get_supported_tasks_for_model_type(model_type, exporter="onnx", library_name="transformers")
     task = next((t for t in TASK_ORDER if t in supported), next(iter(supported)))
     base = transformers.AutoConfig.for_model(model_type)
-    kw = _small(base)
+    kw = {**_small(base), **OVERRIDES.get(model_type, {})}
     for name in SUB_CONFIGS:  # composite models (CLIP-like): shrink the towers too
         sub = getattr(base, name, None)
         if isinstance(sub, transformers.PretrainedConfig):
@@ -100,7 +108,9 @@ def build(model_type: str, dest: Path) -> str:
         cfg = transformers.AutoConfig.for_model(model_type, **kw, **fix)
     torch.manual_seed(0)
     cls = TasksManager.get_model_class_for_task(task.removesuffix("-with-past"), framework="pt", library="transformers", model_type=model_type)
-    model = cls.from_config(cfg) if hasattr(cls, "from_config") else cls(cfg)
+    target = getattr(cls, "_model_mapping", {}).get(type(cfg), cls) if hasattr(cls, "_model_mapping") else cls
+    target = target[0] if isinstance(target, (list, tuple)) else target  # an auto class with several (DeiT): the first
+    model = target(cfg)
     model.eval().save_pretrained(dest)
     return task
 
