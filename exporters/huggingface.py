@@ -90,12 +90,32 @@ def detect_task(path: Path, config: dict) -> str:
         try:
             task = TasksManager.infer_task_from_model(cls)
         except (KeyError, ValueError, RuntimeError):
-            continue
+            task = _auto_task(arch)
+            if task is None:
+                continue
         # Decoders export without KV-cache inputs unless asked (validation compares one forward
         # pass); encoder-decoders always with it, as three graphs (exporters/seq2seq.py).
         base = task.removesuffix("-with-past")
         return f"{base}-with-past" if seq2seq.is_seq2seq_task(f"{base}-with-past") else _only_task(config.get("model_type"), base)
     raise BadInput(f"{path}: cannot tell the task from config.json architectures {archs}; pass --task (e.g. feature-extraction, text-classification)")
+
+
+def _auto_task(arch: str) -> str | None:
+    """The task whose transformers auto class lists ``arch``: optimum's inference misses classes
+    an auto mapping lists with another (``DeiTForImageClassification`` beside its with-teacher
+    variant). Catch-all loaders (``AutoModel``) are left to optimum."""
+    import transformers
+    from optimum.exporters.tasks import TasksManager
+
+    for task, loaders in TasksManager._TRANSFORMERS_TASKS_TO_MODEL_LOADERS.items():
+        for loader in loaders if isinstance(loaders, tuple) else (loaders,):
+            mapping = getattr(getattr(transformers, loader, None), "_model_mapping", None)
+            if loader == "AutoModel" or mapping is None:
+                continue
+            for names in getattr(mapping, "_model_mapping", {}).values():
+                if arch in (names if isinstance(names, (tuple, list)) else (names,)):
+                    return task
+    return None
 
 
 def _only_task(model_type, task: str) -> str:

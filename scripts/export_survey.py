@@ -225,13 +225,43 @@ def run_one(model_type: str, timeout: float) -> dict:
     return json.loads(lines[-1])
 
 
+def exported(rec: dict) -> bool:
+    """edgedeploy exported it: detecting the task (or, where optimum's own inference cannot tell
+    an exportable task either, given it), and decoders also with past."""
+    auto = rec.get("edgedeploy", {}).get("ok", False)
+    given = rec.get("edgedeploy_given_task", {}).get("ok", False) and "(exportable)" not in rec.get("optimum_infers", "")
+    return (auto or given) and rec.get("edgedeploy_with_past", {"ok": True})["ok"]
+
+
+def summary(rows: list[dict]) -> str:
+    built = [r for r in rows if r["build"]["ok"]]
+    wrote = [r for r in built if r["optimum"]["ok"]]
+    ok = [r for r in wrote if exported(r)]
+    graphs = [len(r.get("edgedeploy", r.get("edgedeploy_given_task", {})).get("graphs", [])) for r in ok]
+    past = [r for r in wrote if "edgedeploy_with_past" in r]
+    lines = [
+        f"{len(rows)} model types; {len(built)} built; optimum's main_export wrote {len(wrote)}; edgedeploy exported {len(ok)} of those",
+        f"  one graph {graphs.count(1)}, three graphs {graphs.count(3)}; decoders with past {sum(exported(r) for r in past)} of {len(past)}",
+        f"  task given where neither edgedeploy nor optimum's inference can tell it: {sorted(r['model_type'] for r in ok if not r['edgedeploy']['ok'])}",
+    ]
+    for r in wrote:
+        if not exported(r):
+            why = next(r[s]["error"] for s in ("edgedeploy", "edgedeploy_given_task", "edgedeploy_with_past") if s in r and not r[s]["ok"])
+            lines.append(f"  refused {r['model_type']}: {why[:160]} | optimum's own validation: {r['optimum'].get('own_validation', '-')[:120]}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", nargs="?", type=Path)
     ap.add_argument("--only", default="")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--one"), ap.add_argument("--work", type=Path)
+    ap.add_argument("--summary", action="store_true", help="print the counts of OUT and stop")
     args = ap.parse_args()
+    if args.summary:
+        print(summary([json.loads(ln) for ln in args.out.read_text().splitlines()]))
+        return
     if args.one:
         print(json.dumps(one(args.one, args.work)))
         return

@@ -124,6 +124,8 @@ def build(arch: str, dest: Path) -> Path:
     elif arch == "sam":  # optimum writes a vision encoder and a prompt-encoder/mask-decoder graph
         vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=128, global_attn_indexes=[1])
         model = tf.SamModel(tf.SamConfig(vision_config=vision, mask_decoder_config=dict(num_hidden_layers=2)))
+    elif arch == "deit":  # its auto mapping lists it with the with-teacher variant; optimum's inference misses it
+        model = tf.DeiTForImageClassification(tf.DeiTConfig(image_size=32, patch_size=8, num_labels=3, **small))
     elif arch == "vit":
         model = tf.ViTForImageClassification(tf.ViTConfig(image_size=32, patch_size=8, num_channels=3, num_labels=5, **small))
     else:

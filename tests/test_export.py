@@ -66,6 +66,19 @@ def test_random_hf_architectures(arch, tmp_path):
     assert art.manifest["source"]["model_type"] in (arch, "gpt2")
 
 
+def test_a_class_optimum_cannot_infer_is_detected_from_the_auto_classes(tmp_path):
+    """optimum's TasksManager cannot tell DeiTForImageClassification's task (its auto mapping
+    lists it with the with-teacher class); edgedeploy finds it there, so no --task is needed."""
+    from optimum.exporters.tasks import TasksManager
+    from transformers import DeiTForImageClassification
+
+    with pytest.raises(ValueError):
+        TasksManager.infer_task_from_model(DeiTForImageClassification)
+    art = export(str(build("deit", tmp_path / "deit-src")), tmp_path / "deit")
+    check_artifact(art)
+    assert art.manifest["source"]["task"] == "image-classification" and art.manifest["validation"]["passed"]
+
+
 @pytest.mark.parametrize("factory,spec", [("factories:tiny_cnn", "input:float32:batch,3,32,32"), ("factories:tiny_mlp", "x:float32:batch,64")])
 def test_factory_modules_through_cli(factory, spec, tmp_path):
     out = tmp_path / "m"
