@@ -102,7 +102,7 @@ def build(model_type: str, dest: Path) -> str:
     for name in SUB_CONFIGS:  # composite models (CLIP-like): shrink the towers too
         sub = getattr(base, name, None)
         if isinstance(sub, transformers.PretrainedConfig):
-            kw[name] = {**_small(sub), **_derived(transformers.AutoConfig.for_model(sub.model_type, **_small(sub)))}
+            kw[name] = {**_small(sub), **_derived(type(sub)(**_small(sub)))}
     cfg = transformers.AutoConfig.for_model(model_type, **kw)
     if fix := _derived(cfg):
         cfg = transformers.AutoConfig.for_model(model_type, **kw, **fix)
@@ -237,7 +237,7 @@ def summary(rows: list[dict]) -> str:
     built = [r for r in rows if r["build"]["ok"]]
     wrote = [r for r in built if r["optimum"]["ok"]]
     ok = [r for r in wrote if exported(r)]
-    graphs = [len(r.get("edgedeploy", r.get("edgedeploy_given_task", {})).get("graphs", [])) for r in ok]
+    graphs = [len(next(r[s] for s in ("edgedeploy", "edgedeploy_given_task") if r.get(s, {}).get("ok"))["graphs"]) for r in ok]
     past = [r for r in wrote if "edgedeploy_with_past" in r]
     lines = [
         f"{len(rows)} model types; {len(built)} built; optimum's main_export wrote {len(wrote)}; edgedeploy exported {len(ok)} of those",
