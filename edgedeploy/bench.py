@@ -25,13 +25,20 @@ from edgedeploy.runtimes.stats import UNSTABLE_CV
 log = logging.getLogger("edgedeploy")
 
 
+DEFAULT_SHAPE = "batch=1,sequence=128"
+
+
 class MeasureOptions(Options):
     """How to measure: shared by ``edgedeploy bench`` and a recipe's targets."""
 
     profile: str | None = Field(
         None, description="Device profile (default: the closest to this host, as 'edgedeploy doctor' picks; 'auto' the same)."
     )
-    shape: str = Field("batch=1,sequence=128", min_length=1, description="Bind symbolic dims; 'batch'/'sequence' are short names.")
+    shape: str = Field(
+        DEFAULT_SHAPE,
+        min_length=1,
+        description="Bind symbolic dims; 'batch'/'sequence' are short names. The default binds those the model has, and any other dim at the size validation ran it at.",
+    )
     scenario: Literal["single-stream", "offline", "server"] = Field("single-stream", description="What is measured.")
     iterations: int = Field(200, ge=1, description="Steady-state inferences per model (upper bound).")
     duration: float = Field(60.0, gt=0, description="Time bound in seconds for the steady state.")
@@ -119,6 +126,8 @@ def make_job(
     names: list[str] | None = None,
     model_runs: list[dict] | None = None,
     generate: dict | None = None,
+    fill_dims: dict | None = None,
+    shape_strict: bool = True,
 ) -> dict:
 
     run = run_settings(profile) if local else dict(profile["run"])
@@ -138,6 +147,8 @@ def make_job(
             for n, a, r in zip(names, arts, runs)
         ],
         "shape": shape,
+        "fill_dims": fill_dims or {},
+        "shape_strict": shape_strict,
         "inputs_npz": str(inputs_npz) if inputs_npz else None,
         "scenario": scenario,
         "generate": generate,
@@ -152,6 +163,20 @@ def make_job(
         "profile": {"name": profile["name"], "run": run},
         "save_outputs": str(save_outputs) if save_outputs else None,
     }
+
+
+def shape_settings(arts: list[Artifact], shape: str) -> dict:
+    """The job's ``fill_dims`` and ``shape_strict``. With the default --shape, every symbolic dim
+    but batch and sequence gets the size the first validation case ran it at (an image's height,
+    SAM's points per image), so a model with dims of its own benches without --shape, and the
+    default is not strict (a ViT has no sequence). An explicit --shape binds exactly what it names."""
+    if shape != DEFAULT_SHAPE:
+        return {"fill_dims": {}, "shape_strict": True}
+    fill: dict[str, int] = {}
+    for a in arts:
+        for d, v in a.validated_dims().items():
+            fill.setdefault(d, v)
+    return {"fill_dims": fill, "shape_strict": False}
 
 
 def artifact_run(art: Artifact, threads: int | None = None):
@@ -255,7 +280,7 @@ def bench(
     baseline = opts.baseline
     profile = load(resolve_profile(opts.profile) or resolve_profile("auto"))
     try:
-        job = make_job(arts, profile, rt_inputs.parse_shape(opts.shape), **job_settings)
+        job = make_job(arts, profile, rt_inputs.parse_shape(opts.shape), **shape_settings(arts, opts.shape), **job_settings)
         job = rt_job.normalize(job)
         interleave = job["scenario"] == "single-stream" and (len(arts) > 1 or baseline == "torch")
         prepared, interleave = rt_job.prepare(job, interleave)
@@ -294,7 +319,7 @@ def _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts)
         raise BadInput("--host needs --profile naming the device (e.g. rpi4, rpi5, jetson-orin-nano)")
     profile = load(profile_name)
     try:
-        job = make_job(arts, profile, rt_inputs.parse_shape(shape), local=False, **opts)
+        job = make_job(arts, profile, rt_inputs.parse_shape(shape), local=False, **shape_settings(arts, shape), **opts)
     except rt_inputs.ShapeError as exc:
         raise BadInput(str(exc)) from None
     doc = remote_mod.bench_remote(

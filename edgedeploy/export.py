@@ -185,6 +185,7 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
             "model_file": model_file,
             "export": {
                 "exporter": info["exporter"],
+                **({"variant": info["variant"]} if info.get("variant") else {}),
                 "attempts_failed": info.get("exporter_attempts", []),
                 "optimize": opt,
                 "seconds": round(time.perf_counter() - t0, 2),

@@ -211,6 +211,22 @@ def onnx_config_for(model, task: str):
     return ctor(model.config)
 
 
+MONOLITH_NOTE = "monolith: one model.onnx (optimum's default splits it into two graphs); the image is encoded on every call"
+
+
+def _one_graph_variant(model, task: str, onnx_config) -> dict:
+    """The keywords that make optimum write one graph where its default variant writes several
+    (SAM splits a vision encoder from a prompt-encoder/mask-decoder), or none."""
+    variants = getattr(onnx_config, "VARIANTS", None) or {}
+    if "monolith" not in variants or getattr(onnx_config, "variant", "monolith") == "monolith":
+        return {}
+    from optimum.exporters.tasks import TasksManager
+
+    ctor = TasksManager.get_exporter_config_constructor("onnx", model=model, task=task, library_name="transformers")
+    # _variant alone gives SAM's monolith a default (split-decoder) config: pass the config too
+    return {"custom_onnx_configs": {"model": ctor(model.config, variant="monolith")}, "_variant": "monolith"}
+
+
 def dummy_cases(onnx_config, seed: int = 0, shapes=((1, 16), (3, 7))) -> list[dict]:
     """Inputs from optimum's per-architecture dummy generators at two batch/sequence sizes."""
     import torch
@@ -271,12 +287,16 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
         raise BadInput(f"{path}: encoder-decoder models export with their KV cache: use --task {task}-with-past")
     model = load_model(path, task, trust_remote_code)
     is_s2s = seq2seq.is_seq2seq_task(task)
+    by_generation = decoder.is_decoder_task(task) or is_s2s
+    config_onnx = None if by_generation else onnx_config_for(model, task)  # those validate by generation
+    one_graph = {} if by_generation else _one_graph_variant(model, task, config_onnx)
+    if one_graph:
+        config_onnx = one_graph["custom_onnx_configs"]["model"]
     _quiet_libraries()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # seq2seq: keep optimum's three graphs as they are (no merged decoder with an If node)
-        onnx_export_from_model(model, str(stage), opset=opset, task=task, do_validation=False, no_post_process=is_s2s)
-    config_onnx = None if decoder.is_decoder_task(task) or is_s2s else onnx_config_for(model, task)  # those validate by generation
+        onnx_export_from_model(model, str(stage), opset=opset, task=task, do_validation=False, no_post_process=is_s2s, **one_graph)
     graphs = tuple(seq2seq.GRAPH_FILES.values()) if is_s2s else ("model.onnx",)
     written = sorted(p.name for p in stage.glob("*.onnx"))
     keep = {*graphs, *(g + "_data" for g in graphs), "config.json", *PREPROCESSOR_FILES}
@@ -304,6 +324,7 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
         "seq2seq": model if is_s2s else None,  # three graphs, validated by exporters/seq2seq.py
         "config": model.config,
         "exporter": "optimum-onnx",
+        **({"variant": MONOLITH_NOTE} if one_graph else {}),
     }
 
 

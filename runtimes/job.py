@@ -14,6 +14,8 @@ JOB_SCHEMA = 1
 DEFAULTS = {
     "scenario": "single-stream",
     "shape": {"batch": 1, "sequence": 128},
+    "fill_dims": {},  # exact dim names bound where the model has them and shape does not (sizes validation ran at)
+    "shape_strict": True,  # a shape key the model has no dim for is an error (an explicit --shape)
     "seed": 0,
     "iterations": 200,
     "duration_s": 60.0,
@@ -48,6 +50,10 @@ def normalize(job: dict, base: Path | None = None) -> dict:
             raise JobError(f"{key} must be a positive number, got {v!r:.80}")
     if job["scenario"] == "server" and not job.get("qps"):
         raise JobError("the server scenario needs qps (queries per second)")
+    for key in ("shape", "fill_dims"):
+        job[key] = _dims(job[key], key)
+    if not isinstance(job["shape_strict"], bool):
+        raise JobError(f"shape_strict must be true or false, got {job['shape_strict']!r:.80}")
     job["generate"] = generate.check_settings(job["generate"])
     if job["generate"] and (job["scenario"] != "single-stream" or job["inputs_npz"] or job["save_outputs"]):
         raise JobError("generation is timed in the single-stream scenario, from its own prompt (no inputs .npz, no saved outputs)")
@@ -111,7 +117,19 @@ def _feeds(sess, model: dict, job: dict):
     sig = session.signature(sess)
     if job["inputs_npz"]:
         return inputs.load_npz(job["inputs_npz"], sig)
-    return inputs.generate(sig, job["shape"], seed=job["seed"], vocab_size=model.get("vocab_size"))
+    names = inputs.symbolic_dims(sig)
+    shape = {**{d: v for d, v in job["fill_dims"].items() if d in names}, **job["shape"]}
+    return inputs.generate(sig, shape, seed=job["seed"], vocab_size=model.get("vocab_size"), strict=job["shape_strict"])
+
+
+def _dims(value, key: str) -> dict[str, int]:
+    """A job's {dim name: size}: names up to 128 characters, sizes 1..MAX_DIM."""
+    if not isinstance(value, dict) or len(value) > 64:
+        raise JobError(f"{key} must map up to 64 dim names to sizes, got {value!r:.80}")
+    for d, v in value.items():
+        if not isinstance(d, str) or not 0 < len(d) <= 128 or type(v) is not int or not 0 < v <= inputs.MAX_DIM:
+            raise JobError(f"{key}: {d!r:.80}={v!r:.40}: a dim name and a size from 1 to {inputs.MAX_DIM:,}")
+    return dict(value)
 
 
 def _batch_of(feeds) -> int:

@@ -79,6 +79,32 @@ def test_a_class_optimum_cannot_infer_is_detected_from_the_auto_classes(tmp_path
     assert art.manifest["source"]["task"] == "image-classification" and art.manifest["validation"]["passed"]
 
 
+def test_a_vision_model_benches_with_the_default_shape(tmp_path):
+    """A ViT's pixel_values has symbolic height and width and no sequence: the default --shape
+    binds its batch and takes the rest from validation; an explicit --shape is exact."""
+    export(str(build("vit", tmp_path / "vit-src")), tmp_path / "vit")
+    res = json.loads(cli("bench", tmp_path / "vit", "--iterations", "3", "--warmup", "1", "--json", check=0).stdout)["results"][0]
+    assert res["inputs"]["pixel_values"] == [1, 3, 32, 32]
+    proc = cli("bench", tmp_path / "vit", "--shape", "batch=1,sequence=8", check=2)
+    assert "--shape sequence: the model has no such dim" in one_line_error(proc)
+
+
+def test_sam_exports_as_one_graph_and_benches_and_quantizes_without_shapes(tmp_path):
+    """optimum's default splits SAM into a vision encoder and a prompt-encoder/mask-decoder;
+    edgedeploy asks for its monolith variant (one model.onnx, validated as usual). Its own dims
+    (points per image) take the sizes validation ran at, so bench and quantize need no --shape."""
+    art = export(str(build("sam", tmp_path / "sam-src")), tmp_path / "sam")
+    check_artifact(art)
+    m = art.manifest
+    assert [i["name"] for i in m["inputs"]] == ["pixel_values", "input_points", "input_labels"]
+    assert m["validation"]["passed"] and m["export"]["variant"].startswith("monolith") and "graphs" not in m
+    assert art.validated_dims() == {"point_batch_size": 3, "nb_points_per_image": 2}
+    res = json.loads(cli("bench", tmp_path / "sam", "--iterations", "3", "--warmup", "1", "--json", check=0).stdout)["results"][0]
+    assert res["inputs"]["input_points"] == [1, 3, 2, 2] and res["latency_ms"]["p50"] > 0
+    q = cli("quantize", tmp_path / "sam", "-o", tmp_path / "q", "--method", "dynamic", "--eval-samples", "2", "--json", check=0)
+    assert json.loads(q.stdout)["fidelity"]["samples"] == 2
+
+
 @pytest.mark.parametrize("factory,spec", [("factories:tiny_cnn", "input:float32:batch,3,32,32"), ("factories:tiny_mlp", "x:float32:batch,64")])
 def test_factory_modules_through_cli(factory, spec, tmp_path):
     out = tmp_path / "m"

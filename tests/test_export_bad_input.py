@@ -108,16 +108,6 @@ def test_bad_input_specs(spec, needle, tmp_path):
     assert needle in one_line_error(proc)
 
 
-def test_a_model_optimum_writes_as_other_graphs_exits_2(tmp_path):
-    """SAM: optimum's export is a vision encoder plus a prompt-encoder/mask-decoder, neither one
-    model nor an encoder-decoder: exit 2 naming what optimum wrote, nothing published."""
-    src = build("sam", tmp_path / "sam-src")
-    proc = cli("export", src, "-o", tmp_path / "out", check=2)
-    line = one_line_error(proc)
-    assert "vision_encoder.onnx" in line and "prompt_encoder_mask_decoder.onnx" in line and "do not hold yet" in line
-    no_leftovers(tmp_path, tmp_path / "out")
-
-
 def test_existing_output_without_force(tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -138,6 +138,37 @@ def test_job_errors_name_the_field(tiny_onnx):
 
 
 @pytest.mark.parametrize(
+    "key, value, expect",
+    [
+        ("shape", {"batch": 0}, "a dim name and a size"),
+        ("shape", {"batch": True}, "a dim name and a size"),
+        ("fill_dims", {"height": 1 << 40}, "a dim name and a size"),
+        ("fill_dims", {"": 3}, "a dim name and a size"),
+        ("fill_dims", ["height"], "must map up to 64 dim names"),
+        ("shape_strict", "no", "shape_strict must be true or false"),
+    ],
+)
+def test_a_jobs_dims_are_checked_on_the_device(tiny_onnx, key, value, expect):
+    with pytest.raises(job.JobError, match=expect):
+        job.normalize(_job(tiny_onnx, **{key: value}))
+
+
+def test_fill_dims_bind_only_what_the_model_has_and_the_shape_wins(tiny_onnx):
+    """fill_dims (the sizes validation ran at) bind dims the shape leaves open; names the model
+    lacks are ignored, and a non-strict default shape may name dims it lacks (a ViT's sequence)."""
+    sess, _ = session.create(str(tiny_onnx), {})
+    dims = inputs.symbolic_dims(session.signature(sess))
+    j = job.normalize(_job(tiny_onnx, shape={"sequence": 4}, fill_dims={dims[0]: 3, "height": 9}, shape_strict=False))
+    feeds = job._feeds(sess, j["models"][0], j)
+    assert next(iter(feeds.values())).shape[0] == 3  # the fill bound the batch dim, by its exact name
+    j = job.normalize(_job(tiny_onnx, shape={"batch": 2}, fill_dims={dims[0]: 3}))
+    assert next(iter(job._feeds(sess, j["models"][0], j).values())).shape[0] == 2  # the shape wins
+    strict = job.normalize(_job(tiny_onnx, shape={"batch": 1, "height": 4}))
+    with pytest.raises(inputs.ShapeError, match="no such dim"):
+        job._feeds(sess, strict["models"][0], strict)
+
+
+@pytest.mark.parametrize(
     "run, expect",
     [
         ({"intra_op_threads": 0}, "intra_op_threads: got 0"),

@@ -97,6 +97,26 @@ class Artifact:
     def is_seq2seq(self) -> bool:
         return "decoder-with-past" in self.graph_files
 
+    def validated_dims(self) -> dict[str, int]:
+        """{symbolic dim: size} from the first validation case, for the dims other than batch and
+        sequence (and a decoder's past): what an input generator binds when nobody says."""
+        from edgedeploy.runtimes.inputs import ALIASES
+
+        cases = (self.manifest.get("validation") or {}).get("cases") or []
+        shapes = cases[0].get("inputs") if cases and isinstance(cases[0], dict) else None
+        if not isinstance(shapes, dict):
+            return {}
+        common = {n for names in ALIASES.values() for n in names}
+        dims: dict[str, int] = {}
+        for spec in self.inputs:
+            got = shapes.get(spec.get("name"))
+            if not isinstance(got, list) or len(got) != len(spec.get("shape") or []):
+                continue
+            for d, v in zip(spec["shape"], got):
+                if isinstance(d, str) and d not in common and "past" not in d and "+" not in d and type(v) is int and v > 0:
+                    dims.setdefault(d, v)
+        return dims
+
     def require_single_graph(self, what: str) -> None:
         """Refuse (exit 2) a step that handles one graph on an artifact of several."""
         if len(self.graph_files) > 1:

@@ -116,10 +116,12 @@ class SampleSource:
 
     def _random(self):
         sig = self.artifact.inputs
+        fill = self.artifact.validated_dims()  # an image's height, SAM's points: the sizes validation ran at
         done = 0
         seed = 0
         while done < self.limit:
             b = min(self.batch, self.limit - done)
-            yield generate(sig, {"batch": b, "sequence": 32}, seed=seed, vocab_size=self.artifact.manifest.get("vocab_size"), strict=False)
+            shape = {**fill, "batch": b, "sequence": 32}
+            yield generate(sig, shape, seed=seed, vocab_size=self.artifact.manifest.get("vocab_size"), strict=False)
             done += b
             seed += 1
