@@ -25,6 +25,7 @@ from edgedeploy.core.bounded import read_bounded
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.manifest import SCHEMA_VERSION, Manifest
 from edgedeploy.core.options import describe_error
+from edgedeploy.runtimes.inputs import ALIASES
 
 MANIFEST = "edgedeploy.json"
 MODEL = "model.onnx"
@@ -100,8 +101,6 @@ class Artifact:
     def validated_dims(self) -> dict[str, int]:
         """{symbolic dim: size} from the first validation case, for the dims other than batch and
         sequence (and a decoder's past): what an input generator binds when nobody says."""
-        from edgedeploy.runtimes.inputs import ALIASES
-
         cases = (self.manifest.get("validation") or {}).get("cases") or []
         shapes = cases[0].get("inputs") if cases and isinstance(cases[0], dict) else None
         if not isinstance(shapes, dict):
