@@ -37,7 +37,7 @@ class MeasureOptions(Options):
     shape: str = Field(
         DEFAULT_SHAPE,
         min_length=1,
-        description="Bind symbolic dims; 'batch'/'sequence' are short names. The default binds those the model has, and any other dim at the size validation ran it at.",
+        description="Bind symbolic dims; 'batch'/'sequence' are short names. Dims left open take the size validation ran them at.",
     )
     scenario: Literal["single-stream", "offline", "server"] = Field("single-stream", description="What is measured.")
     iterations: int = Field(200, ge=1, description="Steady-state inferences per model (upper bound).")
@@ -166,17 +166,16 @@ def make_job(
 
 
 def shape_settings(arts: list[Artifact], shape: str) -> dict:
-    """The job's ``fill_dims`` and ``shape_strict``. With the default --shape, every symbolic dim
-    but batch and sequence gets the size the first validation case ran it at (an image's height,
-    SAM's points per image), so a model with dims of its own benches without --shape, and the
-    default is not strict (a ViT has no sequence). An explicit --shape binds exactly what it names."""
-    if shape != DEFAULT_SHAPE:
-        return {"fill_dims": {}, "shape_strict": True}
+    """The job's ``fill_dims`` and ``shape_strict``: every symbolic dim but batch and sequence
+    that --shape leaves open gets the size the first validation case ran it at (an image's
+    height, SAM's points per image), so a model with dims of its own benches without naming
+    them. The default --shape is not strict (a ViT has no sequence); one given must name dims
+    the model has."""
     fill: dict[str, int] = {}
     for a in arts:
         for d, v in a.validated_dims().items():
             fill.setdefault(d, v)
-    return {"fill_dims": fill, "shape_strict": False}
+    return {"fill_dims": fill, "shape_strict": shape != DEFAULT_SHAPE}
 
 
 def artifact_run(art: Artifact, threads: int | None = None):

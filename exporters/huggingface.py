@@ -304,7 +304,7 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
         if extra.is_file() and extra.name not in keep:
             extra.unlink()
     missing = [g for g in graphs if not (stage / g).is_file()]
-    if missing and written:  # SAM: a vision encoder and a prompt-encoder/mask-decoder
+    if missing and written:  # a graph set of another layout (SAM's split variant, were it asked for)
         raise BadInput(
             f"{path}: optimum exports {config.get('model_type')!r} ({task}) as {', '.join(written)}: graphs that are neither one "
             f"model nor an encoder-decoder, which edgedeploy artifacts do not hold yet"

@@ -81,10 +81,12 @@ def test_a_class_optimum_cannot_infer_is_detected_from_the_auto_classes(tmp_path
 
 def test_a_vision_model_benches_with_the_default_shape(tmp_path):
     """A ViT's pixel_values has symbolic height and width and no sequence: the default --shape
-    binds its batch and takes the rest from validation; an explicit --shape is exact."""
+    binds its batch, the rest come from validation; a --shape given must name dims it has."""
     export(str(build("vit", tmp_path / "vit-src")), tmp_path / "vit")
     res = json.loads(cli("bench", tmp_path / "vit", "--iterations", "3", "--warmup", "1", "--json", check=0).stdout)["results"][0]
     assert res["inputs"]["pixel_values"] == [1, 3, 32, 32]
+    res = json.loads(cli("bench", tmp_path / "vit", "--shape", "batch=2", "--iterations", "3", "--warmup", "1", "--json", check=0).stdout)
+    assert res["results"][0]["inputs"]["pixel_values"] == [2, 3, 32, 32]  # what --shape leaves open is filled
     proc = cli("bench", tmp_path / "vit", "--shape", "batch=1,sequence=8", check=2)
     assert "--shape sequence: the model has no such dim" in one_line_error(proc)
 
