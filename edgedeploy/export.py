@@ -199,12 +199,13 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
         }
         if s2s is not None:
             manifest["graphs"], manifest["parameters"] = graph_entries(stage, graph_files)
+        text = text_config(info["config"]) if info.get("config") is not None else None  # a vision-language model's nests it
         if generation is not None:
-            manifest["generation"] = _generation(text_config(info["config"]), manifest, s2s is not None)
+            manifest["generation"] = _generation(text, manifest, s2s is not None)
         if "vocab_size" in info:
             manifest["vocab_size"] = info["vocab_size"]
-        elif info.get("config") is not None and getattr(text_config(info["config"]), "vocab_size", None):
-            manifest["vocab_size"] = int(text_config(info["config"]).vocab_size)
+        elif getattr(text, "vocab_size", None):
+            manifest["vocab_size"] = int(text.vocab_size)
         finalize_manifest(stage, manifest)
         checkpoint()
     return Artifact.load(out)

@@ -203,12 +203,13 @@ def load_model(path: Path, task: str, trust_remote_code: bool = False):
     return model.eval()
 
 
-def onnx_config_for(model, task: str):
-    """optimum's OnnxConfig for ``model`` as ``task``: its dummy inputs, output names and patcher."""
+def onnx_config_for(model, task: str, **variant):
+    """optimum's OnnxConfig for ``model`` as ``task`` (``variant=...`` where it has several): its
+    dummy inputs, output names and patcher."""
     from optimum.exporters.tasks import TasksManager
 
     ctor = TasksManager.get_exporter_config_constructor("onnx", model=model, task=task, library_name="transformers")
-    return ctor(model.config)
+    return ctor(model.config, **variant)
 
 
 MONOLITH_NOTE = "monolith: one model.onnx (optimum's default splits it into two graphs); the image is encoded on every call"
@@ -220,11 +221,8 @@ def _one_graph_variant(model, task: str, onnx_config) -> dict:
     variants = getattr(onnx_config, "VARIANTS", None) or {}
     if "monolith" not in variants or getattr(onnx_config, "variant", "monolith") == "monolith":
         return {}
-    from optimum.exporters.tasks import TasksManager
-
-    ctor = TasksManager.get_exporter_config_constructor("onnx", model=model, task=task, library_name="transformers")
     # _variant alone gives SAM's monolith a default (split-decoder) config: pass the config too
-    return {"custom_onnx_configs": {"model": ctor(model.config, variant="monolith")}, "_variant": "monolith"}
+    return {"custom_onnx_configs": {"model": onnx_config_for(model, task, variant="monolith")}, "_variant": "monolith"}
 
 
 def dummy_cases(onnx_config, seed: int = 0, shapes=((1, 16), (3, 7))) -> list[dict]:
