@@ -19,6 +19,7 @@ from edgedeploy.device.profiles import KNOWN_PROVIDERS, load, run_settings
 from edgedeploy.exporters import huggingface, torch_module
 from edgedeploy.runtimes import inputs as rt_inputs
 from edgedeploy.runtimes import job as rt_job
+from edgedeploy.runtimes.limits import MAX_THREADS, THREADS_PER_CPU, check_threads
 from edgedeploy.runtimes.measure import Timed
 from edgedeploy.runtimes.stats import UNSTABLE_CV
 
@@ -43,7 +44,9 @@ class MeasureOptions(Options):
     iterations: int = Field(200, ge=1, description="Steady-state inferences per model (upper bound).")
     duration: float = Field(60.0, gt=0, description="Time bound in seconds for the steady state.")
     warmup: int = Field(20, ge=0, description="Warm-up inferences (bounded to 5 s).")
-    threads: int | None = Field(None, ge=1, description="Override the profile's intra-op threads.")
+    threads: int | None = Field(
+        None, ge=1, le=MAX_THREADS, description=f"Override the profile's intra-op threads (at most {THREADS_PER_CPU} per CPU of the device)."
+    )
     concurrency: int = Field(1, ge=1, le=256, description="Sessions/threads for offline and server (one session each, up to 256).")
     qps: float | None = Field(None, gt=0, description="Poisson arrival rate for the server scenario.")
     latency_budget: float | None = Field(None, gt=0, description="p99 budget in ms for the server scenario.")
@@ -277,6 +280,8 @@ def bench(
         doc = _bench_remote(arts, resolve_profile(opts.profile), opts.shape, opts.baseline, progress, remote, **job_settings)
         return {**doc, "options": opts.recorded()}
     baseline = opts.baseline
+    if opts.threads is not None and (problem := check_threads(opts.threads, "--threads", allow_zero=False)):
+        raise BadInput(problem + " (this host)")
     profile = load(resolve_profile(opts.profile) or resolve_profile("auto"))
     try:
         job = make_job(arts, profile, rt_inputs.parse_shape(opts.shape), **shape_settings(arts, opts.shape), **job_settings)

@@ -7,6 +7,13 @@ from edgedeploy.release.spec import RecipeSpec
 
 
 def schema(what: str) -> dict:
+    if what == "profile":
+        from edgedeploy.device.profiles import json_schema
+
+        out = json_schema()
+        out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        out["title"] = "edgedeploy device profile"
+        return out
     model = {"recipe": RecipeSpec, "manifest": Manifest}[what]
     out = model.model_json_schema(by_alias=True)
     out["$schema"] = "https://json-schema.org/draft/2020-12/schema"

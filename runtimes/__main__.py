@@ -8,6 +8,7 @@ Never 255 (ssh reserves it).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -44,12 +45,24 @@ def _write(doc: dict, out: str | None) -> None:
         print(text)
         return
     path = Path(out)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise OSError(errno.EEXIST, "exists and is not a regular file; refusing to replace it", str(path))
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        try:
+            with open(tmp, "w") as fh:
+                fh.write(text + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def _progress(name: str, done: int, total: int) -> None:

@@ -54,6 +54,8 @@ def parse_shape(text: str | None) -> dict[str, int]:
             raise ShapeError(f"--shape {k.strip()}={v!r}: value must be a positive integer") from None
         if value <= 0 or value > MAX_DIM:
             raise ShapeError(f"--shape {k.strip()}={value}: value must be a positive integer up to {MAX_DIM:,}")
+        if k.strip() in out:
+            raise ShapeError(f"--shape {k.strip()} is given twice; give each dim once")
         out[k.strip()] = value
     return out
 

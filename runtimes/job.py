@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import environment, generate, inputs, measure, seq2seq, session
-from .errors import JobError
+from . import environment, generate, inputs, limits, measure, seq2seq, session
+from .errors import JobError, ModelError
 from .names import unique_file_names
 
 SCENARIOS = ("single-stream", "offline", "server")
@@ -67,7 +67,20 @@ def normalize(job: dict, base: Path | None = None) -> dict:
         p = Path(job["inputs_npz"])
         job["inputs_npz"] = str(p if p.is_absolute() else base / p)
     job.setdefault("profile", {"name": None, "run": {}})
+    _check_profile_run(job["profile"])
     return job
+
+
+def _check_profile_run(profile) -> None:
+    """The thread counts of the profile's run section, against this device's CPUs (before any session)."""
+    run = profile.get("run") if isinstance(profile, dict) else None
+    if not isinstance(run, dict):
+        raise JobError(f"profile: run must be a mapping, got {run!r:.80}")
+    for key in ("intra_op_threads", "inter_op_threads"):
+        if key in run:
+            problem = limits.check_threads(run[key], f"run.{key}")
+            if problem:
+                raise JobError(f"profile {profile.get('name') or ''}: {problem}".replace("profile : ", "profile: "))
 
 
 def _model_file(path, base: Path) -> str:
@@ -104,8 +117,11 @@ def _model_run(run, name=None) -> dict:
         kind = MODEL_RUN.get(k)
         if kind is None:
             raise JobError(f"{who}: unknown run setting {k!r}; known: {', '.join(MODEL_RUN)}")
-        if type(v) is not kind or (kind is int and not 1 <= v <= 1024):
+        if type(v) is not kind:
             raise JobError(f"{who}: run setting {k}: got {v!r:.80}")
+        problem = limits.check_threads(v, f"run setting {k}", allow_zero=False) if kind is int else None
+        if problem:
+            raise JobError(f"{who}: {problem}")
         if k == "graph_optimization_level" and v not in session.OPT_LEVELS:
             raise JobError(f"{who}: graph_optimization_level {v!r}: use one of {', '.join(session.OPT_LEVELS)}")
         if k == "disabled_optimizers" and (len(set(map(str, v))) != len(v) or not all(d in session.DISABLEABLE for d in v)):
@@ -114,7 +130,10 @@ def _model_run(run, name=None) -> dict:
 
 
 def _feeds(sess, model: dict, job: dict):
-    sig = session.signature(sess)
+    try:
+        sig = session.signature(sess)
+    except ModelError as exc:
+        raise ModelError(f"{model['path']}: {exc}") from None
     if job["inputs_npz"]:
         return inputs.load_npz(job["inputs_npz"], sig)
     names = inputs.symbolic_dims(sig)
@@ -223,17 +242,58 @@ def assemble(job: dict, prepared: list[dict], measured: list[dict], interleave: 
 def save_outputs(prepared: list[dict], dest: Path) -> list[str]:
     """One inference per model on its benchmark inputs, saved as ``dest/<model name>.npz``
     (inputs and outputs), so results from different devices can be compared numerically."""
-    import numpy as np
 
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     names = output_file_names([p["model"]["name"] for p in prepared])
-    for p, name in zip(prepared, names):
-        sess = p["sess"]
-        outs = sess.run(None, p["feeds"])
-        arrays = {f"input:{k}": v for k, v in p["feeds"].items()}
-        arrays.update({f"output:{o.name}": v for o, v in zip(sess.get_outputs(), outs)})
-        np.savez(dest / name, **arrays)
+    try:
+        for p, name in zip(prepared, names):
+            sess = p["sess"]
+            outs = sess.run(None, p["feeds"])
+            arrays = {f"input:{k}": v for k, v in p["feeds"].items()}
+            arrays.update({f"output:{o.name}": v for o, v in zip(sess.get_outputs(), outs)})
+            save_npz(dest / name, arrays)
+    except BaseException:
+        if created:  # a folder made for this run and left empty is not left behind
+            try:
+                dest.rmdir()
+            except OSError:
+                pass
+        raise
     return names
+
+
+def save_npz(path: Path, arrays: dict) -> None:
+    """``np.savez`` through a temp file and a rename: a full disk leaves neither a partial nor an
+    empty file, an existing target that is not a regular file is refused, and the error names
+    ``path``."""
+    import os
+    import stat
+    import tempfile
+
+    import numpy as np
+
+    if path.is_symlink() or (path.exists() and not stat.S_ISREG(path.stat().st_mode)):
+        raise JobError(f"{path}: exists and is not a regular file; refusing to replace it")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        try:
+            mask = os.umask(0)
+            os.umask(mask)
+            os.fchmod(fd, 0o666 & ~mask)
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def output_file_names(model_names: list[str]) -> list[str]:

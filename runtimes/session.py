@@ -11,8 +11,8 @@ import time
 
 import onnxruntime as ort
 
-from . import generate
-from .errors import ModelError, ProviderError
+from . import generate, limits
+from .errors import JobError, ModelError, ProviderError
 
 OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -28,6 +28,10 @@ DISABLEABLE = ("SkipLayerNormFusion", "MatMulIntegerToFloatFusion", "DynamicQuan
 
 
 def session_options(run: dict, allow_spinning: bool | None = None) -> ort.SessionOptions:
+    for key in ("intra_op_threads", "inter_op_threads"):
+        problem = limits.check_threads(run.get(key, 0), f"run.{key}")
+        if problem:
+            raise JobError(problem)
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = int(run.get("intra_op_threads", 0))
@@ -143,9 +147,15 @@ def signature(sess) -> list[dict]:
         "tensor(int8)": "int8",
         "tensor(uint8)": "uint8",
         "tensor(bool)": "bool",
+        "tensor(int16)": "int16",
+        "tensor(uint16)": "uint16",
+        "tensor(uint32)": "uint32",
+        "tensor(uint64)": "uint64",
     }
     out = []
     for i in sess.get_inputs():
+        if i.type not in types:  # strings, sequences, maps, optionals, bfloat16, float8: nothing to generate or feed
+            raise ModelError(f"input {i.name!r} has type {i.type}; edgedeploy feeds numeric tensors only ({', '.join(sorted(set(types.values())))})")
         dims = [d if isinstance(d, (int, str)) and d is not None else "?" for d in i.shape]
-        out.append({"name": i.name, "dtype": types.get(i.type, "float32"), "shape": dims})
+        out.append({"name": i.name, "dtype": types[i.type], "shape": dims})
     return out

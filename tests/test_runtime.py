@@ -171,7 +171,7 @@ def test_fill_dims_bind_only_what_the_model_has_and_the_shape_wins(tiny_onnx):
 @pytest.mark.parametrize(
     "run, expect",
     [
-        ({"intra_op_threads": 0}, "intra_op_threads: got 0"),
+        ({"intra_op_threads": 0}, "intra_op_threads 0: must be 1"),
         ({"intra_op_threads": True}, "intra_op_threads: got True"),
         ({"graph_optimization_level": "max"}, "use one of"),
         ({"allow_spinning": True}, "unknown run setting 'allow_spinning'"),

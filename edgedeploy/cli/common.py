@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from edgedeploy.core.atomic import refuse_inside
+from edgedeploy.core.atomic import check_output_file, refuse_inside
 from edgedeploy.core.errors import BadInput
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
@@ -52,6 +52,7 @@ def check_result_file(output, inputs=(), flag: str = "-o") -> None:
         return
     if Path(output).is_dir():
         raise BadInput(f"{flag} {output}: is a directory; give a file path for the results JSON")
+    check_output_file(output, flag)
     refuse_inside_inputs(output, inputs, flag)
 
 

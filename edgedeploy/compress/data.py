@@ -38,7 +38,7 @@ def load(
     if not has_labels:
         return TextSet(path, texts, None)
     n_labels = int(getattr(config, "num_labels", 0) or 0) or None
-    ids = to_ids([r[label_column] for r in rows], config_label2id(config), n_labels, str(path))
+    ids = to_ids([r[label_column] for r in rows], config_label2id(config), n_labels, str(path), [r.line for r in rows])
     return TextSet(path, texts, ids)
 
 

@@ -89,7 +89,9 @@ def _files(plan: TrainingPlan, datasets: Path | None) -> tuple[Path, Path]:
     train, dev = data_dir / "train.tsv", data_dir / "dev.tsv"
     for f in (train, dev):
         if not f.is_file():
-            raise BadInput(f"{f}: missing; the reference model trains on ../shared/datasets/{plan.dataset} (give --datasets DIR)")
+            raise BadInput(
+                f"{f}: missing; the reference model trains on ../shared/datasets/{plan.dataset} (set EDGEDEPLOY_DATASETS=DIR, the folder holding sst2/ and banking77/)"
+            )
     return train, dev
 
 
@@ -125,7 +127,9 @@ def ensure(task: str, datasets: Path | None = None, force: bool = False) -> Path
     out = path_for(task)  # raises on an unknown task
     data = Path(datasets or default_datasets()) / "sst2"
     if task == LM and not (data / "train.tsv").is_file():
-        raise BadInput(f"{data / 'train.tsv'}: missing; the reference LM trains on ../shared/datasets/sst2 (give --datasets DIR)")
+        raise BadInput(
+            f"{data / 'train.tsv'}: missing; the reference LM trains on ../shared/datasets/sst2 (set EDGEDEPLOY_DATASETS=DIR, the folder holding sst2/ and banking77/)"
+        )
     k = key(task, datasets)
     rec = cached(task)
     if rec and rec.get("key") == k and not force:

@@ -89,7 +89,9 @@ def build(out: Path, train_file: Path, dev_file: Path, plan: LMPlan = LMPlan(), 
 
     for f in (train_file, dev_file):
         if not Path(f).is_file():
-            raise BadInput(f"{f}: missing; the reference LM trains on ../shared/datasets/sst2 (give --datasets DIR)")
+            raise BadInput(
+                f"{f}: missing; the reference LM trains on ../shared/datasets/sst2 (set EDGEDEPLOY_DATASETS=DIR, the folder holding sst2/ and banking77/)"
+            )
     t0 = time.perf_counter()
     texts = read_texts(train_file, "text", 10**9)
     with staged_directory(out, force=True, is_artifact=lambda p: (p / RECORD).is_file()) as stage:

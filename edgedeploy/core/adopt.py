@@ -23,6 +23,7 @@ from edgedeploy.core.artifact import (
     sha256_file,
 )
 from edgedeploy.core.atomic import refuse_same, staged_directory
+from edgedeploy.core.bounded import check_size, limit_for, read_json_bounded
 from edgedeploy.core.errors import BadInput
 
 log = logging.getLogger("edgedeploy")
@@ -91,7 +92,9 @@ def _adopted(root: Path, model_file: str, graphs: dict | None = None) -> Artifac
     if linked:
         log.warning("%s: not adopting %s: symbolic links are never followed; copy the files in", root, ", ".join(linked))
     graph_names = list((graphs or {"model": model_file}).values())
-    names = [*graph_names, *extra, *(c for c in COMPANIONS if c not in graph_names and (root / c).is_file() and c not in linked)]
+    companions = [c for c in COMPANIONS if c not in graph_names and (root / c).is_file() and c not in linked]
+    check_companions(root, companions)
+    names = [*graph_names, *extra, *companions]
     files = {n: {"sha256": sha256_file(root / n), "size": os.path.getsize(root / n)} for n in names}
     try:
         inputs, outputs, opset, params = onnx_signature(model_path)
@@ -138,14 +141,21 @@ def _family(inputs: list[dict]) -> str:
     return "transformer" if any("input_ids" in i["name"] for i in inputs) else "module"
 
 
-def _config(root: Path) -> dict:
-    import json
+def check_companions(root: Path, names: list[str]) -> None:
+    """Each companion file within its size limit (by its metadata, before reading), and each JSON
+    one parsed: a file a tokenizer or config loader would choke on later is exit 2 now, naming it."""
+    for name in names:
+        path = root / name
+        check_size(path, limit_for(name), "companion file")
+        if name.endswith(".json"):
+            read_json_bounded(path, name, limit_for(name))
 
-    try:
-        cfg = json.loads((root / "config.json").read_text())
-    except (OSError, ValueError, RecursionError):
+
+def _config(root: Path) -> dict:
+    path = root / "config.json"
+    if not path.is_file() or path.is_symlink():
         return {}
-    return cfg if isinstance(cfg, dict) else {}
+    return read_json_bounded(path, "config.json")
 
 
 def _count(v) -> int | None:

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from edgedeploy import __version__
 from edgedeploy.core.atomic import write_json_atomic
-from edgedeploy.core.bounded import read_bounded
+from edgedeploy.core.bounded import MAX_ONNX_BYTES, check_size, read_bounded
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.manifest import SCHEMA_VERSION, Manifest
 from edgedeploy.core.options import describe_error
@@ -292,21 +292,53 @@ def external_data_locations(model_path: Path) -> list[str]:
     locations and ones that climb out with '..' are refused."""
     import onnx
 
-    try:
-        model = onnx.load(str(model_path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError/OSError variants
-        raise BadInput(f"{model_path}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
+    model = load_graph(model_path)
     from onnx.external_data_helper import _get_all_tensors
 
     locations = set()
+    sizes: dict[str, int | None] = {}
     for tensor in _get_all_tensors(model):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
-        loc = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        info = {e.key: e.value for e in tensor.external_data}
+        loc = info.get("location", "")
         if unsafe_relative_path(loc):
             raise BadInput(f"{model_path}: tensor {tensor.name!r} has unsafe external-data location {loc!r}")
         locations.add(loc)
+        if loc not in sizes:
+            data = model_path.parent / loc
+            sizes[loc] = data.stat().st_size if data.is_file() and not data.is_symlink() else None
+        _check_extent(model_path, tensor.name, loc, info, sizes[loc])
     return sorted(locations)
+
+
+def _check_extent(model_path: Path, tensor: str, loc: str, info: dict, size: int | None) -> None:
+    """A tensor's external-data ``offset`` and ``length`` are integers that lie inside its data
+    file (a missing file is reported by the caller)."""
+    try:
+        offset, length = int(info.get("offset", 0)), int(info["length"]) if "length" in info else None
+    except ValueError:
+        raise BadInput(f"{model_path}: tensor {tensor!r} has a non-integer external-data offset or length") from None
+    if offset < 0 or (length is not None and length < 0):
+        raise BadInput(f"{model_path}: tensor {tensor!r} has a negative external-data offset or length")
+    if size is not None and offset + (length or 0) > size:
+        raise BadInput(
+            f"{model_path}: tensor {tensor!r} declares {length:,} bytes at offset {offset:,} of {loc}, which holds {size:,} bytes; the data file is truncated or the model is forged"
+            if length is not None
+            else f"{model_path}: tensor {tensor!r} starts at offset {offset:,} of {loc}, which holds {size:,} bytes"
+        )
+
+
+def load_graph(model_path: Path):
+    """The ONNX graph of ``model_path`` without its external data, size-checked before it is read
+    (protobuf refuses files over 2 GiB anyway, after reading them whole)."""
+    import onnx
+
+    check_size(model_path, MAX_ONNX_BYTES, "ONNX graph file (weights over 2 GiB go in external data)")
+    try:
+        return onnx.load(str(model_path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError/OSError variants
+        raise BadInput(f"{model_path}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def check_external_data(model_path: Path) -> None:
@@ -331,7 +363,7 @@ def onnx_signature(model_path: Path) -> tuple[list[dict], list[dict], int, int]:
     """Inputs/outputs with symbolic dims, the default-domain opset and parameter count."""
     import onnx
 
-    model = onnx.load(str(model_path), load_external_data=False)
+    model = load_graph(model_path)
 
     def describe(values):
         out = []

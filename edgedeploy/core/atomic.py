@@ -15,11 +15,12 @@ import math
 import os
 import shutil
 import signal
+import stat
 import tempfile
 import threading
 from pathlib import Path
 
-from edgedeploy.core.errors import BadInput, Interrupted
+from edgedeploy.core.errors import BadInput, Interrupted, disk_error
 
 STAGING_PREFIX = ".edgedeploy-staging-"
 SCRATCH_PREFIX = ".edgedeploy-quant-"
@@ -39,23 +40,72 @@ def umask() -> int:
     return old
 
 
+def check_output_file(path: Path, flag: str | None = None) -> None:
+    """An output file path may be new or an existing regular file, nothing else: renaming over a
+    device node (``/dev/null``), a FIFO, a socket, a directory or a symbolic link would replace
+    something that is not ours (exit 2, naming it). Call it before the work, too."""
+    path = Path(path)
+    name = f"{flag} {path}" if flag else str(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        return  # a part of the path is a file: the write itself reports it (exit 3, naming it)
+    mode = st.st_mode
+    if stat.S_ISREG(mode):
+        return
+    kind = (
+        "a symbolic link"
+        if stat.S_ISLNK(mode)
+        else "a directory"
+        if stat.S_ISDIR(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    raise BadInput(f"{name}: is {kind}; edgedeploy only writes new files or replaces regular files, give another path")
+
+
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file and a rename, with the mode a plain ``open``
-    would give (0666 less the umask; mkstemp alone makes 0600)."""
+    would give (0666 less the umask; mkstemp alone makes 0600). The one helper behind every
+    output file: an existing target that is not a regular file is refused (``check_output_file``);
+    a failed write (disk full, quota, read-only) leaves nothing behind and raises an OSError
+    naming ``path``."""
     path = Path(path)
+    check_output_file(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        os.fchmod(fd, 0o666 & ~umask())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            os.fchmod(fd, 0o666 & ~umask())
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        check_output_file(path)  # it may have appeared while we wrote
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_with(path: Path, writer) -> None:
+    """Like ``write_bytes_atomic`` for a writer that wants a file object (``np.savez``):
+    ``writer(fh)`` fills a temp file that is published by one rename, or removed on failure."""
+    import io
+
+    buf = io.BytesIO()
+    writer(buf)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def write_json_atomic(path: Path, obj) -> None:
@@ -146,7 +196,9 @@ def _fresh_dir(out: Path, prefix: str) -> Path:
 
 def check_output_dir(out: Path, force: bool, is_artifact) -> None:
     """Refuse to overwrite without --force, and never replace a non-artifact folder."""
-    if out.exists() or out.is_symlink():
+    if out.is_symlink():
+        raise BadInput(f"{out}: is a symbolic link; refusing to replace it even with --force (give the real path)")
+    if out.exists():
         if not force:
             raise BadInput(f"{out}: already exists; pass --force to replace it")
         if not out.is_dir() or not is_artifact(out):
@@ -167,7 +219,13 @@ def staged_directory(out: Path, force: bool = False, is_artifact=lambda p: False
     os.chmod(stage, 0o777 & ~umask())  # published as is: a directory mode, not mkdtemp's 0700
     try:
         with signals_deferred() as guard:
-            yield stage
+            try:
+                yield stage
+            except Exception as exc:
+                disk = disk_error(exc, out)
+                if disk is not None and not (isinstance(exc, OSError) and exc.filename):
+                    raise disk from exc  # a full disk names the output, whichever library hit it
+                raise
             guard.check()
             _publish(stage, out, force, is_artifact)
     except BaseException:
@@ -184,6 +242,11 @@ def scratch_directory(out: Path):
     work = _fresh_dir(out, SCRATCH_PREFIX)
     try:
         yield work
+    except Exception as exc:
+        disk = disk_error(exc, out)
+        if disk is not None and (not disk.filename or str(work) in str(disk.filename)):
+            raise OSError(disk.errno, disk.strerror, str(out)) from exc  # name the output, not our scratch
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

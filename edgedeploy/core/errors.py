@@ -65,3 +65,27 @@ class Interrupted(EdgeDeployError):
     """SIGINT/SIGTERM arrived; whatever was being written has been removed."""
 
     exit_code = 130
+
+
+def disk_error(exc: BaseException, path) -> OSError | None:
+    """The OSError to raise (exit 3, naming ``path``) when ``exc`` is a full disk, an exceeded
+    quota or a read-only file system, whatever library wrapped it (ONNX Runtime and onnx raise
+    their own types with "[Errno 28]" in the text); ``None`` for anything else."""
+    import errno
+    import re
+
+    disk = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+    if isinstance(exc, OSError) and exc.errno in disk:
+        return OSError(exc.errno, exc.strerror or os_strerror(exc.errno), str(exc.filename or path))
+    m = re.search(r"\[Errno (\d+)\]", str(exc))
+    if m and int(m.group(1)) in disk:
+        return OSError(int(m.group(1)), os_strerror(int(m.group(1))), str(path))
+    if "No space left on device" in str(exc):
+        return OSError(errno.ENOSPC, os_strerror(errno.ENOSPC), str(path))
+    return None
+
+
+def os_strerror(code: int) -> str:
+    import os
+
+    return os.strerror(code)

@@ -9,9 +9,10 @@ import numpy as np
 from edgedeploy.core.errors import BadInput
 
 
-def to_ids(labels, label2id: dict[str, int], num_labels: int | None = None, where: str = "") -> np.ndarray:
+def to_ids(labels, label2id: dict[str, int], num_labels: int | None = None, where: str = "", lines: list[int] | None = None) -> np.ndarray:
     """Class ids for ``labels`` (strings or integers); a label that is neither a name nor an
-    id in ``0..num_labels-1`` is bad input naming the row."""
+    id in ``0..num_labels-1`` is bad input naming the data file (``where``) and the line
+    (``lines[i]``, else the row number)."""
     names = {str(k): int(v) for k, v in (label2id or {}).items()}
     n = num_labels if num_labels is not None else (max(names.values()) + 1 if names else None)
     out = []
@@ -23,7 +24,8 @@ def to_ids(labels, label2id: dict[str, int], num_labels: int | None = None, wher
             out.append(int(s))
         else:
             known = ", ".join(sorted(names)) or (f"0..{n - 1}" if n else "(the model has no label names)")
-            raise BadInput(f"{where + ': ' if where else ''}row {i + 1}: label {s!r} is not one of the model's labels ({known})")
+            at = f"{where}:{lines[i]}" if where and lines else f"{where + ': ' if where else ''}row {i + 1}"
+            raise BadInput(f"{at}: label {s!r} is not one of the model's labels ({known})")
     return np.asarray(out, dtype=np.int64)
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edgedeploy.core.bounded import limit_for, read_json_bounded
 from edgedeploy.core.errors import BadInput
 from edgedeploy.data.datasets import iter_rows
-from edgedeploy.runtimes.inputs import generate
+from edgedeploy.runtimes.inputs import MAX_INPUT_BYTES, generate
 
 
 class SampleSource:
@@ -66,7 +67,15 @@ class SampleSource:
 
             if not (self.artifact.path / "tokenizer_config.json").exists() and not (self.artifact.path / "tokenizer.json").exists():
                 raise BadInput(f"{self.artifact.path}: has no tokenizer files, so text data cannot be tokenized; give an .npz of inputs")
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self.artifact.path), local_files_only=True)
+            for name in ("tokenizer.json", "tokenizer_config.json"):
+                if (self.artifact.path / name).is_file():
+                    read_json_bounded(self.artifact.path / name, name, limit_for(name))
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(str(self.artifact.path), local_files_only=True)
+            except Exception as exc:  # the tokenizers library raises a bare Exception for a malformed file
+                raise BadInput(
+                    f"{self.artifact.path}: its tokenizer files cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
+                ) from None
         return self._tokenizer
 
     def __iter__(self) -> Iterator[dict]:
@@ -80,13 +89,14 @@ class SampleSource:
     def _text(self):
         cols = (self.text_column,) + tuple(c for c in (self.label_column, self.pair_column) if c)
         texts, pairs, n = [], [], 0
-        self.labels = []
+        self.labels, self.label_lines = [], []
         for row in iter_rows(self.path, cols):
             texts.append(str(row[self.text_column]))
             if self.pair_column:
                 pairs.append(str(row[self.pair_column]))
             if self.label_column:
                 self.labels.append(row[self.label_column])
+                self.label_lines.append(row.line)
             n += 1
             if len(texts) == self.batch or n >= self.limit:
                 yield self._encode(texts, pairs)
@@ -105,14 +115,27 @@ class SampleSource:
     def _npz(self):
         try:
             data = np.load(self.path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"{self.path}: not a readable .npz ({exc})") from None
+            if not hasattr(data, "files"):
+                raise ValueError("a single array, not an .npz archive of named arrays")
+            sizes = {i.filename.removesuffix(".npy"): i.file_size for i in data.zip.infolist()}
+        except Exception as exc:  # OSError, ValueError, zipfile.BadZipFile, ...
+            raise BadInput(f"{self.path}: not a readable .npz ({str(exc)[:200]})") from None
         missing = [n for n in self.input_names if n not in data.files]
         if missing:
             raise BadInput(f"{self.path}: lacks input(s) {', '.join(missing)}; it has {', '.join(data.files)}")
-        total = min(len(data[self.input_names[0]]), self.limit)
+        if sum(sizes.get(n, 0) for n in self.input_names) > MAX_INPUT_BYTES:  # checked before anything is inflated
+            raise BadInput(f"{self.path}: the inputs are over {MAX_INPUT_BYTES / 2**30:.0f} GiB uncompressed; use fewer samples")
+        arrays = {}
+        for n in self.input_names:
+            try:
+                arrays[n] = data[n]
+            except Exception as exc:  # object arrays need pickles, which are refused; corrupt members
+                raise BadInput(f"{self.path}: array {n!r} is not readable ({str(exc)[:200]})") from None
+            if arrays[n].dtype.kind not in "biuf" or arrays[n].ndim == 0:
+                raise BadInput(f"{self.path}: array {n!r} has dtype {arrays[n].dtype} and shape {list(arrays[n].shape)}; inputs are numeric arrays")
+        total = min(len(arrays[self.input_names[0]]), self.limit)
         for i in range(0, total, self.batch):
-            yield {n: data[n][i : min(i + self.batch, total)] for n in self.input_names}
+            yield {n: arrays[n][i : min(i + self.batch, total)] for n in self.input_names}
 
     def _random(self):
         sig = self.artifact.inputs

@@ -7,12 +7,14 @@ Lookup order for a NAME: a path to a .json file, then user directories from
 from __future__ import annotations
 
 import json
+import math
 import os
 from importlib import resources
 from pathlib import Path
 
 from edgedeploy.core.bounded import read_bounded
 from edgedeploy.core.errors import BadInput
+from edgedeploy.runtimes.limits import MAX_THREADS, THREADS_PER_CPU, max_threads
 
 KNOWN_PROVIDERS = {
     "CPUExecutionProvider",
@@ -67,6 +69,18 @@ CHOICES = {
     ("peaks", "compute_unit"): {"cpu", "gpu"},
 }
 
+# (section, key) -> (low, high, "gt" for low < value, "ge" for low <= value); every number is finite.
+RANGES = {
+    ("target", "cores"): (1, 4096, "ge"),
+    ("target", "memory_gb"): (0, 1 << 20, "gt"),
+    ("run", "intra_op_threads"): (0, MAX_THREADS, "ge"),
+    ("run", "inter_op_threads"): (0, MAX_THREADS, "ge"),
+    ("peaks", "fp32_gflops"): (0, 1e9, "gt"),
+    ("peaks", "int8_gops"): (0, 1e9, "gt"),
+    ("peaks", "memory_bandwidth_gbs"): (0, 1e7, "gt"),
+    ("peaks", "fp16_gflops"): (0, 1e9, "gt"),
+}
+
 
 def _type_name(t) -> str:
     ts = t if isinstance(t, tuple) else (t,)
@@ -115,8 +129,21 @@ def validate(doc, where: str) -> dict:
         raise BadInput(f"{where}: field 'run.provider_options' must map providers of run.providers to {{option: value}}")
     if not doc["run"]["providers"]:
         raise BadInput(f"{where}: field 'run.providers' is empty")
-    if doc["target"]["cores"] < 1 or doc["run"]["intra_op_threads"] < 0:
-        raise BadInput(f"{where}: field 'target.cores' must be >= 1 and 'run.intra_op_threads' >= 0")
+    for (section, key), (lo, hi, what) in RANGES.items():
+        value = doc[section].get(key)
+        if value is None and key in OPTIONAL.get(section, set()):
+            continue
+        if isinstance(value, bool) or not isinstance(value, NUM):
+            raise BadInput(f"{where}: field '{section}.{key}' must be a number, got {type(value).__name__}")
+        if not math.isfinite(value) or not (lo < value if what == "gt" else lo <= value) or value > hi:
+            op = ">" if what == "gt" else ">="
+            raise BadInput(f"{where}: field '{section}.{key}' is {value!r}; must be a finite number {op} {lo} and <= {hi:g}")
+    cap = max_threads(doc["target"]["cores"])
+    for key in ("intra_op_threads", "inter_op_threads"):
+        if doc["run"][key] > cap:
+            raise BadInput(
+                f"{where}: field 'run.{key}' is {doc['run'][key]}; at most {cap} ({THREADS_PER_CPU} per core of target.cores={doc['target']['cores']})"
+            )
     return doc
 
 
@@ -167,3 +194,40 @@ def run_settings(profile: dict) -> dict:
     if run.get("intra_op_threads", 0) == 0:
         run["intra_op_threads"] = os.cpu_count() or 1
     return run
+
+
+def json_schema() -> dict:
+    """The JSON Schema of a profile, derived from ``SCHEMA``, ``CHOICES`` and ``RANGES`` (the
+    declarations ``validate`` checks), so the ranges are visible to editors and users."""
+    types = {str: {"type": "string"}, int: {"type": "integer"}, bool: {"type": "boolean"}, list: {"type": "array"}, OPT: {"type": "null"}}
+
+    def one(t) -> dict:
+        if t is NUM:
+            return {"type": "number"}
+        if isinstance(t, tuple):
+            return {"anyOf": [one(x) for x in t]}
+        return dict(types[t])
+
+    def obj(schema: dict, section: str | None) -> dict:
+        props = {}
+        for key, want in schema.items():
+            if isinstance(want, dict):
+                props[key] = obj(want, key)
+                continue
+            prop = one(want)
+            if (section, key) in CHOICES:
+                prop["enum"] = sorted(CHOICES[(section, key)], key=str)
+            if (section, key) in RANGES:
+                lo, hi, what = RANGES[(section, key)]
+                prop["exclusiveMinimum" if what == "gt" else "minimum"] = lo
+                prop["maximum"] = hi
+            props[key] = prop
+        for key in OPTIONAL.get(section or "", set()):
+            props.setdefault(
+                key, {"type": "number", "exclusiveMinimum": RANGES[(section, key)][0]} if (section, key) in RANGES else {"type": "object"}
+            )
+        return {"type": "object", "properties": props, "required": sorted(schema), "additionalProperties": section is None}
+
+    out = obj(SCHEMA, None)
+    out["properties"]["run"]["description"] = f"Thread counts: 0 is one per core; at most {THREADS_PER_CPU} per core of target.cores."
+    return out

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import Field
 
 from edgedeploy.core.adopt import open_model
+from edgedeploy.core.bounded import read_json_bounded
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import Options
 from edgedeploy.data.samples import SampleSource
@@ -79,7 +80,6 @@ def evaluate(
     batch: int = 32,
     progress=None,
 ) -> dict:
-    import json
 
     art = open_model(artifact)
     ref = open_model(reference) if reference else None
@@ -111,8 +111,12 @@ def evaluate(
     result = {"artifact": str(art.path), "artifact_digest": art.digest, "data": str(data), "samples": seen, "measured": "measured"}
     if label_column:
         cfg = art.path / "config.json"
-        id2label = {int(k): v for k, v in (json.loads(cfg.read_text()).get("id2label") or {}).items()} if cfg.is_file() else {}
-        result["task"] = classification_metrics(label_ids(src.labels, art), np.concatenate(preds), id2label)
+        raw = (read_json_bounded(cfg, "config.json").get("id2label") or {}) if cfg.is_file() else {}
+        try:
+            id2label = {int(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        except ValueError:
+            raise BadInput(f"{cfg}: id2label keys must be class ids (integers)") from None
+        result["task"] = classification_metrics(label_ids(src.labels, art, data, src.label_lines), np.concatenate(preds), id2label)
     if ref is not None:
         fid = col.result(out_name)
         fid["reference"] = str(ref.path)

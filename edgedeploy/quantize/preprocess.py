@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from edgedeploy.core.atomic import scratch_cwd
+from edgedeploy.core.errors import disk_error
 
 log = logging.getLogger("edgedeploy")
 ATTEMPTS = (
@@ -34,6 +35,9 @@ def preprocess(src: Path, dst: Path) -> dict:
             gemms = gemm_to_matmul(dst)
             return {"applied": True, **opts, "fallbacks": failures, "gemm_to_matmul": gemms}
         except Exception as exc:
+            disk = disk_error(exc, dst.parent)
+            if disk is not None:  # no fallback mode helps with a full disk
+                raise disk from exc
             failures.append(f"{opts}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
             log.info("pre-processing attempt failed (%s), trying the next fallback", failures[-1])
     raise RuntimeError("quant_pre_process failed in every mode: " + " | ".join(failures))

@@ -4,6 +4,8 @@ each stage cached by content, then the gate. Writes ``summary.json`` for CI."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 from pathlib import Path
 
 from edgedeploy.core.artifact import tool_versions, utc_now
@@ -52,7 +54,14 @@ def _exclusive(run_dir: Path):
     """One run per run directory at a time."""
     import fcntl
 
-    with open(run_dir / ".lock", "w") as fh:
+    lock = run_dir / ".lock"
+    try:  # O_NOFOLLOW, no truncation: a planted link or file is never written through
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadInput(f"{lock}: is a symbolic link; remove it (edgedeploy never writes through links)") from None
+        raise
+    with os.fdopen(fd, "r+") as fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
