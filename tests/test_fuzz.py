@@ -287,3 +287,73 @@ def test_fuzz_device_results(artifact):
         assert out is None or [r["name"] for r in out["results"]] == names
 
     run()
+
+
+# ---- numeric settings: any value from any source is accepted or refused (exit 2), never a crash ----
+
+NUMBERS = (
+    st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from([0, 1, -1, 1024, 1025, 10**9, 10**18, 2**63, float("nan"), float("inf"), True, "8", None])
+)
+
+
+def test_fuzz_numeric_ranges_from_every_source(tiny_onnx):
+    """A flag (typed options), a profile, a job file: each numeric setting given any value is
+    either accepted within its declared range or refused naming it, before any work."""
+    from edgedeploy.bench import BenchOptions
+    from edgedeploy.core.options import coerce
+    from edgedeploy.device.profiles import RANGES, _dirs
+    from edgedeploy.device.profiles import load as load_profile
+    from edgedeploy.runtimes import job
+    from edgedeploy.runtimes.errors import JobError
+    from edgedeploy.runtimes.limits import max_threads
+
+    valid = json.loads((_dirs()[-1] / "rpi4.json").read_text())
+    flags = [n for n, f in BenchOptions.model_fields.items() if f.annotation in (int, float, int | None, float | None)]
+    assert {"threads", "iterations", "concurrency", "qps", "duration"} <= set(flags)
+
+    @given(source=st.sampled_from(["flag", "profile", "job"]), pick=st.integers(0, 100), value=NUMBERS)
+    def run(source, pick, value):
+        if source == "flag":
+            field = flags[pick % len(flags)]
+            try:
+                opts = coerce(BenchOptions, {field: value}, "bench")
+            except BadInput as exc:
+                assert field in str(exc)
+                return
+            got = getattr(opts, field)
+            if field == "threads" and got is not None:
+                assert 1 <= got <= 1024
+        elif source == "profile":
+            section, key = sorted(RANGES)[pick % len(RANGES)]
+            doc = json.loads(json.dumps(valid))
+            doc[section][key] = value
+            with Sandbox() as box:
+                (box.root / "p.json").write_text(json.dumps(doc))
+                box.snapshot()
+                try:
+                    prof = load_profile(str(box.root / "p.json"))
+                except BadInput as exc:
+                    assert f"{section}.{key}" in str(exc) or "p.json" in str(exc)
+                    return
+            v = prof[section][key]
+            assert v == v and v not in (float("inf"), float("-inf"))  # finite
+            if section == "run":
+                assert 0 <= v <= max_threads(prof["target"]["cores"])
+        else:
+            key = ("intra_op_threads", "inter_op_threads", "iterations", "concurrency", "warmup")[pick % 5]
+            j = {"models": [{"name": "t", "path": str(tiny_onnx)}], "profile": {"name": "p", "run": {}}}
+            if key.endswith("threads"):
+                j["profile"]["run"][key] = value
+            else:
+                j[key] = value
+            try:
+                out = job.normalize(j)
+            except JobError as exc:
+                assert key in str(exc)
+                return
+            if key.endswith("threads"):
+                assert 0 <= out["profile"]["run"][key] <= max_threads()
+
+    run()

@@ -514,3 +514,390 @@ def test_recipe_values_fail_validation_not_a_minute_in(tmp_path):
     for needle in ("targets.0.shape", "targets.0.iterations", "targets.1.shape", "budgets.max_p90_ms", "budgets.max_size_mb"):
         assert any(needle in ln for ln in lines), (needle, proc.stderr)
     assert not (tmp_path / "run").exists()
+
+
+# ---- round 2: write only where it is ours --------------------------------------------------------
+
+
+def _state(path: Path):
+    st = os.lstat(path)
+    return st.st_mode, st.st_mtime_ns, st.st_ino, st.st_rdev
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "symlink", "socket"])
+def test_outputs_never_replace_what_is_not_a_regular_file(art, tmp_path, kind):
+    import socket
+    import stat as st
+
+    if kind == "device":
+        target = Path("/dev/full")
+    elif kind == "fifo":
+        target = tmp_path / "pipe"
+        os.mkfifo(target)
+    elif kind == "symlink":
+        (tmp_path / "real.json").write_text("keep")
+        target = tmp_path / "link.json"
+        target.symlink_to(tmp_path / "real.json")
+    else:
+        target = tmp_path / "sock"
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(target))
+    import numpy as np
+
+    data = tmp_path / "x.npz"
+    np.savez(data, x=np.ones((2, 64), np.float32))
+    before = _state(target)
+    for cmd in (
+        ("bench", art, "--shape", "batch=1", "--iterations", "2", "-o", target),
+        ("eval", art, "--data", data, "--no-labels", "--reference", art, "-o", target),
+    ):
+        line = refused(*cmd)
+        assert str(target) in line and "is a" in line, line
+    assert _state(target) == before  # same type, inode and mtime: nothing renamed over it
+    if kind == "device":
+        assert st.S_ISCHR(os.lstat(target).st_mode)
+    if kind == "symlink":
+        assert (tmp_path / "real.json").read_text() == "keep"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_the_write_helper_refuses_a_fifo_and_a_link(tmp_path):
+    from edgedeploy.core.atomic import write_json_atomic
+    from edgedeploy.core.errors import BadInput
+
+    os.mkfifo(tmp_path / "p")
+    (tmp_path / "l").symlink_to(tmp_path / "elsewhere")
+    for name in ("p", "l"):
+        with pytest.raises(BadInput, match="regular files"):
+            write_json_atomic(tmp_path / name, {"a": 1})
+    assert not (tmp_path / "elsewhere").exists()
+
+
+def test_an_artifact_output_that_is_a_link_is_refused_even_with_force(art, tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "out").symlink_to(tmp_path / "real")
+    refused("quantize", art, "-o", tmp_path / "out", "--method", "dynamic", "--force", needle="symbolic link")
+    assert (tmp_path / "out").is_symlink() and not any((tmp_path / "real").iterdir())
+
+
+def _fill(mnt: Path, free: int) -> None:
+    """Leave ``free`` bytes of the 256 KiB tmpfs at ``mnt``."""
+    (mnt / "fill").unlink(missing_ok=True)
+    with open(mnt / "fill", "wb") as fh:
+        fh.write(b"\0" * (256 * 1024 - free))
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 256 KiB tmpfs, nearly filled: a real ENOSPC (needs root and mount; skipped otherwise)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    try:
+        _fill(mnt, 8192)  # room for a directory, not for a model
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_disk_full_during_quantize_is_exit_3_naming_the_output(art, full_disk):
+    big = full_disk / "q"
+    line = refused("quantize", art, "-o", big, "--method", "dynamic", code=3)
+    assert str(big) in line and "No space left" in line, line
+    assert sorted(p.name for p in full_disk.iterdir()) == ["fill"]  # no staging, no scratch, no partial artifact
+
+
+def test_disk_full_during_save_outputs_leaves_nothing(art, full_disk):
+    out = full_disk / "outs"
+    _fill(full_disk, 0)  # a folder takes no data page on tmpfs; the .npz (about 1.5 KiB) gets none
+    line = refused("bench", art, "--shape", "batch=1", "--iterations", "2", "--save-outputs", out, code=3)
+    assert str(out / "mlp.npz") in line and "No space left" in line, line
+    assert sorted(p.name for p in full_disk.iterdir()) == ["fill"]  # no empty .npz, no temp file, no empty folder
+
+
+def test_disk_full_during_a_results_write_is_exit_3_naming_it(art, full_disk):
+    _fill(full_disk, 0)
+    out = full_disk / "r.json"
+    line = refused("bench", art, "--shape", "batch=1", "--iterations", "2", "-o", out, code=3)
+    assert str(out) in line, line
+    assert sorted(p.name for p in full_disk.iterdir()) == ["fill"]
+
+
+# ---- round 2: every numeric setting has a range, from any source ---------------------------------
+
+
+def test_threads_far_above_the_cpus_are_refused_before_any_session(art):
+    start = time.monotonic()
+    assert "--threads" in refused("bench", art, "--threads", "100000")
+    cpus = os.cpu_count() or 1
+    line = refused("bench", art, "--shape", "batch=1", "--threads", str(4 * cpus + 1))
+    assert "--threads" in line and f"1..{4 * cpus}" in line, line
+    assert time.monotonic() - start < 20
+
+
+def _profile(tmp_path, section, key, value, name="bad"):
+    doc = json.loads((Path(__file__).resolve().parents[1] / "device_profiles" / "rpi4.json").read_text())
+    doc[section][key] = value
+    doc["name"] = name
+    path = tmp_path / f"{name}.json"
+    path.write_text(json.dumps(doc))  # json writes NaN as the bare NaN that Python's reader accepts
+    return path
+
+
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("run", "intra_op_threads", 1_000_000_000),
+        ("run", "inter_op_threads", 10**18),
+        ("run", "intra_op_threads", 17),  # 4 per core of the rpi4's 4 cores
+        ("peaks", "fp32_gflops", float("nan")),
+        ("peaks", "memory_bandwidth_gbs", -1.0),
+        ("peaks", "int8_gops", float("inf")),
+        ("target", "memory_gb", 0),
+    ],
+)
+def test_profile_numbers_out_of_range(art, tmp_path, section, key, value):
+    prof = _profile(tmp_path, section, key, value)
+    for cmd in (("bench", art, "--profile", prof, "--iterations", "2"), ("estimate", art, "--profile", prof, "--shape", "batch=1")):
+        line = refused(*cmd)
+        assert f"{section}.{key}" in line and "bad.json" in line, line
+
+
+def test_profile_ranges_are_in_its_json_schema():
+    doc = json.loads(cli("schema", "profile", check=0).stdout)
+    run = doc["properties"]["run"]["properties"]
+    assert run["intra_op_threads"]["maximum"] == 1024 and run["intra_op_threads"]["minimum"] == 0
+    assert doc["properties"]["peaks"]["properties"]["fp32_gflops"]["exclusiveMinimum"] == 0
+    recipe = json.dumps(json.loads(cli("schema", "recipe", check=0).stdout))
+    assert '"maximum": 1024' in recipe  # targets' threads
+
+
+def test_every_bundled_profile_is_inside_the_ranges():
+    from edgedeploy.device import profiles
+
+    for name in profiles.available():
+        profiles.load(name)
+
+
+def test_job_file_threads_are_checked_on_the_device(tiny_onnx):
+    from edgedeploy.runtimes import job
+
+    for run in ({"intra_op_threads": 10**9}, {"inter_op_threads": 10**18}, {"intra_op_threads": -1}):
+        with pytest.raises(job.JobError, match="run.i"):
+            job.normalize({"models": [{"name": "t", "path": str(tiny_onnx)}], "profile": {"name": "p", "run": run}})
+
+
+def test_a_dim_given_twice_is_refused(art):
+    assert "given twice" in refused("bench", art, "--shape", "batch=1,batch=2", "--iterations", "2")
+
+
+# ---- round 2: inputs the runtime cannot feed, companion files, bounded reads ---------------------
+
+
+def test_a_string_input_is_named_with_its_type(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    s = helper.make_tensor_value_info("s", TensorProto.STRING, ["batch"])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["s"], ["y"])], "g", [s], [helper.make_tensor_value_info("y", TensorProto.STRING, ["batch"])]
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "str.onnx"))
+    line = refused("bench", tmp_path / "str.onnx", "--shape", "batch=1", "--iterations", "2")
+    assert "'s'" in line and "tensor(string)" in line and "str.onnx" in line, line
+
+
+@pytest.fixture
+def adopted_text(text_art, tmp_path):
+    """An optimum-style directory (model.onnx + tokenizer + config), not an edgedeploy artifact."""
+    d = tmp_path / "adopted"
+    d.mkdir()
+    for f in text_art.iterdir():
+        if f.name != MANIFEST:
+            shutil.copy2(f, d / f.name)
+    return d
+
+
+@pytest.mark.parametrize("body", [b"this is not JSON", b"[" * 100_000 + b"]" * 100_000, b"[1, 2]"])
+def test_a_corrupt_tokenizer_json_is_exit_2_naming_it(adopted_text, tmp_path, body):
+    (adopted_text / "tokenizer.json").write_bytes(body)
+    data = tmp_path / "d.tsv"
+    data.write_text("text\tlabel\ngood film\tpositive\n")
+    for cmd in (("eval", adopted_text, "--data", data, "--label-column", "label"), ("adopt", adopted_text, "-o", tmp_path / "a")):
+        assert "tokenizer.json" in refused(*cmd)
+    assert not (tmp_path / "a").exists()
+
+
+def _peak_mb(*args) -> tuple[int, str, float]:
+    """Run the CLI in a child of a fresh interpreter and report the child's peak RSS (MB)."""
+    code = (
+        "import resource, subprocess, sys\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "sys.stdout.write(f'{p.returncode}\\n{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n' + p.stderr)\n"
+    )
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", code, sys.executable, "-m", "edgedeploy", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+    rc, kb, err = out.stdout.split("\n", 2)
+    return int(rc), err, int(kb) / 1024
+
+
+def _sparse(path: Path, size: int, head: bytes = b"") -> Path:
+    with open(path, "wb") as fh:
+        fh.write(head)
+        fh.truncate(size)
+    return path
+
+
+@pytest.mark.parametrize("case", ["onnx", "tsv", "config", "tokenizer"])
+def test_oversized_inputs_are_refused_before_reading(adopted_text, tmp_path, case):
+    if case == "onnx":
+        d = tmp_path / "big"
+        d.mkdir()
+        _sparse(d / "model.onnx", 3 << 30)
+        args, needle = ("inspect", d), "model.onnx"
+    elif case == "tsv":
+        args, needle = (
+            ("eval", adopted_text, "--data", _sparse(tmp_path / "big.tsv", 2 << 30, b"text\tlabel\n"), "--label-column", "label"),
+            "big.tsv:2",
+        )
+    elif case == "config":
+        _sparse(adopted_text / "config.json", 1536 << 20)
+        args, needle = ("inspect", adopted_text), "config.json"
+    else:
+        _sparse(adopted_text / "tokenizer.json", 512 << 20)
+        args, needle = ("adopt", adopted_text, "-o", tmp_path / "a"), "tokenizer.json"
+    rc, err, peak = _peak_mb(*args)
+    assert rc == 2, err
+    assert needle in err and "Traceback" not in err, err
+    assert peak < 200, f"peak {peak:.0f} MB"
+
+
+def test_external_data_extents_are_checked_at_adopt_and_verify(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    d = tmp_path / "forged"
+    d.mkdir()
+    import numpy as np
+    from onnx import numpy_helper
+
+    w = numpy_helper.from_array(np.zeros(16, np.float32), "w")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [16])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])], "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [16])], [w]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, str(d / "model.onnx"), save_as_external_data=True, location="w.bin", size_threshold=0)
+    assert (d / "w.bin").stat().st_size == 64
+    m = onnx.load(str(d / "model.onnx"), load_external_data=False)
+    for e in m.graph.initializer[0].external_data:
+        if e.key == "length":
+            e.value = str(1 << 40)
+    onnx.save(m, str(d / "model.onnx"))
+    assert "w.bin" in refused("adopt", d, "-o", tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+
+
+# ---- round 2: data files are read as data ------------------------------------------------------
+
+
+def test_a_byte_order_mark_is_dropped(text_art, tmp_path):
+    data = tmp_path / "bom.tsv"
+    data.write_bytes("\ufefftext\tlabel\ngood film\tpositive\nbad film\tnegative\n".encode())
+    doc = json.loads(cli("eval", text_art, "--data", data, "--label-column", "label", "--json", check=0).stdout)
+    assert doc["samples"] == 2
+
+
+def test_an_unknown_label_names_the_data_file_and_line(text_art, tmp_path):
+    data = tmp_path / "labels.tsv"
+    data.write_text("text\tlabel\ngood film\tpositive\nodd film\tsideways\n")
+    line = refused("eval", text_art, "--data", data, "--label-column", "label")
+    assert f"{data}:3:" in line and "'sideways'" in line, line
+
+
+def test_a_stray_quote_in_a_tsv_does_not_swallow_rows(text_art, tmp_path):
+    data = tmp_path / "quote.tsv"
+    for tail in ('"fine"\tpositive\n', ""):  # the quote closes two lines later, or never
+        data.write_text('text\tlabel\n"good film\tpositive\nbad film\tnegative\n' + tail)
+        line = refused("eval", text_art, "--data", data, "--label-column", "label")
+        assert f"{data}:2:" in line, line
+
+
+def test_quoted_tsv_fields_as_pandas_writes_them_still_read(text_art, tmp_path):
+    from edgedeploy.data.datasets import iter_rows
+
+    data = tmp_path / "pandas.tsv"
+    data.write_text('text\tlabel\n"a ""quoted"" word"\tpositive\n"two\nlines"\tnegative\nit\'s 5" tall\tpositive\n')
+    rows = list(iter_rows(data, ("text", "label")))
+    assert [r["text"] for r in rows] == ['a "quoted" word', "two\nlines", "it's 5\" tall"]
+    assert [r.line for r in rows] == [2, 3, 5]
+
+
+# ---- round 2: every hint names a flag or variable that exists ----------------------------------
+
+
+def test_export_of_a_reference_model_without_datasets_names_the_variable(tmp_path):
+    proc = cli(
+        "export", "reference:sst2", "-o", tmp_path / "o", env={"EDGEDEPLOY_DATASETS": str(tmp_path / "none"), "EDGEDEPLOY_CACHE": str(tmp_path / "c")}
+    )
+    line = one_line_error(proc)
+    assert proc.returncode == 2 and "EDGEDEPLOY_DATASETS" in line and "--datasets" not in line, line
+
+
+def test_every_flag_a_message_suggests_exists():
+    """Walk every string literal in the library that suggests a flag (--x) or a variable
+    (EDGEDEPLOY_X): each flag is an option of some command (or of the device runtime, or of the
+    reference-model builder) and each variable is read somewhere."""
+    import ast
+    import re
+
+    import click
+
+    from edgedeploy.cli.main import COMMANDS
+    from edgedeploy.cli.main import cli as group
+
+    root = Path(__file__).resolve().parents[1]
+    ctx = click.Context(group)
+    flags = set()
+    for name in COMMANDS:
+        for p in group.get_command(ctx, name).params:
+            flags.update(o.split("/")[0] for o in (*p.opts, *p.secondary_opts))
+            flags.update(o for o in p.opts + p.secondary_opts)
+    for p in group.params:
+        flags.update(p.opts + p.secondary_opts)
+    sources = [f for d in ("edgedeploy", "exporters", "runtimes") for f in (root / d).rglob("*.py")]
+    text = "\n".join(f.read_text() for f in sources)
+    flags.update(re.findall(r"add_argument\(\s*\"(--[a-z0-9-]+)\"", text))  # argparse front ends
+    flags.update(re.findall(r"add_argument\(\s*\"-[a-z]\",\s*\"(--[a-z0-9-]+)\"", text))
+    env_read = set(re.findall(r"environ(?:\.get)?[\[(]\s*\"(EDGEDEPLOY_[A-Z_]+)\"", text)) | set(
+        re.findall(r"getenv\(\s*\"(EDGEDEPLOY_[A-Z_]+)\"", text)
+    )
+
+    def messages(tree):
+        """String pieces of what reaches a user: raised errors, warnings, log lines, echoes."""
+        speakers = {"warn", "warning", "info", "error", "echo", "fail_line", "secho"}
+        for node in ast.walk(tree):
+            call_name = None
+            if isinstance(node, ast.Call):
+                fn = node.func
+                call_name = fn.attr if isinstance(fn, ast.Attribute) else fn.id if isinstance(fn, ast.Name) else None
+            if isinstance(node, ast.Raise) or call_name in speakers:
+                yield from (n for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+
+    unknown, seen = [], 0
+    for f in sources:
+        for node in messages(ast.parse(f.read_text())):
+            seen += 1
+            if True:
+                for flag in re.findall(r"(?<![\w-])(--[a-z][a-z0-9]*(?:-[a-z0-9]+)*)", node.value):
+                    if flag not in flags and flag not in ("--debug", "--help", "--"):
+                        unknown.append(f"{f.relative_to(root)}:{node.lineno}: {flag}")
+                for var in re.findall(r"\b(EDGEDEPLOY_[A-Z_]+)\b", node.value):
+                    if var not in env_read:
+                        unknown.append(f"{f.relative_to(root)}:{node.lineno}: {var}")
+    assert seen > 500  # the walk reached the messages
+    assert not unknown, "\n".join(unknown)

@@ -334,7 +334,7 @@ def load_graph(model_path: Path):
     (protobuf refuses files over 2 GiB anyway, after reading them whole)."""
     import onnx
 
-    check_size(model_path, MAX_ONNX_BYTES, "ONNX graph file (weights over 2 GiB go in external data)")
+    check_size(model_path, MAX_ONNX_BYTES, "model graph (weights over 2 GiB go in ONNX external data)")
     try:
         return onnx.load(str(model_path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError/OSError variants

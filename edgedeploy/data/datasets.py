@@ -104,16 +104,18 @@ class _parsed:
             return
         # quoted fields may span lines (BANKING77 has a few), as written by csv/pandas
         self.reader = csv.DictReader(self._lines(), delimiter="\t" if self.fmt == "tsv" else ",", strict=True)
-        start = 2
+        self.start = 2
         for row in self.reader:
-            yield start, row
-            start = self.reader.line_num + 1
+            yield self.start, row
+            self.start = self.reader.line_num + 1
 
     @property
     def at(self):
         """The line being read (where a csv.Error happened)."""
         reader = getattr(self, "reader", None)
-        return (reader.reader.line_num or 1) if reader is not None else self.line
+        if reader is None:
+            return self.line
+        return getattr(self, "start", None) or reader.reader.line_num or 1  # where the row (and any quote it opened) began
 
     def _json(self, text: str) -> dict:
         try:
