@@ -95,8 +95,13 @@ def detect_task(path: Path, config: dict) -> str:
                 continue
         # Decoders export without KV-cache inputs unless asked (validation compares one forward
         # pass); encoder-decoders always with it, as three graphs (exporters/seq2seq.py).
+        # A with-past task only where this model type has it: a CTC speech model (wav2vec2) is
+        # automatic-speech-recognition without past, Whisper with it.
         base = task.removesuffix("-with-past")
-        return f"{base}-with-past" if seq2seq.is_seq2seq_task(f"{base}-with-past") else _only_task(config.get("model_type"), base)
+        past = f"{base}-with-past"
+        if seq2seq.is_seq2seq_task(past) and past in (_supported_tasks(config.get("model_type")) or {past}):
+            return past
+        return _only_task(config.get("model_type"), base)
     raise BadInput(f"{path}: cannot tell the task from config.json architectures {archs}; pass --task (e.g. feature-extraction, text-classification)")
 
 
@@ -116,6 +121,17 @@ def _auto_task(arch: str) -> str | None:
                 if arch in (names if isinstance(names, (tuple, list)) else (names,)):
                     return task
     return None
+
+
+def _supported_tasks(model_type) -> set[str] | None:
+    """The tasks optimum exports ``model_type`` as; ``None`` when it has no table for the type."""
+    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers optimum's ONNX configs)
+    from optimum.exporters.tasks import TasksManager
+
+    try:
+        return set(TasksManager.get_supported_tasks_for_model_type(str(model_type), exporter="onnx", library_name="transformers"))
+    except (KeyError, ValueError):
+        return None
 
 
 def _only_task(model_type, task: str) -> str:
@@ -281,7 +297,7 @@ def export(path: Path, stage: Path, task: str | None, opset: int | None, trust_r
 
     config = read_config(path)
     task = check_task(path, config.get("model_type"), task or detect_task(path, config))
-    if seq2seq.is_seq2seq_task(f"{task}-with-past"):
+    if seq2seq.is_seq2seq_task(f"{task}-with-past") and f"{task}-with-past" in (_supported_tasks(config.get("model_type")) or {f"{task}-with-past"}):
         raise BadInput(f"{path}: encoder-decoder models export with their KV cache: use --task {task}-with-past")
     model = load_model(path, task, trust_remote_code)
     is_s2s = seq2seq.is_seq2seq_task(task)

@@ -124,6 +124,17 @@ def build(arch: str, dest: Path) -> Path:
     elif arch == "sam":  # optimum writes a vision encoder and a prompt-encoder/mask-decoder graph
         vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_dim=128, global_attn_indexes=[1])
         model = tf.SamModel(tf.SamConfig(vision_config=vision, mask_decoder_config=dict(num_hidden_layers=2)))
+    elif arch == "wav2vec2-ctc":  # a CTC speech model: automatic-speech-recognition without past
+        cfg = tf.Wav2Vec2Config(
+            vocab_size=32,
+            conv_dim=(32, 32),
+            conv_stride=(5, 4),
+            conv_kernel=(8, 4),
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+            **dict(small, intermediate_size=37),
+        )
+        model = tf.Wav2Vec2ForCTC(cfg)
     elif arch == "deit":  # its auto mapping lists it with the with-teacher variant; optimum's inference misses it
         model = tf.DeiTForImageClassification(tf.DeiTConfig(image_size=32, patch_size=8, num_labels=3, **small))
     elif arch == "vit":

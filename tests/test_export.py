@@ -79,6 +79,14 @@ def test_a_class_optimum_cannot_infer_is_detected_from_the_auto_classes(tmp_path
     assert art.manifest["source"]["task"] == "image-classification" and art.manifest["validation"]["passed"]
 
 
+def test_a_ctc_speech_model_exports_without_a_task(tmp_path):
+    """Wav2Vec2ForCTC is a speech model whose model type has no with-past task: detection takes
+    the plain automatic-speech-recognition, not Whisper's with-past one."""
+    art = export(str(build("wav2vec2-ctc", tmp_path / "w2v-src")), tmp_path / "w2v")
+    check_artifact(art)
+    assert art.manifest["source"]["task"] == "automatic-speech-recognition" and art.manifest["validation"]["passed"]
+
+
 def test_a_vision_model_benches_with_the_default_shape(tmp_path):
     """A ViT's pixel_values has symbolic height and width and no sequence: the default --shape
     binds its batch, the rest come from validation; a --shape given must name dims it has."""
