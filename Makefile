@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,demo,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,export,demo,dev]'
 	touch $(STAMP)
 
 # The SSH tests start a real sshd on 127.0.0.1 and the report test renders report.html in

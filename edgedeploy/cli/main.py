@@ -35,11 +35,13 @@ COMMANDS = {
 }
 
 
+EXPORT_EXTRA = "this command needs the export extra (PyTorch and the exporter): pip install 'edgedeploy[export]'"
 INSTALL_HINTS = {
     "onnxruntime": "install one flavour: pip install 'edgedeploy[cpu]' (or [gpu]; on a Jetson, NVIDIA's onnxruntime-gpu wheel)",
-    "torch": "install PyTorch for your platform (pip install torch; see pytorch.org for CUDA builds)",
-    "transformers": "pip install 'transformers>=4.45,<5'",
-    "optimum": "pip install 'optimum-onnx>=0.1,<0.2'",
+    "torch": EXPORT_EXTRA,
+    "optimum": EXPORT_EXTRA,
+    "onnxscript": EXPORT_EXTRA,
+    "transformers": "pip install edgedeploy (transformers tokenizes text data; exporting needs the export extra: 'edgedeploy[export]')",
     "onnx": "pip install onnx",
 }
 

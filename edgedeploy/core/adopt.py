@@ -60,6 +60,15 @@ def open_model(path, verify: bool = True) -> Artifact:
     return Artifact.load(path, verify=verify)
 
 
+def is_onnx_model(path) -> bool:
+    """Whether ``path`` is an ONNX model edgedeploy adopts (a ``.onnx`` file, or a directory with
+    ``model.onnx`` or optimum's three seq2seq graphs) rather than a model to export."""
+    path = Path(path)
+    if path.is_file():
+        return path.suffix == ".onnx"
+    return path.is_dir() and not is_artifact(path) and ((path / MODEL).is_file() or all((path / f).is_file() for f in SEQ2SEQ_FILES.values()))
+
+
 def adopt(model, out: Path, force: bool = False) -> Artifact:
     """Publish an adopted model as an artifact at ``out``: its files copied, the manifest written last."""
     art = open_model(model)

@@ -96,7 +96,10 @@ class RecipeSpec(Options):
     """A release recipe (``edgedeploy run RECIPE.yaml``)."""
 
     name: Name | None = Field(None, description="The run's name (default: the recipe file's stem).")
-    source: str = Field(min_length=1, description="A Hugging Face directory, minilm-l6, or reference:sst2|banking77.")
+    source: str = Field(
+        min_length=1,
+        description="A Hugging Face directory, a Hub id from the cache, minilm-l6, reference:sst2|banking77, or an ONNX model (a .onnx file or an optimum export directory) adopted as is.",
+    )
     run_dir: str | None = Field(None, description="Where stages, artifacts and the report go (default: runs/<name>).")
     export: ExportSettings = Field(default_factory=ExportSettings, description="Export settings.")
     data: DataSpec | None = Field(None, description="Data files, relative to the recipe.")

@@ -11,6 +11,7 @@ from pathlib import Path
 from edgedeploy.bench import MeasureOptions, bench
 from edgedeploy.compress import distill, prune, reference
 from edgedeploy.compress.options import DistillOptions, PruneOptions
+from edgedeploy.core.adopt import adopt, is_onnx_model, open_model
 from edgedeploy.core.artifact import Artifact, file_sha256
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.sources import REFERENCE, resolve
@@ -50,6 +51,8 @@ def source_fingerprint(source: str, revision: str | None = None):
 
     if source.startswith(REFERENCE):
         return {"reference": source, "key": reference.key(source[len(REFERENCE) :])}
+    if is_onnx_model(source):  # the files adopting it would take, by their hashes
+        return {"onnx": open_model(source).manifest["files"]}
     return tree_fingerprint(resolve(source, revision=revision).path)
 
 
@@ -162,7 +165,8 @@ def _compress_stage(recipe: Recipe, name: str, out: Path) -> Stage:
 def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
     ex = recipe.spec.export
     deps = [] if model == SOURCE_MODEL else [ids.compress(model)]
-    sample = None if generates(recipe.spec.source, ex.task) else recipe.data.eval  # decoders are validated on generated tokens
+    adopted = model == SOURCE_MODEL and is_onnx_model(recipe.spec.source)
+    sample = None if adopted or generates(recipe.spec.source, ex.task) else recipe.data.eval  # decoders are validated on generated tokens
 
     def source(res) -> str:
         return recipe.spec.source if model == SOURCE_MODEL else res[ids.compress(model)].model
@@ -181,6 +185,9 @@ def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
         }
 
     def run(res) -> ExportResult:
+        if adopted:  # an ONNX model is adopted, not exported: no torch
+            art = adopt(recipe.spec.source, out, force=True)
+            return ExportResult(artifact=str(art.path), digest=art.digest, validation={"passed": None, "max_abs_diff": None, "inputs_from": None})
         opts = ExportOptions(**ex.model_dump(), eval_data=Path(sample) if sample else None, text_column=recipe.data.text_column)
         art = export(source(res), out, options=opts, force=True)
         return ExportResult(
