@@ -56,9 +56,13 @@ dist: setup
 	$(BIN)/python -m edgedeploy.device.runtime_bundle --wheel dist
 	@ls dist
 
+# ruff; deptry: every imported third-party package is declared; vermin: the device runtime parses
+# and runs on Python 3.8 (JetPack 5), as runtimes/pyproject.toml's Requires-Python says.
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/deptry .
+	$(BIN)/vermin --no-tips --violations -q -t=3.8- runtimes/
 
 # ---- release pipelines: thin wrappers over the CLI, for CI jobs and Makefiles -------------
 # make export [MODEL=minilm-l6|path|reference:sst2]     -> $(ARTIFACTS)/model

@@ -134,6 +134,11 @@ def main(argv=None) -> None:
         if debug:
             raise
         fix = INSTALL_HINTS.get((exc.name or "").split(".")[0])
+        if fix is EXPORT_EXTRA and _transformers_major() >= 5:
+            fix = (
+                "this command needs the export extra, and the exporter it uses (optimum-onnx) needs transformers < 4.58 while this "
+                "environment has transformers 5; run it in a separate environment with pip install 'edgedeploy[export]'"
+            )
         if fix is None:
             fail_line(f"internal error: ModuleNotFoundError: {_first_line(exc)}; rerun with --debug")
             sys.exit(1)
@@ -150,6 +155,15 @@ def main(argv=None) -> None:
         fail_line(f"internal error: {type(exc).__name__}: {_first_line(exc)}; rerun with --debug")
         sys.exit(1)
     sys.exit(0)
+
+
+def _transformers_major() -> int:
+    from importlib import metadata
+
+    try:
+        return int(metadata.version("transformers").split(".")[0])
+    except (metadata.PackageNotFoundError, ValueError):
+        return 0
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,15 +1,14 @@
 """Package the device-side code (``edgedeploy.runtimes`` only) for a target that has nothing
 but numpy and onnxruntime: a zipapp (``python edgedeploy-runtime.pyz ...``, what ``bench
 --host`` uploads) and a wheel, ``edgedeploy-runtime``, with an ``edgedeploy-runtime`` console
-script (what ``provision`` installs and ``make dist`` writes; it is for device images: it holds
-``edgedeploy/__init__.py`` and would shadow a full edgedeploy install in the same env).
+script (what ``provision`` installs and ``make dist`` writes), built by setuptools from
+``runtimes/pyproject.toml``.
 
 ``python -m edgedeploy.device.runtime_bundle --wheel DIR`` writes the wheel into DIR."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import contextlib
 import io
 import sys
 import zipfile
@@ -19,7 +18,6 @@ from edgedeploy import __version__
 from edgedeploy.core.atomic import write_bytes_atomic
 
 MAIN = "from edgedeploy.runtimes.__main__ import main\nmain()\n"
-RUNTIME_DIST = "edgedeploy_runtime"
 
 
 def runtime_sources() -> dict[str, bytes]:
@@ -45,29 +43,39 @@ def build_zipapp(dest: Path) -> Path:
 
 
 def runtime_wheel(dest: Path) -> Path:
-    """A pure-Python wheel with edgedeploy/__init__.py and edgedeploy/runtimes only."""
-    name = f"{RUNTIME_DIST}-{__version__}"
-    files = dict(runtime_sources())
-    files[f"{name}.dist-info/METADATA"] = (
-        f"Metadata-Version: 2.1\nName: edgedeploy-runtime\nVersion: {__version__}\n"
-        "Summary: edgedeploy device-side benchmark harness (numpy + onnxruntime only)\n"
-        "License-Expression: Apache-2.0\nRequires-Python: >=3.9\nRequires-Dist: numpy\nRequires-Dist: onnxruntime\n"
-    ).encode()
-    files[f"{name}.dist-info/WHEEL"] = b"Wheel-Version: 1.0\nGenerator: edgedeploy\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
-    files[f"{name}.dist-info/entry_points.txt"] = b"[console_scripts]\nedgedeploy-runtime = edgedeploy.runtimes.__main__:main\n"
-    record = []
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{path},sha256={digest},{len(data)}")
-    record.append(f"{name}.dist-info/RECORD,,")
-    files[f"{name}.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for path, data in files.items():
-            zf.writestr(zipfile.ZipInfo(path, date_time=(2020, 1, 1, 0, 0, 0)), data)
-    out = Path(dest) / f"{name}-py3-none-any.whl"
-    write_bytes_atomic(out, buf.getvalue())
-    return out
+    """The ``edgedeploy-runtime`` wheel, built by setuptools' PEP 517 backend from the runtime's own
+    project metadata (``runtimes/pyproject.toml``) over a staged copy of ``runtimes/*.py``."""
+    import os
+    import shutil
+    import tempfile
+
+    import edgedeploy.runtimes as rt
+
+    src = Path(rt.__file__).parent
+    with tempfile.TemporaryDirectory(prefix="edgedeploy-runtime-build-") as tmp:
+        project = Path(tmp) / "project"
+        pkg = project / "edgedeploy" / "runtimes"
+        pkg.mkdir(parents=True)
+        for f in sorted(src.glob("*.py")):
+            shutil.copyfile(f, pkg / f.name)
+        meta = (src / "pyproject.toml").read_text()
+        if f'version = "{__version__}"' not in meta:
+            raise RuntimeError(f"{src / 'pyproject.toml'}: its version is not edgedeploy's {__version__}; change both together")
+        (project / "pyproject.toml").write_text(meta)
+        out = Path(tmp) / "dist"
+        out.mkdir()
+        previous = os.getcwd()
+        os.chdir(project)  # the PEP 517 hooks run in the project directory
+        try:
+            from setuptools import build_meta
+
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                name = build_meta.build_wheel(str(out))
+        finally:
+            os.chdir(previous)
+        target = Path(dest) / name
+        write_bytes_atomic(target, (out / name).read_bytes())
+    return target
 
 
 if __name__ == "__main__":
