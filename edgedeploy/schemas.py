@@ -1,16 +1,15 @@
-"""JSON Schemas derived from the typed declarations (``edgedeploy schema recipe|manifest``)."""
+"""JSON Schemas derived from the typed declarations (``edgedeploy schema recipe|manifest|profile``)."""
 
 from __future__ import annotations
 
 from edgedeploy.core.manifest import Manifest
+from edgedeploy.device.profiles import json_schema as profile_schema
 from edgedeploy.release.spec import RecipeSpec
 
 
 def schema(what: str) -> dict:
     if what == "profile":
-        from edgedeploy.device.profiles import json_schema
-
-        out = json_schema()
+        out = profile_schema()
         out["$schema"] = "https://json-schema.org/draft/2020-12/schema"
         out["title"] = "edgedeploy device profile"
         return out
