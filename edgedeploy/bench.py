@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -92,8 +92,6 @@ class RemoteOptions(Options):
 
 class BenchOptions(MeasureOptions, RemoteOptions):
     """Every setting of ``edgedeploy bench``."""
-
-    RENAMED: ClassVar[dict[str, str]] = {"inputs_npz": "inputs"}
 
     inputs: Path | None = Field(None, description="Real inputs from an .npz instead of generated ones.")
     host: list[str] = Field(default_factory=list, description="Run on user@host[:port] or a ~/.ssh/config Host over SSH. Repeatable.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -64,8 +64,6 @@ class ExportSettings(Options):
 
 class ExportOptions(ExportSettings):
     """Every setting of ``edgedeploy export``."""
-
-    RENAMED: ClassVar[dict[str, str]] = {"sample_data": "eval_data", "input_specs": "input"}
 
     factory: str | None = Field(None, description="package.module:callable returning a torch.nn.Module.")
     weights: Path | None = Field(None, description="Weights for --factory (.safetensors preferred; .pt loads with weights_only=True).")

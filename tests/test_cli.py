@@ -82,21 +82,16 @@ def test_every_option_has_help_text():
     assert missing == []
 
 
-def test_evaluation_data_is_data_in_every_command_and_the_old_flag_still_works(capsys):
+def test_evaluation_data_is_data_in_every_command():
     import click
 
     from edgedeploy.cli.main import cli as group
-    from edgedeploy.core.options import from_cli
-    from edgedeploy.quantize.options import QuantizeOptions
 
     ctx = click.Context(group)
     for name in ("export", "quantize", "eval", "prune", "distill"):
         params = {p.name: p for p in group.get_command(ctx, name).params}
         assert params["eval_data"].opts == ["--data"] and not params["eval_data"].hidden, name
-        assert params["old__eval_data"].opts == ["--eval-data"] and params["old__eval_data"].hidden, name
-    kwargs = {"method": "dynamic", "old__eval_data": "dev.tsv"}
-    assert str(from_cli(QuantizeOptions, kwargs).eval_data) == "dev.tsv" and kwargs == {}
-    assert "--eval-data is deprecated; use --data" in capsys.readouterr().err
+        assert not any(getattr(p, "hidden", False) for p in params.values()), name  # no aliases for names never released
 
 
 def test_the_old_compress_data_key_is_refused_not_read_as_evaluation_text():

@@ -283,7 +283,7 @@ def test_distillation_lowers_its_loss_and_is_deterministic(teacher, tmp_path):
         lr=1e-3,
         attention_weight=1.0,
         hidden_weight=1.0,
-        eval=str(SST2_DEV),
+        eval_data=str(SST2_DEV),
         checkpoint_every=0,
     )
     rec = distill(str(teacher), tmp_path / "a", opts)

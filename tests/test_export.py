@@ -135,7 +135,7 @@ def test_factory_with_safetensors_weights(tmp_path):
         for p in model.parameters():
             p.add_(1.0)
     save_file(model.state_dict(), tmp_path / "w.safetensors")
-    art = export(None, tmp_path / "m", factory="factories:tiny_mlp", weights=tmp_path / "w.safetensors", input_specs=("x:float32:batch,64",))
+    art = export(None, tmp_path / "m", factory="factories:tiny_mlp", weights=tmp_path / "w.safetensors", input=("x:float32:batch,64",))
     check_artifact(art)
     x = np.ones((2, 64), np.float32)
     import onnxruntime as ort
@@ -151,7 +151,7 @@ def test_torchscript_file(tmp_path):
 
     scripted = torch.jit.script(factories.tiny_mlp())
     scripted.save(str(tmp_path / "mlp.pt"))
-    art = export(str(tmp_path / "mlp.pt"), tmp_path / "ts", input_specs=("x:float32:batch,64",))
+    art = export(str(tmp_path / "mlp.pt"), tmp_path / "ts", input=("x:float32:batch,64",))
     check_artifact(art)
     assert art.manifest["source"]["kind"] == "torchscript"
     assert art.manifest["export"]["exporter"] == "torch.onnx (torchscript)"
@@ -165,7 +165,7 @@ def test_pickled_module_needs_trust_pickle(tmp_path):
     proc = cli("export", tmp_path / "whole.pt", "--input", "x:float32:batch,64", "-o", tmp_path / "out", check=2)
     assert "--trust-pickle" in one_line_error(proc)
     assert not (tmp_path / "out").exists()
-    art = export(str(tmp_path / "whole.pt"), tmp_path / "trusted", input_specs=("x:float32:batch,64",), trust_pickle=True)
+    art = export(str(tmp_path / "whole.pt"), tmp_path / "trusted", input=("x:float32:batch,64",), trust_pickle=True)
     check_artifact(art)
 
 

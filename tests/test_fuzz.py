@@ -96,7 +96,7 @@ def parses_or_refuses(fn, *errors):
 def artifact(tmp_path_factory):
     from edgedeploy.export import export
 
-    return export(None, tmp_path_factory.mktemp("fz") / "mlp", factory="factories:tiny_mlp", input_specs=("x:float32:batch,64",))
+    return export(None, tmp_path_factory.mktemp("fz") / "mlp", factory="factories:tiny_mlp", input=("x:float32:batch,64",))
 
 
 def _manifest_case(artifact, manifest_bytes):
@@ -144,7 +144,7 @@ def test_fuzz_recipe_bytes(raw):
     with Sandbox() as box:
         (box.root / "r.yaml").write_bytes(raw)
         box.snapshot()
-        parses_or_refuses(lambda: load(box.root / "r.yaml", warn=lambda _m: None))
+        parses_or_refuses(lambda: load(box.root / "r.yaml"))
 
 
 @given(key=st.text(max_size=30), value=st.text(max_size=60))
@@ -154,7 +154,7 @@ def test_fuzz_set_overrides(key, value):
     with Sandbox() as box:
         (box.root / "r.yaml").write_bytes(RECIPE)
         box.snapshot()
-        parses_or_refuses(lambda: load(box.root / "r.yaml", overrides=(f"{key}={value}",), warn=lambda _m: None))
+        parses_or_refuses(lambda: load(box.root / "r.yaml", overrides=(f"{key}={value}",)))
 
 
 # ---- data files ------------------------------------------------------------------------------------

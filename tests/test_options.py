@@ -1,11 +1,11 @@
 """Settings declared once: flags, recipe keys, manifest options and JSON Schema all come from
-the typed declarations; renamed keys and flags still work and warn; a bad recipe reports every
+the typed declarations; a bad recipe reports every
 problem at once."""
 
 import json
 
 import pytest
-from conftest import SST2_DEV, cli, one_line_error
+from conftest import cli, one_line_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,11 +36,11 @@ def test_schema_recipe_lists_every_quantize_setting_as_a_variant_key():
     variant = s["$defs"]["VariantSpec"]["properties"]
     assert set(QuantizeOptions.model_fields) <= set(variant)
     assert {"gate", "model"} <= set(variant)
-    assert variant["min_cosine"]["deprecated"] is True  # the old name is still accepted, and marked
+    assert "min_cosine" not in variant  # unreleased: a renamed setting has no alias
     target = s["$defs"]["TargetSpec"]["properties"]
     assert {"iterations", "duration", "warmup", "threads", "shape", "host", "remote_venv", "timeout", "max_cv", "budgets"} <= set(target)
     assert set(Budgets.model_fields) <= set(s["$defs"]["Budgets"]["properties"])
-    assert s["$defs"]["Budgets"]["properties"]["min_cosine"]["deprecated"] is True
+    assert "min_cosine" not in s["$defs"]["Budgets"]["properties"]
 
 
 def test_schema_manifest_describes_the_manifest(minilm_artifact):
@@ -68,14 +68,10 @@ def test_budget_names_match_report_columns():
     assert "min_cosine" not in CSV_FIELDS and "worst_cosine" in CSV_FIELDS
 
 
-def test_deprecated_flag_still_works_and_warns(tmp_path):
-    proc = cli("quantize", tmp_path / "missing", "-o", tmp_path / "out", "--method", "dynamic", "--min-cosine", "0.99", check=2)
-    assert "edgedeploy: warning: --min-cosine is deprecated; use --min-mean-cosine" in proc.stderr
-    assert "no such artifact" in one_line_error(proc)
-    both = cli(
-        "quantize", tmp_path / "missing", "-o", tmp_path / "out", "--method", "dynamic", "--min-cosine", "0.99", "--min-mean-cosine", "0.98", check=2
-    )
-    assert "are the same setting" in one_line_error(both)
+def test_an_old_flag_name_is_an_unknown_option(tmp_path):
+    """edgedeploy is unreleased: a renamed flag has no hidden alias."""
+    line = one_line_error(cli("quantize", tmp_path / "missing", "-o", tmp_path / "out", "--method", "dynamic", "--min-cosine", "0.99", check=2))
+    assert "--min-cosine" in line and "No such option" in line, line
 
 
 @pytest.mark.parametrize(
@@ -134,26 +130,18 @@ def test_a_bad_recipe_reports_every_problem_at_once(tmp_path):
     assert not run_dir.exists()
 
 
-def test_deprecated_recipe_keys_still_work_and_warn(tmp_path):
-    from edgedeploy.release.recipe import load
+def test_old_recipe_keys_are_unknown_keys_with_a_suggestion(tmp_path):
+    from edgedeploy.release.recipe import RecipeError, load
 
     recipe = write(
         tmp_path,
-        (
-            f"source: minilm-l6\ndata:\n  eval: {SST2_DEV}\n  pair_column: hypothesis\n"
-            "variants:\n  int4: {method: int4, embeddings: false, sensitive_8bit: 1}\n  aware: {method: dynamic, min_cosine: 0.99}\n"
-            "targets:\n  - name: local\nbudgets:\n  min_cosine: 0.95\n"
-        ),
+        "source: minilm-l6\nvariants:\n  aware: {method: dynamic, min_cosine: 0.99}\ntargets:\n  - name: local\nbudgets:\n  min_cosine: 0.95\n",
     )
-    warned = []
-    r = load(recipe, warn=warned.append)
-    assert r.spec.budgets.min_mean_cosine == 0.95 and r.variants["aware"].min_mean_cosine == 0.99
-    assert r.variants["int4"].int4_embeddings is False and r.variants["int4"].int4_sensitive_8bit == 1
-    assert r.data.text_pair_column == "hypothesis"
-    assert any(w.endswith("r.yaml:11: budgets.min_cosine: deprecated key; use min_mean_cosine") for w in warned), warned
-    assert len(warned) == 5
-    proc = cli("run", recipe, "--only", "nothing", "--run-dir", tmp_path / "run", check=2)  # the CLI prints the warnings too
-    assert "edgedeploy: warning:" in proc.stderr and "budgets.min_cosine: deprecated key" in proc.stderr
+    with pytest.raises(RecipeError) as err:
+        load(recipe)
+    text = str(err.value)
+    assert "variants.aware.min_cosine: unknown key; did you mean 'min_mean_cosine'?" in text, text
+    assert "budgets.min_cosine: unknown key; did you mean 'min_mean_cosine'?" in text, text
 
 
 @pytest.mark.parametrize(
@@ -189,40 +177,12 @@ def test_resolving_a_reference_source_never_trains(tmp_path, monkeypatch):
     assert not (tmp_path / "cache").exists()
 
 
-def test_a_deprecated_off_flag_keeps_its_value(tmp_path):
-    """--no-embeddings (the old recipe key's flag) means int4_embeddings=False, not "not given"."""
-    from edgedeploy.core.options import from_cli
-
-    kwargs = {"method": "int4", "old__embeddings": False}
-    opts = from_cli(QuantizeOptions, kwargs)
-    assert opts.int4_embeddings is False and kwargs == {}
-
-
 def test_manifests_and_results_record_every_option(minilm_artifact):
     export_opts = minilm_artifact.manifest["export"]["options"]
     assert set(export_opts) == set(ExportOptions.model_fields)
     from edgedeploy.core.manifest import Manifest
 
     assert Manifest.model_validate(minilm_artifact.manifest).source.kind == "huggingface"
-
-
-def test_an_artifact_written_before_the_renames_still_loads(minilm_artifact, tmp_path):
-    """0.1 manifests: fidelity said min_cosine, quantization had no options, export no options."""
-    import shutil
-
-    from edgedeploy.core.artifact import MANIFEST, Artifact
-    from edgedeploy.core.atomic import write_json_atomic
-    from edgedeploy.quality.fidelity import worst_cosine
-
-    old = tmp_path / "old"
-    shutil.copytree(minilm_artifact.path, old)
-    m = json.loads((old / MANIFEST).read_text())
-    m["export"].pop("options")
-    m["fidelity"] = {"output": "last_hidden_state", "samples": 8, "mean_cosine": 0.99, "min_cosine": 0.97, "max_abs_diff": 0.1, "finite": True}
-    write_json_atomic(old / MANIFEST, m)
-    art = Artifact.load(old)
-    assert worst_cosine(art.manifest["fidelity"]) == 0.97
-    assert "OK" in cli("verify", old, check=0).stdout
 
 
 def test_a_manifest_with_wrong_types_is_refused(minilm_artifact, tmp_path):
@@ -286,6 +246,6 @@ def test_the_recipe_loader_only_ever_raises_bad_input(tmp_path_factory, text):
     recipe = tmp_path_factory.mktemp("fuzz") / "r.yaml"
     recipe.write_text("source: minilm-l6\nvariants:\n  a: {method: dynamic}\ntargets:\n  - name: local\n" + text)
     try:
-        load(recipe, warn=lambda _msg: None)
+        load(recipe)
     except BadInput:
         pass

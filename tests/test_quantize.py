@@ -174,7 +174,7 @@ def small_artifact(tmp_path_factory):
     from edgedeploy.export import export
 
     d = tmp_path_factory.mktemp("small")
-    return export(None, d / "mlp", factory="factories:tiny_mlp", input_specs=("x:float32:batch,64",))
+    return export(None, d / "mlp", factory="factories:tiny_mlp", input=("x:float32:batch,64",))
 
 
 def test_bad_quantize_inputs(small_artifact, tmp_path):
@@ -237,7 +237,7 @@ def test_checksum_mismatch_exits_2(small_artifact, tmp_path):
 def test_accuracy_aware_finds_the_planted_sensitive_layer(tmp_path):
     from edgedeploy.export import export
 
-    parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input_specs=("x:float32:batch,32",))
+    parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input=("x:float32:batch,32",))
     plain = quantize(parent.path, tmp_path / "plain", "dynamic", random_calibration=True, eval_samples=64)
     assert plain.manifest["fidelity"]["mean_cosine"] < 0.99  # the planted layer really hurts
     art = quantize(parent.path, tmp_path / "aware", "dynamic", random_calibration=True, eval_samples=64, min_mean_cosine=0.99)
@@ -256,7 +256,7 @@ def test_accuracy_aware_finds_the_planted_sensitive_layer(tmp_path):
 def test_accuracy_budget_that_cannot_be_met_exits_1(tmp_path):
     from edgedeploy.export import export
 
-    parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input_specs=("x:float32:batch,32",))
+    parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input=("x:float32:batch,32",))
     proc = cli(
         "quantize",
         parent.path,
@@ -282,7 +282,7 @@ def test_exclude_module_of_a_dynamo_export(tmp_path):
     """Dynamo names nodes node_linear_1; the module name comes from its name-scope metadata."""
     from edgedeploy.export import export
 
-    parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input_specs=("x:float32:batch,32",))
+    parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input=("x:float32:batch,32",))
     art = quantize(parent.path, tmp_path / "ex", "dynamic", random_calibration=True, eval_samples=8, exclude=("fc2",))
     kept = art.manifest["quantization"]["nodes_kept_float"]
     assert kept == ["node_linear_1_MatMul", "node_linear_1_Add"]

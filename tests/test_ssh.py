@@ -32,13 +32,13 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mlp(tmp_path_factory):
-    return export(None, tmp_path_factory.mktemp("a") / "mlp", factory="factories:tiny_mlp", input_specs=("x:float32:batch,64",))
+    return export(None, tmp_path_factory.mktemp("a") / "mlp", factory="factories:tiny_mlp", input=("x:float32:batch,64",))
 
 
 @pytest.fixture(scope="module")
 def wide(tmp_path_factory):
     """A ~4 MB model, so an upload can be slowed down and cut."""
-    return export(None, tmp_path_factory.mktemp("w") / "wide", factory="factories:wide_mlp", input_specs=("x:float32:batch,1024",))
+    return export(None, tmp_path_factory.mktemp("w") / "wide", factory="factories:wide_mlp", input=("x:float32:batch,1024",))
 
 
 def remote_bench(server, art, *extra, config=None, host="testpi", check=None, python=None, paths=None):
@@ -304,7 +304,7 @@ def test_remote_arguments_round_trip(server, args):
 def test_file_names_with_spaces_quotes_and_substitutions(server, tmp_path):
     """An artifact and a remote venv path full of shell metacharacters bench fine."""
     d = tmp_path / "we ird $(touch pwned) 'q' \"dq\""
-    art = export(None, d / "my model;`id`", factory="factories:tiny_mlp", input_specs=("x:float32:batch,64",))
+    art = export(None, d / "my model;`id`", factory="factories:tiny_mlp", input=("x:float32:batch,64",))
     proc = cli(
         "bench",
         art.path,

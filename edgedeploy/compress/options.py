@@ -4,7 +4,7 @@ here). Both share the training settings of ``TrainingOptions``."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -17,8 +17,6 @@ def _as_text(v):
 
 
 class TrainingOptions(Options):
-    RENAMED: ClassVar[dict[str, str]] = {"eval": "eval_data"}
-
     train_data: str | None = Field(None, description="Labeled training text (TSV/CSV/JSONL).")
     eval_data: str | None = Field(
         None, description="Labeled text to report accuracy before and after (e.g. dev.tsv).", json_schema_extra={"flag": "data"}

@@ -58,7 +58,7 @@ class Quantization(_Open):
     profile: str | None = None
     settings: dict = Field(description="The settings ONNX Runtime was called with.")
     chosen_by: dict[str, str] = Field(default_factory=dict, description="Who chose each setting: flag, profile NAME or default.")
-    options: dict | None = Field(None, description="Every quantize option as given (0.2 and later; see QuantizeOptions).")
+    options: dict | None = Field(None, description="Every quantize option as given (see QuantizeOptions).")
     nodes_kept_float: list[str] = Field(default_factory=list)
     model_bytes: int
     parent_model_bytes: int
@@ -70,7 +70,7 @@ class Quantization(_Open):
 class Fidelity(_Open):
     samples: int
     mean_cosine: float
-    worst_cosine: float | None = Field(None, description="The worst sample's cosine (called min_cosine before 0.2).")
+    worst_cosine: float | None = Field(None, description="The worst sample's cosine.")
     max_abs_diff: float
     top1_agreement: float | None = None
 

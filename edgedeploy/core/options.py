@@ -10,9 +10,8 @@ help text. Everything else is derived from that one declaration:
 - the settings recorded in manifests and stage records (:meth:`Options.recorded`);
 - the JSON Schema (``edgedeploy schema recipe``).
 
-A renamed setting keeps its old recipe key and flag as deprecated aliases (``RENAMED``):
-they still work and print a warning. So does the field-name flag of a field that declares its
-own ``flag`` (``--eval-data`` for ``--data``).
+A field may declare its own ``flag`` (``eval_data`` is ``--data`` in every command). edgedeploy
+is unreleased: a renamed setting has one name, the new one, with no alias.
 """
 
 from __future__ import annotations
@@ -22,10 +21,10 @@ import math
 import types
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import click
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgedeploy.core.errors import BadInput
 
@@ -41,14 +40,8 @@ def _declared_flag(field) -> str | None:
 
 def field_flag(cls, field: str) -> str:
     """The flag of one field: ``--`` + its name, or the ``flag`` its declaration names (``eval_data``
-    is ``--data`` everywhere; ``--eval-data`` stays as a hidden alias)."""
+    is ``--data`` everywhere)."""
     return flag_name(_declared_flag(cls.model_fields[field]) or field)
-
-
-def old_flags(cls) -> list[tuple[str, str]]:
-    """(old name, field) of every hidden deprecated flag: the renamed keys, and the field name of
-    a field declared with its own ``flag``."""
-    return list(getattr(cls, "RENAMED", {}).items()) + [(n, n) for n, f in cls.model_fields.items() if _declared_flag(f)]
 
 
 def split_names(values: list[str], known, what: str) -> list[str]:
@@ -64,29 +57,10 @@ def warn(msg: str) -> None:
     click.echo(f"edgedeploy: warning: {msg}", err=True)
 
 
-def _deprecated_props(schema: dict, cls) -> None:
-    props = schema.setdefault("properties", {})
-    for old, new in getattr(cls, "RENAMED", {}).items():
-        props[old] = {"deprecated": True, "description": f"Deprecated: renamed to {new}."}
-
-
 class Options(BaseModel):
     """Base of every settings model: unknown keys are errors, NaN and infinity are refused."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra=_deprecated_props)
-    RENAMED: ClassVar[dict[str, str]] = {}  # old key -> new key (the old flag is --old-key)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed(cls, data: Any) -> Any:
-        if isinstance(data, dict) and cls.RENAMED:
-            data = dict(data)
-            for old, new in cls.RENAMED.items():
-                if old in data:
-                    if new in data:
-                        raise ValueError(f"{old} and {new} are both given; {old} is the deprecated name of {new}")
-                    data[new] = data.pop(old)
-        return data
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     def recorded(self) -> dict:
         """The settings as recorded in manifests and stage records (JSON types, every field)."""
@@ -106,7 +80,7 @@ def describe_error(err: dict, model: type[BaseModel] | None = None) -> str:
     """One readable phrase for one pydantic error."""
     t, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     if t == "extra_forbidden":
-        known = model.keys() | set(getattr(model, "RENAMED", {})) if model is not None and hasattr(model, "keys") else set()
+        known = model.keys() if model is not None and hasattr(model, "keys") else set()
         return "unknown key" + did_you_mean(err["loc"][-1], known)
     if t == "missing":
         return "missing required key"
@@ -193,20 +167,11 @@ def _click_param(name: str, field, cls) -> list[click.Option]:
         if field.is_required():
             kw["required"] = True
         params = [click.Option([flag, name], **kw)]
-    for old, new in old_flags(cls):
-        if new != name:
-            continue
-        if base is bool and not optional and not extra.get("off_flag"):
-            params.append(click.Option([flag_name(old), f"old__{old}"], hidden=True, is_flag=True, default=False))
-        elif base is bool:
-            params.append(click.Option([f"{flag_name(old)}/--no-{old.replace('_', '-')}", f"old__{old}"], hidden=True, default=None))
-        else:
-            params.append(click.Option([flag_name(old), f"old__{old}"], hidden=True, type=kw.get("type"), multiple=kw.get("multiple", False)))
     return params
 
 
 def click_options(cls: type[Options]):
-    """A decorator adding one click option per field of ``cls`` (and hidden deprecated aliases)."""
+    """A decorator adding one click option per field of ``cls``."""
 
     def deco(f):
         params = [p for name, field in cls.model_fields.items() for p in _click_param(name, field, cls)]
@@ -217,8 +182,8 @@ def click_options(cls: type[Options]):
 
 
 def from_cli(cls: type[Options], kwargs: dict):
-    """Build ``cls`` from click's keyword arguments (removing the ones it uses); deprecated
-    flags warn; every invalid value is reported at once (exit 2)."""
+    """Build ``cls`` from click's keyword arguments (removing the ones it uses); every invalid
+    value is reported at once (exit 2)."""
     data = {}
     for name in cls.model_fields:
         if name in kwargs:
@@ -227,15 +192,6 @@ def from_cli(cls: type[Options], kwargs: dict):
                 v = list(v) if v else None
             if v is not None:
                 data[name] = v
-    for old, new in old_flags(cls):
-        v = kwargs.pop(f"old__{old}", None)
-        tri_state = _unwrap(cls.model_fields[new].annotation)[1]  # --x/--no-x: False is a value, not "not given"
-        if v is None or v == () or (v is False and not tri_state):
-            continue
-        warn(f"{flag_name(old)} is deprecated; use {field_flag(cls, new)}")
-        if new in data:
-            raise BadInput(f"{flag_name(old)} and {field_flag(cls, new)} are the same setting; give only {field_flag(cls, new)}")
-        data[new] = list(v) if isinstance(v, tuple) else v
     try:
         return cls.model_validate(data)
     except ValidationError as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -26,8 +26,6 @@ log = logging.getLogger("edgedeploy")
 
 class EvalOptions(Options):
     """Every setting of ``edgedeploy eval``."""
-
-    RENAMED: ClassVar[dict[str, str]] = {"pair_column": "text_pair_column"}
 
     eval_data: Path = Field(description="Labeled TSV/CSV/JSONL.", json_schema_extra={"flag": "data"})
     reference: Path | None = Field(None, description="Also measure fidelity against this artifact (e.g. the float parent).")

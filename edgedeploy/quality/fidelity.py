@@ -55,8 +55,8 @@ class Collector:
 
 
 def worst_cosine(fidelity: dict) -> float:
-    """The worst sample's cosine; manifests before 0.2 called it ``min_cosine``."""
-    return fidelity["worst_cosine"] if "worst_cosine" in fidelity else fidelity["min_cosine"]
+    """The worst sample's cosine."""
+    return fidelity["worst_cosine"]
 
 
 def compare_models(candidate, reference, batches, output_index: int = 0) -> dict:

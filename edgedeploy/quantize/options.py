@@ -4,7 +4,7 @@ the recipe variant keys, the manifest's recorded options and the JSON Schema com
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -36,14 +36,6 @@ RESOLVED = (
 
 
 class QuantizeOptions(Options):
-    RENAMED: ClassVar[dict[str, str]] = {
-        "min_cosine": "min_mean_cosine",
-        "max_drop": "max_accuracy_drop",
-        "calibration_method": "calib_method",
-        "embeddings": "int4_embeddings",
-        "sensitive_8bit": "int4_sensitive_8bit",
-    }
-
     method: Method = Field(description="dynamic | static | fp16 | int4")
     profile: str | None = Field(None, description="Device profile whose quantization preset chooses the defaults ('auto': the closest to this host).")
     weight_type: IntType | None = Field(None, description="INT8 weight type (profile or int8).")

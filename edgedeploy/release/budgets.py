@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pydantic import Field
 
 from edgedeploy.core.options import Options
@@ -18,8 +16,6 @@ def _budget(unit: str, scale: float, help_text: str, **limits):
 
 
 class Budgets(Options):
-    RENAMED: ClassVar[dict[str, str]] = {"min_cosine": "min_mean_cosine"}
-
     max_accuracy_drop: float | None = _budget(
         "points", 100.0, "Largest task-accuracy drop against the float reference, a fraction (0.01 = 1 point).", ge=0, le=1
     )

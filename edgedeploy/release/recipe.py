@@ -27,7 +27,7 @@ Relative paths are relative to the recipe file. ``--set key.path=value`` overrid
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -35,7 +35,6 @@ from pydantic import ValidationError
 
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.options import describe_error, did_you_mean
-from edgedeploy.core.options import warn as warn_user
 from edgedeploy.core.yaml_io import compose_text, read_yaml
 from edgedeploy.export import ExportSettings
 from edgedeploy.release import checks
@@ -59,7 +58,6 @@ class RecipeError(BadInput):
 class Recipe:
     path: Path
     spec: RecipeSpec  # validated, with paths made absolute
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -146,31 +144,6 @@ def _apply_set(doc: dict, assignment: str) -> None:
     cur[parts[-1]] = value
 
 
-def _rename_deprecated(doc: dict, lines: dict, warn) -> None:
-    """Old key names still work: renamed in place, each with a warning at its line."""
-
-    def rename(d, path, model):
-        if not isinstance(d, dict):
-            return
-        for old, new in getattr(model, "RENAMED", {}).items():
-            if old in d and new not in d:
-                d[new] = d.pop(old)
-                lines[(*path, new)] = _line_of(lines, (*path, old))
-                warn(_line_of(lines, (*path, old)), ".".join(map(str, (*path, old))), f"deprecated key; use {new}")
-
-    rename(doc.get("data"), ("data",), DataSpec)
-    rename(doc.get("budgets"), ("budgets",), Budgets)
-    for name, v in (doc.get("variants") or {}).items() if isinstance(doc.get("variants"), dict) else ():
-        rename(v, ("variants", name), VariantSpec)
-    for name, c in (doc.get("compress") or {}).items() if isinstance(doc.get("compress"), dict) else ():
-        if isinstance(c, dict) and c.get("method") in STEP_KINDS:
-            rename(c, ("compress", name), STEP_KINDS[c["method"]])
-    for i, t in enumerate(doc.get("targets") or []) if isinstance(doc.get("targets"), list) else ():
-        rename(t, ("targets", i), TargetSpec)
-        if isinstance(t, dict):
-            rename(t.get("budgets"), ("targets", i, "budgets"), Budgets)
-
-
 def _schema_problem(err: dict, doc: dict) -> tuple[tuple, str]:
     """(key path, message) for one pydantic error, in the recipe's own terms."""
     loc = [p for p in err["loc"] if p != "[key]"]
@@ -222,17 +195,15 @@ def read(path: Path) -> tuple[dict, object]:
     return doc, node
 
 
-def load(path, overrides: tuple[str, ...] = (), warn=None) -> Recipe:
+def load(path, overrides: tuple[str, ...] = ()) -> Recipe:
     """Read, check and resolve a recipe. Raises ``RecipeError`` listing every problem."""
     path = Path(path)
     doc, node = read(path)
     problems: list[tuple[int, str, str]] = []
-    warnings: list[str] = []
     lines = _lines(node, problems=problems)
     doc = copy.deepcopy(doc)
     for s in overrides:
         _apply_set(doc, s)
-    _rename_deprecated(doc, lines, lambda line, key, msg: warnings.append(f"{path}:{line}: {key}: {msg}"))
     spec = None
     try:
         spec = RecipeSpec.model_validate(doc)
@@ -248,16 +219,12 @@ def load(path, overrides: tuple[str, ...] = (), warn=None) -> Recipe:
     if problems:
         problems = sorted(dict.fromkeys(problems), key=lambda p: p[0])  # one line per problem, in file order
         raise RecipeError([f"{path}:{line}: {key}: {msg}" for line, key, msg in problems])
-    for w in warnings:
-        (warn or warn_user)(w)
-    return Recipe(path.resolve(), spec, warnings)
+    return Recipe(path.resolve(), spec)
 
 
 def from_document(doc: dict) -> RecipeSpec:
     """A run directory's ``recipe.json`` (written by any version) as a typed spec."""
     body = {k: v for k, v in doc.items() if not k.startswith("_")}
-    lines: dict = {}
-    _rename_deprecated(body, lines, lambda *a: None)
     try:
         return RecipeSpec.model_validate(body)
     except ValidationError as exc:

@@ -6,7 +6,7 @@ this as JSON Schema."""
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -27,8 +27,6 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 class DataSpec(Options):
     """Data shared by the stages; paths are relative to the recipe file."""
-
-    RENAMED: ClassVar[dict[str, str]] = {"pair_column": "text_pair_column"}
 
     eval: str | None = Field(None, description="Labeled (or plain) text for accuracy and fidelity: TSV/CSV/JSONL.")
     calib: str | None = Field(None, description="Calibration text: static calibration, int4 sensitivity, accuracy-aware searches.")

@@ -191,9 +191,8 @@ def _compress_md(report: dict) -> list[str]:
     ]
     for c in steps:
         p, a = c.get("parameters") or {}, c.get("accuracy") or {}
-        # records before 0.2: distillation said teacher/student where prune says before/after
-        before, after = p.get("before", p.get("teacher")), p.get("after", p.get("student"))
-        acc_before, acc_after = a.get("before", a.get("teacher")), a.get("after", a.get("student_after"))
+        before, after = p.get("before"), p.get("after")
+        acc_before, acc_after = a.get("before"), a.get("after")
         out.append(
             f"| {c['name']} | {c['method']} | {c['from']} | {c['status']} | {_fmt(before, ',')} | {_fmt(after, ',')} | "
             f"{_fmt(p.get('reduction'), '.1%')} | {_fmt(acc_before, '.4f')} | {_fmt(acc_after, '.4f')} |"
