@@ -1,11 +1,11 @@
-"""User-facing errors and the exit codes from DESIGN.md.
+"""User-facing errors and their exit codes (the table is in the README, "Exit codes and untrusted input").
 
 A user error becomes one line on stderr and an exit code; a bug keeps its traceback.
 """
 
 
 class EdgeDeployError(Exception):
-    """An error the user can act on. ``exit_code`` follows DESIGN.md."""
+    """An error the user can act on, with its exit code (0 ok, 1 gate or validation, 2 bad input, 3 environment, 4 invalid benchmark)."""
 
     exit_code = 2
 

@@ -53,10 +53,6 @@ def split_names(values: list[str], known, what: str) -> list[str]:
     return names
 
 
-def warn(msg: str) -> None:
-    click.echo(f"edgedeploy: warning: {msg}", err=True)
-
-
 class Options(BaseModel):
     """Base of every settings model: unknown keys are errors, NaN and infinity are refused."""
 
