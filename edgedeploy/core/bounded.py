@@ -2,7 +2,7 @@
 at most ``limit + 1`` bytes are read, so a huge or endless file (a sparse 3 GB file, a FIFO,
 /dev/zero) is refused without filling memory.
 
-The limits, in one place (README, "Untrusted input"):
+The limits, in one place (docs/untrusted-input.md):
 - a companion JSON file (config.json, tokenizer_config.json, generation_config.json, ...): 16 MiB;
 - a tokenizer file (tokenizer.json, vocab, merges, sentencepiece model): 256 MiB;
 - an ONNX graph file: 2 GiB, protobuf's own limit (weights beyond it live in external data).

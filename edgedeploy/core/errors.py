@@ -1,4 +1,4 @@
-"""User-facing errors and their exit codes (the table is in the README, "Exit codes and untrusted input").
+"""User-facing errors and their exit codes (the table is in docs/untrusted-input.md).
 
 A user error becomes one line on stderr and an exit code; a bug keeps its traceback.
 """
