@@ -8,12 +8,14 @@ Never 255 (ssh reserves it).
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import sys
 import tempfile
 from pathlib import Path
+
+from .errors import JobError
+from .files import write_atomic
 
 
 def _die(msg: str, code: int) -> None:
@@ -44,25 +46,7 @@ def _write(doc: dict, out: str | None) -> None:
     if not out:
         print(text)
         return
-    path = Path(out)
-    if path.is_symlink() or (path.exists() and not path.is_file()):
-        raise OSError(errno.EEXIST, "exists and is not a regular file; refusing to replace it", str(path))
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        try:
-            with open(tmp, "w") as fh:
-                fh.write(text + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(Path(out), lambda fh: fh.write((text + "\n").encode()))
 
 
 def _progress(name: str, done: int, total: int) -> None:
@@ -110,7 +94,7 @@ def main(argv=None) -> None:
 
     from .errors import ModelError, ProviderError
     from .inputs import ShapeError, parse_shape
-    from .job import JobError, run_job
+    from .job import run_job
 
     if getattr(args, "pid_file", None):
         Path(args.pid_file).write_text(str(os.getpid()))
@@ -155,7 +139,12 @@ def main(argv=None) -> None:
         _die(str(exc), 3)
     except KeyboardInterrupt:
         _die("interrupted", 130)
-    _write(doc, args.output)
+    try:
+        _write(doc, args.output)
+    except JobError as exc:
+        _die(str(exc), 2)
+    except OSError as exc:  # disk full, read-only, permissions: the environment (never 255, which ssh uses)
+        _die(f"{exc.filename or args.output}: {exc.strerror or exc}", 3)
     if args.require_stable and not all(r["stable"] for r in doc["results"]):
         from .stats import UNSTABLE_CV  # numpy is loaded by now; `check` runs before it may be
 

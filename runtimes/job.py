@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import environment, generate, inputs, limits, measure, seq2seq, session
+from . import environment, files, generate, inputs, limits, measure, seq2seq, session
 from .errors import JobError, ModelError
 from .names import unique_file_names
 
@@ -264,36 +264,11 @@ def save_outputs(prepared: list[dict], dest: Path) -> list[str]:
 
 
 def save_npz(path: Path, arrays: dict) -> None:
-    """``np.savez`` through a temp file and a rename: a full disk leaves neither a partial nor an
-    empty file, an existing target that is not a regular file is refused, and the error names
-    ``path``."""
-    import os
-    import stat
-    import tempfile
-
+    """``np.savez`` through ``files.write_atomic``: a full disk leaves neither a partial nor an
+    empty file, and the error names ``path``."""
     import numpy as np
 
-    if path.is_symlink() or (path.exists() and not stat.S_ISREG(path.stat().st_mode)):
-        raise JobError(f"{path}: exists and is not a regular file; refusing to replace it")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        try:
-            mask = os.umask(0)
-            os.umask(mask)
-            os.fchmod(fd, 0o666 & ~mask)
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    files.write_atomic(path, lambda fh: np.savez(fh, **arrays))
 
 
 def output_file_names(model_names: list[str]) -> list[str]:
