@@ -98,16 +98,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def write_with(path: Path, writer) -> None:
-    """Like ``write_bytes_atomic`` for a writer that wants a file object (``np.savez``):
-    ``writer(fh)`` fills a temp file that is published by one rename, or removed on failure."""
-    import io
-
-    buf = io.BytesIO()
-    writer(buf)
-    write_bytes_atomic(path, buf.getvalue())
-
-
 def write_json_atomic(path: Path, obj) -> None:
     """Strict JSON: a NaN or infinity is written as null (bare NaN is not JSON)."""
     write_bytes_atomic(path, (json.dumps(_finite(obj), indent=2, sort_keys=False, allow_nan=False) + "\n").encode())
