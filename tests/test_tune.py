@@ -85,7 +85,7 @@ def test_a_budget_no_candidate_meets_names_the_closest(unmet_search):
         (("--objective", "size", "--max-size-mb", "5"), "contradicts"),
         (("--methods", "dynamic,fp32"), "unknown method 'fp32'"),
         (("--objective", "p90", "--iterations", "20"), "needs --iterations >= 64"),
-        (("--max-drop", "0.01"), "--max-drop needs labeled --data"),
+        (("--max-accuracy-drop", "0.01"), "--max-accuracy-drop needs labeled --data"),
         (("--baseline", "torch", "--data", str(SST2_DEV)), "tune compares its candidates"),
         (("--resume", "--data", str(SST2_DEV)), "no interrupted search"),
         ((), "give --data"),

@@ -35,7 +35,7 @@ def accuracy(model_path, batches: list[dict], labels: np.ndarray) -> float:
         logits = model.first(feeds)
         if logits.ndim != 2:
             raise BadInput(
-                f"{model_path}: task accuracy needs a classifier with 2-D logits; this output has shape {list(logits.shape)} (use --min-cosine)"
+                f"{model_path}: task accuracy needs a classifier with 2-D logits; this output has shape {list(logits.shape)} (use --min-mean-cosine)"
             )
         preds.append(logits.argmax(1))
     p = np.concatenate(preds)

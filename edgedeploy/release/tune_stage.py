@@ -30,7 +30,7 @@ def tune_options(recipe: Recipe, name: str, v: VariantSpec) -> TuneOptions:
         "profile": resolve_profile(t.profile),
         "min_mean_cosine": v.min_mean_cosine,
         "min_worst_cosine": v.min_worst_cosine,
-        "max_drop": v.max_accuracy_drop,
+        "max_accuracy_drop": v.max_accuracy_drop,
         "max_size_mb": v.max_size_mb,
         "calib_data": Path(d.calib) if d.calib else None,
         "eval_data": Path(d.eval) if d.eval else None,

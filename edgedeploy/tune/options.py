@@ -30,16 +30,16 @@ class TuneOptions(MeasureOptions, RemoteOptions):
     )
     min_mean_cosine: float | None = Field(None, ge=-1, le=1, description="Budget: mean cosine against the float parent on --data.")
     min_worst_cosine: float | None = Field(None, ge=-1, le=1, description="Budget: the worst sample's cosine.")
-    max_drop: float | None = Field(None, ge=0, le=1, description="Budget: task-accuracy drop (a fraction) on labeled --data.")
+    max_accuracy_drop: float | None = Field(None, ge=0, le=1, description="Budget: task-accuracy drop (a fraction) on labeled --data.")
     max_size_mb: float | None = Field(None, gt=0, description="Budget: model size on disk, MB.")
     calib_data: Path | None = Field(
         None, description="Calibration and sensitivity text (TSV/CSV/JSONL) or .npz; never used for the fidelity reported."
     )
     eval_data: Path | None = Field(
-        None, description="Real samples for fidelity and accuracy (labeled for --max-drop).", json_schema_extra={"flag": "data"}
+        None, description="Real samples for fidelity and accuracy (labeled for --max-accuracy-drop).", json_schema_extra={"flag": "data"}
     )
     text_column: str = Field("text", min_length=1, description="Text column of TSV/CSV/JSONL data.")
-    label_column: str = Field("label", min_length=1, description="Label column for --max-drop.")
+    label_column: str = Field("label", min_length=1, description="Label column for --max-accuracy-drop.")
     eval_samples: int = Field(64, ge=1, description="Samples for fidelity (the same ones for every candidate).")
     calib_samples: int = Field(64, ge=1, description="Calibration samples for static candidates.")
     max_minutes: float = Field(15.0, gt=0, description="Time bound: no new candidate is built after 70% of it; measuring and publishing finish.")
@@ -66,8 +66,8 @@ class TuneOptions(MeasureOptions, RemoteOptions):
     def _consistent(self):
         if self.objective == "size" and self.max_size_mb is not None:
             raise ValueError("--objective size already minimises the size; --max-size-mb contradicts it (drop one)")
-        if self.max_drop is not None and self.eval_data is None:
-            raise ValueError("--max-drop needs labeled --data")
+        if self.max_accuracy_drop is not None and self.eval_data is None:
+            raise ValueError("--max-accuracy-drop needs labeled --data")
         if self.objective == "p90" and self.iterations < MIN_SAMPLES[90]:
             raise ValueError(f"--objective p90 needs --iterations >= {MIN_SAMPLES[90]} (a p90 from fewer samples is not reported)")
         if self.objective in ("decode", "ttft") and not self.generate:
@@ -79,4 +79,4 @@ class TuneOptions(MeasureOptions, RemoteOptions):
         return self
 
     def budget(self) -> dict:
-        return {k: getattr(self, k) for k in ("min_mean_cosine", "min_worst_cosine", "max_drop", "max_size_mb")}
+        return {k: getattr(self, k) for k in ("min_mean_cosine", "min_worst_cosine", "max_accuracy_drop", "max_size_mb")}

@@ -47,7 +47,7 @@ class Search:
         self.remote = {**remote_options({"host": opts.host}, opts), "cache_models": True} if opts.host else None
         self.task_accuracy = None
         self.float_result = None
-        if opts.max_drop is not None:
+        if opts.max_accuracy_drop is not None:
             batches, labels = labeled_eval(parent, opts.eval_data, opts.text_column, opts.label_column, opts.eval_samples)
             self.task_accuracy = (lambda p: accuracy(p, batches, labels), accuracy(parent.model_path, batches, labels))
 
@@ -139,8 +139,8 @@ class Search:
             out.append(f"mean cosine {rec['mean_cosine']:.4f} < {o.min_mean_cosine}")
         if o.min_worst_cosine is not None and rec["worst_cosine"] < o.min_worst_cosine:
             out.append(f"worst cosine {rec['worst_cosine']:.4f} < {o.min_worst_cosine}")
-        if o.max_drop is not None and rec["accuracy_drop"] > o.max_drop + 1e-12:
-            out.append(f"accuracy drop {rec['accuracy_drop']:.4f} > {o.max_drop}")
+        if o.max_accuracy_drop is not None and rec["accuracy_drop"] > o.max_accuracy_drop + 1e-12:
+            out.append(f"accuracy drop {rec['accuracy_drop']:.4f} > {o.max_accuracy_drop}")
         if o.max_size_mb is not None and rec["size_bytes"] / 1e6 > o.max_size_mb:
             out.append(f"size {rec['size_bytes'] / 1e6:.1f} MB > {o.max_size_mb} MB")
         return out
@@ -152,7 +152,7 @@ class Search:
         gaps = [
             (o.min_mean_cosine - rec["mean_cosine"]) if o.min_mean_cosine is not None else 0,
             (o.min_worst_cosine - rec["worst_cosine"]) if o.min_worst_cosine is not None else 0,
-            (rec["accuracy_drop"] - o.max_drop) if o.max_drop is not None else 0,
+            (rec["accuracy_drop"] - o.max_accuracy_drop) if o.max_accuracy_drop is not None else 0,
             (rec["size_bytes"] / 1e6 / o.max_size_mb - 1) if o.max_size_mb is not None else 0,
         ]
         return sum(max(0.0, g) for g in gaps)
@@ -302,8 +302,8 @@ def _check_seq2seq(parent: Artifact, opts: TuneOptions, text: bool) -> None:
     """What an encoder-decoder's tune needs: generation measured, no labels, text only for text encoders."""
     if not opts.generate:
         raise BadInput(f"{parent.path}: an encoder-decoder is tuned on generation: add --generate (and --objective decode or ttft)")
-    if opts.max_drop is not None:
-        raise BadInput("--max-drop scores labels; an encoder-decoder has none (budget --min-mean-cosine, measured by generation)")
+    if opts.max_accuracy_drop is not None:
+        raise BadInput("--max-accuracy-drop scores labels; an encoder-decoder has none (budget --min-mean-cosine, measured by generation)")
     if not text and (opts.eval_data or opts.calib_data):
         raise BadInput(f"{parent.path}: its encoder takes {parent.inputs[0]['name']}, not text; leave --data out (fidelity on random inputs)")
 

@@ -103,12 +103,14 @@ def neighbours(base: dict, profile: dict) -> list[dict]:
 
 def with_float_nodes(base: dict, budget: dict) -> dict | None:
     """The base plus an accuracy-aware search for the fidelity budget (sensitivity-ranked nodes kept float)."""
-    if base["method"] not in ("dynamic", "static") or all(budget.get(k) is None for k in ("min_mean_cosine", "min_worst_cosine", "max_drop")):
+    if base["method"] not in ("dynamic", "static") or all(
+        budget.get(k) is None for k in ("min_mean_cosine", "min_worst_cosine", "max_accuracy_drop")
+    ):
         return None
     extra = {
         "min_mean_cosine": budget.get("min_mean_cosine"),
         "min_worst_cosine": budget.get("min_worst_cosine"),
-        "max_accuracy_drop": budget.get("max_drop"),
+        "max_accuracy_drop": budget.get("max_accuracy_drop"),
     }
     return candidate(base["method"], base["parent"], **base["settings"], **extra)
 
