@@ -96,8 +96,8 @@ class BenchOptions(MeasureOptions, RemoteOptions):
     inputs: Path | None = Field(None, description="Real inputs from an .npz instead of generated ones.")
     host: list[str] = Field(default_factory=list, description="Run on user@host[:port] or a ~/.ssh/config Host over SSH. Repeatable.")
     hosts: Path | None = Field(None, description="Inventory of devices: an Ansible inventory (INI or YAML) or edgedeploy's YAML list.")
-    limit: str | None = Field(
-        None, min_length=1, description="With --hosts: only these hosts or groups (Ansible --limit; ',' or ':' separated, globs)."
+    limit_hosts: str | None = Field(
+        None, min_length=1, description="With --hosts: only these hosts or groups (like Ansible's --limit; ',' or ':' separated, globs)."
     )
     parallel: int = Field(4, ge=1, description="Devices measured at once in a fleet.")
     require_stable: bool = Field(False, description=f"Exit 4 when any result has CV over {UNSTABLE_CV:.0%}.")

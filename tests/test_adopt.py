@@ -49,7 +49,7 @@ def test_bench_inspect_and_estimate_take_a_bare_onnx_file(tiny_onnx, tmp_path):
 
 
 def test_eval_an_optimum_export_on_labeled_data(optimum_dir):
-    proc = cli("eval", optimum_dir, "--data", SST2_DEV, "--limit", "40", "--json", check=0)
+    proc = cli("eval", optimum_dir, "--data", SST2_DEV, "--max-rows", "40", "--json", check=0)
     assert json.loads(proc.stdout)["task"]["accuracy"] is not None
 
 

@@ -178,7 +178,7 @@ def test_gradual_pruning_with_recovery_reports_accuracy_each_round(teacher, tmp_
         "64",
         "--recover-epochs",
         "1",
-        "--limit",
+        "--train-subset",
         "96",
         "--lr",
         "1e-4",
@@ -278,7 +278,7 @@ def test_distillation_lowers_its_loss_and_is_deterministic(teacher, tmp_path):
         train_data=str(SST2_DEV),
         student=str(student),
         alpha=0.0,
-        limit=256,
+        train_subset=256,
         epochs=2,
         lr=1e-3,
         attention_weight=1.0,
@@ -363,7 +363,7 @@ def test_diverging_distillation_stops_and_keeps_the_last_good_checkpoint(teacher
         "1",
         "--train-data",
         SST2_DEV,
-        "--limit",
+        "--train-subset",
         "400",
         "--batch-size",
         "8",
@@ -393,7 +393,7 @@ def test_diverging_recovery_keeps_the_pruned_model_before_it(teacher, tmp_path):
         "2",
         "--train-data",
         SST2_DEV,
-        "--limit",
+        "--train-subset",
         "200",
         "--batch-size",
         "8",
@@ -459,10 +459,10 @@ def test_distill_rejects_bad_input(teacher, tmp_path, args, expected):
 def test_recipe_compresses_exports_quantizes_and_reports_each_step(teacher, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        f"name: tiny-compress\nsource: {teacher}\ndata: {{eval: {SST2_DEV}, limit: 64}}\n"
+        f"name: tiny-compress\nsource: {teacher}\ndata: {{eval: {SST2_DEV}, max_rows: 64}}\n"
         "compress:\n"
-        f"  small: {{method: distill, student_layers: 2, train_data: {SST2_DEV}, limit: 128, lr: 0.001, attention_weight: 1.0}}\n"
-        f"  small-pruned: {{method: prune, from: small, heads: 0.25, train_data: {SST2_DEV}, importance_samples: 64, recover_epochs: 1, limit: 64}}\n"
+        f"  small: {{method: distill, student_layers: 2, train_data: {SST2_DEV}, train_subset: 128, lr: 0.001, attention_weight: 1.0}}\n"
+        f"  small-pruned: {{method: prune, from: small, heads: 0.25, train_data: {SST2_DEV}, importance_samples: 64, recover_epochs: 1, train_subset: 64}}\n"
         "  unused: {method: prune, heads: 1}\n"
         "variants:\n  fp32: {method: float, gate: false}\n  small: {model: small, method: float}\n"
         "  pruned: {model: small-pruned, method: float}\n  pruned-int8: {model: small-pruned, method: dynamic}\n"
@@ -523,7 +523,7 @@ def test_prune_20_percent_of_heads_of_the_sst2_classifier_and_recover(sst2_class
         "256",
         "--recover-epochs",
         "1",
-        "--limit",
+        "--train-subset",
         "1000",
         "--json",
         cwd=TESTS.parent,

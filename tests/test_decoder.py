@@ -147,7 +147,7 @@ def test_perplexity_on_real_text_with_a_sliding_window(decoders, tmp_path):
     from edgedeploy.quality.perplexity import perplexity
 
     art = decoders["llama"][1]
-    proc = cli("eval", art, "--metric", "perplexity", "--data", SST2_DEV, "--limit", "40", "--json", check=0)
+    proc = cli("eval", art, "--metric", "perplexity", "--data", SST2_DEV, "--max-rows", "40", "--json", check=0)
     doc = json.loads(proc.stdout)
     assert doc["metric"] == "perplexity" and doc["window"] == 64 and doc["stride"] == 32
     assert doc["scored_tokens"] == doc["tokens"] - 1 > 64  # every token but the first, across several windows
@@ -169,7 +169,7 @@ def test_perplexity_on_real_text_with_a_sliding_window(decoders, tmp_path):
     # context matters, so a shorter window scores the same tokens with another perplexity
     short = perplexity(open_model(art), SST2_DEV, limit=40, window=4, stride=2)
     assert short["scored_tokens"] == doc["scored_tokens"] and short["perplexity"] != pytest.approx(doc["perplexity"], rel=1e-3)
-    ref = cli("eval", art, "--metric", "perplexity", "--data", SST2_DEV, "--limit", "40", "--reference", art, "--json", check=0)
+    ref = cli("eval", art, "--metric", "perplexity", "--data", SST2_DEV, "--max-rows", "40", "--reference", art, "--json", check=0)
     assert json.loads(ref.stdout)["reference"]["greedy_next_token_agreement"] == 1.0  # against itself
 
 
@@ -298,7 +298,7 @@ def test_int4_algorithm_bad_input(decoders, tmp_path):
 def _lm_recipe(path, source, *, extra_budget=""):
     path.write_text(
         f"name: lm\nsource: {source}\nexport: {{task: text-generation-with-past}}\n"
-        f"data:\n  eval: {SST2_DEV}\n  calib: {SST2_DEV.parent / 'train.tsv'}\n  label_column: null\n  limit: 30\n"
+        f"data:\n  eval: {SST2_DEV}\n  calib: {SST2_DEV.parent / 'train.tsv'}\n  label_column: null\n  max_rows: 30\n"
         "variants:\n"
         "  float: {method: float, gate: false}\n"
         "  accuracy: {method: int4, int4_preset: accuracy, calib_samples: 8, eval_samples: 8, budgets: {min_compression: 1.2}}\n"

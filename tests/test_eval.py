@@ -63,7 +63,7 @@ def test_banking77_string_labels_and_fidelity(banking_classifier, tmp_path):
     dev = DATASETS / "banking77" / "dev.tsv"
     q = quantize(banking_classifier.path, tmp_path / "int8", "dynamic", eval_data=dev, eval_samples=16)
     out = tmp_path / "eval.json"
-    proc = cli("eval", q.path, "--data", dev, "--reference", banking_classifier.path, "--limit", "200", "-o", out, check=0)
+    proc = cli("eval", q.path, "--data", dev, "--reference", banking_classifier.path, "--max-rows", "200", "-o", out, check=0)
     assert "accuracy" in proc.stdout and "macro-F1" in proc.stdout and "top-1 agreement" in proc.stdout
     res = json.loads(out.read_text())
     t = res["task"]

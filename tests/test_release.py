@@ -17,7 +17,7 @@ SST2_TRAIN = DATASETS / "sst2" / "train.tsv"
 def write_recipe(path, source, *, extra="", calib=None, budgets="  max_size_mb: 50\n  max_p90_ms: 1000\n"):
     path.write_text(
         f"name: tiny\nsource: {source}\n"
-        f"data:\n  eval: {SST2_DEV}\n  limit: 96\n"
+        f"data:\n  eval: {SST2_DEV}\n  max_rows: 96\n"
         + (f"  calib: {calib}\n" if calib else "")
         + "variants:\n  fp32: {method: float, gate: false}\n  int8: {method: dynamic}\n"
         + ("  static: {method: static, calib_samples: 16}\n" if calib else "")
@@ -375,7 +375,7 @@ def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(sst2_classifi
     # max_cv 10: this test is about the accuracy and size gate; a shared 2-core host's timing noise
     # (CV 16-40 % seen) would otherwise make the p90 budget untrusted and the run exit 4; and the p90
     # budget itself is loosened (a loaded host measured int4 at 66 ms against the shipped 60): no timed assertion in the suite
-    sets = [f"source={sst2_classifier}", "targets.0.iterations=100", "targets.0.max_cv=10", "data.limit=400", "variants.int4.eval_samples=16"]
+    sets = [f"source={sst2_classifier}", "targets.0.iterations=100", "targets.0.max_cv=10", "data.max_rows=400", "variants.int4.eval_samples=16"]
     sets += ["budgets.max_p90_ms=1000"]
     sets = [a for s in sets for a in ("--set", s)]
     proc = cli("run", ROOT / "examples" / "sst2.yaml", "--gate", "--run-dir", run_dir, *sets)
@@ -398,7 +398,7 @@ def test_sst2_release_passes_then_fails_when_a_budget_is_tightened(sst2_classifi
         ("iterations: 200", "iterations: 100"),
         ("max_size_mb: 30", "max_size_mb: 10"),
         ("max_cv: 0.30", "max_cv: 10"),
-        ("  label_column: label\n", "  label_column: label\n  limit: 400\n"),
+        ("  label_column: label\n", "  label_column: label\n  max_rows: 400\n"),
         ("int4: {method: int4}", "int4: {method: int4, eval_samples: 16}"),
     ):
         assert a in text, a

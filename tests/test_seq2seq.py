@@ -127,12 +127,12 @@ def test_one_graph_steps_exit_2_on_an_encoder_decoder(models, tmp_path, args, sa
 
 def test_eval_compares_an_encoder_decoder_with_its_parent_by_generation_on_real_text(models, tmp_path):
     cli("quantize", models["t5"][1], "-o", tmp_path / "q", "--method", "fp16", check=0)
-    proc = cli("eval", tmp_path / "q", "--data", SST2_DEV, "--reference", models["t5"][1], "--limit", "6", "--json", check=0)
+    proc = cli("eval", tmp_path / "q", "--data", SST2_DEV, "--reference", models["t5"][1], "--max-rows", "6", "--json", check=0)
     res = json.loads(proc.stdout)
     f = res["fidelity"]
     assert res["samples"] == f["samples"] == 6 and f["reference"] == str(models["t5"][1])
     assert 0.9 < f["mean_cosine"] <= 1 and 0 <= f["token_agreement"] <= 1 and "top1_agreement" in f
-    same = cli("eval", models["t5"][1], "--data", SST2_DEV, "--reference", models["t5"][1], "--limit", "3", "--json", check=0)
+    same = cli("eval", models["t5"][1], "--data", SST2_DEV, "--reference", models["t5"][1], "--max-rows", "3", "--json", check=0)
     assert json.loads(same.stdout)["fidelity"]["token_agreement"] == 1.0  # against itself: the comparison can tell
     no_ref = cli("eval", tmp_path / "q", "--data", SST2_DEV, check=2)
     assert "evaluated against --reference PARENT" in one_line_error(no_ref)
@@ -215,7 +215,7 @@ def test_a_recipe_runs_an_encoder_decoder_through_quantize_eval_bench_and_the_ga
     recipe = tmp_path / "t5.yaml"
     recipe.write_text(
         f"name: t5\nsource: {models['t5'][0]}\n"
-        f"data:\n  eval: {SST2_DEV}\n  label_column: null\n  limit: 6\n"
+        f"data:\n  eval: {SST2_DEV}\n  label_column: null\n  max_rows: 6\n"
         "variants:\n  float: {method: float, gate: false}\n  int8: {method: dynamic, eval_samples: 6}\n  fp16: {method: fp16, eval_samples: 6}\n"
         "targets:\n  - name: local\n    generate: true\n    prompt_tokens: 8\n    new_tokens: 8\n    iterations: 5\n    warmup: 1\n    max_cv: 10.0\n"
         "budgets:\n  min_mean_cosine: 0.5\n  min_decode_tokens_per_s: 1\n"

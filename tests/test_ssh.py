@@ -383,7 +383,7 @@ def test_release_recipe_with_an_ssh_target(server, tiny_classifier_dir, tmp_path
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        f"source: {tiny_classifier_dir}\ndata:\n  eval: {SST2_DEV}\n  limit: 32\n"
+        f"source: {tiny_classifier_dir}\ndata:\n  eval: {SST2_DEV}\n  max_rows: 32\n"
         "variants:\n  fp32: {method: float, gate: false}\n  int8: {method: dynamic}\n"
         "targets:\n  - {name: here, iterations: 64, max_cv: 10.0}\n"
         f"  - {{name: pi, host: testpi, ssh_config: {server.config}, profile: rpi4, remote_python: {sys.executable}, iterations: 64, max_cv: 10.0}}\n"
@@ -507,12 +507,12 @@ def test_ansible_ini_inventory_with_limit(server, mlp, tmp_path, ansible_config)
     )
     out = tmp_path / "fleet"
     base = ("bench", mlp.path, "--hosts", inv, "--ssh-config", ansible_config, "--shape", "batch=1", "--iterations", "10", "--warmup", "1")
-    proc = cli(*base, "--limit", "pis", "-o", out, check=0)
+    proc = cli(*base, "--limit-hosts", "pis", "-o", out, check=0)
     assert "FAILED" not in proc.stdout
     docs = {p.name: json.loads(p.read_text()) for p in out.iterdir()}
     assert len(docs) == 2 and all(d["results"][0]["samples"] == 10 and d["profile"] == "rpi4" for d in docs.values())
-    assert "unreachable" in one_line_error(cli(*base, "--limit", "far", check=3))  # the group the first run left out
-    assert "no host or group" in one_line_error(cli(*base, "--limit", "nowhere", check=2))
+    assert "unreachable" in one_line_error(cli(*base, "--limit-hosts", "far", check=3))  # the group the first run left out
+    assert "no host or group" in one_line_error(cli(*base, "--limit-hosts", "nowhere", check=2))
     assert server.leftovers() == []
 
 
@@ -539,7 +539,7 @@ def test_ansible_yaml_inventory(server, mlp, tmp_path, ansible_config):
         "batch=1",
         "--iterations",
         "10",
-        "--limit",
+        "--limit-hosts",
         "pi-*",
         "-o",
         out,

@@ -99,7 +99,7 @@ def test_contradictory_or_missing_flags_exit_2(clf, tmp_path, args, expect):
 def test_a_recipe_variant_can_be_tuned_on_a_recipe_target(tiny_classifier_dir, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        f"name: tuned\nsource: {tiny_classifier_dir}\ndata:\n  eval: {SST2_DEV}\n  limit: 32\n"
+        f"name: tuned\nsource: {tiny_classifier_dir}\ndata:\n  eval: {SST2_DEV}\n  max_rows: 32\n"
         "variants:\n  fp32: {method: float, gate: false}\n"
         "  best: {method: tune, methods: [dynamic], min_mean_cosine: 0.9, eval_samples: 16, tune_on: here}\n"
         "targets:\n  - {name: here, shape: 'batch=1,sequence=32', iterations: 20, max_cv: 10.0}\n"

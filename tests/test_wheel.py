@@ -94,7 +94,7 @@ def test_the_installed_wheel_works_on_onnx_models_without_torch(venv, optimum_di
     recipe.write_text(
         f"source: {optimum_dir}\nvariants: {{int8: {{method: dynamic}}}}\n"
         "targets: [{name: local, shape: 'batch=1,sequence=32', iterations: 10, warmup: 2}]\n"
-        f"data: {{eval: {SST2_DEV}, limit: 8}}\n"
+        f"data: {{eval: {SST2_DEV}, max_rows: 8}}\n"
     )
     run(venv, "run", recipe, "--run-dir", work / "run", cwd=work)
     run(venv, "report", work / "run", cwd=work)

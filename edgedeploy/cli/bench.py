@@ -5,10 +5,10 @@ import click
 
 from edgedeploy.bench import BenchOptions, bench
 from edgedeploy.bench import require_stable as check_stable
+from edgedeploy.bench_fleet import bench_devices
 from edgedeploy.cli.common import check_result_file, emit_json, fmt_bytes, fmt_ms, json_option, refuse_inside_inputs, table, warn
-from edgedeploy.cli.fleet_cmd import run_fleet
 from edgedeploy.core.atomic import write_json_atomic
-from edgedeploy.core.errors import BadInput
+from edgedeploy.core.errors import BadInput, EdgeDeployError
 from edgedeploy.core.options import click_options, from_cli
 from edgedeploy.runtimes.stats import UNSTABLE_CV
 
@@ -86,6 +86,39 @@ def render_generation(results: list[dict]) -> str:
     )
 
 
+def render_fleet(results: dict, as_json: bool, require_stable: bool) -> None:
+    """A fleet's table (or JSON), then exit 3 when a device failed, 4 when one was unstable and that was required."""
+    rows = []
+    for host, res in results.items():
+        if "ok" in res:
+            for r in res["ok"]["results"]:
+                lat = r["latency_ms"]
+                p90 = f"{lat['p90']:.2f}" if lat["p90"] else "n/a"
+                rows.append(
+                    [
+                        host,
+                        r["name"],
+                        f"{lat['p50']:.2f}",
+                        p90,
+                        f"{lat['cv']:.1%}",
+                        f"{r['ratio_to_first']:.2f}x",
+                        "yes" if r["stable"] else "UNSTABLE",
+                    ]
+                )
+        else:
+            rows.append([host, "FAILED", "-", "-", "-", "-", res["error"][:80]])
+    if as_json:
+        emit_json(results)
+    else:
+        click.echo(table(rows, ["device", "model", "p50 ms", "p90 ms", "cv", "vs first", "stable"]))
+    failed = [h for h, r in results.items() if "error" in r]
+    if failed:
+        raise EdgeDeployError(f"{len(failed)} of {len(results)} device(s) failed: {', '.join(failed)}", exit_code=3)
+    if require_stable:
+        for res in results.values():
+            check_stable(res["ok"])
+
+
 @click.command("bench")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write results JSON here (a directory with one file per device for a fleet).")
@@ -97,8 +130,8 @@ def command(artifacts, output, as_json, **settings):
 
     opts = from_cli(BenchOptions, settings)
     note, require_stable = opts.note, opts.require_stable
-    if opts.limit and not opts.hosts:
-        raise BadInput("--limit selects hosts of a --hosts inventory; give one")
+    if opts.limit_hosts and not opts.hosts:
+        raise BadInput("--limit-hosts selects hosts of a --hosts inventory; give one")
     if not (opts.host or opts.hosts):  # a fleet's -o is a directory (checked once the devices are known)
         check_result_file(output, artifacts)
     if opts.save_outputs is not None and opts.save_outputs.exists() and not opts.save_outputs.is_dir():
@@ -107,8 +140,9 @@ def command(artifacts, output, as_json, **settings):
     if opts.host or opts.hosts:
         if opts.baseline:
             raise BadInput("--baseline torch runs on the host; it cannot be combined with --host/--hosts")
-        doc = run_fleet(list(artifacts), opts, output, as_json)
-        if doc is None:  # a fleet: run_fleet reported every device
+        single, doc = bench_devices(list(artifacts), opts, output)
+        if not single:
+            render_fleet(doc, as_json, require_stable)
             return
     else:
         doc = bench(list(artifacts), opts, progress=None if as_json else _progress())

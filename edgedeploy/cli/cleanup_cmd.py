@@ -13,7 +13,7 @@ from edgedeploy.device.fleet import DevicesOptions, entries, remote_options, run
 def command(as_json, **settings):
     """Remove the model cache that 'edgedeploy tune' keeps on devices ($XDG_CACHE_HOME/edgedeploy/models)."""
     opts = from_cli(DevicesOptions, settings)
-    devices = entries(opts.host, opts.hosts, opts.limit)
+    devices = entries(opts.host, opts.hosts, opts.limit_hosts)
     if not devices:
         raise BadInput("give --host (or --hosts) naming the device(s) whose model cache to remove")
 

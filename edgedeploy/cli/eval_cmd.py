@@ -57,7 +57,7 @@ def command(artifact, output, as_json, **settings):
 
 def _perplexity(artifact, o: EvalOptions) -> dict:
     ref = open_model(o.reference) if o.reference else None
-    return perplexity(open_model(artifact), o.eval_data, reference=ref, text_column=o.text_column, limit=o.limit, window=o.window, stride=o.stride)
+    return perplexity(open_model(artifact), o.eval_data, reference=ref, text_column=o.text_column, limit=o.max_rows, window=o.window, stride=o.stride)
 
 
 def _task(artifact, o: EvalOptions) -> dict:
@@ -78,7 +78,7 @@ def _task(artifact, o: EvalOptions) -> dict:
         text_column=o.text_column,
         label_column=None if o.no_labels else o.label_column,
         text_pair_column=o.text_pair_column,
-        limit=o.limit,
+        limit=o.max_rows,
         batch=o.batch_size,
         progress=progress,
     )

@@ -49,7 +49,7 @@ def load_training(opts, config, *, need_labels: bool) -> TextSet:
         config,
         text_column=opts.text_column,
         label_column=opts.label_column,
-        limit=opts.limit,
+        limit=opts.train_subset,
         seed=opts.seed,
         need_labels=need_labels,
     )

@@ -23,7 +23,7 @@ class TrainingOptions(Options):
     )
     text_column: str = Field("text", min_length=1, description="Text column of the data files.")
     label_column: str = Field("label", min_length=1, description="Label column of the data files.")
-    limit: int | None = Field(None, ge=1, description="Use a seeded random subset of this many training rows.")
+    train_subset: int | None = Field(None, ge=1, description="Train on a seeded random subset of this many rows of --train-data.")
     lr: float = Field(3e-5, gt=0, description="Learning rate.")
     batch_size: int = Field(32, ge=1, le=4096, description="Training batch size.")
     max_length: int = Field(64, ge=1, le=8192, description="Token limit when training.")

@@ -191,7 +191,7 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     del original
     recover_set = None
     if opts.recover_epochs > 0:
-        recover_set = train_set if not opts.limit else textdata.load_training(opts, model.config, need_labels=True)
+        recover_set = train_set if not opts.train_subset else textdata.load_training(opts, model.config, need_labels=True)
     total_heads = sum(len(enc.surviving_heads(i)) for i in range(len(enc.layers)))
     ffn_target = int(round(enc.ffn_width() * (1 - opts.ffn))) if opts.ffn else enc.ffn_width()
     ffn_start = enc.ffn_width()

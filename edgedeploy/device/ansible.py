@@ -2,7 +2,7 @@
 ``ansible_user``, ``ansible_port``, ``ansible_ssh_private_key_file`` and
 ``ansible_python_interpreter``, and host or group vars ``profile`` and ``remote_venv``.
 Host vars win over group vars, a child group's over its parent's, any group's over ``all``.
-``select`` applies ``--limit`` (host or group names, ``,`` or ``:`` separated, globs allowed)."""
+``select`` applies ``--limit-hosts`` (host or group names, ``,`` or ``:`` separated, globs allowed)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class Inventory:
     def entries(self, limit: str | None = None) -> list[dict]:
         names = select(self, limit) if limit else list(self.hosts)
         if not names:
-            raise BadInput(f"{self.where}: no hosts" + (f" match --limit {limit!r}" if limit else ""))
+            raise BadInput(f"{self.where}: no hosts" + (f" match --limit-hosts {limit!r}" if limit else ""))
         return [self.entry(n) for n in names]
 
     def entry(self, name: str) -> dict:
@@ -86,7 +86,7 @@ class Inventory:
 
 
 def select(inv: Inventory, limit: str) -> list[str]:
-    """Hosts matching ``--limit``: host or group names (globs), separated by ',' or ':'."""
+    """Hosts matching ``--limit-hosts``: host or group names (globs), separated by ',' or ':'."""
     chosen: list[str] = []
     for pattern in (p.strip() for p in limit.replace(":", ",").split(",")):
         if not pattern:
@@ -96,7 +96,7 @@ def select(inv: Inventory, limit: str) -> list[str]:
             if fnmatch.fnmatchcase(g, pattern):
                 hits += inv.members(g)
         if not hits:
-            raise BadInput(f"--limit {pattern!r}: no host or group of that name in {inv.where}")
+            raise BadInput(f"--limit-hosts {pattern!r}: no host or group of that name in {inv.where}")
         chosen += [h for h in hits if h not in chosen]
     return chosen
 

@@ -26,7 +26,7 @@ class DevicesOptions(RemoteOptions):
 
     host: list[str] = Field(default_factory=list, description="user@host[:port] or a ~/.ssh/config Host. Repeatable.")
     hosts: Path | None = Field(None, description="Inventory of devices: an Ansible inventory (INI or YAML) or edgedeploy's YAML list.")
-    limit: str | None = Field(None, min_length=1, description="With --hosts: only these hosts or groups.")
+    limit_hosts: str | None = Field(None, min_length=1, description="With --hosts: only these hosts or groups.")
     parallel: int = Field(4, ge=1, description="Devices at once.")
 
 
@@ -51,7 +51,7 @@ def read_inventory(path: Path, limit: str | None = None) -> list[dict]:
             Host.parse(e["host"], where=f"{path}: host {e['name']}")
         return found
     if limit:
-        raise BadInput(f"--limit {limit!r}: applies to Ansible inventories; {path} is edgedeploy's own host list")
+        raise BadInput(f"--limit-hosts {limit!r}: applies to Ansible inventories; {path} is edgedeploy's own host list")
     doc, node = read_yaml(path, "inventory", MAX_INVENTORY_BYTES)
     entries, nodes = doc, node
     if isinstance(doc, dict):
@@ -80,7 +80,7 @@ def entries(hosts, inventory: Path | None, limit: str | None = None) -> list[dic
     """The devices of ``--host`` flags and a ``--hosts`` inventory; the same device twice is refused
     (its second result would replace the first)."""
     if limit and not inventory:
-        raise BadInput("--limit selects hosts of a --hosts inventory; give one")
+        raise BadInput("--limit-hosts selects hosts of a --hosts inventory; give one")
     out = [{"host": h} for h in hosts] + (read_inventory(inventory, limit) if inventory else [])
     seen: dict[str, str] = {}
     for e in out:

@@ -33,7 +33,7 @@ class EvalOptions(Options):
     text_pair_column: str | None = Field(None, description="Second text column for pair tasks (MNLI/QQP style).")
     label_column: str = Field("label", min_length=1, description="Label column of the data file.")
     no_labels: bool = Field(False, description="Fidelity only (for models that are not classifiers).")
-    limit: int | None = Field(None, ge=1, description="Evaluate the first N rows.")
+    max_rows: int | None = Field(None, ge=1, description="Evaluate the first N rows of --data.")
     batch_size: int = Field(32, ge=1, le=4096, description="Rows per batch.")
     metric: Literal["task", "perplexity"] = Field(
         "task", description="task: accuracy on labels (and fidelity); perplexity: a decoder's token-weighted perplexity on the text."

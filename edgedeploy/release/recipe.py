@@ -7,14 +7,14 @@ keys; nothing is created. Deprecated keys still work and print a warning.
 name: sst2-release              # default: the file's stem
 source: reference:sst2          # HF directory, minilm-l6, reference:sst2|banking77
 export: {optimize: true}
-data: {eval: dev.tsv, calib: train.tsv, label_column: label, limit: 872}
+data: {eval: dev.tsv, calib: train.tsv, label_column: label, max_rows: 872}
 variants:                       # any quantize setting: the flag in snake_case
   fp32: {method: float, gate: false}
   int8: {method: dynamic, profile: auto}
   int4: {method: int4, int4_embeddings: true}
   small-int8: {model: small, method: dynamic}   # built from a compressed model
 compress:                       # optional PyTorch-side steps before export, in order
-  small: {method: distill, from: source, student_layers: 3, train_data: train.tsv, limit: 8000}
+  small: {method: distill, from: source, student_layers: 3, train_data: train.tsv, train_subset: 8000}
 targets:
   - {name: local, profile: auto, shape: "batch=1,sequence=128"}
   - {name: pi, host: pi@raspberrypi.local, profile: rpi4, remote_venv: .edgedeploy/venv}

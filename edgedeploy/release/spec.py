@@ -33,7 +33,7 @@ class DataSpec(Options):
     text_column: str = Field("text", min_length=1, description="Text column of the data files.")
     text_pair_column: str | None = Field(None, description="Second text column for pair tasks.")
     label_column: str | None = Field("label", description="Label column; null for unlabeled text (fidelity only).")
-    limit: int | None = Field(None, ge=1, description="Evaluate the first N rows of data.eval.")
+    max_rows: int | None = Field(None, ge=1, description="Evaluate the first N rows of data.eval.")
 
 
 TUNE_KEYS = ("objective", "methods", "max_minutes", "max_size_mb", "tune_on")

@@ -62,7 +62,7 @@ def _artifact_intact(result: ArtifactResult) -> bool:
 
 def _data_key(recipe: Recipe, *keys) -> dict:
     d = recipe.data
-    out = {k: getattr(d, k) for k in ("text_column", "text_pair_column", "label_column", "limit")}
+    out = {k: getattr(d, k) for k in ("text_column", "text_pair_column", "label_column", "max_rows")}
     for k in keys:
         out[k] = file_sha256(getattr(d, k)) if getattr(d, k) else None
     return out
@@ -247,11 +247,11 @@ def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
         if art.is_seq2seq:  # an encoder-decoder: fidelity by generation against its float export, on the text
             if is_ref:
                 return EvalResult(variant=name, note=SEQ2SEQ_NOTE)
-            out = evaluate(art.path, Path(d.eval), reference=res[ref].artifact, text_column=d.text_column, limit=d.limit)
+            out = evaluate(art.path, Path(d.eval), reference=res[ref].artifact, text_column=d.text_column, limit=d.max_rows)
             return EvalResult(**out, variant=name, note=SEQ2SEQ_NOTE)
         if isinstance(art.manifest.get("generation"), dict):  # a decoder: perplexity on the text, and agreement with its float export
             out = perplexity(
-                art, Path(d.eval), reference=None if is_ref else Artifact.load(res[ref].artifact), text_column=d.text_column, limit=d.limit
+                art, Path(d.eval), reference=None if is_ref else Artifact.load(res[ref].artifact), text_column=d.text_column, limit=d.max_rows
             )
             return EvalResult(
                 variant=name, samples=out["scored_tokens"], data=out["data"], perplexity=out, note="a decoder: perplexity, not accuracy"
@@ -268,7 +268,7 @@ def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
             text_column=d.text_column,
             label_column=label_column,
             text_pair_column=d.text_pair_column,
-            limit=d.limit,
+            limit=d.max_rows,
         )
         return EvalResult(**out, variant=name, note=None if classifier else NOT_A_CLASSIFIER)
 

@@ -252,7 +252,7 @@ def derive(data: RunData, generated: str) -> dict:
         "source": spec.source,
         "generated": generated,
         "run_dir": str(data.run_dir.resolve()),
-        "data": {k: getattr(d, k) if d else None for k in ("eval", "calib", "label_column", "limit")},
+        "data": {k: getattr(d, k) if d else None for k in ("eval", "calib", "label_column", "max_rows")},
         "reference_variant": fname,
         "reference_accuracy": ref_task["accuracy"] if ref_task else None,
         "variants": variants,
