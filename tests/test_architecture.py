@@ -148,3 +148,14 @@ def test_metadata_has_ranges_and_make_setup_has_the_pins():
     assert pins["torch"] == "2.13.0" and {"onnxruntime", "transformers", "optimum-onnx"} <= set(pins)
     assert "-c constraints.txt" in (ROOT / "Makefile").read_text()
     assert (ROOT / "LICENSE").read_text().startswith(" " * 33 + "Apache License")
+
+
+def test_every_cli_module_is_a_command_named_for_it():
+    """cli/ holds one module per command, named <command>_cmd.py, plus main and common: helpers
+    and orchestration live in the library."""
+    from edgedeploy.cli.main import COMMANDS
+
+    modules = {p.stem for p in (ROOT / "edgedeploy" / "cli").glob("*.py")} - {"__init__", "main", "common"}
+    assert modules == {f"{name}_cmd" for name in COMMANDS}
+    for name, module in COMMANDS.items():
+        assert module == f"{name}_cmd"

@@ -474,7 +474,7 @@ def test_os_error_lines_name_the_path_and_the_fix():
 
 
 def test_unexpected_errors_are_one_line_exit_1(art, monkeypatch):
-    import edgedeploy.cli.verify as verify_cmd
+    import edgedeploy.cli.verify_cmd as verify_cmd
 
     def broken(*a, **k):
         raise ZeroDivisionError("a bug")

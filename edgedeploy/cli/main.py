@@ -1,4 +1,4 @@
-"""The ``edgedeploy`` command group. Commands live one per module and hold no logic."""
+"""The ``edgedeploy`` command group: one module per command (``cli/<name>_cmd.py``), imported when it runs."""
 
 from __future__ import annotations
 
@@ -13,25 +13,31 @@ from edgedeploy.cli.common import fail_line
 from edgedeploy.core.errors import EdgeDeployError, describe_os_error
 from edgedeploy.runtimes.errors import JobError, ModelError, ProviderError, ShapeError
 
+# Every command is one module, edgedeploy/cli/<name>_cmd.py, with a ``command``: it turns flags into
+# the typed options, calls the library and renders the result. Helpers shared by commands are in
+# cli/common.py; everything else lives in the library.
 COMMANDS = {
-    "export": "export",
-    "adopt": "adopt_cmd",
-    "inspect": "inspect_cmd",
-    "verify": "verify",
-    "quantize": "quantize",
-    "bench": "bench",
-    "profiles": "profiles",
-    "doctor": "doctor",
-    "estimate": "estimate",
-    "provision": "provision",
-    "eval": "eval_cmd",
-    "run": "run_cmd",
-    "report": "report_cmd",
-    "prune": "prune_cmd",
-    "distill": "distill_cmd",
-    "schema": "schema_cmd",
-    "tune": "tune_cmd",
-    "cleanup": "cleanup_cmd",
+    name: f"{name}_cmd"
+    for name in (
+        "export",
+        "adopt",
+        "inspect",
+        "verify",
+        "quantize",
+        "bench",
+        "profiles",
+        "doctor",
+        "estimate",
+        "provision",
+        "eval",
+        "run",
+        "report",
+        "prune",
+        "distill",
+        "schema",
+        "tune",
+        "cleanup",
+    )
 }
 
 
