@@ -99,6 +99,11 @@ def test_the_installed_wheel_works_on_onnx_models_without_torch(venv, optimum_di
     run(venv, "run", recipe, "--run-dir", work / "run", cwd=work)
     run(venv, "report", work / "run", cwd=work)
     assert (work / "run" / "report.html").is_file()
+    # what `provision` installs on a device: the runtime wheel, built from the installed package's own metadata
+    built = subprocess.run(
+        [venv / "bin" / "python", "-m", "edgedeploy.device.runtime_bundle", "--wheel", work], capture_output=True, text=True, cwd=work
+    )
+    assert built.returncode == 0 and (work / "edgedeploy_runtime-0.1.0-py3-none-any.whl").is_file(), built.stderr[-2000:]
     line = run(venv, "export", optimum_dir, "-o", work / "x", cwd=work, code=3).stderr.strip().splitlines()[-1]
     assert "edgedeploy[export]" in line, line
     assert not (work / "x").exists()
