@@ -8,11 +8,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgedeploy.bench import RemoteOptions
 from edgedeploy.core.errors import BadInput, EdgeDeployError
 from edgedeploy.core.options import describe_error
 from edgedeploy.core.yaml_io import read_yaml
 from edgedeploy.device import ansible
+from edgedeploy.device.options import RemoteOptions
 from edgedeploy.device.ssh import Host
 
 log = logging.getLogger("edgedeploy")

@@ -17,6 +17,7 @@ from edgedeploy.core.artifact import sha256_file
 from edgedeploy.core.atomic import write_bytes_atomic
 from edgedeploy.core.errors import BadInput, EnvironmentFailure
 from edgedeploy.device import model_cache, results, ssh
+from edgedeploy.device.options import DEFAULT_TIMEOUT_S
 from edgedeploy.device.runtime_bundle import build_zipapp
 from edgedeploy.runtimes.job import output_file_names
 from edgedeploy.runtimes.names import unique_file_names
@@ -229,7 +230,7 @@ def bench_remote(
     *,
     inputs_npz=None,
     python: str = "python3",
-    timeout_s: float = 1800,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     keep_remote: bool = False,
     bwlimit_kbps: float | None = None,
     progress=None,

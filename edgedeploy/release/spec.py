@@ -10,10 +10,11 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from edgedeploy.bench import MeasureOptions, RemoteOptions
 from edgedeploy.compress.options import DistillOptions, PruneOptions
 from edgedeploy.core.options import Options
+from edgedeploy.device.options import RemoteOptions
 from edgedeploy.export import ExportSettings
+from edgedeploy.measure_options import MeasureOptions
 from edgedeploy.quantize.options import QuantizeOptions
 from edgedeploy.release.budgets import Budgets
 from edgedeploy.release.stage_ids import SOURCE_MODEL

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedeploy.bench import MeasureOptions, bench
+from edgedeploy.bench import bench
 from edgedeploy.compress import distill, prune, reference
 from edgedeploy.compress.options import DistillOptions, PruneOptions
 from edgedeploy.core.adopt import adopt, is_onnx_model, open_model
@@ -19,6 +19,7 @@ from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.device.fleet import remote_options
 from edgedeploy.export import ExportOptions, export
 from edgedeploy.exporters.huggingface import generates
+from edgedeploy.measure_options import MeasureOptions
 from edgedeploy.quality.evaluate import evaluate
 from edgedeploy.quality.perplexity import perplexity
 from edgedeploy.quantize import quantize

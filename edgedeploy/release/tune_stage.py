@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgedeploy.bench import RemoteOptions
 from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput
 from edgedeploy.device.doctor import resolve_profile
+from edgedeploy.device.options import RemoteOptions
 from edgedeploy.release import stage_ids as ids
 from edgedeploy.release.pipeline import Stage
 from edgedeploy.release.recipe import Recipe

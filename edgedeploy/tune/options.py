@@ -8,8 +8,9 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from edgedeploy.bench import MeasureOptions, RemoteOptions
 from edgedeploy.core.options import split_names
+from edgedeploy.device.options import RemoteOptions
+from edgedeploy.measure_options import MeasureOptions
 from edgedeploy.runtimes.stats import MIN_SAMPLES
 
 Objective = Literal["p50", "p90", "throughput", "size", "decode", "ttft"]

@@ -1,0 +1,63 @@
+"""How to measure: the settings ``edgedeploy bench``, a recipe's targets and ``tune`` share, with
+their ranges (the harness that honours them is ``runtimes/``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from edgedeploy.core.options import Options, split_names
+from edgedeploy.device.profiles import KNOWN_PROVIDERS
+from edgedeploy.runtimes import inputs as rt_inputs
+from edgedeploy.runtimes.limits import MAX_THREADS, THREADS_PER_CPU
+
+DEFAULT_SHAPE = "batch=1,sequence=128"
+
+
+class MeasureOptions(Options):
+    """How to measure: shared by ``edgedeploy bench`` and a recipe's targets."""
+
+    profile: str | None = Field(
+        None, description="Device profile (default: the closest to this host, as 'edgedeploy doctor' picks; 'auto' the same)."
+    )
+    shape: str = Field(
+        DEFAULT_SHAPE,
+        min_length=1,
+        description="Bind symbolic dims; 'batch'/'sequence' are short names. Dims left open take the size validation ran them at.",
+    )
+    scenario: Literal["single-stream", "offline", "server"] = Field("single-stream", description="What is measured.")
+    iterations: int = Field(200, ge=1, description="Steady-state inferences per model (upper bound).")
+    duration: float = Field(60.0, gt=0, description="Time bound in seconds for the steady state.")
+    warmup: int = Field(20, ge=0, description="Warm-up inferences (bounded to 5 s).")
+    threads: int | None = Field(
+        None, ge=1, le=MAX_THREADS, description=f"Override the profile's intra-op threads (at most {THREADS_PER_CPU} per CPU of the device)."
+    )
+    concurrency: int = Field(1, ge=1, le=256, description="Sessions/threads for offline and server (one session each, up to 256).")
+    qps: float | None = Field(None, gt=0, description="Poisson arrival rate for the server scenario.")
+    latency_budget: float | None = Field(None, gt=0, description="p99 budget in ms for the server scenario.")
+    baseline: Literal["torch"] | None = Field(None, description="Also time the PyTorch source model eagerly, interleaved.")
+    note: str | None = Field(None, description="A label stored with the results and shown with the table (e.g. 'emulated').")
+    providers: list[str] = Field(
+        default_factory=list, description="Execution providers in order, overriding the profile's (comma-separated or repeated)."
+    )
+    allow_fallback: bool = Field(False, description="Run on what onnxruntime has when a requested provider is missing (recorded); default: exit 3.")
+    generate: bool = Field(
+        False, description="Time greedy generation with the KV cache (a decoder exported with --task text-generation-with-past): TTFT and tokens/s."
+    )
+    prompt_tokens: int = Field(32, ge=1, le=65536, description="With --generate: prompt length in tokens (prefill).")
+    new_tokens: int = Field(32, ge=1, le=65536, description="With --generate: tokens generated greedily after the prompt (decode).")
+
+    @field_validator("providers")
+    @classmethod
+    def _known_providers(cls, v: list[str]) -> list[str]:
+        return split_names(v, KNOWN_PROVIDERS, "execution provider")
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_parses(cls, v: str) -> str:
+        try:
+            rt_inputs.parse_shape(v)
+        except rt_inputs.ShapeError as exc:
+            raise ValueError(str(exc).removeprefix("--shape ")) from None
+        return v
