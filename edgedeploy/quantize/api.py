@@ -56,12 +56,13 @@ def already_quantized(art: Artifact, model) -> str | None:
     return None
 
 
-def quantize(artifact, out: Path, method: str | None = None, *, options: QuantizeOptions | None = None, force: bool = False, **settings) -> Artifact:
-    """Quantize ``artifact`` into a new artifact at ``out``. Settings are a ``QuantizeOptions``
-    or its fields as keyword arguments (``quantize(a, out, "dynamic", eval_data=dev)``)."""
+def quantize(artifact, out: Path, method: str | None = None, *, options: QuantizeOptions | None = None, force: bool = False, **fields) -> Artifact:
+    """Quantize ``artifact`` into a new artifact at ``out``. The options are a ``QuantizeOptions``
+    or its fields as keyword arguments (``quantize(a, out, "dynamic", eval_data=dev)``); the
+    method's settings are ``resolved`` from them, the profile and the defaults."""
     import onnx
 
-    opts = options if options is not None else coerce(QuantizeOptions, {"method": method, **settings}, "quantize")
+    opts = options if options is not None else coerce(QuantizeOptions, {"method": method, **fields}, "quantize")
     method, calib_data, eval_data, text_column = opts.method, opts.calib_data, opts.eval_data, opts.text_column
     eval_samples, exclude = opts.eval_samples, tuple(opts.exclude)
     parent = open_model(artifact)
@@ -74,17 +75,17 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     why = already_quantized(parent, parent_model)
     if why:
         raise BadInput(f"{parent.path}: is already quantized ({why}); quantize the float parent instead")
-    settings, chosen_by = settings_mod.resolve(method, prof, opts.overrides(), opts.int4_preset)
+    resolved, chosen_by = settings_mod.resolve(method, prof, opts.overrides(), opts.int4_preset)
     has_conv = any(n.op_type == "Conv" for n in parent_model.graph.node)
     if method == "static" and parent.manifest["source"].get("family") == "transformer":
         # Quantizing Softmax/LayerNorm/Add activations wrecks transformer accuracy; MatMuls carry the compute.
-        settings["op_types"], chosen_by["op_types"] = ["MatMul", "Gemm", "Gather"], "default for transformer families"
+        resolved["op_types"], chosen_by["op_types"] = ["MatMul", "Gemm", "Gather"], "default for transformer families"
     notes = settings_mod.predictions(method, prof, has_conv)
     for n in notes:
         log.warning("note: %s", n)
     if len(parent.graph_files) > 1:
         record = {"profile": prof["name"] if prof else None, "chosen_by": chosen_by, "options": opts.recorded(), "notes": notes}
-        return quantize_graphs(parent, out, opts, settings, record, force)
+        return quantize_graphs(parent, out, opts, resolved, record, force)
     if method == "static" and calib_data is None and not opts.random_calibration:
         raise BadInput("static quantization needs --calib-data FILE (TSV/CSV/JSONL text or .npz); random calibration only with --random-calibration")
     eval_src = SampleSource(parent, eval_data or calib_data, text_column, limit=eval_samples, allow_random=True)
@@ -130,17 +131,17 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         # Tuning decisions (sensitivity, search) use the calibration data when given, so the
         # fidelity reported on --data is measured on samples the search never saw.
         tune_src = SampleSource(parent, calib_data, text_column, limit=eval_samples) if calib_data else eval_src
-        if method == "int4" and settings["int4_sensitive_8bit"]:
-            settings["keep_8bit"] = _most_sensitive_matmuls(pre, settings, tune_src, parent.model_path, run, work, excluded)
+        if method == "int4" and resolved["int4_sensitive_8bit"]:
+            resolved["keep_8bit"] = _most_sensitive_matmuls(pre, resolved, tune_src, parent.model_path, run, work, excluded)
         log.info("quantizing (%s)", method)
-        used = run(method, pre, stage / "model.onnx", settings, excluded)
+        used = run(method, pre, stage / "model.onnx", resolved, excluded)
         checkpoint()
         if opts.accuracy_aware():
             budget = Budget(opts.min_mean_cosine, opts.min_worst_cosine, opts.max_accuracy_drop)
             if opts.max_accuracy_drop is not None:
                 budget.accuracy, budget.parent_accuracy = _task_accuracy(parent, eval_data, text_column, opts.label_column, eval_samples)
             # the search leaves stage/model.onnx quantized with its final float set
-            search = accuracy_search(method, pre, stage / "model.onnx", settings, excluded, run, tune_src, parent.model_path, budget, work)
+            search = accuracy_search(method, pre, stage / "model.onnx", resolved, excluded, run, tune_src, parent.model_path, budget, work)
             excluded = search["excluded"]
             checkpoint()
         log.info("measuring fidelity against the parent on %s", eval_src.describe()["source"])
