@@ -59,7 +59,7 @@ def already_quantized(art: Artifact, model) -> str | None:
 def quantize(artifact, out: Path, method: str | None = None, *, options: QuantizeOptions | None = None, force: bool = False, **fields) -> Artifact:
     """Quantize ``artifact`` into a new artifact at ``out``. The options are a ``QuantizeOptions``
     or its fields as keyword arguments (``quantize(a, out, "dynamic", eval_data=dev)``); the
-    method's settings are ``resolved`` from them, the profile and the defaults."""
+    method's settings (``method_settings``) are resolved from them, the profile and the defaults."""
     import onnx
 
     opts = options if options is not None else coerce(QuantizeOptions, {"method": method, **fields}, "quantize")
@@ -75,17 +75,17 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     why = already_quantized(parent, parent_model)
     if why:
         raise BadInput(f"{parent.path}: is already quantized ({why}); quantize the float parent instead")
-    resolved, chosen_by = settings_mod.resolve(method, prof, opts.overrides(), opts.int4_preset)
+    method_settings, chosen_by = settings_mod.resolve(method, prof, opts.overrides(), opts.int4_preset)
     has_conv = any(n.op_type == "Conv" for n in parent_model.graph.node)
     if method == "static" and parent.manifest["source"].get("family") == "transformer":
         # Quantizing Softmax/LayerNorm/Add activations wrecks transformer accuracy; MatMuls carry the compute.
-        resolved["op_types"], chosen_by["op_types"] = ["MatMul", "Gemm", "Gather"], "default for transformer families"
+        method_settings["op_types"], chosen_by["op_types"] = ["MatMul", "Gemm", "Gather"], "default for transformer families"
     notes = settings_mod.predictions(method, prof, has_conv)
     for n in notes:
         log.warning("note: %s", n)
     if len(parent.graph_files) > 1:
         record = {"profile": prof["name"] if prof else None, "chosen_by": chosen_by, "options": opts.recorded(), "notes": notes}
-        return quantize_graphs(parent, out, opts, resolved, record, force)
+        return quantize_graphs(parent, out, opts, method_settings, record, force)
     if method == "static" and calib_data is None and not opts.random_calibration:
         raise BadInput("static quantization needs --calib-data FILE (TSV/CSV/JSONL text or .npz); random calibration only with --random-calibration")
     eval_src = SampleSource(parent, eval_data or calib_data, text_column, limit=eval_samples, allow_random=True)
@@ -131,17 +131,17 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         # Tuning decisions (sensitivity, search) use the calibration data when given, so the
         # fidelity reported on --data is measured on samples the search never saw.
         tune_src = SampleSource(parent, calib_data, text_column, limit=eval_samples) if calib_data else eval_src
-        if method == "int4" and resolved["int4_sensitive_8bit"]:
-            resolved["keep_8bit"] = _most_sensitive_matmuls(pre, resolved, tune_src, parent.model_path, run, work, excluded)
+        if method == "int4" and method_settings["int4_sensitive_8bit"]:
+            method_settings["keep_8bit"] = _most_sensitive_matmuls(pre, method_settings, tune_src, parent.model_path, run, work, excluded)
         log.info("quantizing (%s)", method)
-        used = run(method, pre, stage / "model.onnx", resolved, excluded)
+        used = run(method, pre, stage / "model.onnx", method_settings, excluded)
         checkpoint()
         if opts.accuracy_aware():
             budget = Budget(opts.min_mean_cosine, opts.min_worst_cosine, opts.max_accuracy_drop)
             if opts.max_accuracy_drop is not None:
                 budget.accuracy, budget.parent_accuracy = _task_accuracy(parent, eval_data, text_column, opts.label_column, eval_samples)
             # the search leaves stage/model.onnx quantized with its final float set
-            search = accuracy_search(method, pre, stage / "model.onnx", resolved, excluded, run, tune_src, parent.model_path, budget, work)
+            search = accuracy_search(method, pre, stage / "model.onnx", method_settings, excluded, run, tune_src, parent.model_path, budget, work)
             excluded = search["excluded"]
             checkpoint()
         log.info("measuring fidelity against the parent on %s", eval_src.describe()["source"])
