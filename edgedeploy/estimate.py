@@ -13,12 +13,21 @@ import numpy as np
 from edgedeploy.core.atomic import scratch_cwd
 from edgedeploy.device.doctor import diagnose
 from edgedeploy.device.profiles import load, run_settings
+from edgedeploy.measure_options import DEFAULT_SHAPE
 from edgedeploy.runtimes import job as rt_job
-from edgedeploy.runtimes.inputs import resolve_dims
+from edgedeploy.runtimes.inputs import parse_shape, resolve_dims
 
 INT_OPS = {"MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul", "QLinearConv", "ConvInteger", "MatMulNBits", "QGemm"}
 MATMUL_OPS = {"MatMul", "MatMulInteger", "QLinearMatMul", "DynamicQuantizeMatMul", "FusedMatMul", "MatMulNBits", "QGemm", "Gemm"}
 CONV_OPS = {"Conv", "QLinearConv", "ConvInteger", "FusedConv"}
+
+
+def default_dims(art) -> dict[str, int]:
+    """The dims an estimate binds when no --shape is given, by their exact names: batch=1 and
+    sequence=128 where the model has such dims (as bench's default), the rest at the sizes
+    validation ran them at."""
+    wanted = {**art.validated_dims(), **parse_shape(DEFAULT_SHAPE)}
+    return resolve_dims(art.inputs, wanted, strict=False)
 
 
 def _bind(model, shape: dict):

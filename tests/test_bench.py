@@ -85,6 +85,14 @@ def test_estimate_is_labelled_and_calibrated(minilm_artifact):
     assert out.count("ESTIMATE") == 2 and "calibrated" in out
     doc = json.loads(cli("estimate", minilm_artifact.path, "--profile", "rpi4", "--no-calibrate", "--json", check=0).stdout)
     assert doc["estimates"][0]["kind"] == "estimated" and doc["calibration"] is None
+    assert set(doc["shape"].values()) == {1, 128}  # the default binds batch and sequence where the model has them
+
+
+def test_estimate_without_a_shape_binds_only_the_dims_the_model_has(tiny_onnx):
+    """A model with a batch dim and no sequence: the default shape is not an error (as in bench)."""
+    doc = json.loads(cli("estimate", tiny_onnx, "--profile", "rpi4", "--no-calibrate", "--json", check=0).stdout)
+    assert doc["shape"] == {"batch": 1} and doc["counts"]["flops_float"] > 0
+    assert "sequence" in one_line_error(cli("estimate", tiny_onnx, "--profile", "rpi4", "--shape", "batch=1,sequence=8", check=2))
 
 
 @needs_minilm

@@ -6,14 +6,18 @@ from edgedeploy.cli.common import emit_json, json_option
 from edgedeploy.core.adopt import open_model
 from edgedeploy.core.errors import BadInput
 from edgedeploy.device.profiles import load
-from edgedeploy.estimate import calibrate, count, roofline
+from edgedeploy.estimate import calibrate, count, default_dims, roofline
 from edgedeploy.runtimes.inputs import ShapeError, parse_shape
 
 
 @click.command("estimate")
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--profile", "profile_names", multiple=True, required=True, help="Target profile(s) to estimate for.")
-@click.option("--shape", default="batch=1,sequence=128", show_default=True, help="Bind symbolic dims for the FLOP and byte counts.")
+@click.option(
+    "--shape",
+    default=None,
+    help="Bind symbolic dims for the FLOP and byte counts [default: batch=1,sequence=128 where the model has them; other dims the size validation ran at].",
+)
 @click.option("--no-calibrate", is_flag=True, help="Skip measuring the method's error on this host.")
 @json_option
 def command(artifact, profile_names, shape, no_calibrate, as_json):
@@ -26,7 +30,7 @@ def command(artifact, profile_names, shape, no_calibrate, as_json):
     art = open_model(artifact)
     art.require_single_graph("estimate")
     try:
-        sh = parse_shape(shape)
+        sh = parse_shape(shape) if shape else default_dims(art)
         counts = count(art.model_path, sh)
     except ShapeError as exc:
         raise BadInput(str(exc)) from None
@@ -42,7 +46,7 @@ def command(artifact, profile_names, shape, no_calibrate, as_json):
         emit_json(out)
         return
     click.echo(
-        f"{art.path.name} at {shape}: {(counts['flops_float'] + counts['flops_int']) / 1e9:.2f} GFLOP "
+        f"{art.path.name} at {','.join(f'{k}={v}' for k, v in sh.items()) or 'static shapes'}: {(counts['flops_float'] + counts['flops_int']) / 1e9:.2f} GFLOP "
         f"({counts['flops_int'] / 1e9:.2f} integer), {counts['bytes'] / 1e6:.0f} MB moved (weights {counts['weight_bytes'] / 1e6:.0f} MB)"
     )
     if cal:
