@@ -2,7 +2,7 @@ from pathlib import Path
 
 import click
 
-from edgedeploy.cli.common import emit_json, json_option
+from edgedeploy.cli.common import emit_json, fmt_bytes, json_option
 from edgedeploy.core.options import click_options, from_cli
 from edgedeploy.quality.fidelity import worst_cosine
 from edgedeploy.quantize import quantize
@@ -27,7 +27,7 @@ def command(artifact, out, force, as_json, **settings):
         emit_json({"artifact": str(art.path), "quantization": q, "fidelity": f})
         return
     click.echo(
-        f"{method} -> {art.path}: {q['model_bytes'] / 1e6:.1f} MB ({q['compression_ratio']:.2f}x smaller than {q['parent_model_bytes'] / 1e6:.1f} MB)"
+        f"{method} -> {art.path}: {fmt_bytes(q['model_bytes'])} ({_size_change(q['compression_ratio'])} than {fmt_bytes(q['parent_model_bytes'])})"
     )
     line = (
         f"  fidelity on {f['samples']} samples: mean cosine {f['mean_cosine']:.4f}, worst {worst_cosine(f):.4f}, max abs diff {f['max_abs_diff']:.3g}"
@@ -43,3 +43,8 @@ def command(artifact, out, force, as_json, **settings):
         )
     if q["nodes_kept_float"]:
         click.echo(f"  kept in float: {len(q['nodes_kept_float'])} node(s)")
+
+
+def _size_change(ratio: float) -> str:
+    """'3.80x smaller', or 'N.NNx larger' where quantizing a tiny model added more than it saved."""
+    return f"{ratio:.2f}x smaller" if ratio >= 1 else f"{1 / ratio:.2f}x larger"
