@@ -53,7 +53,10 @@ def _progress(name: str, done: int, total: int) -> None:
     print(f"progress {name} {done}/{total}", file=sys.stderr, flush=True)
 
 
-def main(argv=None) -> None:
+MAX_JOB_BYTES = 16 << 20  # a job names models and settings; it is never large
+
+
+def _parser() -> argparse.ArgumentParser:
     prog = "edgedeploy-runtime" if Path(sys.argv[0]).name == "edgedeploy-runtime" else "python -m edgedeploy.runtimes"
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -81,58 +84,75 @@ def main(argv=None) -> None:
     b.add_argument("-o", "--output")
     b.add_argument("--require-stable", action="store_true")
     b.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+    return ap
 
+
+def _arm_deadline(seconds: float) -> None:
+    """Stop the whole process with exit 124 after ``seconds`` (a hung session cannot outlive it)."""
+    import signal
+
+    def expired(signum, frame):
+        print(f"edgedeploy-runtime: error: deadline of {seconds:.0f} s exceeded; stopped", file=sys.stderr, flush=True)
+        os._exit(124)
+
+    signal.signal(signal.SIGALRM, expired)
+    signal.alarm(max(1, int(seconds)))
+
+
+def _job(args) -> tuple[dict, Path]:
+    """The job to run and the folder its relative paths start from: a job file (size-bounded), or
+    the ``bench`` flags."""
+    from .inputs import parse_shape
+
+    if args.cmd == "run":
+        try:
+            with open(args.job, "rb") as fh:
+                raw = fh.read(MAX_JOB_BYTES + 1)
+            if len(raw) > MAX_JOB_BYTES:
+                raise ValueError(f"over {MAX_JOB_BYTES:,} bytes")
+            job = json.loads(raw.decode("utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            _die(f"{args.job}: cannot read job file ({str(exc)[:200]})", 2)
+        if not isinstance(job, dict):
+            _die(f"{args.job}: a job file is a JSON object", 2)
+        return job, Path(args.job).resolve().parent
+    job = {
+        "models": [{"name": Path(m).stem, "path": m} for m in args.models],
+        "shape": parse_shape(args.shape),
+        "inputs_npz": args.inputs,
+        "scenario": args.scenario,
+        "iterations": args.iterations,
+        "duration_s": args.duration,
+        "warmup": args.warmup,
+        "concurrency": args.concurrency,
+        "qps": args.qps,
+        "latency_budget_ms": args.latency_budget,
+        "profile": {"name": None, "run": {"intra_op_threads": args.threads, "providers": args.providers.split(",")}},
+    }
+    return job, Path.cwd()
+
+
+def main(argv=None) -> None:
+    args = _parser().parse_args(argv)
     report = _check()
     if args.cmd == "check":
         print(json.dumps(report, indent=2))
-        if report["missing"]:
-            _die(f"missing {', '.join(report['missing'])}; install with: python -m pip install {' '.join(report['missing'])}", 3)
-        return
     if report["missing"]:
         _die(f"missing {', '.join(report['missing'])}; install with: python -m pip install {' '.join(report['missing'])}", 3)
+    if args.cmd == "check":
+        return
 
     from .errors import ModelError, ProviderError
-    from .inputs import ShapeError, parse_shape
+    from .inputs import ShapeError
     from .job import run_job
 
     if getattr(args, "pid_file", None):
         Path(args.pid_file).write_text(str(os.getpid()))
     if getattr(args, "deadline", None):
-        import signal
-
-        def expired(signum, frame):
-            print(f"edgedeploy-runtime: error: deadline of {args.deadline:.0f} s exceeded; stopped", file=sys.stderr, flush=True)
-            os._exit(124)
-
-        signal.signal(signal.SIGALRM, expired)
-        signal.alarm(max(1, int(args.deadline)))
-
+        _arm_deadline(args.deadline)
     try:
-        if args.cmd == "run":
-            try:
-                with open(args.job) as fh:
-                    job = json.load(fh)
-            except (OSError, json.JSONDecodeError) as exc:
-                _die(f"{args.job}: cannot read job file ({exc})", 2)
-            base = Path(args.job).resolve().parent
-        else:
-            job = {
-                "models": [{"name": Path(m).stem, "path": m} for m in args.models],
-                "shape": parse_shape(args.shape),
-                "inputs_npz": args.inputs,
-                "scenario": args.scenario,
-                "iterations": args.iterations,
-                "duration_s": args.duration,
-                "warmup": args.warmup,
-                "concurrency": args.concurrency,
-                "qps": args.qps,
-                "latency_budget_ms": args.latency_budget,
-                "profile": {"name": None, "run": {"intra_op_threads": args.threads, "providers": args.providers.split(",")}},
-            }
-            base = Path.cwd()
-        quiet = getattr(args, "quiet", False)
-        doc = run_job(job, base, progress=None if quiet else _progress)
+        job, base = _job(args)
+        doc = run_job(job, base, progress=None if args.quiet else _progress)
     except (JobError, ShapeError, ModelError) as exc:
         _die(str(exc), 2)
     except ProviderError as exc:

@@ -168,7 +168,6 @@ LONG_FUNCTIONS = {
     "edgedeploy/compress/prune.py:prune": 141,
     "edgedeploy/quantize/api.py:quantize": 130,
     "edgedeploy/export.py:export": 127,
-    "runtimes/__main__.py:main": 97,
     "edgedeploy/tune/search.py:tune": 87,
     "edgedeploy/compress/train.py:train": 84,
     "edgedeploy/release/report/render.py:to_markdown": 83,

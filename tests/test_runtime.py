@@ -226,3 +226,15 @@ def test_cli_runtime_exit_codes(tiny_onnx, tmp_path):
     assert run("run", tmp_path / "job.json").returncode == 2
     chk = run("check")
     assert chk.returncode == 0 and json.loads(chk.stdout)["missing"] == []
+
+
+@pytest.mark.parametrize("body, needle", [(b"[1, 2]", "JSON object"), (b"{" * 10 + b"x", "cannot read job file"), (b" " * ((16 << 20) + 1), "over 16,777,216 bytes")])
+def test_a_bad_job_file_is_exit_2_on_the_device(tmp_path, capsys, body, needle):
+    from edgedeploy.runtimes.__main__ import main
+
+    job = tmp_path / "job.json"
+    job.write_bytes(body)
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", str(job), "--quiet"])
+    assert exit_.value.code == 2
+    assert needle in capsys.readouterr().err
