@@ -228,7 +228,9 @@ def test_cli_runtime_exit_codes(tiny_onnx, tmp_path):
     assert chk.returncode == 0 and json.loads(chk.stdout)["missing"] == []
 
 
-@pytest.mark.parametrize("body, needle", [(b"[1, 2]", "JSON object"), (b"{" * 10 + b"x", "cannot read job file"), (b" " * ((16 << 20) + 1), "over 16,777,216 bytes")])
+@pytest.mark.parametrize(
+    "body, needle", [(b"[1, 2]", "JSON object"), (b"{" * 10 + b"x", "cannot read job file"), (b" " * ((16 << 20) + 1), "over 16,777,216 bytes")]
+)
 def test_a_bad_job_file_is_exit_2_on_the_device(tmp_path, capsys, body, needle):
     from edgedeploy.runtimes.__main__ import main
 
