@@ -104,3 +104,24 @@ def is_torchscript(path: Path) -> bool:
         return False
     with zipfile.ZipFile(path) as zf:
         return any("/code/" in n or n.startswith("code/") for n in zf.namelist())
+
+
+def weight_files(path: Path) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+            shards = sorted(set(weight_map.values()))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError, AttributeError):
+            raise BadInput(f"{index}: not a valid shard index (a JSON object with a weight_map)") from None
+        bad = [s for s in shards if not isinstance(s, str) or "/" in s or "\\" in s or s.startswith(".")]
+        if bad:
+            raise BadInput(f"{index}: shard {bad[0]!r} is not a file name in this directory")
+        return [path / s for s in shards]
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (path / name).exists():
+            return [path / name]
+    found = sorted(p for p in path.glob("*.safetensors"))
+    if found:
+        return found
+    raise BadInput(f"{path}: has config.json but no weights (model.safetensors or pytorch_model.bin)")

@@ -52,9 +52,12 @@ def teacher(tmp_path_factory):
 
 
 def _params(path):
+    """The checkpoint as edgedeploy loads it (transformers 5 has no head pruning of its own)."""
     from transformers import AutoModelForSequenceClassification
 
-    m = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+    from edgedeploy.exporters.encoder_parts import from_pretrained
+
+    m = from_pretrained(AutoModelForSequenceClassification, path, local_files_only=True)
     return m, sum(p.numel() for p in m.parameters())
 
 
@@ -81,7 +84,7 @@ def test_pruned_model_is_smaller_reloads_and_exports(teacher, tmp_path):
     before_model, before = _params(teacher)
     model, after = _params(out)
     assert after < before and rec["parameters"] == {"before": before, "after": after, "reduction": pytest.approx(1 - after / before)}
-    # what was removed is in the config, so from_pretrained rebuilds exactly this structure
+    # what was removed is in the config, so loading rebuilds exactly this structure
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["num_hidden_layers"] == 2 and cfg["intermediate_size"] == 96 and cfg["pruned_heads"] == {"0": [1], "1": [0, 3]}
     assert model.bert.encoder.layer[1].attention.self.num_attention_heads == 2
@@ -107,7 +110,7 @@ def test_pruning_without_recovery_only_removes_what_is_named(teacher):
     """Removing heads physically gives exactly the model with those heads' outputs zeroed."""
     import torch
 
-    from edgedeploy.compress.arch import Encoder
+    from edgedeploy.exporters.encoder_parts import Encoder
 
     model, _ = _params(teacher)
     masked, _ = _params(teacher)
@@ -115,7 +118,7 @@ def test_pruning_without_recovery_only_removes_what_is_named(teacher):
     d = enc.head_size()
     with torch.no_grad():  # zero head 2 of layer 1 in the output projection: what pruning it must equal
         enc.part(1, "attn_out").weight[:, 2 * d : 3 * d] = 0
-    model.prune_heads({1: [2]})
+    Encoder(model).remove_heads({1: [2]})
     assert torch.allclose(_logits(model), _logits(masked), atol=1e-5)
 
 
@@ -136,24 +139,31 @@ def test_distilbert_family_prunes_heads_and_exports(tmp_path):
 
 
 @needs_minilm
-def test_gradient_importance_equals_hugging_face_head_mask_gradient(teacher):
-    """The hook-based gates give the same head importance as transformers' own head_mask."""
+def test_gradient_importance_equals_the_gradient_of_per_head_output_weights(teacher):
+    """The hook-based gates give the same head importance as scaling each head's columns of the
+    attention output projection by a gate m_h and differentiating the loss by m_h (what
+    transformers 4's head_mask gave; transformers 5 has no head_mask)."""
     import numpy as np
     import torch
+    from torch.func import functional_call
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from edgedeploy.compress import data as textdata
-    from edgedeploy.compress.arch import Encoder
     from edgedeploy.compress.importance import gradient
+    from edgedeploy.exporters.encoder_parts import Encoder
 
     model = AutoModelForSequenceClassification.from_pretrained(str(teacher), attn_implementation="eager").eval()
     tok = AutoTokenizer.from_pretrained(str(teacher))
     rows = textdata.load(SST2_DEV, model.config, limit=64)
-    ours, _ = gradient(Encoder(model), textdata.batches(tok, rows, np.arange(64), 32, 64))
+    enc = Encoder(model)
+    ours, _ = gradient(enc, textdata.batches(tok, rows, np.arange(64), 32, 64))
+    names = {id(p): n for n, p in model.named_parameters()}
+    outs = [(names[id(enc.part(i, "attn_out").weight)], enc.part(i, "attn_out").weight) for i in range(3)]
     want = torch.zeros(3, 4)
     for x, y in textdata.batches(tok, rows, np.arange(64), 32, 64):
         mask = torch.ones(3, 4, requires_grad=True)
-        (g,) = torch.autograd.grad(model(**x, labels=y, head_mask=mask).loss, mask)
+        scaled = {name: w * mask[i].repeat_interleave(enc.head_size())[None, :] for i, (name, w) in enumerate(outs)}
+        (g,) = torch.autograd.grad(functional_call(model, scaled, kwargs={**x, "labels": y}).loss, mask)
         want += g.abs()
     np.testing.assert_allclose(np.stack(ours), (want / 2).numpy(), rtol=1e-4, atol=1e-7)
 

@@ -20,12 +20,12 @@ import numpy as np
 
 from edgedeploy.compress import data as textdata
 from edgedeploy.compress import losses, model_io
-from edgedeploy.compress.arch import Encoder, parameters
 from edgedeploy.compress.options import DistillOptions
 from edgedeploy.compress.train import Schedule, train, trainable
 from edgedeploy.core.atomic import check_output_dir, refuse_inside
 from edgedeploy.core.errors import BadInput
-from edgedeploy.exporters.huggingface import weight_files
+from edgedeploy.exporters.encoder_parts import Encoder, parameters
+from edgedeploy.exporters.safe_load import weight_files
 
 log = logging.getLogger("edgedeploy")
 

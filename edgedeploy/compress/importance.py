@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgedeploy.compress.arch import Encoder
+from edgedeploy.exporters.encoder_parts import Encoder
 
 
 def magnitude(enc: Encoder) -> tuple[list[np.ndarray], list[np.ndarray]]:

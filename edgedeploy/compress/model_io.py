@@ -11,6 +11,7 @@ from edgedeploy.core.artifact import sha256_file
 from edgedeploy.core.atomic import staged_directory
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.sources import resolve
+from edgedeploy.exporters.encoder_parts import from_pretrained
 
 RECORD = "compression.json"
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
@@ -29,7 +30,7 @@ def load(source: str, what: str = "SOURCE"):
     if src.kind != "huggingface":
         raise BadInput(f"{what} {source}: pruning and distillation need a Hugging Face model directory (this is {src.kind})")
     cls = AutoModelForSequenceClassification if is_classifier(src.path) else AutoModel
-    model = cls.from_pretrained(str(src.path), local_files_only=True)
+    model = from_pretrained(cls, src.path, local_files_only=True)
     tok = None
     if any((src.path / f).is_file() for f in TOKENIZER_FILES):
         tok = AutoTokenizer.from_pretrained(str(src.path), local_files_only=True)

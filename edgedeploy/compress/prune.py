@@ -19,12 +19,12 @@ import numpy as np
 
 from edgedeploy.compress import data as textdata
 from edgedeploy.compress import model_io
-from edgedeploy.compress.arch import Encoder, parameters
 from edgedeploy.compress.importance import gradient, magnitude
 from edgedeploy.compress.options import PruneOptions
 from edgedeploy.compress.train import Diverged, Schedule, train, trainable
 from edgedeploy.core.atomic import check_output_dir, refuse_inside
 from edgedeploy.core.errors import BadInput
+from edgedeploy.exporters.encoder_parts import Encoder, parameters
 
 log = logging.getLogger("edgedeploy")
 
@@ -112,7 +112,7 @@ def _choose_heads(enc: Encoder, imp: list[np.ndarray], k: int, allow_empty: bool
 def _remove_heads(model, enc: Encoder, now: dict[int, list[int]], silenced: set[int]) -> None:
     """Physically remove heads; a layer losing all of them keeps one, zeroed and frozen (see ``silence_last_head``)."""
     emptied = {layer: heads[-1] for layer, heads in now.items() if len(heads) >= enc.num_heads(layer)}
-    model.prune_heads({layer: [h for h in heads if emptied.get(layer) != h] for layer, heads in now.items()})
+    enc.remove_heads({layer: [h for h in heads if emptied.get(layer) != h] for layer, heads in now.items()})
     for layer in emptied:
         enc.silence_last_head(layer)
         silenced.add(layer)

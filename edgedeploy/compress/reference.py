@@ -29,7 +29,7 @@ from edgedeploy.core.atomic import staged_directory
 from edgedeploy.core.errors import BadInput, EdgeDeployError, ValidationFailed
 from edgedeploy.core.sources import REFERENCE, Source, embedded_path
 from edgedeploy.data.datasets import iter_rows
-from edgedeploy.exporters.huggingface import weight_files
+from edgedeploy.exporters.safe_load import weight_files
 
 log = logging.getLogger("edgedeploy")
 RECIPE_VERSION = 2  # 2: trained with compress.train (its data order and schedule)
