@@ -144,11 +144,9 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
         validation = result.as_dict()
         validation["inputs_from"] = str(sample_data) if sample_data else "generated from the signature (two batch/sequence sizes)"
         if generation is not None:
-            validation["inputs_from"] = f"random prompts of {' and '.join(map(str, PROMPTS))} tokens; greedy generation of {NEW_TOKENS} tokens"
-            if s2s is not None:
-                validation["inputs_from"] = (
-                    f"random encoder inputs (text: {' and '.join(map(str, PROMPTS))} tokens); greedy generation of {NEW_TOKENS} tokens"
-                )
+            sizes = " and ".join(map(str, PROMPTS))
+            what = f"encoder inputs (text: {sizes} tokens)" if s2s is not None else f"prompts of {sizes} tokens"
+            validation["inputs_from"] = f"random {what}; greedy generation of {NEW_TOKENS} tokens"
         if not result.passed and result.unstable is not None:
             u = result.unstable
             how = "in shape" if u.max_abs_diff == float("inf") else f"by up to {u.max_abs_diff:.3g}"
@@ -183,6 +181,7 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
             "model_file": model_file,
             "export": {
                 "exporter": info["exporter"],
+                "versions": info.get("versions", {}),
                 **({"variant": info["variant"]} if info.get("variant") else {}),
                 "attempts_failed": info.get("exporter_attempts", []),
                 "optimize": opt,

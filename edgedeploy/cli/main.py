@@ -45,7 +45,6 @@ EXPORT_EXTRA = "this command needs the export extra (PyTorch and the exporter): 
 INSTALL_HINTS = {
     "onnxruntime": "install one flavour: pip install 'edgedeploy[cpu]' (or [gpu]; on a Jetson, NVIDIA's onnxruntime-gpu wheel)",
     "torch": EXPORT_EXTRA,
-    "optimum": EXPORT_EXTRA,
     "onnxscript": EXPORT_EXTRA,
     "transformers": "pip install edgedeploy (transformers tokenizes text data; exporting needs the export extra: 'edgedeploy[export]')",
     "onnx": "pip install onnx",
@@ -140,10 +139,9 @@ def main(argv=None) -> None:
         if debug:
             raise
         fix = INSTALL_HINTS.get((exc.name or "").split(".")[0])
-        if fix is EXPORT_EXTRA and _transformers_major() >= 5:
+        if exc.name == "optimum":  # transformers 4 exports with optimum-onnx (transformers 5 with its own exporter)
             fix = (
-                "this command needs the export extra, and the exporter it uses (optimum-onnx) needs transformers < 4.58 while this "
-                "environment has transformers 5; run it in a separate environment with pip install 'edgedeploy[export]'"
+                "on transformers 4 the exporter is optimum-onnx: pip install 'edgedeploy[export-legacy]', or 'edgedeploy[export]' for transformers 5"
             )
         if fix is None:
             fail_line(f"internal error: ModuleNotFoundError: {_first_line(exc)}; rerun with --debug")
@@ -161,15 +159,6 @@ def main(argv=None) -> None:
         fail_line(f"internal error: {type(exc).__name__}: {_first_line(exc)}; rerun with --debug")
         sys.exit(1)
     sys.exit(0)
-
-
-def _transformers_major() -> int:
-    from importlib import metadata
-
-    try:
-        return int(metadata.version("transformers").split(".")[0])
-    except (metadata.PackageNotFoundError, ValueError):
-        return 0
 
 
 def _first_line(exc: BaseException) -> str:
