@@ -114,7 +114,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         log.info("pre-processing %s", parent.model_path)
         pre_info = _preprocess(parent.model_path, pre)
         checkpoint()
-        resolved = exclusions.resolve(onnx.load(str(pre), load_external_data=False), exclude) if exclude else {}
+        resolved = exclusions.resolve_preprocessed(pre, parent.model_path, exclude) if exclude else {}
         excluded = exclusions.flatten(resolved)
         if opts.smooth_quant:  # adds a Mul per smoothed tensor and renames no node, so ``excluded`` still holds
             calib = itertools.islice(iter(calib_src), SMOOTH_SAMPLES)

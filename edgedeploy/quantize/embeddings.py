@@ -29,8 +29,9 @@ def embedding_gathers(model, exclude=()) -> list:
 
 
 def lm_heads(model) -> list[str]:
-    """MatMul nodes that produce a decoder's ``logits`` output (or are named lm_head)."""
-    outputs = {o.name for o in model.graph.output if o.name == "logits"}
+    """MatMul nodes that produce a decoder's ``logits`` output (or are named lm_head). A decoder's
+    logits are per token (batch, sequence, vocab); a classifier's rank-2 logits have no lm_head."""
+    outputs = {o.name for o in model.graph.output if o.name == "logits" and len(o.type.tensor_type.shape.dim) == 3}
     return [n.name for n in model.graph.node if n.op_type == "MatMul" and ("lm_head" in n.name or set(n.output) & outputs)]
 
 
