@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup system-deps test test-fast fuzz dist lint demo edgemin bench-harness e2e-arm64 clean reference-model reference-lm export quantize bench report release
+.PHONY: setup setup-legacy system-deps test test-legacy test-fast fuzz dist lint demo edgemin bench-harness e2e-arm64 clean reference-model reference-lm export quantize bench report release
 
 setup: $(STAMP)
 
@@ -20,6 +20,20 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt torch
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,export,demo,dev]'
 	touch $(STAMP)
+
+# The last transformers 4 stack (optimum-onnx), in its own venv: `make test-legacy` runs the
+# tests of what differs between the stacks (export, decoders, encoder-decoders, optimum's own
+# output directories) on it.
+LEGACY_VENV ?= .venv-legacy
+LEGACY_STAMP := $(LEGACY_VENV)/.installed
+setup-legacy: $(LEGACY_STAMP)
+
+$(LEGACY_STAMP): pyproject.toml constraints-legacy.txt
+	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
+	$(LEGACY_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LEGACY_VENV)/bin/python -m pip install -q -c constraints-legacy.txt torch
+	$(LEGACY_VENV)/bin/python -m pip install -q -c constraints-legacy.txt -e '.[cpu,export-legacy,demo,dev]'
+	touch $(LEGACY_STAMP)
 
 # The SSH tests start a real sshd on 127.0.0.1 and the report test renders report.html in
 # headless Chromium: install OpenSSH and Chromium when missing (CI machines start bare).
@@ -39,6 +53,10 @@ PYTEST := EDGEDEPLOY_REQUIRE_SSHD=1 $(BIN)/python -m pytest -p no:cacheprovider 
 
 test: setup system-deps lint
 	$(PYTEST) tests
+
+LEGACY_TESTS := tests/test_export.py tests/test_decoder.py tests/test_seq2seq.py tests/test_adopt.py
+test-legacy: setup-legacy system-deps
+	EDGEDEPLOY_REQUIRE_SSHD=1 EDGEDEPLOY_REQUIRE_OPTIMUM=1 $(LEGACY_VENV)/bin/python -m pytest -p no:cacheprovider --durations=10 -rs $(LEGACY_TESTS)
 
 test-fast: setup system-deps
 	$(PYTEST) -m "not slow" tests
