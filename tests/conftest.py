@@ -91,6 +91,32 @@ def _cli_in_process(argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(["edgedeploy", *argv], code, out.getvalue(), err.getvalue())
 
 
+def on_optimum_stack() -> bool:
+    """Whether edgedeploy exports with optimum-onnx here (transformers 4) or transformers' own exporter (5)."""
+    from edgedeploy.exporters.huggingface import OPTIMUM, exporter_stack
+
+    return exporter_stack() == OPTIMUM
+
+
+def optimum_only(why: str) -> None:
+    """Skip what only optimum-onnx builds on transformers 5; `make test-legacy` runs it on the
+    transformers 4 stack (EDGEDEPLOY_REQUIRE_OPTIMUM=1, where a missing optimum-onnx fails)."""
+    try:
+        import optimum.exporters.onnx  # noqa: F401
+    except ImportError:
+        if os.environ.get("EDGEDEPLOY_REQUIRE_OPTIMUM"):
+            pytest.fail("EDGEDEPLOY_REQUIRE_OPTIMUM is set, and optimum-onnx is not installed")
+        pytest.skip(f"{why}: optimum-onnx installs on the transformers 4 stack only (make test-legacy runs this)")
+
+
+def optimum_main_export():
+    """optimum-onnx's own ``main_export``, to write the directories users bring from it."""
+    optimum_only("optimum-onnx writes this directory")
+    from optimum.exporters.onnx import main_export
+
+    return main_export
+
+
 def one_line_error(proc) -> str:
     """The error contract: exactly one 'edgedeploy: error:' line and no traceback."""
     err = proc.stderr

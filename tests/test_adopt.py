@@ -8,15 +8,14 @@ import json
 import shutil
 
 import pytest
-from conftest import SST2_DEV, cli, one_line_error
+from conftest import SST2_DEV, cli, one_line_error, optimum_main_export
 
 from edgedeploy.core.artifact import MANIFEST
 
 
 @pytest.fixture(scope="module")
 def optimum_dir(tiny_classifier_dir, tmp_path_factory):
-    from optimum.exporters.onnx import main_export
-
+    main_export = optimum_main_export()
     out = tmp_path_factory.mktemp("optimum") / "export"
     main_export(str(tiny_classifier_dir), output=str(out), task="text-classification", library_name="transformers")
     assert (out / "model.onnx").is_file() and (out / "tokenizer.json").is_file()

@@ -136,7 +136,9 @@ def test_internal_imports_are_at_the_top():
 
 def test_metadata_has_ranges_and_make_setup_has_the_pins():
     """Users install edgedeploy beside their own torch: no exact pins in the metadata; the
-    versions the suite runs with are pinned in constraints.txt, which make setup uses."""
+    versions the suite runs with are pinned: constraints.txt (the current stack, transformers 5,
+    which make setup uses) and constraints-legacy.txt (transformers 4 with optimum-onnx, which
+    make setup-legacy uses). The metadata's ranges admit both."""
     import tomllib
 
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -144,9 +146,21 @@ def test_metadata_has_ranges_and_make_setup_has_the_pins():
     assert not [d for d in deps if "==" in d], deps
     assert not [d for d in deps if d.startswith("onnxruntime")], "onnxruntime is an extra: cpu or gpu, one per flavour"
     assert meta["project"]["optional-dependencies"]["cpu"] == ["onnxruntime>=1.20"]
-    pins = {ln.split("==")[0]: ln.split("==")[1] for ln in (ROOT / "constraints.txt").read_text().splitlines() if "==" in ln}
-    assert pins["torch"] == "2.13.0" and {"onnxruntime", "transformers", "optimum-onnx"} <= set(pins)
-    assert "-c constraints.txt" in (ROOT / "Makefile").read_text()
+    from packaging.requirements import Requirement
+
+    def pins(name):
+        return {ln.split("==")[0]: ln.split("==")[1] for ln in (ROOT / name).read_text().splitlines() if "==" in ln}
+
+    current, legacy = pins("constraints.txt"), pins("constraints-legacy.txt")
+    assert current["torch"] == legacy["torch"] == "2.13.0" and current["transformers"].startswith("5.") and "optimum-onnx" not in current
+    assert legacy["transformers"].startswith("4.") and "optimum-onnx" in legacy
+    extras = meta["project"]["optional-dependencies"]
+    for requirement, stack in [(deps, current), (deps, legacy), (extras["export"], current), (extras["export-legacy"], legacy)]:
+        for req in map(Requirement, requirement):
+            if req.name in stack:
+                assert req.specifier.contains(stack[req.name]), (str(req), stack[req.name])
+    makefile = (ROOT / "Makefile").read_text()
+    assert "-c constraints.txt" in makefile and "-c constraints-legacy.txt" in makefile
     assert (ROOT / "LICENSE").read_text().startswith(" " * 33 + "Apache License")
 
 
@@ -167,7 +181,7 @@ LONG_FUNCTIONS = {
     "edgedeploy/compress/distill.py:distill": 142,
     "edgedeploy/compress/prune.py:prune": 141,
     "edgedeploy/quantize/api.py:quantize": 130,
-    "edgedeploy/export.py:export": 127,
+    "edgedeploy/export.py:export": 126,
     "edgedeploy/tune/search.py:tune": 87,
     "edgedeploy/compress/train.py:train": 84,
     "edgedeploy/release/report/render.py:to_markdown": 83,

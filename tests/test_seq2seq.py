@@ -7,7 +7,7 @@ import shutil
 
 import onnx
 import pytest
-from conftest import SST2_DEV, cli, one_line_error
+from conftest import SST2_DEV, cli, one_line_error, optimum_main_export
 from hf_configs import SEQ2SEQ, build
 
 from edgedeploy.core.artifact import Artifact
@@ -196,8 +196,7 @@ def test_a_tampered_graph_list_is_refused(models, tmp_path, tamper, says):
 def test_an_optimum_seq2seq_export_is_adopted_with_its_three_graphs(models, tmp_path):
     """optimum's own output directory (encoder, decoder, decoder-with-past and a merged decoder)
     is taken as it is: bench generates with it and quantize writes its lineage."""
-    from optimum.exporters.onnx import main_export
-
+    main_export = optimum_main_export()
     main_export(str(models["t5"][0]), output=str(tmp_path / "optimum"), task="text2text-generation-with-past", do_validation=False)
     proc = cli("bench", tmp_path / "optimum", "--generate", "--new-tokens", "4", "--iterations", "3", "--warmup", "1", "--json", check=0)
     res = json.loads(proc.stdout)["results"][0]
