@@ -140,22 +140,27 @@ def _single_inputs(model, batch: int, seq: int, seed: int) -> tuple[dict, dict]:
 
     rng = np.random.default_rng(seed)
     params, cfg = forward_params(model), model.config
+    if "pixel_values" in params and "input_ids" in params:  # two towers (CLIP-like): text and image together
+        text, text_axes = _single_inputs_text(model, batch, seq, rng)
+        image, image_axes = _image_inputs(model, batch, rng)
+        return {**text, **image}, {**text_axes, **image_axes}
     if "pixel_values" in params:
-        vision = getattr(cfg, "vision_config", None) or cfg  # (SAM: the image settings are the vision tower's)
-        size = getattr(cfg, "image_size", None) or getattr(vision, "image_size", 224)
-        size = size if isinstance(size, (list, tuple)) else (size, size)
-        pixels = torch.from_numpy(rng.standard_normal((batch, getattr(vision, "num_channels", 3), *size[-2:])).astype(np.float32))
+        image, image_axes = _image_inputs(model, batch, rng)
         if "input_points" not in params:
-            return {"pixel_values": pixels}, {"pixel_values": {0: B}}
+            return image, image_axes
         # a promptable segmenter (SAM): point prompts, 3 groups of 2 points (the first case), else 2 of 3
         groups, points = (3, 2) if seed == 0 else (2, 3)
         dims = {0: B, 1: "point_batch_size", 2: "nb_points_per_image"}
+        size = image["pixel_values"].shape[-1]
         feeds = {
-            "pixel_values": pixels,
-            "input_points": torch.from_numpy((rng.random((batch, groups, points, 2)) * size[-1]).astype(np.float32)),
+            **image,
+            "input_points": torch.from_numpy((rng.random((batch, groups, points, 2)) * size).astype(np.float32)),
             "input_labels": torch.ones(batch, groups, points, dtype=torch.int64),
         }
         return feeds, {"pixel_values": {0: B}, "input_points": dims, "input_labels": dims}
+    if "input_values" in params and getattr(cfg, "num_mel_bins", None) and getattr(cfg, "max_length", None):  # a spectrogram (AST)
+        frames = torch.from_numpy(rng.standard_normal((batch, cfg.max_length, cfg.num_mel_bins)).astype(np.float32))
+        return {"input_values": frames}, {"input_values": {0: B}}
     if "input_values" in params:
         audio = torch.from_numpy(rng.standard_normal((batch, 1600 + 160 * seq)).astype(np.float32))
         return {"input_values": audio}, {"input_values": {0: B, 1: SEQ}}
@@ -163,8 +168,22 @@ def _single_inputs(model, batch: int, seq: int, seed: int) -> tuple[dict, dict]:
         raise BadInput(
             f"{type(model).__name__} takes neither input_ids, pixel_values nor input_values; the transformers 5 exporter cannot build its inputs"
         )
+    return _single_inputs_text(model, batch, seq, rng)
+
+
+def _single_inputs_text(model, batch: int, seq: int, rng) -> tuple[dict, dict]:
     feeds = text_inputs(model, batch, seq, rng)
     return feeds, {key: {0: B, 1: SEQ} for key in feeds}
+
+
+def _image_inputs(model, batch: int, rng) -> tuple[dict, dict]:
+    import torch
+
+    vision = getattr(model.config, "vision_config", None) or model.config  # (SAM, CLIP: the vision tower's settings)
+    size = getattr(model.config, "image_size", None) or getattr(vision, "image_size", 224)
+    size = size if isinstance(size, (list, tuple)) else (size, size)
+    pixels = rng.standard_normal((batch, getattr(vision, "num_channels", 3), *size[-2:])).astype(np.float32)
+    return {"pixel_values": torch.from_numpy(pixels)}, {"pixel_values": {0: B}}
 
 
 # -- the wrappers: flat named tensors in, flat named tensors out ---------------------------------
@@ -191,11 +210,25 @@ def _decoder_forward(model, feeds):
 # -- export ----------------------------------------------------------------------------------
 
 
-def _export_single(model, task: str, stage: Path, opset):
+def _outputs(model, task: str, feeds: dict) -> tuple:
+    """The task's outputs where the model returns them; else every tensor it returns (a
+    feature extractor without ``last_hidden_state``: MaskFormer, CLIP-like towers)."""
+    import torch
+
+    want = TASKS[task][1]
+    kw = {"use_cache": False} if "use_cache" in forward_params(model) else {}
+    with torch.no_grad():
+        out = model(**feeds, return_dict=True, **kw)
+    if all(isinstance(out.get(name), torch.Tensor) for name in want):
+        return want
+    return tuple(k for k, v in out.items() if isinstance(v, torch.Tensor))
+
+
+def _export_single(model, task: str, stage: Path, opset) -> tuple:
     feeds, axes = _single_inputs(model, TRACE[B], TRACE[SEQ], seed=0)
-    outputs = TASKS[task][1]
+    outputs = _outputs(model, task, feeds)
     export_graph(wrapper(_single_forward(outputs), model.config)(model), feeds, axes, {}, stage / "model.onnx", opset)
-    return feeds
+    return outputs
 
 
 def _reference_cache(model, feeds: dict) -> list:
@@ -263,13 +296,13 @@ def export(model, task: str, stage: Path, opset: int | None) -> dict:
     if seq2seq.is_seq2seq_task(task):
         transformers_seq2seq.export_seq2seq(model, stage, opset)
         return {"cases": [], "torch_fn": None}
+    outputs = TASKS[task][1]
     if decoder.is_decoder_task(task) or task == "text-generation":
         _export_decoder(model, stage, opset, with_past=decoder.is_decoder_task(task))
         if decoder.is_decoder_task(task):
             return {"cases": [], "torch_fn": None}
     else:
-        _export_single(model, task, stage, opset)
-    outputs = TASKS[task][1]
+        outputs = _export_single(model, task, stage, opset)
     cases = []
     for i, (batch, seq) in enumerate(((1, 16), (3, 7))):
         feeds, _ = _single_inputs(model, batch, seq, seed=i)

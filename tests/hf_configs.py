@@ -137,6 +137,11 @@ def build(arch: str, dest: Path) -> Path:
         model = tf.Wav2Vec2ForCTC(cfg)
     elif arch == "deit":  # its auto mapping lists it with the with-teacher variant; optimum's inference misses it
         model = tf.DeiTForImageClassification(tf.DeiTConfig(image_size=32, patch_size=8, num_labels=3, **small))
+    elif arch == "clip":  # two towers: text and image inputs together, no last_hidden_state
+        text = dict(small, vocab_size=128, max_position_embeddings=64)
+        model = tf.CLIPModel(tf.CLIPConfig(text_config=text, vision_config=dict(small, image_size=32, patch_size=8), projection_dim=16))
+    elif arch == "ast":  # a spectrogram classifier: input_values are (batch, frames, mel bins), not audio samples
+        model = tf.ASTForAudioClassification(tf.ASTConfig(max_length=64, num_mel_bins=16, num_labels=4, **small))
     elif arch == "vit":
         model = tf.ViTForImageClassification(tf.ViTConfig(image_size=32, patch_size=8, num_channels=3, num_labels=5, **small))
     else:

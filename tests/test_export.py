@@ -88,6 +88,20 @@ def test_a_class_optimum_cannot_infer_is_detected_from_the_auto_classes(tmp_path
     assert art.manifest["source"]["task"] == "image-classification" and art.manifest["validation"]["passed"]
 
 
+@pytest.mark.parametrize("arch,outputs", [("clip", {"logits_per_image", "text_embeds", "image_embeds"}), ("ast", {"logits"})])
+def test_two_tower_and_spectrogram_models_export_with_their_own_inputs(arch, outputs, tmp_path):
+    """CLIP takes text and an image at once and returns no last_hidden_state; AST's input_values
+    are a spectrogram (batch, frames, mel bins). Both export without --task and validate."""
+    art = export(str(build(arch, tmp_path / f"{arch}-src")), tmp_path / arch)
+    check_artifact(art)
+    m = art.manifest
+    assert m["validation"]["passed"] and outputs <= {o["name"] for o in m["outputs"]}
+    if arch == "clip":
+        assert {i["name"] for i in m["inputs"]} >= {"input_ids", "pixel_values"}
+    else:
+        assert [i["shape"][1:] for i in m["inputs"]] == [[64, 16]]
+
+
 def test_a_ctc_speech_model_exports_without_a_task(tmp_path):
     """Wav2Vec2ForCTC is a speech model whose model type has no with-past task: detection takes
     the plain automatic-speech-recognition, not Whisper's with-past one."""
