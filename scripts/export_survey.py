@@ -9,6 +9,13 @@ validation is run on what it wrote (``own_validation``). One JSON line per model
 goes to OUT (resumable: types already there are skipped). Nothing is downloaded.
 
     HF_HUB_OFFLINE=1 python scripts/export_survey.py survey.jsonl [--only bert,t5] [--timeout 120]
+
+On transformers 5 there is no optimum-onnx: ``--after scripts/export_survey.jsonl`` takes the
+model types optimum wrote on transformers 4 and the task each was built for, builds each from
+transformers' auto classes and exports it with ``edgedeploy export`` alone (transformers'
+exporter), so the two counts are over the same types:
+
+    HF_HUB_OFFLINE=1 python scripts/export_survey.py scripts/export_survey_transformers5.jsonl --after scripts/export_survey.jsonl
 """
 
 from __future__ import annotations
@@ -84,19 +91,38 @@ def _derived(cfg) -> dict:
     return fix
 
 
-def build(model_type: str, dest: Path) -> str:
-    """A tiny random model of ``model_type`` saved at ``dest``; returns the task it was built for.
+# transformers 5 (--after): the auto class of each task the transformers 4 survey built for
+AUTO = {
+    "text2text-generation-with-past": "AutoModelForSeq2SeqLM",
+    "automatic-speech-recognition-with-past": "AutoModelForSpeechSeq2Seq",
+    "text-generation-with-past": "AutoModelForCausalLM",
+    "image-classification": "AutoModelForImageClassification",
+    "audio-classification": "AutoModelForAudioClassification",
+    "text-classification": "AutoModelForSequenceClassification",
+    "feature-extraction": "AutoModel",
+    "text-to-audio": "AutoModelForTextToWaveform",
+}
+
+
+def build(model_type: str, dest: Path, task: str | None = None) -> str:
+    """A tiny random model of ``model_type`` saved at ``dest``; returns the task it was built for
+    (optimum's most useful one; ``task`` on transformers 5, built from its auto class).
 
     The small sizes go to the config's constructor (not set afterwards), so what it derives from
     them (layer types, stage names, attention layers, pooler sizes) agrees with them.
     """
-    import optimum.exporters.onnx.model_configs  # noqa: F401  (registers optimum's ONNX configs)
     import torch
     import transformers
-    from optimum.exporters.tasks import TasksManager
 
-    supported = TasksManager.get_supported_tasks_for_model_type(model_type, exporter="onnx", library_name="transformers")
-    task = next((t for t in TASK_ORDER if t in supported), next(iter(supported)))
+    if task is None:
+        import optimum.exporters.onnx.model_configs  # noqa: F401  (registers optimum's ONNX configs)
+        from optimum.exporters.tasks import TasksManager
+
+        supported = TasksManager.get_supported_tasks_for_model_type(model_type, exporter="onnx", library_name="transformers")
+        task = next((t for t in TASK_ORDER if t in supported), next(iter(supported)))
+        cls = TasksManager.get_model_class_for_task(task.removesuffix("-with-past"), framework="pt", library="transformers", model_type=model_type)
+    else:
+        cls = getattr(transformers, AUTO[task])
     base = transformers.AutoConfig.for_model(model_type)
     kw = {**_small(base), **OVERRIDES.get(model_type, {})}
     for name in SUB_CONFIGS:  # composite models (CLIP-like): shrink the towers too
@@ -107,7 +133,6 @@ def build(model_type: str, dest: Path) -> str:
     if fix := _derived(cfg):
         cfg = transformers.AutoConfig.for_model(model_type, **kw, **fix)
     torch.manual_seed(0)
-    cls = TasksManager.get_model_class_for_task(task.removesuffix("-with-past"), framework="pt", library="transformers", model_type=model_type)
     target = getattr(cls, "_model_mapping", {}).get(type(cfg), cls) if hasattr(cls, "_model_mapping") else cls
     target = target[0] if isinstance(target, (list, tuple)) else target  # an auto class with several (DeiT): the first
     model = target(cfg)
@@ -115,19 +140,20 @@ def build(model_type: str, dest: Path) -> str:
     return task
 
 
-def one(model_type: str, work: Path) -> dict:
-    """Build, then optimum's main_export, then edgedeploy's export, in this process."""
+def one(model_type: str, work: Path, task: str | None = None) -> dict:
+    """Build, then optimum's main_export (transformers 4 only: ``task`` is None), then edgedeploy's export, in this process."""
     os.environ["HF_HUB_OFFLINE"] = "1"
     src = work / "src"
     rec: dict = {"model_type": model_type}
     t0 = time.perf_counter()
+    with_optimum = task is None
     try:
-        rec["build"] = {"ok": True, "task": build(model_type, src)}
+        rec["build"] = {"ok": True, "task": build(model_type, src, task)}
     except Exception as exc:  # a tiny config this script could not make: not surveyed
         rec["build"] = {"ok": False, "error": _error(exc)}
         return rec
     task = rec["build"]["task"]
-    steps = ("optimum", "edgedeploy") + (("edgedeploy_with_past",) if task == "text-generation-with-past" else ())
+    steps = ("optimum",) * with_optimum + ("edgedeploy",) + (("edgedeploy_with_past",) if task == "text-generation-with-past" else ())
     for step in steps:  # decoders: edgedeploy detects text-generation; with past is asked for, as optimum was
         t = time.perf_counter()
         try:
@@ -136,17 +162,17 @@ def one(model_type: str, work: Path) -> dict:
             else:
                 rec[step] = {"ok": True, **_edgedeploy(src, work / step, task if step == "edgedeploy_with_past" else None)}
         except BaseException as exc:  # BadInput and ValidationFailed are SystemExit-free exceptions; keep going either way
-            rec[step] = {"ok": False, "error": _error(exc)}
+            rec[step] = {"ok": False, "error": _error(exc), **({"asks_for_task": True} if "--task" in str(exc) else {})}
         rec[step]["seconds"] = round(time.perf_counter() - t, 1)
-        if step == "edgedeploy" and "--task" in rec[step].get("error", ""):  # could it tell the task? could optimum?
-            rec["optimum_infers"] = _optimum_task(src)
+        if step == "edgedeploy" and rec[step].get("asks_for_task"):  # could it tell the task? could optimum?
+            rec["optimum_infers"] = _optimum_task(src) if with_optimum else "cannot tell (no optimum-onnx on transformers 5)"
             t = time.perf_counter()
             try:
                 rec["edgedeploy_given_task"] = {"ok": True, **_edgedeploy(src, work / "given", task)}
             except BaseException as exc:
                 rec["edgedeploy_given_task"] = {"ok": False, "error": _error(exc)}
             rec["edgedeploy_given_task"]["seconds"] = round(time.perf_counter() - t, 1)
-    if rec["optimum"]["ok"] and not all(rec[s]["ok"] for s in steps[1:]):  # does optimum's own validation pass on what it wrote?
+    if with_optimum and rec["optimum"]["ok"] and not all(rec[s]["ok"] for s in steps[1:]):  # does optimum's own validation pass on what it wrote?
         try:
             _optimum(src, work, rec["build"]["task"], validate=True)
             rec["optimum"]["own_validation"] = "passed"
@@ -211,9 +237,9 @@ def _edgedeploy(src: Path, out: Path, task: str | None) -> dict:
     return {"task": m["source"]["task"], "graphs": list(art.graph_files), "validation_passed": m["validation"]["passed"]}
 
 
-def run_one(model_type: str, timeout: float) -> dict:
+def run_one(model_type: str, timeout: float, task: str | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, __file__, "--one", model_type, "--work", tmp]
+        cmd = [sys.executable, __file__, "--one", model_type, "--work", tmp, *(("--task", task) if task else ())]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -235,19 +261,23 @@ def exported(rec: dict) -> bool:
 
 def summary(rows: list[dict]) -> str:
     built = [r for r in rows if r["build"]["ok"]]
-    wrote = [r for r in built if r["optimum"]["ok"]]
+    transformers5 = not any("optimum" in r for r in built)  # (--after: the types optimum wrote on transformers 4)
+    wrote = built if transformers5 else [r for r in built if r["optimum"]["ok"]]
     ok = [r for r in wrote if exported(r)]
     graphs = [len(next(r[s] for s in ("edgedeploy", "edgedeploy_given_task") if r.get(s, {}).get("ok"))["graphs"]) for r in ok]
     past = [r for r in wrote if "edgedeploy_with_past" in r]
+    head = f"built {len(built)} on transformers 5" if transformers5 else f"{len(built)} built; optimum's main_export wrote {len(wrote)}"
     lines = [
-        f"{len(rows)} model types; {len(built)} built; optimum's main_export wrote {len(wrote)}; edgedeploy exported {len(ok)} of those",
+        f"{len(rows)} model types; {head}; edgedeploy exported {len(ok)} of those",
         f"  one graph {graphs.count(1)}, three graphs {graphs.count(3)}; decoders with past {sum(exported(r) for r in past)} of {len(past)}",
         f"  task given where neither edgedeploy nor optimum's inference can tell it: {sorted(r['model_type'] for r in ok if not r['edgedeploy']['ok'])}",
     ]
     for r in wrote:
         if not exported(r):
             why = next(r[s]["error"] for s in ("edgedeploy", "edgedeploy_given_task", "edgedeploy_with_past") if s in r and not r[s]["ok"])
-            lines.append(f"  refused {r['model_type']}: {why[:160]} | optimum's own validation: {r['optimum'].get('own_validation', '-')[:120]}")
+            own = "" if transformers5 else f" | optimum's own validation: {r['optimum'].get('own_validation', '-')[:120]}"
+            lines.append(f"  refused {r['model_type']}: {why[:160]}{own}")
+    lines += [f"  not built on transformers 5 {r['model_type']}: {r['build']['error'][:160]}" for r in rows if transformers5 and not r["build"]["ok"]]
     return "\n".join(lines)
 
 
@@ -256,19 +286,25 @@ def main() -> None:
     ap.add_argument("out", nargs="?", type=Path)
     ap.add_argument("--only", default="")
     ap.add_argument("--timeout", type=float, default=120.0)
-    ap.add_argument("--one"), ap.add_argument("--work", type=Path)
+    ap.add_argument("--one"), ap.add_argument("--work", type=Path), ap.add_argument("--task")
+    ap.add_argument("--after", type=Path, help="transformers 5: survey the types this transformers 4 survey's optimum wrote")
     ap.add_argument("--summary", action="store_true", help="print the counts of OUT and stop")
     args = ap.parse_args()
     if args.summary:
         print(summary([json.loads(ln) for ln in args.out.read_text().splitlines()]))
         return
     if args.one:
-        print(json.dumps(one(args.one, args.work)))
+        print(json.dumps(one(args.one, args.work, args.task)))
         return
     done = {json.loads(ln)["model_type"] for ln in args.out.read_text().splitlines()} if args.out.exists() else set()
-    types = [t for t in model_types() if t not in done and (not args.only or t in args.only.split(","))]
+    if args.after:
+        legacy = [json.loads(ln) for ln in args.after.read_text().splitlines()]
+        tasks = {r["model_type"]: r["build"]["task"] for r in legacy if r["build"]["ok"] and r["optimum"]["ok"]}
+    else:
+        tasks = dict.fromkeys(model_types())
+    types = [t for t in tasks if t not in done and (not args.only or t in args.only.split(","))]
     for t in types:
-        rec = run_one(t, args.timeout)
+        rec = run_one(t, args.timeout, tasks[t])
         with args.out.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         steps = [s for s, v in rec.items() if isinstance(v, dict) and s != "build"]
