@@ -28,14 +28,14 @@ def cache_kw(model) -> str:
     return "cache" if "cache" in forward_params(model) else "past_key_values"
 
 
-def text_inputs(model, batch: int, seq: int, rng, with_mask=True) -> dict:
+def text_inputs(model, batch: int, seq: int, rng) -> dict:
     import torch
 
     vocab = int(decoder.text_config(model.config).vocab_size)
     low = 3 if vocab > 8 else 0
     feeds = {"input_ids": torch.from_numpy(rng.integers(low, vocab, size=(batch, seq), dtype=np.int64))}
     params = forward_params(model)
-    if with_mask and "attention_mask" in params:
+    if "attention_mask" in params:
         feeds["attention_mask"] = torch.ones(batch, seq, dtype=torch.int64)
     if "token_type_ids" in params and getattr(model.config, "type_vocab_size", 0):
         feeds["token_type_ids"] = torch.zeros(batch, seq, dtype=torch.int64)

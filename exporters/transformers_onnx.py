@@ -76,6 +76,7 @@ DETECT = (
     ("mask-generation", "MODEL_FOR_MASK_GENERATION_MAPPING_NAMES"),
     ("feature-extraction", "MODEL_MAPPING_NAMES"),
 )
+NO_PAST_INPUTS = ("input_ids", "attention_mask")  # a decoder exported without its cache
 SYNONYMS = {
     "sequence-classification": "text-classification",
     "masked-lm": "fill-mask",
@@ -189,9 +190,14 @@ def _image_inputs(model, batch: int, rng) -> tuple[dict, dict]:
 # -- the wrappers: flat named tensors in, flat named tensors out ---------------------------------
 
 
+def _forward(model, feeds):
+    """One forward pass without a KV cache, as the one-graph export traces it."""
+    return model(**feeds, return_dict=True, **({"use_cache": False} if "use_cache" in forward_params(model) else {}))
+
+
 def _single_forward(outputs):
     def forward(model, feeds):
-        out = model(**feeds, return_dict=True, use_cache=False) if "use_cache" in forward_params(model) else model(**feeds, return_dict=True)
+        out = _forward(model, feeds)
         return {name: out[name] for name in outputs}
 
     return forward
@@ -216,9 +222,8 @@ def _outputs(model, task: str, feeds: dict) -> tuple:
     import torch
 
     want = TASKS[task][1]
-    kw = {"use_cache": False} if "use_cache" in forward_params(model) else {}
     with torch.no_grad():
-        out = model(**feeds, return_dict=True, **kw)
+        out = _forward(model, feeds)
     if all(isinstance(out.get(name), torch.Tensor) for name in want):
         return want
     return tuple(k for k, v in out.items() if isinstance(v, torch.Tensor))
@@ -250,7 +255,7 @@ def _export_decoder(model, stage: Path, opset, with_past: bool) -> None:
     feeds = text_inputs(model, TRACE[B], TRACE[SEQ], rng)
     feeds.pop("token_type_ids", None)
     if not with_past:
-        feeds = {k: v for k, v in feeds.items() if k in ("input_ids", "attention_mask")}
+        feeds = {k: v for k, v in feeds.items() if k in NO_PAST_INPUTS}
         export_graph(
             wrapper(_single_forward(("logits",)), model.config)(model),
             feeds,
@@ -307,6 +312,6 @@ def export(model, task: str, stage: Path, opset: int | None) -> dict:
     for i, (batch, seq) in enumerate(((1, 16), (3, 7))):
         feeds, _ = _single_inputs(model, batch, seq, seed=i)
         if task == "text-generation":
-            feeds = {k: v for k, v in feeds.items() if k in ("input_ids", "attention_mask")}
+            feeds = {k: v for k, v in feeds.items() if k in NO_PAST_INPUTS}
         cases.append({k: v.numpy() for k, v in feeds.items()})
     return {"cases": cases, "torch_fn": torch_runner(model, outputs)}
