@@ -12,13 +12,15 @@ export TOKENIZERS_PARALLELISM := false
 
 setup: $(STAMP)
 
-# Exact versions from constraints.txt (the metadata has ranges). torch first: the CPU build lies
-# on this machine's disk, and an unconstrained torch pulls a CUDA build.
+# Exact versions from constraints.txt (the metadata has ranges; an unconstrained torch pulls a
+# multi-GB CUDA build). uv installs them (pip took about 45 s per venv here, uv under 10), from
+# the sources pip is configured with on this machine (scripts/pip_sources.py).
+UV_INSTALL = uv pip install -q --index-strategy unsafe-best-match $(shell $(PYTHON) scripts/pip_sources.py)
+
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt torch
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[cpu,export,demo,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt uv
+	$(BIN)/$(UV_INSTALL) --python $(BIN)/python -c constraints.txt -e '.[cpu,export,demo,dev]'
 	touch $(STAMP)
 
 # The last transformers 4 stack (optimum-onnx), in its own venv: `make test-legacy` runs the
@@ -30,9 +32,8 @@ setup-legacy: $(LEGACY_STAMP)
 
 $(LEGACY_STAMP): pyproject.toml constraints-legacy.txt
 	test -x $(LEGACY_VENV)/bin/python || $(PYTHON) -m venv $(LEGACY_VENV)
-	$(LEGACY_VENV)/bin/python -m pip install -q --upgrade pip
-	$(LEGACY_VENV)/bin/python -m pip install -q -c constraints-legacy.txt torch
-	$(LEGACY_VENV)/bin/python -m pip install -q -c constraints-legacy.txt -e '.[cpu,export-legacy,demo,dev]'
+	$(LEGACY_VENV)/bin/python -m pip install -q -c constraints-legacy.txt uv
+	$(LEGACY_VENV)/bin/$(UV_INSTALL) --python $(LEGACY_VENV)/bin/python -c constraints-legacy.txt -e '.[cpu,export-legacy,demo,dev]'
 	touch $(LEGACY_STAMP)
 
 # The SSH tests start a real sshd on 127.0.0.1 and the report test renders report.html in

@@ -205,3 +205,33 @@ def test_no_library_function_grows_past_60_lines():
     assert set(LONG_FUNCTIONS) >= set(found)  # a paid-down entry leaves the list
     stale = set(LONG_FUNCTIONS) - set(found)
     assert not stale, f"now at most 60 lines, remove from LONG_FUNCTIONS: {sorted(stale)}"
+
+
+def test_uv_installs_from_the_sources_pip_is_configured_with():
+    """make setup installs with uv, which reads no pip.conf: scripts/pip_sources.py turns pip's
+    configured sources (env values and files, which may repeat each other) into uv flags."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pip_sources", ROOT / "scripts" / "pip_sources.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    listed = [
+        ":env:.find-links='/opt/wheels'",
+        ":env:.default-timeout='180'",
+        "global.constraint='/etc/xdg/pip/constraints.txt'",
+        "global.extra-index-url='file:///opt/pypi/simple file:///opt/mirror/simple'",
+        "global.find-links='/opt/wheels'",
+        "global.cert='/etc/ssl/certs/ca-certificates.crt'",
+    ]
+    assert mod.uv_args(listed) == [
+        "--find-links",
+        "/opt/wheels",
+        "--constraint",
+        "/etc/xdg/pip/constraints.txt",
+        "--extra-index-url",
+        "file:///opt/pypi/simple",
+        "--extra-index-url",
+        "file:///opt/mirror/simple",
+    ]
+    assert mod.uv_args([]) == []
+    assert "$(shell $(PYTHON) scripts/pip_sources.py)" in (ROOT / "Makefile").read_text()
