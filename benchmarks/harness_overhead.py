@@ -34,7 +34,7 @@ def main() -> None:
     from edgedeploy.device.doctor import diagnose
     from edgedeploy.device.profiles import load, run_settings
     from edgedeploy.export import export
-    from edgedeploy.quantize import quantize
+    from edgedeploy.quantize.api import quantize
     from edgedeploy.runtimes import inputs, measure, session
 
     fp32 = args.work / "fp32"

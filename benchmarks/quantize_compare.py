@@ -48,7 +48,7 @@ def build(work: Path, reuse: bool, profile: str) -> dict[str, Path]:
     from onnxruntime.quantization import quantize_dynamic
 
     from edgedeploy.export import export
-    from edgedeploy.quantize import quantize
+    from edgedeploy.quantize.api import quantize
 
     step = stepper(work, reuse)
 

@@ -32,7 +32,7 @@ def main() -> None:
     from edgedeploy.device.doctor import diagnose
     from edgedeploy.device.profiles import load, run_settings
     from edgedeploy.export import export
-    from edgedeploy.quantize import quantize
+    from edgedeploy.quantize.api import quantize
 
     args.work.mkdir(parents=True, exist_ok=True)
     profile = load(diagnose()["closest_profile"])

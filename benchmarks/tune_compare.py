@@ -37,7 +37,7 @@ def build(work: Path, reuse: bool, profile: str) -> tuple[dict[str, Path], dict]
     from quantize_compare import stepper
 
     from edgedeploy.export import export
-    from edgedeploy.quantize import quantize
+    from edgedeploy.quantize.api import quantize
     from edgedeploy.tune import tune
 
     step = stepper(work, reuse)

@@ -14,9 +14,9 @@ from edgedeploy.cli.main import COMMANDS, cli
 OUT = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 
 
-def _rows(command: click.Command) -> list[str]:
+def _rows(command: click.Command, ctx: click.Context) -> list[str]:
     rows = []
-    for p in command.params:
+    for p in command.get_params(ctx):
         if not isinstance(p, click.Option) or p.hidden:
             continue
         flags = ", ".join(f"`{o}`" for o in (*p.opts, *p.secondary_opts))
@@ -48,7 +48,7 @@ def render() -> str:
                 out += [f"- `{sub}`: {' '.join((sc.help or '').split())}"]
             out.append("")
             continue
-        rows = [r for r in _rows(command) if not r.startswith(("| `-q`", "| `-v`", "| `--debug`", "| `-h`"))]
+        rows = [r for r in _rows(command, click.Context(command, parent=ctx)) if not r.startswith(("| `-q`", "| `-v`", "| `--debug`", "| `-h`"))]
         if rows:
             out += ["| option | value | what |", "|---|---|---|", *rows, ""]
     return "\n".join(out).rstrip() + "\n"

@@ -229,3 +229,34 @@ def tiny_classifier_dir(tmp_path_factory):
     for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
         shutil.copy2(embedded_path("minilm-l6") / f, d / f)
     return d
+
+
+# Tiny Hugging Face decoders and encoder-decoders exported once per session (the export tests,
+# the decoder and seq2seq tests and the SSH generation tests all read them; tests that change an
+# artifact copy it first).
+@pytest.fixture(scope="session")
+def decoder_models(tmp_path_factory):
+    """{family: (source dir, artifact exported with past)} for hf_configs.DECODERS."""
+    from hf_configs import DECODERS, build
+
+    root = tmp_path_factory.mktemp("decoders")
+    out = {}
+    for arch in DECODERS:
+        src = build(arch, root / f"{arch}-src")
+        cli("export", src, "-o", root / arch, "--task", "text-generation-with-past", check=0)
+        out[arch] = (src, root / arch)
+    return out
+
+
+@pytest.fixture(scope="session")
+def seq2seq_models(tmp_path_factory):
+    """{family: (source dir, artifact)} for hf_configs.SEQ2SEQ, exported with the detected task."""
+    from hf_configs import SEQ2SEQ, build
+
+    root = tmp_path_factory.mktemp("seq2seq")
+    out = {}
+    for arch in SEQ2SEQ:
+        src = build(arch, root / f"{arch}-src")
+        cli("export", src, "-o", root / arch, check=0)
+        out[arch] = (src, root / arch)
+    return out

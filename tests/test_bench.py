@@ -11,7 +11,7 @@ from edgedeploy.core.errors import InvalidBenchmark
 
 @pytest.fixture(scope="module")
 def int8_artifact(minilm_artifact, tmp_path_factory, sst2_dev):
-    from edgedeploy.quantize import quantize
+    from edgedeploy.quantize.api import quantize
 
     return quantize(minilm_artifact.path, tmp_path_factory.mktemp("q") / "int8", "dynamic", eval_data=sst2_dev, eval_samples=16)
 

@@ -75,7 +75,7 @@ def test_every_option_has_help_text():
             for sub in cmd.list_commands(ctx):
                 walk(cmd.get_command(ctx, sub), f"{name} {sub}")
             return
-        missing.extend(f"{name} {p.opts[-1]}" for p in cmd.params if isinstance(p, click.Option) and not p.hidden and not p.help)
+        missing.extend(f"{name} {p.opts[-1]}" for p in cmd.get_params(ctx) if isinstance(p, click.Option) and not p.hidden and not p.help)
 
     for name in COMMANDS:
         walk(group.get_command(ctx, name), name)
@@ -89,7 +89,7 @@ def test_evaluation_data_is_data_in_every_command():
 
     ctx = click.Context(group)
     for name in ("export", "quantize", "eval", "prune", "distill"):
-        params = {p.name: p for p in group.get_command(ctx, name).params}
+        params = {p.name: p for p in group.get_command(ctx, name).get_params(ctx)}
         assert params["eval_data"].opts == ["--data"] and not params["eval_data"].hidden, name
         assert not any(getattr(p, "hidden", False) for p in params.values()), name  # no aliases for names never released
 

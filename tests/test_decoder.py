@@ -15,15 +15,9 @@ from edgedeploy.runtimes import generate, session
 
 
 @pytest.fixture(scope="module")
-def decoders(tmp_path_factory):
-    """{family: (source dir, artifact exported with past)}, built once."""
-    root = tmp_path_factory.mktemp("decoders")
-    out = {}
-    for arch in DECODERS:
-        src = build(arch, root / f"{arch}-src")
-        cli("export", src, "-o", root / arch, "--task", "text-generation-with-past", check=0)
-        out[arch] = (src, root / arch)
-    return out
+def decoders(decoder_models):
+    """{family: (source dir, artifact exported with past)} (once per session, conftest)."""
+    return decoder_models
 
 
 @pytest.mark.parametrize("arch", DECODERS)
@@ -194,7 +188,7 @@ def test_bad_perplexity_input_exits_2(decoders, tmp_path, content, args, expect)
 @pytest.fixture(scope="module")
 def presets(decoders, tmp_path_factory):
     """The tiny Llama in float and with both int4 presets (calibrated on SST-2 text)."""
-    from edgedeploy.quantize import quantize
+    from edgedeploy.quantize.api import quantize
 
     root = tmp_path_factory.mktemp("presets")
     art = decoders["llama"][1]
@@ -235,18 +229,18 @@ def test_quantized_decoders_generate_and_score_perplexity(presets, tmp_path):
 
 
 def test_a_flag_wins_over_the_preset_and_presets_need_int4(decoders, tmp_path):
-    from edgedeploy.quantize import quantize
+    from edgedeploy.quantize.api import quantize
 
     art = quantize(decoders["llama"][1], tmp_path / "q", "int4", int4_preset="compression", block_size=32, int4_sensitive_8bit=0)
     q = art.manifest["quantization"]
     assert q["settings"]["block_size"] == 32 and q["chosen_by"]["block_size"] == "flag" and q["chosen_by"]["symmetric"] == "preset compression"
     proc = cli("quantize", decoders["llama"][1], "-o", tmp_path / "d", "--method", "dynamic", "--int4-preset", "accuracy", check=2)
-    assert "--int4-preset applies to --method int4" in one_line_error(proc)
+    assert "--int4-preset: applies to --method int4, not" in one_line_error(proc)
 
 
 def test_an_int4_preset_on_an_encoder_only_model(tiny_classifier_dir, tmp_path):
     from edgedeploy.export import export
-    from edgedeploy.quantize import quantize
+    from edgedeploy.quantize.api import quantize
 
     parent = export(str(tiny_classifier_dir), tmp_path / "enc")
     art = quantize(parent.path, tmp_path / "acc", "int4", int4_preset="accuracy", int4_sensitive_8bit=0)
@@ -266,7 +260,7 @@ def llama256(tmp_path_factory):
 @pytest.mark.parametrize("algorithm", ["hqq", "k_quant", "gptq"])
 def test_int4_algorithms_beyond_round_to_nearest(llama256, tmp_path, algorithm):
     from edgedeploy.quality.perplexity import perplexity
-    from edgedeploy.quantize import quantize
+    from edgedeploy.quantize.api import quantize
 
     train = SST2_DEV.parent / "train.tsv"
     art = quantize(

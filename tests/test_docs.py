@@ -35,9 +35,11 @@ def test_every_flag_in_the_docs_exists_on_its_command():
     flags = {}
     for name in COMMANDS:
         command = cli.get_command(ctx, name)
-        opts = {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"--help", "--debug", "--quiet", "--verbose"}
+        opts = {o for p in command.get_params(ctx) for o in (*p.opts, *p.secondary_opts)} | {"--help", "--debug", "--quiet", "--verbose"}
         if isinstance(command, click.Group):
-            opts |= {o for sub in command.list_commands(ctx) for p in command.get_command(ctx, sub).params for o in (*p.opts, *p.secondary_opts)}
+            opts |= {
+                o for sub in command.list_commands(ctx) for p in command.get_command(ctx, sub).get_params(ctx) for o in (*p.opts, *p.secondary_opts)
+            }
         flags[name] = opts
     checked, wrong = 0, []
     for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:

@@ -58,7 +58,7 @@ def banking_classifier(tmp_path_factory):
 
 @needs_minilm
 def test_banking77_string_labels_and_fidelity(banking_classifier, tmp_path):
-    from edgedeploy.quantize import quantize
+    from edgedeploy.quantize.api import quantize
 
     dev = DATASETS / "banking77" / "dev.tsv"
     q = quantize(banking_classifier.path, tmp_path / "int8", "dynamic", eval_data=dev, eval_samples=16)

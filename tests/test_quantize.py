@@ -9,7 +9,7 @@ import pytest
 from conftest import cli, needs_minilm, one_line_error
 from hf_configs import build
 
-from edgedeploy.quantize import quantize
+from edgedeploy.quantize.api import quantize
 
 
 def op_types(art):

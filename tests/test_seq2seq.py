@@ -16,16 +16,10 @@ from edgedeploy.runtimes import seq2seq, session
 ROLES = ["encoder", "decoder", "decoder-with-past"]
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """{family: (source dir, artifact)}, exported with the task optimum detects."""
-    root = tmp_path_factory.mktemp("seq2seq")
-    out = {}
-    for arch in SEQ2SEQ:
-        src = build(arch, root / f"{arch}-src")
-        cli("export", src, "-o", root / arch, check=0)
-        out[arch] = (src, root / arch)
-    return out
+@pytest.fixture
+def models(seq2seq_models):
+    """{family: (source dir, artifact)}, exported with the detected task (once per session, conftest)."""
+    return seq2seq_models
 
 
 def _ops(path):
@@ -81,7 +75,7 @@ def test_quantize_runs_on_every_graph_with_fidelity_by_generation(models, arch, 
 @pytest.mark.parametrize(
     "flags,says",
     [
-        (["--method", "static", "--random-calibration"], "calibrates one graph"),
+        (["--method", "static", "--random-calibration"], "--method static works on one graph"),
         (["--method", "dynamic", "--exclude", "MatMul"], "--exclude works on one graph"),
         (["--method", "int4", "--int4-sensitive-8bit", "2"], "--int4-sensitive-8bit works on one graph"),
     ],

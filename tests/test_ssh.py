@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sshd import Server, ensure_sshd
 
+from edgedeploy.core.artifact import Artifact
 from edgedeploy.device import ssh
 from edgedeploy.export import export
 
@@ -585,12 +586,9 @@ def test_provision_with_an_onnxruntime_wheel_of_ones_own(server, tmp_path):
     assert server.leftovers() == []
 
 
-def test_generation_over_ssh(server, tmp_path):
+def test_generation_over_ssh(server, decoder_models, tmp_path):
     """bench --generate runs the same torch-free KV-cache loop on the device."""
-    from hf_configs import build
-
-    src = build("qwen2", tmp_path / "qwen2-src")
-    art = export(str(src), tmp_path / "qwen2", task="text-generation-with-past")
+    art = Artifact.load(decoder_models["qwen2"][1])
     out = tmp_path / "gen.json"
     remote_bench(server, art, "--generate", "--prompt-tokens", "12", "--new-tokens", "6", "-o", out, check=0)
     doc = json.loads(out.read_text())
@@ -601,12 +599,9 @@ def test_generation_over_ssh(server, tmp_path):
     assert "exceed the model's 64 positions" in one_line_error(too_long)
 
 
-def test_seq2seq_generation_over_ssh(server, tmp_path):
+def test_seq2seq_generation_over_ssh(server, seq2seq_models, tmp_path):
     """An encoder-decoder's three graphs travel to the device and generate there."""
-    from hf_configs import build
-
-    src = build("t5", tmp_path / "t5-src")
-    art = export(str(src), tmp_path / "t5")
+    art = Artifact.load(seq2seq_models["t5"][1])
     out = tmp_path / "gen.json"
     remote_bench(server, art, "--generate", "--prompt-tokens", "10", "--new-tokens", "5", "-o", out, check=0)
     doc = json.loads(out.read_text())

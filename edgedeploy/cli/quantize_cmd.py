@@ -3,18 +3,18 @@ from pathlib import Path
 import click
 
 from edgedeploy.cli.common import emit_json, fmt_bytes, json_option
-from edgedeploy.core.options import click_options, from_cli
+from edgedeploy.core.options import LateOptionsCommand, click_options, from_cli
 from edgedeploy.quality.fidelity import worst_cosine
-from edgedeploy.quantize import quantize
-from edgedeploy.quantize.options import QuantizeOptions
+from edgedeploy.quantize.api import quantize
+from edgedeploy.quantize.options import QuantizeOptions, method_click_params
 
 
-@click.command("quantize")
+@click.command("quantize", cls=LateOptionsCommand, late_params=method_click_params)
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option(
     "-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Artifact directory to create (never the parent or inside it)."
 )
-@click_options(QuantizeOptions)
+@click_options(QuantizeOptions, exclude=("method", "settings"))
 @click.option("--force", is_flag=True, help="Replace an existing artifact at OUT.")
 @json_option
 def command(artifact, out, force, as_json, **settings):

@@ -41,7 +41,8 @@ def _declared_flag(field) -> str | None:
 def field_flag(cls, field: str) -> str:
     """The flag of one field: ``--`` + its name, or the ``flag`` its declaration names (``eval_data``
     is ``--data`` everywhere)."""
-    return flag_name(_declared_flag(cls.model_fields[field]) or field)
+    declared = cls.model_fields.get(field)
+    return flag_name((declared is not None and _declared_flag(declared)) or field)
 
 
 def split_names(values: list[str], known, what: str) -> list[str]:
@@ -63,7 +64,7 @@ class Options(BaseModel):
         return self.model_dump(mode="json")
 
     @classmethod
-    def keys(cls) -> set[str]:
+    def input_keys(cls) -> set[str]:
         return set(cls.model_fields)
 
 
@@ -76,7 +77,7 @@ def describe_error(err: dict, model: type[BaseModel] | None = None) -> str:
     """One readable phrase for one pydantic error."""
     t, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     if t == "extra_forbidden":
-        known = model.keys() if model is not None and hasattr(model, "keys") else set()
+        known = model.input_keys() if model is not None and hasattr(model, "input_keys") else set()
         return "unknown key" + did_you_mean(err["loc"][-1], known)
     if t == "missing":
         return "missing required key"
@@ -166,22 +167,39 @@ def _click_param(name: str, field, cls) -> list[click.Option]:
     return params
 
 
-def click_options(cls: type[Options]):
-    """A decorator adding one click option per field of ``cls``."""
+def click_params(cls: type[Options], exclude: tuple[str, ...] = ()) -> list[click.Parameter]:
+    """One click option per field of ``cls`` (but ``exclude``), in declaration order."""
+    return [p for name, field in cls.model_fields.items() if name not in exclude for p in _click_param(name, field, cls)]
+
+
+def click_options(cls: type[Options], exclude: tuple[str, ...] = ()):
+    """A decorator adding one click option per field of ``cls`` (but ``exclude``)."""
 
     def deco(f):
-        params = [p for name, field in cls.model_fields.items() for p in _click_param(name, field, cls)]
-        f.__click_params__ = getattr(f, "__click_params__", []) + list(reversed(params))
+        f.__click_params__ = getattr(f, "__click_params__", []) + list(reversed(click_params(cls, exclude)))
         return f
 
     return deco
+
+
+class LateOptionsCommand(click.Command):
+    """A command some of whose options are made when it is used, not when it is imported:
+    ``late_params()`` is called each time click reads the options (parsing, --help, the CLI
+    reference), so a quantization method registered at run time has its flags."""
+
+    def __init__(self, *args, late_params, **kwargs):
+        self._late = late_params
+        super().__init__(*args, **kwargs)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return [*self._late(), *super().get_params(ctx)]
 
 
 def from_cli(cls: type[Options], kwargs: dict):
     """Build ``cls`` from click's keyword arguments (removing the ones it uses); every invalid
     value is reported at once (exit 2)."""
     data = {}
-    for name in cls.model_fields:
+    for name in cls.input_keys():
         if name in kwargs:
             v = kwargs.pop(name)
             if isinstance(v, tuple):

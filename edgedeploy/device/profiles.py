@@ -14,6 +14,7 @@ from pathlib import Path
 
 from edgedeploy.core.bounded import read_bounded
 from edgedeploy.core.errors import BadInput
+from edgedeploy.quantize import methods
 from edgedeploy.runtimes.limits import MAX_THREADS, THREADS_PER_CPU, max_threads
 
 KNOWN_PROVIDERS = {
@@ -60,7 +61,7 @@ OPTIONAL = {"peaks": {"fp16_gflops"}, "run": {"provider_options"}}
 CHOICES = {
     ("target", "arch"): {"x86_64", "aarch64", "armv7l"},
     ("run", "graph_optimization_level"): {"disable", "basic", "extended", "all"},
-    ("quantization", "preferred"): {"dynamic", "static", "fp16", "int4"},
+    ("quantization", "preferred"): methods.names,  # the registry as it is when a profile is read
     ("quantization", "format"): {"QDQ", "QOperator"},
     ("quantization", "activation_type"): {"int8", "uint8"},
     ("quantization", "weight_type"): {"int8", "uint8"},
@@ -80,6 +81,10 @@ RANGES = {
     ("peaks", "memory_bandwidth_gbs"): (0, 1e7, "gt"),
     ("peaks", "fp16_gflops"): (0, 1e9, "gt"),
 }
+
+
+def _allowed(choices) -> set:
+    return set(choices()) if callable(choices) else choices
 
 
 def _type_name(t) -> str:
@@ -111,6 +116,7 @@ def validate(doc, where: str) -> dict:
 
     check(doc, SCHEMA, "")
     for (section, key), allowed in CHOICES.items():
+        allowed = _allowed(allowed)
         value = doc[section][key]
         if isinstance(value, bool) or not isinstance(value, (str, int)) or value not in allowed:
             raise BadInput(f"{where}: field '{section}.{key}' is {doc[section][key]!r}; allowed: {', '.join(map(str, sorted(allowed, key=str)))}")
@@ -216,7 +222,7 @@ def json_schema() -> dict:
                 continue
             prop = one(want)
             if (section, key) in CHOICES:
-                prop["enum"] = sorted(CHOICES[(section, key)], key=str)
+                prop["enum"] = sorted(_allowed(CHOICES[(section, key)]), key=str)
             if (section, key) in RANGES:
                 lo, hi, what = RANGES[(section, key)]
                 prop["exclusiveMinimum" if what == "gt" else "minimum"] = lo

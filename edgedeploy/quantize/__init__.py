@@ -1,5 +1,4 @@
-"""``edgedeploy quantize``: dynamic/static INT8, FP16 and INT4 with ONNX Runtime."""
+"""``edgedeploy quantize``: dynamic/static INT8, FP16 and INT4 with ONNX Runtime.
 
-from edgedeploy.quantize.api import METHODS, quantize
-
-__all__ = ["METHODS", "quantize"]
+``edgedeploy.quantize.api.quantize`` is the library call; ``edgedeploy.quantize.methods`` holds
+the methods and their registry."""

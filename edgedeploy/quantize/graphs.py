@@ -9,25 +9,26 @@ exit 2 rather than quantize one graph and leave the others unchecked.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
-from edgedeploy.core.artifact import Artifact, finalize_manifest, graph_entries, is_artifact
-from edgedeploy.core.atomic import checkpoint, scratch_directory, staged_directory
+from edgedeploy.core.artifact import Artifact, finalize_manifest
+from edgedeploy.core.atomic import checkpoint
+from edgedeploy.core.derive import copy_companions, derive, derived_manifest
 from edgedeploy.core.errors import BadInput, ValidationFailed
 from edgedeploy.data.samples import SampleSource
 from edgedeploy.quality.seq2seq_fidelity import compare_seq2seq
 from edgedeploy.quantize import methods
+from edgedeploy.quantize.methods.registry import ENCODER_DECODER
 from edgedeploy.quantize.preprocess import preprocess
 
 log = logging.getLogger("edgedeploy")
-METHODS = ("dynamic", "fp16", "int4")
 
 
 def refuse_unsupported(opts, settings: dict) -> None:
     """Exit 2 for what works on one graph only."""
-    if opts.method not in METHODS:
-        raise BadInput(f"--method {opts.method} calibrates one graph; an encoder-decoder quantizes with {', '.join(METHODS)}")
+    if ENCODER_DECODER not in methods.get(opts.method).graphs:
+        able = [m.name for m in methods.all_methods() if ENCODER_DECODER in m.graphs]
+        raise BadInput(f"--method {opts.method} works on one graph; an encoder-decoder quantizes with {', '.join(able)}")
     given = [
         flag
         for flag, on in (
@@ -35,8 +36,8 @@ def refuse_unsupported(opts, settings: dict) -> None:
             ("--exclude", opts.exclude),
             ("--calib-data", opts.calib_data),
             ("an accuracy budget", opts.accuracy_aware()),
-            ("--int4-algorithm gptq", opts.method == "int4" and opts.int4_algorithm == "gptq"),
-            ("--int4-sensitive-8bit", opts.int4_sensitive_8bit),
+            ("--int4-algorithm gptq", opts.setting("int4_algorithm") == "gptq"),
+            ("--int4-sensitive-8bit", opts.setting("int4_sensitive_8bit")),
         )
         if on
     ]
@@ -54,8 +55,8 @@ def quantize_graphs(parent: Artifact, out: Path, opts, settings: dict, record: d
         record["chosen_by"]["int4_sensitive_8bit"] = "encoder-decoder (the sensitivity ranking measures one graph)"
     gen = parent.manifest.get("generation") if isinstance(parent.manifest.get("generation"), dict) else {}
     samples, inputs = _samples(parent, opts)
-    with scratch_directory(out) as work, staged_directory(out, force=force, is_artifact=is_artifact) as stage:
-        work, used, pre_info = Path(work), {}, {}
+    with derive(out, force) as (work, stage):
+        used, pre_info = {}, {}
         for role, name in parent.graph_files.items():
             log.info("quantizing %s (%s, %s)", name, role, method)
             pre = work / f"{Path(name).stem}.pre.onnx"
@@ -63,8 +64,7 @@ def quantize_graphs(parent: Artifact, out: Path, opts, settings: dict, record: d
                 pre_info[role] = preprocess(parent.path / name, pre)
             except RuntimeError as exc:
                 raise ValidationFailed(f"{parent.path / name}: {exc}") from None
-            run = methods.dynamic if method == "dynamic" else methods.fp16 if method == "fp16" else methods.int4
-            used[role] = run(pre, stage / name, settings, [])
+            used[role] = methods.get(method).run(pre, stage / name, settings, methods.RunContext())
             checkpoint()
         log.info("measuring fidelity against the parent by generation on %s", inputs["source"])
         start, vocab = gen.get("decoder_start_token_id", 0), parent.manifest.get("vocab_size")
@@ -72,38 +72,21 @@ def quantize_graphs(parent: Artifact, out: Path, opts, settings: dict, record: d
         fid.update({"inputs": inputs, "reference": parent.digest})
         if not fid["finite"]:
             raise ValidationFailed(f"{method} model produced NaN or Inf in generation; quantize with another method")
-        model = set(parent.model_files())
-        for name in sorted(set(parent.manifest["files"]) - model):
-            shutil.copyfile(parent.path / name, stage / name, follow_symlinks=False)
-        graphs, params = graph_entries(stage, parent.graph_files)
-        enc = next(g for g in graphs if g["role"] == "encoder")
+        copy_companions(parent, stage)
         size = sum((stage / n).stat().st_size for n in parent.graph_files.values())
         parent_size = sum((parent.path / n).stat().st_size for n in parent.graph_files.values())
-        manifest = {
-            "kind": "edgedeploy-artifact",
-            "source": parent.manifest["source"],
-            "lineage": {"parent": parent.digest, "parent_path": str(parent.path), "step": f"quantize:{method}"},
-            "model_file": parent.manifest.get("model_file"),
-            "graphs": graphs,
-            "opset": parent.manifest["opset"],
-            "inputs": enc["inputs"],
-            "outputs": enc["outputs"],
-            "parameters": params,
-            "vocab_size": parent.manifest.get("vocab_size"),
-            **({"generation": gen} if gen else {}),
-            "quantization": {
-                **record,
-                "method": method,
-                "settings": used["encoder"],
-                "graph_settings": used,
-                "nodes_kept_float": [],
-                "preprocess": pre_info,
-                "model_bytes": size,
-                "parent_model_bytes": parent_size,
-                "compression_ratio": parent_size / size,
-            },
-            "fidelity": fid,
+        quantization = {
+            **record,
+            "method": method,
+            "settings": used["encoder"],
+            "graph_settings": used,
+            "nodes_kept_float": [],
+            "preprocess": pre_info,
+            "model_bytes": size,
+            "parent_model_bytes": parent_size,
+            "compression_ratio": parent_size / size,
         }
+        manifest = derived_manifest(parent, stage, f"quantize:{method}", quantization=quantization, fidelity=fid)
         if inputs["kind"] == "random":
             manifest["quantization"]["warning"] = "fidelity used random encoder inputs, not real data"
         finalize_manifest(stage, manifest)

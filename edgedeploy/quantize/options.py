@@ -1,71 +1,64 @@
 """``QuantizeOptions``: every setting of ``edgedeploy quantize``, declared once. The flags,
-the recipe variant keys, the manifest's recorded options and the JSON Schema come from here."""
+the recipe variant keys, the manifest's recorded options and the JSON Schema come from here.
+
+The settings every method shares are fields. A method's own settings (``--block-size``,
+``--format``, ...) are declared by the method (``quantize/methods/``): they are given flat, like
+the fields, and validated by the chosen method's ``Config`` into ``settings``. A setting of
+another method is an error naming the methods it belongs to."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar
 
-from pydantic import Field
+import click
+from pydantic import ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
-from edgedeploy.core.options import Options
+from edgedeploy.core.options import Options, click_params
+from edgedeploy.quantize import methods
+from edgedeploy.quantize.methods.registry import settings_fields
 
-Method = Literal["dynamic", "static", "fp16", "int4"]
-IntType = Literal["int8", "uint8"]
-BlockSize = Literal[16, 32, 64, 128, 256]
-# settings.resolve() merges these with the profile's preset and the method's defaults
-RESOLVED = (
-    "weight_type",
-    "activation_type",
-    "per_channel",
-    "reduce_range",
-    "format",
-    "calib_method",
-    "quantize_outputs",
-    "block_size",
-    "symmetric",
-    "accuracy_level",
-    "int4_embeddings",
-    "op_block_list",
-    "int4_sensitive_8bit",
-    "embedding_block_size",
-    "embedding_bits",
-    "lm_head_bits",
-    "int4_algorithm",
-)
+
+def _schema(schema: dict, cls) -> None:
+    """The JSON Schema's method choices and method settings, read from the registry when the
+    schema is generated (a method registered later is in it)."""
+    props = schema.setdefault("properties", {})
+    props.pop("settings", None)
+    props["method"] = {"type": "string", "enum": [*cls.method_names()], "description": " | ".join(cls.method_names())}
+    for key, (field, owners) in settings_fields().items():
+        if key in props:
+            continue
+        owner = methods.get(owners[0]).Config
+        prop = owner.model_json_schema()["properties"][key]
+        prop = {k: v for k, v in prop.items() if k not in ("title", "default", "description")}
+        props[key] = {"anyOf": [prop, {"type": "null"}], "default": None, "description": _help(field, owners)}
+
+
+def _help(field, owners: list[str]) -> str:
+    default = field.get_default(call_default_factory=True)
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    said = [", ".join(owners)]
+    if default not in (None, [], ()):
+        said.append(f"default {default}" + (" or the profile's" if extra.get("profile") else ""))
+    return f"{field.description} [{'; '.join(said)}]"
 
 
 class QuantizeOptions(Options):
-    method: Method = Field(description="dynamic | static | fp16 | int4")
+    model_config = ConfigDict(json_schema_extra=_schema)
+    EXTRA_METHODS: ClassVar[tuple[str, ...]] = ()  # names a subclass accepts besides the registry's (a recipe's float and tune)
+
+    method: str = Field(description="The quantization method, one of those registered:")
     profile: str | None = Field(None, description="Device profile whose quantization preset chooses the defaults ('auto': the closest to this host).")
-    weight_type: IntType | None = Field(None, description="INT8 weight type (profile or int8).")
-    activation_type: IntType | None = Field(None, description="Static INT8 activation type (profile or uint8).")
-    per_channel: bool | None = Field(None, description="Per-channel weight scales.", json_schema_extra={"off_flag": "--per-tensor"})
-    reduce_range: bool | None = Field(None, description="7-bit weights (for CPUs without VNNI).")
-    format: Literal["QDQ", "QOperator"] | None = Field(None, description="Static quantization graph format.")
     calib_data: Path | None = Field(None, description="Calibration data: TSV/CSV/JSONL text or .npz of inputs.")
     calib_samples: int = Field(128, ge=1, description="Calibration samples.")
-    calib_method: Literal["minmax", "entropy", "percentile"] | None = Field(
-        None,
-        description=(
-            "Static calibration: minmax (default; the observed range, an outlier stretches it), percentile (clips the "
-            "top 0.001% of |x|, robust to rare outliers), entropy (picks the range that keeps the histogram's KL divergence "
-            "smallest; slower)."
-        ),
-    )
     smooth_quant_min_ratio: float = Field(
         6.0,
         ge=0,
         description=(
             "SmoothQuant: leave a tensor alone when its largest channel is under this x its median channel "
             "(its Mul costs time and buys little; 0 smooths every tensor)."
-        ),
-    )
-    quantize_outputs: bool | None = Field(
-        None,
-        description=(
-            "Static QDQ: also quantize MatMul/Gemm outputs (off by default: they feed the residual stream, whose outlier "
-            "channels 8 bits cannot hold; QOperator always quantizes them)."
         ),
     )
     smooth_quant: float | None = Field(
@@ -83,28 +76,6 @@ class QuantizeOptions(Options):
     eval_data: Path | None = Field(None, description="Real samples for fidelity (default: the calibration data).", json_schema_extra={"flag": "data"})
     eval_samples: int = Field(64, ge=1, description="Samples for fidelity and accuracy-aware searches.")
     exclude: list[str] = Field(default_factory=list, description="Keep in float: node name, op type, glob or PyTorch module name. Repeatable.")
-    block_size: BlockSize | None = Field(None, description="int4 block size (profile or 32).")
-    symmetric: bool | None = Field(None, description="int4 symmetric or asymmetric blocks.", json_schema_extra={"off_flag": "--asymmetric"})
-    accuracy_level: int | None = Field(None, ge=0, le=4, description="int4 MatMulNBits accuracy_level (0-4).")
-    int4_embeddings: bool | None = Field(None, description="Also block-quantize embedding Gathers (int4; default on).")
-    embedding_block_size: BlockSize | None = Field(None, description="int4: block size for embedding tables (default 64).")
-    int4_sensitive_8bit: int | None = Field(
-        None, ge=0, le=1000, description="int4: keep the N most sensitive MatMuls (measured) at 8-bit (default 2)."
-    )
-    embedding_bits: Literal[4, 8] | None = Field(None, description="int4: bits for embedding tables (4: GatherBlockQuantized; 8: int8 rows).")
-    int4_algorithm: Literal["rtn", "hqq", "k_quant", "gptq"] | None = Field(
-        None,
-        description="int4: ONNX Runtime's weight-only algorithm for the 4-bit MatMuls: rtn (round to nearest, default), hqq (half-quadratic), "
-        "k_quant (llama.cpp-style k-quants), gptq (calibrated on --calib-data text).",
-    )
-    lm_head_bits: Literal[4, 8] | None = Field(None, description="int4: bits for a decoder's lm_head MatMul (default 4).")
-    int4_preset: Literal["accuracy", "compression"] | None = Field(
-        None,
-        description="int4 presets (EdgeFormer's modes; other int4 flags still apply on top). accuracy: block 64, asymmetric, "
-        "embeddings and lm_head at 8 bits, the 2 most sensitive MatMuls at 8 bits. compression: block 128, symmetric, everything "
-        "at 4 bits (embeddings and lm_head too).",
-    )
-    op_block_list: list[str] = Field(default_factory=list, description="fp16: extra op types to keep in float32. Repeatable.")
     min_mean_cosine: float | None = Field(
         None, ge=-1, le=1, description="Accuracy-aware: keep the most sensitive nodes in float until the mean cosine >= this."
     )
@@ -113,13 +84,106 @@ class QuantizeOptions(Options):
         None, ge=0, le=1, description="Accuracy-aware: max task-accuracy drop (a fraction) vs the parent on labeled --data."
     )
 
+    settings: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict, description="The method's own settings as given (validated).")
+
+    @classmethod
+    def method_names(cls) -> tuple[str, ...]:
+        return (*methods.names(), *cls.EXTRA_METHODS)
+
+    @classmethod
+    def input_keys(cls) -> set[str]:
+        return (set(cls.model_fields) - {"settings"}) | set(settings_fields())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _method_settings(cls, data, handler):
+        """Move the method's settings out of the flat keys and validate them by the method's
+        Config; the errors of both validations are reported together, each at its key."""
+        if not isinstance(data, dict):
+            return handler(data)
+        data, errors = dict(data), []
+        given = dict(data.pop("settings", None) or {})
+        for key in settings_fields():
+            if key in data and key not in cls.model_fields:
+                value = data.pop(key)
+                if value not in (None, [], ()):
+                    given[key] = value
+        method = data.get("method")
+        if isinstance(method, str) and method not in cls.method_names():
+            expected = ", ".join(repr(n) for n in cls.method_names())
+            errors.append({"type": "literal_error", "loc": ("method",), "input": method, "ctx": {"expected": expected}})
+        elif isinstance(method, str):
+            data["settings"], errors = _validated(method, given)
+        try:
+            result = handler(data)
+        except ValidationError as exc:
+            errors = [_detail(e) for e in exc.errors()] + errors
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return result
+
+    def setting(self, key: str):
+        """A method setting as given (None when not given: the profile or the default decides)."""
+        return self.settings.get(key)
+
     def overrides(self) -> dict:
-        """The settings that a profile preset or a method default may fill in."""
-        return {k: (getattr(self, k) or None) if k == "op_block_list" else getattr(self, k) for k in RESOLVED}
+        """The settings given, which override a profile preset and the method's defaults."""
+        return dict(self.settings)
+
+    def recorded(self) -> dict:
+        """Every shared field and every setting given, flat, as in a recipe."""
+        return self.model_dump(mode="json", exclude={"settings"}) | {k: list(v) if isinstance(v, tuple) else v for k, v in self.settings.items()}
 
     def accuracy_aware(self) -> bool:
         return any(v is not None for v in (self.min_mean_cosine, self.min_worst_cosine, self.max_accuracy_drop))
 
     def uses_calibration(self) -> bool:
         """Calibration text feeds static calibration, int4's sensitivity ranking and accuracy-aware searches."""
-        return self.method in ("static", "int4") or self.accuracy_aware() or bool(self.smooth_quant)
+        m = self.method in methods.names() and methods.get(self.method)
+        return bool(m and m.calibration != "none") or self.accuracy_aware() or bool(self.smooth_quant)
+
+
+def _validated(method: str, given: dict) -> tuple[dict, list]:
+    """(the settings validated by ``method``'s Config, errors): a setting the method does not
+    have names the methods that have it."""
+    if method not in methods.names():  # a recipe's float or tune variant: no method settings
+        owners = settings_fields()
+        return {}, [_foreign(k, v, owners[k][1], method) for k, v in given.items()]
+    config = methods.get(method).Config
+    errors = [_foreign(k, v, settings_fields()[k][1], method) for k, v in given.items() if k not in config.model_fields]
+    mine = {k: v for k, v in given.items() if k in config.model_fields}
+    try:
+        valid = config.model_validate(mine)
+    except ValidationError as exc:
+        return {}, errors + [_detail(e) for e in exc.errors()]
+    return {k: getattr(valid, k) for k in mine}, errors
+
+
+def _foreign(key: str, value, owners: list[str], method: str) -> dict:
+    error = PydanticCustomError("method_setting", "applies to --method {owners}, not {method}", {"owners": " or ".join(owners), "method": method})
+    return {"type": error, "loc": (key,), "input": value}
+
+
+def _detail(e: dict) -> dict:
+    """A pydantic error as an ``InitErrorDetails`` to raise again."""
+    if e["type"] in ("value_error", "assertion_error") or ("ctx" in e and "error" in e["ctx"]):
+        return {"type": PydanticCustomError(e["type"], e["msg"].replace("{", "{{").replace("}", "}}")), "loc": e["loc"], "input": e["input"]}
+    return {"type": e["type"], "loc": e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
+
+
+def _method_help() -> str:
+    return QuantizeOptions.model_fields["method"].description + " " + "; ".join(f"{m.name}: {m.summary}" for m in methods.all_methods()) + "."
+
+
+def method_click_params() -> list[click.Parameter]:
+    """``--method`` and one flag per method setting, from the registry as it is now."""
+    fields: dict[str, Any] = {
+        "method": (str, Field(description=_method_help())),
+    }
+    for key, (field, owners) in settings_fields().items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        fields[key] = (field.annotation | None, Field(None, description=_help(field, owners), json_schema_extra=extra))
+    model = create_model("QuantizeFlags", __base__=Options, **fields)
+    params = click_params(model)
+    params[0].type = click.Choice(methods.names())
+    return params

@@ -9,6 +9,7 @@ from pathlib import Path
 from edgedeploy.compress.reference import KNOWN
 from edgedeploy.core.sources import REFERENCE, hub_snapshot, is_hub_id, is_named_source
 from edgedeploy.device.profiles import available
+from edgedeploy.quantize import methods
 from edgedeploy.release.budgets import ACCURACY
 from edgedeploy.release.spec import DistillStep, PruneStep, RecipeSpec
 from edgedeploy.release.stage_ids import SOURCE_MODEL
@@ -84,8 +85,13 @@ def _variants(spec: RecipeSpec, lab: bool) -> list:
     for name, v in spec.variants.items():
         if v.profile and v.profile not in profiles:
             out.append((("variants", name, "profile"), f"unknown profile {v.profile!r}; known: {', '.join(sorted(profiles))}"))
-        if v.method == "static" and not (calib or v.calib_data) and not v.random_calibration:
-            out.append((("variants", name, "method"), "static quantization needs data.calib (calibration text)"))
+        if (
+            v.method in methods.names()
+            and methods.get(v.method).calibration == "required"
+            and not (calib or v.calib_data)
+            and not v.random_calibration
+        ):
+            out.append((("variants", name, "method"), f"{v.method} quantization needs data.calib (calibration text)"))
         if v.max_accuracy_drop is not None and not lab:
             out.append((("variants", name, "max_accuracy_drop"), "needs labeled data.eval (with data.label_column)"))
         if v.model != SOURCE_MODEL and v.model not in spec.compress:

@@ -168,7 +168,7 @@ def _schema_problem(err: dict, doc: dict) -> tuple[tuple, str]:
     if t == "too_short" and loc and loc[-1] in ("variants", "targets"):
         return tuple(loc), "expected a list with at least one entry" if loc[-1] == "targets" else "expected at least one variant"
     if t == "extra_forbidden":
-        return tuple(loc), "unknown key" + did_you_mean(loc[-1], _model_at(loc[:-1], doc).model_fields)
+        return tuple(loc), "unknown key" + did_you_mean(loc[-1], _model_at(loc[:-1], doc).input_keys())
     if t == "literal_error" and loc[-1] == "method":
         return tuple(loc), f"unknown method {err['input']!r}; use one of {err['ctx']['expected']}"
     return tuple(loc), describe_error(err)

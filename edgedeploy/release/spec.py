@@ -44,7 +44,9 @@ class VariantSpec(QuantizeOptions):
     """One variant: a quantize setting per key, ``method: float`` for a model's float export, or
     ``method: tune`` for the fastest variant within its budget, measured on a recipe target."""
 
-    method: Literal["float", "dynamic", "static", "fp16", "int4", "tune"] = Field(description="float | dynamic | static | fp16 | int4 | tune")
+    EXTRA_METHODS = ("float", "tune")
+
+    method: str = Field(description="float, tune or a quantization method (edgedeploy quantize --help lists them).")
     gate: bool = Field(True, description="Check this variant against the budgets (false for the float reference).")
     model: str = Field(SOURCE_MODEL, description="The model it is made from: source, or a step under compress:.")
     objective: Objective | None = Field(None, description="tune: what the winner minimises (p50, p90, size) or maximises (throughput).")

@@ -22,7 +22,7 @@ from edgedeploy.exporters.huggingface import generates
 from edgedeploy.measure_options import MeasureOptions
 from edgedeploy.quality.evaluate import evaluate
 from edgedeploy.quality.perplexity import perplexity
-from edgedeploy.quantize import quantize
+from edgedeploy.quantize.api import quantize
 from edgedeploy.quantize.options import QuantizeOptions
 from edgedeploy.release import stage_ids as ids
 from edgedeploy.release.pipeline import Stage

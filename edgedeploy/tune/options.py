@@ -11,10 +11,15 @@ from pydantic import Field, field_validator, model_validator
 from edgedeploy.core.options import split_names
 from edgedeploy.device.options import RemoteOptions
 from edgedeploy.measure_options import MeasureOptions
+from edgedeploy.quantize import methods
 from edgedeploy.runtimes.stats import MIN_SAMPLES
 
 Objective = Literal["p50", "p90", "throughput", "size", "decode", "ttft"]
-TUNABLE_METHODS = ("dynamic", "static", "int4")
+
+
+def tunable_methods() -> tuple[str, ...]:
+    """The registered methods that have a tune search space."""
+    return tuple(m.name for m in methods.all_methods() if m.tunable())
 
 
 class TuneOptions(MeasureOptions, RemoteOptions):
@@ -23,7 +28,7 @@ class TuneOptions(MeasureOptions, RemoteOptions):
     host: str | None = Field(None, description="Measure on user@host[:port] or a ~/.ssh/config Host over SSH (default: this host).")
     methods: list[str] = Field(
         default_factory=lambda: ["dynamic", "static"],
-        description="Methods to search (comma-separated or repeated): dynamic, static, int4 (static needs --calib-data).",
+        description="Methods to search (comma-separated or repeated): the quantization methods with a tune space (dynamic, static, int4 built in; static needs --calib-data).",
     )
     objective: Objective = Field(
         "p50",
@@ -58,7 +63,7 @@ class TuneOptions(MeasureOptions, RemoteOptions):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, v: list[str]) -> list[str]:
-        names = split_names(v, TUNABLE_METHODS, "method")
+        names = split_names(v, tunable_methods(), "method")
         if not names:
             raise ValueError("give at least one method")
         return list(dict.fromkeys(names))

@@ -24,7 +24,9 @@ from edgedeploy.device.profiles import load as load_profile
 from edgedeploy.device.profiles import run_settings
 from edgedeploy.export import export
 from edgedeploy.quality.accuracy import accuracy, labeled_eval
-from edgedeploy.quantize import quantize
+from edgedeploy.quantize import methods
+from edgedeploy.quantize.api import quantize
+from edgedeploy.quantize.methods.registry import ENCODER_DECODER, SINGLE
 from edgedeploy.tune import report, space
 from edgedeploy.tune.options import TuneOptions
 from edgedeploy.tune.state import PINNED, State
@@ -87,9 +89,8 @@ class Search:
         t = time.monotonic()
         kw = dict(cand["settings"])
         if (
-            cand["method"] == "static"
+            methods.get(cand["method"]).calibration != "none"
             or any(k in kw for k in ("smooth_quant", "min_mean_cosine", "min_worst_cosine", "max_accuracy_drop"))
-            or cand["method"] == "int4"
         ) and not self.parent.is_seq2seq:  # an encoder-decoder's graphs are not calibrated (quantize/graphs.py)
             kw.update(calib_data=o.calib_data, calib_samples=o.calib_samples)
         if "max_accuracy_drop" in kw:
@@ -215,29 +216,16 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     opts = options if options is not None else coerce(TuneOptions, settings, "tune")
     out = Path(out)
     parent = open_model(artifact)
-    text = any(i["name"] == "input_ids" for i in parent.inputs)
-    if parent.is_seq2seq:
-        _check_seq2seq(parent, opts, text)
-    else:
-        parent.require_single_graph("tune")
-    refuse_inside(out, parent.path, "the parent artifact")
-    if opts.eval_data is None and opts.calib_data is None and (text or not parent.is_seq2seq):
-        raise BadInput("tune measures fidelity on real samples: give --data (and --calib-data for static candidates)")
-    if opts.host and not opts.profile:
-        raise BadInput("--host needs --profile naming the device (e.g. rpi4, rpi5, jetson-orin-nano)")
-    if out.exists() and not force and not opts.resume:
-        raise BadInput(f"{out}: exists; pass --force to replace it")
+    _check(parent, opts, out, force)
     profile = load_profile(resolve_profile(opts.profile) or resolve_profile("auto"))
     pinned = {k: (str(v) if isinstance(v, Path) else v) for k, v in opts.recorded().items() if k in PINNED}
     state = State.open(out, parent.digest, pinned, opts.resume, force)
     s = Search(parent, opts, state, profile, progress)
-    parents = s.parents()
-    budget = opts.budget()
-
+    parents, budget = s.parents(), opts.budget()
     have_calib = opts.calib_data is not None and not parent.is_seq2seq
-    bases, skipped = space.bases(profile, [m for m in opts.methods if m != "static" or not parent.is_seq2seq], have_calib, "fused" in parents)
-    if parent.is_seq2seq and "static" in opts.methods:
-        skipped.append("static: an encoder-decoder's graphs are quantized without calibration")
+    kind = ENCODER_DECODER if parent.is_seq2seq else SINGLE
+    bases, skipped = space.bases(profile, [m for m in opts.methods if kind in methods.get(m).graphs], have_calib, "fused" in parents)
+    skipped += [f"{m}: it does not quantize an encoder-decoder's graphs" for m in opts.methods if kind not in methods.get(m).graphs]
     s.progress("plan", bases=len(bases), skipped=skipped)
     built = [s.build(c, parents) for c in bases]
     # stage 2: the one-setting neighbours of the fastest bases within budget (of the closest when none is)
@@ -252,10 +240,8 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
             s.build(c, parents)
     # stage 3, only when nothing meets the budget yet: keep sensitivity-ranked nodes in float (one graph only)
     if not any(not s.misses(state.get(i)) for i in state.doc["order"]) and not parent.is_seq2seq:
-        for b in sorted(bases, key=lambda c: s.shortfall(s.state.get(c["id"])))[:EXPLORE]:
-            c = space.with_float_nodes(b, budget)
-            if c:
-                s.build(c, parents)
+        for c in filter(None, (space.with_float_nodes(b, budget) for b in sorted(bases, key=lambda c: s.shortfall(s.state.get(c["id"])))[:EXPLORE])):
+            s.build(c, parents)
 
     recs = [state.get(i) for i in state.doc["order"]]
     feasible = [r for r in recs if not s.misses(r)]
@@ -272,20 +258,7 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     leader = min(feasible, key=lambda r: (s.score(r["measured"], r["size_bytes"]), r["size_bytes"]))
     session_choice, session_round = {}, None
     if opts.session_search and opts.objective != "size":
-        cores = os.cpu_count() or 1
-        variants = space.session_variants(
-            run_settings(profile) if not opts.host else profile["run"], cores if not opts.host else profile["target"]["cores"]
-        )
-        names = [leader["label"] + (" | " + ",".join(f"{k}={_text(x)}" for k, x in v.items()) if v else "") for v in variants]
-        session_round = s.measure(f"session:{leader['id']}", [(n, state.candidate_dir(leader["id"]), v or None) for n, v in zip(names, variants)])
-        scores = {n: s.score(session_round["results"][n], leader["size_bytes"]) for n in names}
-        best = min(zip(names, variants), key=lambda nv: scores[nv[0]])
-        # the profile's own session stays unless another wins by more than the host's noise
-        if scores[best[0]] < scores[names[0]] - SESSION_MARGIN * abs(scores[names[0]]):
-            session_choice = best[1]
-        else:
-            best = (names[0], {})
-        leader = {**leader, "session_measured": session_round["results"][best[0]]}
+        leader, session_choice, session_round = _session_search(s, opts, profile, leader)
     winner_result = leader.get("session_measured") or leader["measured"]
     doc = _write_reports(state.root, s, recs, leader, {"options": session_choice, "round": session_round}, skipped, budget)
     if not winner_result["stable"] and opts.require_stable:
@@ -296,6 +269,39 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     state.remove()
     doc["artifact"] = str(out)
     return doc
+
+
+def _check(parent: Artifact, opts: TuneOptions, out: Path, force: bool) -> None:
+    """Exit 2 before any work for what the search cannot do with these options."""
+    text = any(i["name"] == "input_ids" for i in parent.inputs)
+    if parent.is_seq2seq:
+        _check_seq2seq(parent, opts, text)
+    else:
+        parent.require_single_graph("tune")
+    refuse_inside(out, parent.path, "the parent artifact")
+    if opts.eval_data is None and opts.calib_data is None and (text or not parent.is_seq2seq):
+        raise BadInput("tune measures fidelity on real samples: give --data (and --calib-data for static candidates)")
+    if opts.host and not opts.profile:
+        raise BadInput("--host needs --profile naming the device (e.g. rpi4, rpi5, jetson-orin-nano)")
+    if out.exists() and not force and not opts.resume:
+        raise BadInput(f"{out}: exists; pass --force to replace it")
+
+
+def _session_search(s: Search, opts: TuneOptions, profile: dict, leader: dict) -> tuple[dict, dict, dict]:
+    """(the leader with its measurement in the chosen session, the session options chosen, the
+    round): the leader under each session variant, in one interleaved round."""
+    cores = os.cpu_count() or 1
+    variants = space.session_variants(
+        run_settings(profile) if not opts.host else profile["run"], cores if not opts.host else profile["target"]["cores"]
+    )
+    names = [leader["label"] + (" | " + ",".join(f"{k}={_text(x)}" for k, x in v.items()) if v else "") for v in variants]
+    session_round = s.measure(f"session:{leader['id']}", [(n, s.state.candidate_dir(leader["id"]), v or None) for n, v in zip(names, variants)])
+    scores = {n: s.score(session_round["results"][n], leader["size_bytes"]) for n in names}
+    best = min(zip(names, variants), key=lambda nv: scores[nv[0]])
+    # the profile's own session stays unless another wins by more than the host's noise
+    choice = best[1] if scores[best[0]] < scores[names[0]] - SESSION_MARGIN * abs(scores[names[0]]) else {}
+    chosen = best[0] if choice else names[0]
+    return {**leader, "session_measured": session_round["results"][chosen]}, choice, session_round
 
 
 def _check_seq2seq(parent: Artifact, opts: TuneOptions, text: bool) -> None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+from edgedeploy.quantize import methods
+
 VNNI = ("avx512_vnni", "avx_vnni", "avxvnni", "asimddp", "dotprod")
 
 
@@ -59,53 +61,26 @@ def rules(profile: dict) -> dict:
     }
 
 
-def bases(profile: dict, methods, have_calib: bool, have_fused: bool) -> tuple[list[dict], list[str]]:
-    """(base candidates, why some were skipped)."""
+def bases(profile: dict, names, have_calib: bool, have_fused: bool) -> tuple[list[dict], list[str]]:
+    """(base candidates of the methods ``names``, why some were skipped), from each method's space."""
     r, out, skipped = rules(profile), [], []
-    if "dynamic" in methods:
-        for parent in ("plain", "fused") if have_fused else ("plain",):
-            out.append(candidate("dynamic", parent))
-            if have_calib:  # SmoothQuant needs activation ranges, and per-channel weights to absorb them
-                out.append(candidate("dynamic", parent, smooth_quant=0.7, per_channel=True))
-    if "static" in methods:
-        if not have_calib:
-            skipped.append("static: no --calib-data")
-        else:
-            out.append(candidate("static", format="QDQ", smooth_quant=0.7))
-            if r["qoperator"]:
-                out.append(candidate("static", format="QOperator"))
-            else:
-                skipped.append("static QOperator: the profile's target is not a CPU (QDQ only)")
-    if "int4" in methods:
-        out.append(candidate("int4"))
+    for name in names:
+        found, why = methods.get(name).tune_bases(r, have_calib, have_fused)
+        out += [candidate(name, parent, **settings) for parent, settings in found]
+        skipped += why
     return out, skipped
 
 
 def neighbours(base: dict, profile: dict) -> list[dict]:
-    """Each base with one setting changed."""
-    r, m, s, parent = rules(profile), base["method"], dict(base["settings"]), base["parent"]
-    flips: list[dict] = []
-    if m in ("dynamic", "static"):
-        if not s.get("smooth_quant"):  # smoothed weights need per-channel scales (per-tensor: mean cosine 0.88 on MiniLM)
-            flips.append({"per_channel": not s.get("per_channel", True)})
-        if r["reduce_range"]:
-            flips.append({"reduce_range": not s.get("reduce_range", False)})
-        other = [w for w in r["weight_types"] if w != s.get("weight_type", r["profile_weight_type"])]
-        flips += [{"weight_type": w} for w in other]
-    if s.get("smooth_quant"):
-        flips.append({"smooth_quant": 0.5 if s["smooth_quant"] == 0.7 else 0.7})
-    if m == "static" and s.get("format") == "QDQ":
-        flips.append({"calib_method": "percentile"})
-    if m == "int4":
-        flips += [{"block_size": 64}, {"block_size": 128}, {"symmetric": True}, {"accuracy_level": 0}]
-    return [candidate(m, parent, **{**s, **f}) for f in flips]
+    """Each base with one setting changed, as its method proposes."""
+    s = dict(base["settings"])
+    flips = methods.get(base["method"]).tune_neighbours(s, rules(profile))
+    return [candidate(base["method"], base["parent"], **{**s, **f}) for f in flips]
 
 
 def with_float_nodes(base: dict, budget: dict) -> dict | None:
     """The base plus an accuracy-aware search for the fidelity budget (sensitivity-ranked nodes kept float)."""
-    if base["method"] not in ("dynamic", "static") or all(
-        budget.get(k) is None for k in ("min_mean_cosine", "min_worst_cosine", "max_accuracy_drop")
-    ):
+    if not methods.get(base["method"]).smoothing or all(budget.get(k) is None for k in ("min_mean_cosine", "min_worst_cosine", "max_accuracy_drop")):
         return None
     extra = {
         "min_mean_cosine": budget.get("min_mean_cosine"),
