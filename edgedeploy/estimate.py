@@ -50,25 +50,10 @@ def count(model_path, shape: dict) -> dict:
     """FLOPs (2 per multiply-accumulate) of MatMul/Gemm/Conv/Attention nodes and bytes moved
     (weights read once, every intermediate tensor written and read once)."""
     import onnx
-    from onnx import numpy_helper, shape_inference
+    from onnx import numpy_helper
 
-    model = onnx.load(str(model_path))
-    _bind(model, shape)
-
-    try:  # ORT's symbolic inference knows the contrib ops of fused graphs
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-        with scratch_cwd():  # it may drop temp models in the cwd
-            model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    except Exception:
-        model = shape_inference.infer_shapes(model, data_prop=True)
-    shapes = {}
-    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
-        shapes[vi.name] = (dims, vi.type.tensor_type.elem_type)
+    model, shapes = _shapes(model_path, shape)
     inits = {i.name: i for i in model.graph.initializer}
-    for name, t in inits.items():
-        shapes[name] = (list(t.dims), t.data_type)
 
     def dims(name):
         d = shapes.get(name, (None, 0))[0]
@@ -78,30 +63,11 @@ def count(model_path, shape: dict) -> dict:
     unknown = []
     for node in model.graph.node:
         kind = "int" if node.op_type in INT_OPS else "float"
-        out = dims(node.output[0]) if node.output else None
-        if node.op_type in MATMUL_OPS:
-            a = dims(node.input[0])
-            if node.op_type == "MatMulNBits":
-                k = next((at.i for at in node.attribute if at.name == "K"), None)
-            else:
-                k = a[-1] if a else None
-            if out is None or k is None:
-                unknown.append(node.name or node.op_type)
-                continue
-            flops[kind] += 2.0 * float(np.prod(out)) * k
-        elif node.op_type in CONV_OPS:
-            w = dims(node.input[3] if node.op_type == "QLinearConv" else node.input[1])
-            if out is None or w is None:
-                unknown.append(node.name or node.op_type)
-                continue
-            flops[kind] += 2.0 * float(np.prod(out)) * float(np.prod(w[1:]))
-        elif node.op_type == "Attention":
-            x, w = dims(node.input[0]), dims(node.input[1])
-            if x is None or w is None:
-                unknown.append(node.name)
-                continue
-            b, s, hidden = x
-            flops["float"] += 2.0 * b * s * hidden * w[1] + 4.0 * b * s * s * hidden
+        n = _node_flops(node, dims)
+        if n is None:
+            unknown.append(node.name or node.op_type)
+        else:
+            flops["float" if node.op_type == "Attention" else kind] += n
     itemsize = {1: 4, 10: 2, 11: 8, 7: 8, 6: 4, 3: 1, 2: 1, 16: 2, 9: 1, 22: 1, 21: 1}
     weight_bytes = sum(numpy_helper.to_array(t).nbytes if t.data_location != onnx.TensorProto.EXTERNAL else 0 for t in inits.values())
     act_bytes = 0.0
@@ -118,6 +84,48 @@ def count(model_path, shape: dict) -> dict:
         "bytes": float(weight_bytes) + act_bytes,
         "uncounted_nodes": unknown[:20],
     }
+
+
+def _shapes(model_path, shape: dict):
+    """(the model with ``shape`` bound and shapes inferred, name -> (dims, element type))."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(model_path))
+    _bind(model, shape)
+    try:  # ORT's symbolic inference knows the contrib ops of fused graphs
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        with scratch_cwd():  # it may drop temp models in the cwd
+            model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception:
+        model = shape_inference.infer_shapes(model, data_prop=True)
+    shapes = {}
+    for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output):
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim]
+        shapes[vi.name] = (dims, vi.type.tensor_type.elem_type)
+    for t in model.graph.initializer:
+        shapes[t.name] = (list(t.dims), t.data_type)
+    return model, shapes
+
+
+def _node_flops(node, dims) -> float | None:
+    """FLOPs of one node (0 for ops not counted), None where its shapes are unknown."""
+    out = dims(node.output[0]) if node.output else None
+    if node.op_type in MATMUL_OPS:
+        a = dims(node.input[0])
+        k = next((at.i for at in node.attribute if at.name == "K"), None) if node.op_type == "MatMulNBits" else (a[-1] if a else None)
+        return None if out is None or k is None else 2.0 * float(np.prod(out)) * k
+    if node.op_type in CONV_OPS:
+        w = dims(node.input[3] if node.op_type == "QLinearConv" else node.input[1])
+        return None if out is None or w is None else 2.0 * float(np.prod(out)) * float(np.prod(w[1:]))
+    if node.op_type == "Attention":
+        x, w = dims(node.input[0]), dims(node.input[1])
+        if x is None or w is None:
+            return None
+        b, s, hidden = x
+        return 2.0 * b * s * hidden * w[1] + 4.0 * b * s * s * hidden
+    return 0.0
 
 
 def roofline(counts: dict, profile: dict) -> dict:

@@ -85,12 +85,9 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
     or its fields as keyword arguments."""
 
     opts = options if options is not None else coerce(ExportOptions, settings, "export")
-    task, opset, optimize, factory, weights = opts.task, opts.opset, opts.optimize, opts.factory, opts.weights
-    if opts.no_fusion and not optimize:
+    if opts.no_fusion and not opts.optimize:
         raise BadInput("--no-fusion leaves a fusion out of --optimize; give --optimize too")
-    input_specs, trust_pickle, atol, rtol = tuple(opts.input), opts.trust_pickle, opts.atol, opts.rtol
-    sample_data, text_column = opts.eval_data, opts.text_column
-    src = resolve(source, factory, opts.revision)
+    src = resolve(source, opts.factory, opts.revision)
     if src.path is not None and src.kind != "reference":
         refuse_inside(out, src.path, "the source model")
     src = materialize(src)  # a reference classifier is built here, on first use
@@ -100,112 +97,140 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
         info = registry.export(
             src,
             stage,
-            task=task,
-            opset=opset,
-            weights=weights,
-            input_specs=input_specs,
-            trust_pickle=trust_pickle,
+            task=opts.task,
+            opset=opts.opset,
+            weights=opts.weights,
+            input_specs=tuple(opts.input),
+            trust_pickle=opts.trust_pickle,
             trust_remote_code=opts.trust_remote_code,
         )
         checkpoint()
-        opt = {"applied": False, "reason": "not requested"}
-        s2s = info.get("seq2seq")
-        if optimize:
-            if s2s is not None:
-                raise BadInput("--optimize fuses one graph; an encoder-decoder export has three (leave --optimize out)")
-            if src.kind != "huggingface":
-                raise BadInput("--optimize applies onnxruntime.transformers fusions and needs a Hugging Face transformer source")
-            opt = hf_optimize(stage, info["config"], info.get("model_type"), opts.no_fusion)
-            log.info("optimize: %s", opt)
-            checkpoint()
-        tol = DEFAULT_TOLERANCES[info["family"]]
-        atol = tol["atol"] if atol is None else atol
-        rtol = tol["rtol"] if rtol is None else rtol
-        cases = info["cases"]
-        if sample_data is not None:
-            if src.kind != "huggingface" and Path(sample_data).suffix != ".npz":
-                raise BadInput(f"{sample_data}: text samples need a Hugging Face source with a tokenizer; give an .npz of inputs")
-            cases = _sample_cases(src.path, sample_data, text_column)
-        generation = None
-        if (info.get("decoder") is not None or s2s is not None) and sample_data is not None:
-            raise BadInput("--data validates encoders on real samples; a decoder is validated on generated tokens (leave --data out)")
-        graph_files = GRAPH_FILES if s2s is not None else {"model": "model.onnx"}
-        if info.get("decoder") is not None:
-            result, generation = validate_decoder(stage / "model.onnx", info["decoder"], atol, rtol)
-        elif s2s is not None:
-            result, generation = validate_seq2seq(stage, s2s, atol, rtol)
-        else:
-            result = validate(stage / "model.onnx", info["torch_fn"], cases, atol, rtol)
+        opt = _optimize(stage, src, info, opts)
+        validation, generation, graph_files = _validate(stage, src, info, opts, out)
         checkpoint()
         for name in graph_files.values():
             _check_onnx(stage / name)
         model_file = next(iter(graph_files.values()))
         inputs, outputs, opset_used, params = onnx_signature(stage / model_file)
-        validation = result.as_dict()
-        validation["inputs_from"] = str(sample_data) if sample_data else "generated from the signature (two batch/sequence sizes)"
-        if generation is not None:
-            sizes = " and ".join(map(str, PROMPTS))
-            what = f"encoder inputs (text: {sizes} tokens)" if s2s is not None else f"prompts of {sizes} tokens"
-            validation["inputs_from"] = f"random {what}; greedy generation of {NEW_TOKENS} tokens"
-        if not result.passed and result.unstable is not None:
-            u = result.unstable
-            how = "in shape" if u.max_abs_diff == float("inf") else f"by up to {u.max_abs_diff:.3g}"
-            raise ValidationFailed(
-                f"validation failed: the PyTorch model is not deterministic (two runs on the same inputs differ {how} in {u.name!r}: "
-                f"it samples at inference), so its export cannot be checked against it; nothing was published to {out}"
-            )
-        if not result.passed:
-            worst = result.worst()
-            raise ValidationFailed(
-                f"validation failed: output {worst.name!r} differs from PyTorch by up to {worst.max_abs_diff:.3g} "
-                f"(atol {atol:g}, rtol {rtol:g}); nothing was published to {out}"
-            )
-        if generation is not None:
-            validation["generation"] = generation
-            bad = next((c for c in generation["cases"] if not c["match"]), None)
-            if bad:
-                raise ValidationFailed(
-                    f"validation failed: greedy generation through the ONNX KV cache differs from PyTorch's at new token "
-                    f"{bad['first_difference']} ({_prompt(bad)}); nothing was published to {out}"
-                )
         manifest = {
             "kind": "edgedeploy-artifact",
             "source": {
                 **src.as_dict(),
-                "weights": str(Path(weights).resolve()) if weights else None,
+                "weights": str(Path(opts.weights).resolve()) if opts.weights else None,
                 "task": info.get("task"),
                 "model_type": info.get("model_type"),
                 "family": info["family"],
             },
             "lineage": {"parent": None, "step": "export"},
             "model_file": model_file,
-            "export": {
-                "exporter": info["exporter"],
-                "versions": info.get("versions", {}),
-                **({"variant": info["variant"]} if info.get("variant") else {}),
-                "attempts_failed": info.get("exporter_attempts", []),
-                "optimize": opt,
-                "seconds": round(time.perf_counter() - t0, 2),
-                "options": opts.recorded(),
-            },
+            "export": _export_record(info, opt, round(time.perf_counter() - t0, 2), opts),
             "opset": opset_used,
             "inputs": inputs,
             "outputs": outputs,
             "parameters": params,
             "validation": validation,
         }
-        if s2s is not None:
-            manifest["graphs"], manifest["parameters"] = graph_entries(stage, graph_files)
-        text = text_config(info["config"]) if info.get("config") is not None else None  # a vision-language model's nests it
-        if generation is not None:
-            manifest["generation"] = _generation(text, manifest, s2s is not None)
-        if "vocab_size" in info:
-            manifest["vocab_size"] = info["vocab_size"]
-        elif getattr(text, "vocab_size", None):
-            manifest["vocab_size"] = int(text.vocab_size)
+        _add_generation(manifest, stage, info, graph_files, generation)
         finalize_manifest(stage, manifest)
         checkpoint()
     return Artifact.load(out)
+
+
+def _export_record(info: dict, opt: dict, seconds: float, opts: ExportOptions) -> dict:
+    """Which exporter ran (and which failed first), with its versions, the fusions and the options."""
+    return {
+        "exporter": info["exporter"],
+        "versions": info.get("versions", {}),
+        **({"variant": info["variant"]} if info.get("variant") else {}),
+        "attempts_failed": info.get("exporter_attempts", []),
+        "optimize": opt,
+        "seconds": seconds,
+        "options": opts.recorded(),
+    }
+
+
+def _optimize(stage: Path, src, info: dict, opts: ExportOptions) -> dict:
+    """--optimize: onnxruntime.transformers fusions on the exported graph (one graph, Hugging Face sources)."""
+    if not opts.optimize:
+        return {"applied": False, "reason": "not requested"}
+    if info.get("seq2seq") is not None:
+        raise BadInput("--optimize fuses one graph; an encoder-decoder export has three (leave --optimize out)")
+    if src.kind != "huggingface":
+        raise BadInput("--optimize applies onnxruntime.transformers fusions and needs a Hugging Face transformer source")
+    opt = hf_optimize(stage, info["config"], info.get("model_type"), opts.no_fusion)
+    log.info("optimize: %s", opt)
+    checkpoint()
+    return opt
+
+
+def _validate(stage: Path, src, info: dict, opts: ExportOptions, out: Path) -> tuple[dict, dict | None, dict]:
+    """(the validation record, the generation record or None, the graph files): outputs against
+    PyTorch at two shapes (or on --data), greedy tokens for generation; exit 4 when they differ."""
+    s2s, sample_data = info.get("seq2seq"), opts.eval_data
+    tol = DEFAULT_TOLERANCES[info["family"]]
+    atol = tol["atol"] if opts.atol is None else opts.atol
+    rtol = tol["rtol"] if opts.rtol is None else opts.rtol
+    cases = info["cases"]
+    if sample_data is not None:
+        if src.kind != "huggingface" and Path(sample_data).suffix != ".npz":
+            raise BadInput(f"{sample_data}: text samples need a Hugging Face source with a tokenizer; give an .npz of inputs")
+        cases = _sample_cases(src.path, sample_data, opts.text_column)
+    generation = None
+    if (info.get("decoder") is not None or s2s is not None) and sample_data is not None:
+        raise BadInput("--data validates encoders on real samples; a decoder is validated on generated tokens (leave --data out)")
+    graph_files = GRAPH_FILES if s2s is not None else {"model": "model.onnx"}
+    if info.get("decoder") is not None:
+        result, generation = validate_decoder(stage / "model.onnx", info["decoder"], atol, rtol)
+    elif s2s is not None:
+        result, generation = validate_seq2seq(stage, s2s, atol, rtol)
+    else:
+        result = validate(stage / "model.onnx", info["torch_fn"], cases, atol, rtol)
+    validation = result.as_dict()
+    validation["inputs_from"] = str(sample_data) if sample_data else "generated from the signature (two batch/sequence sizes)"
+    if generation is not None:
+        sizes = " and ".join(map(str, PROMPTS))
+        what = f"encoder inputs (text: {sizes} tokens)" if s2s is not None else f"prompts of {sizes} tokens"
+        validation["inputs_from"] = f"random {what}; greedy generation of {NEW_TOKENS} tokens"
+    _refuse_failed(result, generation, atol, rtol, out)
+    if generation is not None:
+        validation["generation"] = generation
+    return validation, generation, graph_files
+
+
+def _refuse_failed(result, generation: dict | None, atol: float, rtol: float, out: Path) -> None:
+    if not result.passed and result.unstable is not None:
+        u = result.unstable
+        how = "in shape" if u.max_abs_diff == float("inf") else f"by up to {u.max_abs_diff:.3g}"
+        raise ValidationFailed(
+            f"validation failed: the PyTorch model is not deterministic (two runs on the same inputs differ {how} in {u.name!r}: "
+            f"it samples at inference), so its export cannot be checked against it; nothing was published to {out}"
+        )
+    if not result.passed:
+        worst = result.worst()
+        raise ValidationFailed(
+            f"validation failed: output {worst.name!r} differs from PyTorch by up to {worst.max_abs_diff:.3g} "
+            f"(atol {atol:g}, rtol {rtol:g}); nothing was published to {out}"
+        )
+    bad = next((c for c in generation["cases"] if not c["match"]), None) if generation is not None else None
+    if bad:
+        raise ValidationFailed(
+            f"validation failed: greedy generation through the ONNX KV cache differs from PyTorch's at new token "
+            f"{bad['first_difference']} ({_prompt(bad)}); nothing was published to {out}"
+        )
+
+
+def _add_generation(manifest: dict, stage: Path, info: dict, graph_files: dict, generation: dict | None) -> None:
+    """An encoder-decoder's graph list, the generation record and the vocabulary size."""
+    s2s = info.get("seq2seq")
+    if s2s is not None:
+        manifest["graphs"], manifest["parameters"] = graph_entries(stage, graph_files)
+    text = text_config(info["config"]) if info.get("config") is not None else None  # a vision-language model's nests it
+    if generation is not None:
+        manifest["generation"] = _generation(text, manifest, s2s is not None)
+    if "vocab_size" in info:
+        manifest["vocab_size"] = info["vocab_size"]
+    elif getattr(text, "vocab_size", None):
+        manifest["vocab_size"] = int(text.vocab_size)
 
 
 def _prompt(case: dict) -> str:

@@ -14,6 +14,7 @@ import copy
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -75,13 +76,54 @@ def _qkv_hooks(enc: Encoder, store: list):
 
 
 def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = False, resume: bool | str = False) -> dict:
-    import torch
-
     t0 = time.perf_counter()
     out = Path(out)
     check_output_dir(out.absolute(), force, model_io.is_output)
     if Path(teacher).exists():
         refuse_inside(out, Path(teacher), "the source model")
+    _check_options(opts)
+    pair = _Pair.load(teacher, opts)
+    pair.check(opts)
+    train_set = textdata.load_training(opts, pair.t_model.config, need_labels=opts.alpha > 0)
+    if opts.student:
+        check_tokenizers(pair.t_tok, pair.s_tok, train_set.texts[:32], teacher, opts.student)
+    eval_set = (
+        textdata.load(opts.eval_data, pair.t_model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
+        if opts.eval_data
+        else None
+    )
+    loss = _Loss(pair, opts, train_set)
+    record = {
+        "kind": "edgedeploy-compression",
+        "method": "distill",
+        "teacher": pair.t_src.as_dict(),
+        "student": pair.student_from,
+        "settings": opts.recorded(),
+        "layer_map": pair.layer_map,
+        "accuracy": {},
+    }
+    if eval_set is not None:
+        # before/after as in prune records: the model that goes in (the teacher) and the one that comes out
+        record["accuracy"]["before"] = textdata.accuracy(pair.t_model, pair.t_tok, eval_set)
+        record["accuracy"]["initial"] = textdata.accuracy(pair.s_model, pair.t_tok, eval_set)  # the student before training
+    record["loss_before"] = loss.probe()
+    ckpt = out.absolute().with_name(out.name + ".partial")
+    record["training"] = _train(pair, opts, loss, train_set, ckpt, resume)
+    record["loss_after"] = loss.probe()
+    if eval_set is not None:
+        record["accuracy"]["after"] = textdata.accuracy(pair.s_model, pair.t_tok, eval_set)
+        record["accuracy"]["eval_rows"] = len(eval_set)
+        record["accuracy"]["provenance"] = "measured with PyTorch on this host"
+    before, after = parameters(pair.t_model), parameters(pair.s_model)
+    record["parameters"] = {"before": before, "after": after, "reduction": 1 - after / before}
+    record["data"] = {"train": model_io.data_fingerprint(opts.train_data), "eval": model_io.data_fingerprint(opts.eval_data)}
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    model_io.publish(pair.s_model, pair.t_tok, out, record, force)
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return record
+
+
+def _check_options(opts: DistillOptions) -> None:
     if bool(opts.student) == bool(opts.student_layers):
         raise BadInput("give exactly one of --student DIR or --student-layers N|LIST")
     if not opts.train_data:
@@ -93,126 +135,128 @@ def distill(teacher: str, out: Path, opts: DistillOptions, *, force: bool = Fals
     if opts.epochs <= 0:
         raise BadInput(f"--epochs {opts.epochs}: must be above 0")
 
-    t_model, t_tok, t_src = model_io.load(teacher, "teacher")
-    model_io.require_classifier(t_model, teacher, "a distillation teacher")
-    model_io.require_tokenizer(t_tok, teacher)
-    t_enc = Encoder(t_model)
-    if opts.student:
-        s_model, s_tok, s_src = model_io.load(opts.student, "--student")
-        model_io.require_classifier(s_model, opts.student, "a distillation student")
-        model_io.require_tokenizer(s_tok, opts.student)
-        layer_map = evenly_spaced(len(Encoder(s_model).layers), len(t_enc.layers))
-        student_from = {"model": s_src.as_dict()}
-    else:
-        layer_map = pick_layers(opts.student_layers, len(t_enc.layers))
-        s_model, s_tok = copy.deepcopy(t_model), t_tok
-        Encoder(s_model).keep_layers(layer_map)
-        student_from = {"teacher_layers": layer_map}
-    s_enc = Encoder(s_model)
-    if s_model.config.num_labels != t_model.config.num_labels:
-        raise BadInput(f"teacher has {t_model.config.num_labels} classes, student {s_model.config.num_labels}; they must match")
-    need_labels = opts.alpha > 0
-    train_set = textdata.load_training(opts, t_model.config, need_labels=need_labels)
-    if opts.student:
-        check_tokenizers(t_tok, s_tok, train_set.texts[:32], teacher, opts.student)
-    if opts.hidden_weight and s_model.config.hidden_size != t_model.config.hidden_size:
-        raise BadInput(
-            f"--hidden-weight needs the same hidden size in teacher ({t_model.config.hidden_size}) and student ({s_model.config.hidden_size})"
-        )
-    heads = opts.relation_heads or t_model.config.num_attention_heads
-    if opts.attention_weight:
-        widths = {"teacher": t_enc.part(len(t_enc.layers) - 1, "q").out_features, "student": s_enc.part(len(s_enc.layers) - 1, "q").out_features}
-        bad = {k: w for k, w in widths.items() if w % heads}
-        if bad:
-            raise BadInput(f"--relation-heads {heads}: does not divide the attention width of the {', '.join(f'{k} ({w})' for k, w in bad.items())}")
-    eval_set = (
-        textdata.load(opts.eval_data, t_model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
-        if opts.eval_data
-        else None
-    )
 
-    t_model.eval().requires_grad_(False)
-    t_store, s_store = [], []
-    if opts.attention_weight:
-        _qkv_hooks(t_enc, t_store)
-        _qkv_hooks(s_enc, s_store)
-    want_hidden = bool(opts.hidden_weight)
+@dataclass
+class _Pair:
+    """The teacher and the student (a given model, or the teacher's chosen layers)."""
 
-    def loss_terms(x, y):
-        t_store.clear()
-        s_store.clear()
-        with torch.no_grad():
-            t_out = t_model(**x, output_hidden_states=want_hidden)
-        s_out = s_model(**x, output_hidden_states=want_hidden)
-        terms = {"logits": losses.logits(s_out.logits, t_out.logits, y, opts.temperature, opts.alpha)}
-        if want_hidden:
-            terms["hidden"] = opts.hidden_weight * losses.hidden(s_out.hidden_states, t_out.hidden_states, layer_map, x["attention_mask"])
+    t_model: object
+    t_tok: object
+    t_src: object
+    s_model: object
+    s_tok: object
+    layer_map: list[int]
+    student_from: dict
+
+    @classmethod
+    def load(cls, teacher: str, opts: DistillOptions) -> _Pair:
+        t_model, t_tok, t_src = model_io.load(teacher, "teacher")
+        model_io.require_classifier(t_model, teacher, "a distillation teacher")
+        model_io.require_tokenizer(t_tok, teacher)
+        t_layers = len(Encoder(t_model).layers)
+        if opts.student:
+            s_model, s_tok, s_src = model_io.load(opts.student, "--student")
+            model_io.require_classifier(s_model, opts.student, "a distillation student")
+            model_io.require_tokenizer(s_tok, opts.student)
+            layer_map = evenly_spaced(len(Encoder(s_model).layers), t_layers)
+            student_from = {"model": s_src.as_dict()}
+        else:
+            layer_map = pick_layers(opts.student_layers, t_layers)
+            s_model, s_tok = copy.deepcopy(t_model), t_tok
+            Encoder(s_model).keep_layers(layer_map)
+            student_from = {"teacher_layers": layer_map}
+        return cls(t_model, t_tok, t_src, s_model, s_tok, layer_map, student_from)
+
+    def check(self, opts: DistillOptions) -> None:
+        """Exit 2 for a pair the chosen losses cannot compare."""
+        t, s = self.t_model.config, self.s_model.config
+        if s.num_labels != t.num_labels:
+            raise BadInput(f"teacher has {t.num_labels} classes, student {s.num_labels}; they must match")
+        if opts.hidden_weight and s.hidden_size != t.hidden_size:
+            raise BadInput(f"--hidden-weight needs the same hidden size in teacher ({t.hidden_size}) and student ({s.hidden_size})")
         if opts.attention_weight:
-            terms["relations"] = opts.attention_weight * losses.relations(s_store, t_store, x["attention_mask"], heads)
+            heads = opts.relation_heads or t.num_attention_heads
+            widths = {name: _q_width(Encoder(m)) for name, m in (("teacher", self.t_model), ("student", self.s_model))}
+            bad = {k: w for k, w in widths.items() if w % heads}
+            if bad:
+                raise BadInput(
+                    f"--relation-heads {heads}: does not divide the attention width of the {', '.join(f'{k} ({w})' for k, w in bad.items())}"
+                )
+
+
+def _q_width(enc: Encoder) -> int:
+    return enc.part(len(enc.layers) - 1, "q").out_features
+
+
+class _Loss:
+    """The distillation loss and its terms, and a fixed held-out probe of it (eval mode, no dropout)."""
+
+    def __init__(self, pair: _Pair, opts: DistillOptions, train_set):
+        self.pair, self.opts, self.train_set = pair, opts, train_set
+        self.heads = opts.relation_heads or pair.t_model.config.num_attention_heads
+        pair.t_model.eval().requires_grad_(False)
+        self.t_store: list = []
+        self.s_store: list = []
+        if opts.attention_weight:
+            _qkv_hooks(Encoder(pair.t_model), self.t_store)
+            _qkv_hooks(Encoder(pair.s_model), self.s_store)
+        self.probe_rows = np.random.default_rng([opts.seed, 7]).permutation(len(train_set))[: min(256, len(train_set))]
+
+    def terms(self, x, y) -> dict:
+        import torch
+
+        o, want_hidden = self.opts, bool(self.opts.hidden_weight)
+        self.t_store.clear()
+        self.s_store.clear()
+        with torch.no_grad():
+            t_out = self.pair.t_model(**x, output_hidden_states=want_hidden)
+        s_out = self.pair.s_model(**x, output_hidden_states=want_hidden)
+        terms = {"logits": losses.logits(s_out.logits, t_out.logits, y, o.temperature, o.alpha)}
+        if want_hidden:
+            terms["hidden"] = o.hidden_weight * losses.hidden(s_out.hidden_states, t_out.hidden_states, self.pair.layer_map, x["attention_mask"])
+        if o.attention_weight:
+            terms["relations"] = o.attention_weight * losses.relations(self.s_store, self.t_store, x["attention_mask"], self.heads)
         return terms
 
-    def loss_fn(x, y):
-        return sum(loss_terms(x, y).values())
+    def __call__(self, x, y):
+        return sum(self.terms(x, y).values())
 
-    # a fixed held-out probe of the distillation loss, before and after (eval mode, no dropout)
-    probe_rows = np.random.default_rng([opts.seed, 7]).permutation(len(train_set))[: min(256, len(train_set))]
+    def probe(self) -> dict:
+        import torch
 
-    def probe() -> dict:
-        s_model.eval()
+        self.pair.s_model.eval()
         sums: dict[str, float] = {}
         n = 0
         with torch.no_grad():
-            for x, y in textdata.batches(t_tok, train_set, probe_rows, opts.batch_size, opts.max_length):
-                for k, v in loss_terms(x, y).items():
-                    sums[k] = sums.get(k, 0.0) + float(v) * len(next(iter(x.values())))
-                n += len(next(iter(x.values())))
+            for x, y in textdata.batches(self.pair.t_tok, self.train_set, self.probe_rows, self.opts.batch_size, self.opts.max_length):
+                rows = len(next(iter(x.values())))
+                for k, v in self.terms(x, y).items():
+                    sums[k] = sums.get(k, 0.0) + float(v) * rows
+                n += rows
         return {k: v / n for k, v in sums.items()} | {"total": sum(sums.values()) / n}
 
-    record = {
-        "kind": "edgedeploy-compression",
-        "method": "distill",
-        "teacher": t_src.as_dict(),
-        "student": student_from,
-        "settings": opts.recorded(),
-        "layer_map": layer_map,
-        "accuracy": {},
-    }
-    if eval_set is not None:
-        # before/after as in prune records: the model that goes in (the teacher) and the one that comes out
-        record["accuracy"]["before"] = textdata.accuracy(t_model, t_tok, eval_set)
-        record["accuracy"]["initial"] = textdata.accuracy(s_model, t_tok, eval_set)  # the student before training
-    record["loss_before"] = probe()
-    ckpt = out.absolute().with_name(out.name + ".partial")
 
-    teacher_files = [model_io.data_fingerprint(f) for f in [t_src.path / "config.json", *weight_files(t_src.path)]]
+def _train(pair: _Pair, opts: DistillOptions, loss: _Loss, train_set, ckpt: Path, resume) -> dict:
+    """Train the student, checkpointing into ``ckpt`` under a fingerprint of what it was started with."""
+    teacher_files = [model_io.data_fingerprint(f) for f in [pair.t_src.path / "config.json", *weight_files(pair.t_src.path)]]
     fingerprint = {
         "teacher": teacher_files,
         "settings": opts.recorded(),
-        "student_from": student_from,
+        "student_from": pair.student_from,
         "data": model_io.data_fingerprint(opts.train_data),
     }
     sched = Schedule(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed, checkpoint_every=opts.checkpoint_every)
-    record["training"] = train(
-        s_model,
-        trainable(s_model),
-        loss_fn,
+    run = train(
+        pair.s_model,
+        trainable(pair.s_model),
+        loss,
         len(train_set),
-        lambda order: textdata.batches(t_tok, train_set, order, opts.batch_size, opts.max_length),
+        lambda order: textdata.batches(pair.t_tok, train_set, order, opts.batch_size, opts.max_length),
         sched,
         what="distill",
         ckpt_dir=ckpt,
         fingerprint=fingerprint,
         resume=resume,
     )
-    record["training"]["rows"] = len(train_set)
-    record["loss_after"] = probe()
-    if eval_set is not None:
-        record["accuracy"]["after"] = textdata.accuracy(s_model, t_tok, eval_set)
-        record["accuracy"]["eval_rows"] = len(eval_set)
-        record["accuracy"]["provenance"] = "measured with PyTorch on this host"
-    record["parameters"] = {"before": parameters(t_model), "after": parameters(s_model), "reduction": 1 - parameters(s_model) / parameters(t_model)}
-    record["data"] = {"train": model_io.data_fingerprint(opts.train_data), "eval": model_io.data_fingerprint(opts.eval_data)}
-    record["seconds"] = round(time.perf_counter() - t0, 1)
-    model_io.publish(s_model, t_tok, out, record, force)
-    shutil.rmtree(ckpt, ignore_errors=True)
-    return record
+    run["rows"] = len(train_set)
+    return run

@@ -137,6 +137,44 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     check_output_dir(out.absolute(), force, model_io.is_output)
     if Path(source).exists():
         refuse_inside(out, Path(source), "the source model")
+    importance = _check_options(opts)
+    model, tok, src = model_io.load(source)
+    enc = Encoder(model)
+    params_before, layers_before = parameters(model), len(enc.layers)
+    keep = _parse_layers(opts.keep_layers) if opts.keep_layers else None
+    original = copy.deepcopy(model) if keep is not None and opts.eval_data else model  # accuracy "before" is the unpruned model's
+    if keep is not None:
+        enc.keep_layers(keep)  # validates the indices
+    plan = parse_heads(opts.heads, enc, opts.allow_empty_layer) if opts.heads else None
+    if plan and plan.explicit and opts.steps > 1:
+        raise BadInput("--steps spreads a fraction or count of heads over several rounds; an explicit head list is removed at once")
+    train_set, eval_set = _data(model, tok, source, opts, importance)
+    record = {"kind": "edgedeploy-compression", "method": "prune", "source": src.as_dict(), "settings": opts.recorded()}
+    record |= {"importance": importance, "accuracy": {}, "rounds": []}
+    if eval_set is not None:
+        record["accuracy"]["before"] = textdata.accuracy(original, tok, eval_set)
+        log.info("prune: accuracy before %.4f on %d rows of %s", record["accuracy"]["before"], len(eval_set), Path(opts.eval_data).name)
+    del original
+    rounds = _Rounds(model, tok, enc, opts, importance, plan, train_set, eval_set)
+    for r in range(1, opts.steps + 1):
+        record["rounds"].append(rounds.run(r, out, record))
+    params_after = parameters(model)
+    record["removed"] = rounds.removed_record() | {"layers_kept": keep, "layers_before": layers_before}
+    record["parameters"] = {"before": params_before, "after": params_after, "reduction": 1 - params_after / params_before}
+    if eval_set is not None:
+        last = record["rounds"][-1]
+        record["accuracy"]["after"] = last.get("accuracy_after_recovery", last["accuracy_after_prune"])
+        record["accuracy"]["eval_rows"] = len(eval_set)
+        record["accuracy"]["eval_file"] = str(Path(opts.eval_data).resolve())
+        record["accuracy"]["provenance"] = "measured with PyTorch on this host"
+    record["data"] = {"train": model_io.data_fingerprint(opts.train_data), "eval": model_io.data_fingerprint(opts.eval_data)}
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    model_io.publish(model, tok, out, record, force)
+    return record
+
+
+def _check_options(opts: PruneOptions) -> str:
+    """Exit 2 for options that cannot work together; the importance measure to use."""
     if not (opts.heads or opts.ffn or opts.keep_layers):
         raise BadInput("nothing to prune: give --heads, --ffn and/or --keep-layers")
     if opts.steps < 1:
@@ -150,21 +188,13 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
         raise BadInput(
             ("gradient importance" if importance == "gradient" else "--recover-epochs") + " needs labeled training text: give --train-data FILE"
         )
+    return importance
 
-    model, tok, src = model_io.load(source)
-    enc = Encoder(model)
-    params_before = parameters(model)
-    layers_before = len(enc.layers)
-    keep = _parse_layers(opts.keep_layers) if opts.keep_layers else None
-    original = copy.deepcopy(model) if keep is not None and opts.eval_data else model  # accuracy "before" is the unpruned model's
-    if keep is not None:
-        enc.keep_layers(keep)  # validates the indices
-    plan = parse_heads(opts.heads, enc, opts.allow_empty_layer) if opts.heads else None
-    if plan and plan.explicit and opts.steps > 1:
-        raise BadInput("--steps spreads a fraction or count of heads over several rounds; an explicit head list is removed at once")
-    needs_training = importance == "gradient" or opts.recover_epochs > 0
+
+def _data(model, tok, source: str, opts: PruneOptions, importance: str):
+    """(labeled training rows or None, labeled evaluation rows or None)."""
     train_set = eval_set = None
-    if needs_training:
+    if importance == "gradient" or opts.recover_epochs > 0:
         model_io.require_classifier(model, source, "gradient importance and recovery fine-tuning")
         model_io.require_tokenizer(tok, source)
         train_set = textdata.load(opts.train_data, model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
@@ -172,102 +202,97 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
         model_io.require_classifier(model, source, "accuracy on --data")
         model_io.require_tokenizer(tok, source)
         eval_set = textdata.load(opts.eval_data, model.config, text_column=opts.text_column, label_column=opts.label_column, need_labels=True)
+    return train_set, eval_set
 
-    def acc():
-        return textdata.accuracy(model, tok, eval_set) if eval_set is not None else None
 
-    record = {
-        "kind": "edgedeploy-compression",
-        "method": "prune",
-        "source": src.as_dict(),
-        "settings": opts.recorded(),
-        "importance": importance,
-        "accuracy": {},
-        "rounds": [],
-    }
-    if eval_set is not None:
-        record["accuracy"]["before"] = textdata.accuracy(original, tok, eval_set)
-        log.info("prune: accuracy before %.4f on %d rows of %s", record["accuracy"]["before"], len(eval_set), Path(opts.eval_data).name)
-    del original
-    recover_set = None
-    if opts.recover_epochs > 0:
-        recover_set = train_set if not opts.train_subset else textdata.load_training(opts, model.config, need_labels=True)
-    total_heads = sum(len(enc.surviving_heads(i)) for i in range(len(enc.layers)))
-    ffn_target = int(round(enc.ffn_width() * (1 - opts.ffn))) if opts.ffn else enc.ffn_width()
-    ffn_start = enc.ffn_width()
-    removed: dict[int, list[int]] = {}
-    silenced: set[int] = set()
-    for r in range(1, opts.steps + 1):
+class _Rounds:
+    """Pruning in ``opts.steps`` rounds: each measures importance, removes its share of heads and
+    feed-forward neurons, and (with --recover-epochs) fine-tunes to recover."""
+
+    def __init__(self, model, tok, enc: Encoder, opts: PruneOptions, importance: str, plan, train_set, eval_set):
+        self.model, self.tok, self.enc, self.opts, self.importance, self.plan = model, tok, enc, opts, importance, plan
+        self.train_set, self.eval_set = train_set, eval_set
+        self.recover_set = None
+        if opts.recover_epochs > 0:
+            self.recover_set = train_set if not opts.train_subset else textdata.load_training(opts, model.config, need_labels=True)
+        self.total_heads = sum(len(enc.surviving_heads(i)) for i in range(len(enc.layers)))
+        self.ffn_start = enc.ffn_width()
+        self.ffn_target = int(round(self.ffn_start * (1 - opts.ffn))) if opts.ffn else self.ffn_start
+        self.removed: dict[int, list[int]] = {}
+        self.silenced: set[int] = set()
+
+    def _accuracy(self):
+        return textdata.accuracy(self.model, self.tok, self.eval_set) if self.eval_set is not None else None
+
+    def run(self, r: int, out: Path, record: dict) -> dict:
+        opts, enc = self.opts, self.enc
         rnd: dict = {"round": r}
-        if importance == "gradient":
-            rows = np.random.default_rng([opts.seed, 1000 + r]).permutation(len(train_set))[: opts.importance_samples]
-            head_imp, ffn_imp = gradient(enc, textdata.batches(tok, train_set, rows, opts.batch_size, opts.max_length))
+        if self.importance == "gradient":
+            rows = np.random.default_rng([opts.seed, 1000 + r]).permutation(len(self.train_set))[: opts.importance_samples]
+            head_imp, ffn_imp = gradient(enc, textdata.batches(self.tok, self.train_set, rows, opts.batch_size, opts.max_length))
         else:
             head_imp, ffn_imp = magnitude(enc)
-        if plan and plan.explicit:
-            now = plan.explicit
-        elif plan:
-            already = sum(len(v) for v in removed.values())
-            now = _choose_heads(enc, head_imp, int(round(plan.count * r / opts.steps)) - already, opts.allow_empty_layer, silenced)
-        else:
-            now = {}
-        now = {layer: sorted(heads) for layer, heads in now.items() if heads}
+        now = self._heads_now(r, head_imp)
         if opts.ffn:
-            width = int(round(ffn_start - (ffn_start - ffn_target) * r / opts.steps))
+            width = int(round(self.ffn_start - (self.ffn_start - self.ffn_target) * r / opts.steps))
             enc.prune_ffn(_choose_ffn(ffn_imp, width))  # before the heads: ffn_imp indexes the current neurons
             rnd["ffn_width"] = width
         if now:
-            _remove_heads(model, enc, now, silenced)
+            _remove_heads(self.model, enc, now, self.silenced)
             for layer, heads in now.items():
-                removed.setdefault(layer, []).extend(heads)
+                self.removed.setdefault(layer, []).extend(heads)
         rnd["heads_removed"] = {str(k): v for k, v in sorted(now.items())}
-        rnd["parameters"] = parameters(model)
-        if eval_set is not None:
-            rnd["accuracy_after_prune"] = acc()
+        rnd["parameters"] = parameters(self.model)
+        if self.eval_set is not None:
+            rnd["accuracy_after_prune"] = self._accuracy()
         if opts.recover_epochs > 0:
-            sched = Schedule(epochs=opts.recover_epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed + r, checkpoint_every=0)
-            good = copy.deepcopy(model.state_dict())  # the pruned model before this recovery: kept if training diverges
-            try:
-                rnd["recovery"] = train(
-                    model,
-                    trainable(model),
-                    lambda x, y: model(**x, labels=y).loss,
-                    len(recover_set),
-                    lambda order: textdata.batches(tok, recover_set, order, opts.batch_size, opts.max_length),
-                    sched,
-                    what=f"prune round {r}/{opts.steps}: recovery",
-                )
-            except Diverged as exc:
-                model.load_state_dict(good)
-                kept = out.absolute().with_name(out.name + ".partial")
-                record["rounds"].append(rnd)
-                record["diverged"] = {"round": r, "error": str(exc)}
-                model_io.publish(model, tok, kept, record, force=True)
-                raise Diverged(f"{exc}; the pruned model before this recovery is kept in {kept}") from None
-            del good
-            rnd["recovery"]["rows"] = len(recover_set)
-            if eval_set is not None:
-                rnd["accuracy_after_recovery"] = acc()
+            self._recover(r, rnd, out, record)
         log.info("prune round %d/%d: %s", r, opts.steps, {k: v for k, v in rnd.items() if k != "recovery"})
-        record["rounds"].append(rnd)
-    params_after = parameters(model)
-    record["removed"] = {
-        "heads": {str(k): sorted(v) for k, v in sorted(removed.items())},
-        "heads_total": sum(len(v) for v in removed.values()),
-        "heads_before": total_heads,
-        "emptied_layers": sorted(silenced),
-        "layers_kept": keep,
-        "layers_before": layers_before,
-        "ffn_width": [ffn_start, enc.ffn_width()],
-    }
-    record["parameters"] = {"before": params_before, "after": params_after, "reduction": 1 - params_after / params_before}
-    if eval_set is not None:
-        last = record["rounds"][-1]
-        record["accuracy"]["after"] = last.get("accuracy_after_recovery", last["accuracy_after_prune"])
-        record["accuracy"]["eval_rows"] = len(eval_set)
-        record["accuracy"]["eval_file"] = str(Path(opts.eval_data).resolve())
-        record["accuracy"]["provenance"] = "measured with PyTorch on this host"
-    record["data"] = {"train": model_io.data_fingerprint(opts.train_data), "eval": model_io.data_fingerprint(opts.eval_data)}
-    record["seconds"] = round(time.perf_counter() - t0, 1)
-    model_io.publish(model, tok, out, record, force)
-    return record
+        return rnd
+
+    def _heads_now(self, r: int, head_imp) -> dict[int, list[int]]:
+        plan = self.plan
+        if plan and plan.explicit:
+            now = plan.explicit
+        elif plan:
+            already = sum(len(v) for v in self.removed.values())
+            target = int(round(plan.count * r / self.opts.steps)) - already
+            now = _choose_heads(self.enc, head_imp, target, self.opts.allow_empty_layer, self.silenced)
+        else:
+            now = {}
+        return {layer: sorted(heads) for layer, heads in now.items() if heads}
+
+    def _recover(self, r: int, rnd: dict, out: Path, record: dict) -> None:
+        """Fine-tune after round ``r``; a diverging run keeps the model before it in OUT.partial and stops."""
+        opts, model, tok, recover_set = self.opts, self.model, self.tok, self.recover_set
+        sched = Schedule(epochs=opts.recover_epochs, batch_size=opts.batch_size, lr=opts.lr, seed=opts.seed + r, checkpoint_every=0)
+        good = copy.deepcopy(model.state_dict())  # the pruned model before this recovery: kept if training diverges
+        try:
+            rnd["recovery"] = train(
+                model,
+                trainable(model),
+                lambda x, y: model(**x, labels=y).loss,
+                len(recover_set),
+                lambda order: textdata.batches(tok, recover_set, order, opts.batch_size, opts.max_length),
+                sched,
+                what=f"prune round {r}/{opts.steps}: recovery",
+            )
+        except Diverged as exc:
+            model.load_state_dict(good)
+            kept = out.absolute().with_name(out.name + ".partial")
+            record["rounds"].append(rnd)
+            record["diverged"] = {"round": r, "error": str(exc)}
+            model_io.publish(model, tok, kept, record, force=True)
+            raise Diverged(f"{exc}; the pruned model before this recovery is kept in {kept}") from None
+        rnd["recovery"]["rows"] = len(recover_set)
+        if self.eval_set is not None:
+            rnd["accuracy_after_recovery"] = self._accuracy()
+
+    def removed_record(self) -> dict:
+        return {
+            "heads": {str(k): sorted(v) for k, v in sorted(self.removed.items())},
+            "heads_total": sum(len(v) for v in self.removed.values()),
+            "heads_before": self.total_heads,
+            "emptied_layers": sorted(self.silenced),
+            "ffn_width": [self.ffn_start, self.enc.ffn_width()],
+        }

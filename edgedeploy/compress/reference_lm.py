@@ -81,11 +81,30 @@ def dev_perplexity(model, dev: np.ndarray) -> float:
     return math.exp(nll / n)
 
 
+def _model(plan: LMPlan, tok):
+    """A freshly initialised Llama-style decoder of ``plan``'s shape (GQA, tied embeddings)."""
+    import transformers as tf
+
+    cfg = tf.LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=plan.hidden,
+        intermediate_size=plan.intermediate,
+        num_hidden_layers=plan.layers,
+        num_attention_heads=plan.heads,
+        num_key_value_heads=plan.kv_heads,
+        max_position_embeddings=plan.max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return tf.LlamaForCausalLM(cfg)
+
+
 def build(out: Path, train_file: Path, dev_file: Path, plan: LMPlan = LMPlan(), key_: str | None = None) -> dict:
     """Train the reference LM per ``plan`` into ``out`` (a Hugging Face checkpoint with its
     tokenizer and ``reference.json``)."""
     import torch
-    import transformers as tf
 
     for f in (train_file, dev_file):
         if not Path(f).is_file():
@@ -99,20 +118,7 @@ def build(out: Path, train_file: Path, dev_file: Path, plan: LMPlan = LMPlan(), 
         train_blocks = blocks(stream(tok, texts), plan.block)
         dev_blocks = blocks(stream(tok, read_texts(dev_file, "text", 10**9)), plan.block)
         torch.manual_seed(plan.seed)
-        cfg = tf.LlamaConfig(
-            vocab_size=len(tok),
-            hidden_size=plan.hidden,
-            intermediate_size=plan.intermediate,
-            num_hidden_layers=plan.layers,
-            num_attention_heads=plan.heads,
-            num_key_value_heads=plan.kv_heads,
-            max_position_embeddings=plan.max_positions,
-            tie_word_embeddings=True,
-            bos_token_id=tok.bos_token_id,
-            eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id,
-        )
-        model = tf.LlamaForCausalLM(cfg)
+        model = _model(plan, tok)
         schedule = Schedule(epochs=plan.epochs, batch_size=plan.batch, lr=plan.lr, seed=plan.seed, warmup=plan.warmup, checkpoint_every=0)
 
         def batches(order):

@@ -96,6 +96,38 @@ class Progress:
             log.info(line)
 
 
+def _start(ckpt_dir: Path | None, model, opt, sched, fingerprint, resume, what: str, steps: int) -> int | None:
+    """The step to start from: a checkpoint's when resuming (None otherwise, after discarding an
+    old checkpoint; "if-compatible" starts over when the checkpoint's settings differ)."""
+    has_ckpt = ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file()
+    if resume == "if-compatible" and has_ckpt and not _same_settings(ckpt_dir, fingerprint):
+        log.info("%s: the checkpoint in %s was made with other settings; starting over", what, ckpt_dir)
+        resume = False
+    if resume and has_ckpt:
+        step = _load(ckpt_dir, model, opt, sched, fingerprint)
+        log.info("%s: resuming from the checkpoint at step %d/%d in %s", what, step, steps, ckpt_dir)
+        return step
+    if has_ckpt:
+        shutil.rmtree(ckpt_dir)  # a fresh start discards an old checkpoint
+    return None
+
+
+def _apply(loss, params, opt, sched, clip: float) -> None:
+    """One optimizer step on ``loss``'s gradients, clipped to ``clip``."""
+    import torch
+
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _diverged(what: str, value: float, step: int, ckpt_dir: Path | None) -> Diverged:
+    where = f"; the last good checkpoint is {ckpt_dir}" if ckpt_dir and (ckpt_dir / "trainer.pt").is_file() else ""
+    return Diverged(f"{what}: the loss became {value} at step {step + 1}{where}; lower --lr and re-run" + (" with --resume" if where else ""))
+
+
 def train(
     model,
     params,
@@ -109,14 +141,11 @@ def train(
     fingerprint: dict | None = None,
     resume: bool | str = False,
 ) -> dict:
-    """Train ``params`` of ``model`` to minimise ``loss_fn(inputs, labels)`` over ``rows`` rows.
-
-    ``resume``: True continues from ``ckpt_dir`` (refusing a checkpoint made with other settings),
+    """Train ``params`` of ``model`` to minimise ``loss_fn(inputs, labels)`` over ``rows`` rows;
+    ``make_batches(order)`` yields (inputs, labels) for the row indices in ``order``. ``resume``:
+    True continues from ``ckpt_dir`` (refusing a checkpoint made with other settings),
     "if-compatible" continues when the settings match and starts over otherwise (recipes).
-
-    ``make_batches(order)`` yields (inputs, labels) for the row indices in ``order``.
-    Returns {"steps", "seconds", "first_loss", "last_loss", "resumed_from"}.
-    """
+    Returns {"steps", "seconds", "first_loss", "last_loss", "resumed_from"}."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -124,17 +153,9 @@ def train(
     per_epoch = -(-rows // s.batch_size)
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, int(s.warmup * steps), steps)
-    step, resumed_from = 0, None
     torch.manual_seed(s.seed)
-    has_ckpt = ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file()
-    if resume == "if-compatible" and has_ckpt and not _same_settings(ckpt_dir, fingerprint):
-        log.info("%s: the checkpoint in %s was made with other settings; starting over", what, ckpt_dir)
-        resume = False
-    if resume and has_ckpt:
-        step = resumed_from = _load(ckpt_dir, model, opt, sched, fingerprint)
-        log.info("%s: resuming from the checkpoint at step %d/%d in %s", what, step, steps, ckpt_dir)
-    elif has_ckpt:
-        shutil.rmtree(ckpt_dir)  # a fresh start discards an old checkpoint
+    resumed_from = _start(ckpt_dir, model, opt, sched, fingerprint, resume, what, steps)
+    step = resumed_from or 0
     bar = Progress(what, steps)
     losses: list[float] = []
     t0 = time.perf_counter()
@@ -148,15 +169,8 @@ def train(
                     loss = loss_fn(inputs, labels)
                     value = float(loss.detach())
                     if not np.isfinite(value):
-                        where = f"; the last good checkpoint is {ckpt_dir}" if ckpt_dir and (ckpt_dir / "trainer.pt").is_file() else ""
-                        raise Diverged(
-                            f"{what}: the loss became {value} at step {step + 1}{where}; lower --lr and re-run" + (" with --resume" if where else "")
-                        )
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, s.clip)
-                    opt.step()
-                    sched.step()
-                    opt.zero_grad(set_to_none=True)
+                        raise _diverged(what, value, step, ckpt_dir)
+                    _apply(loss, params, opt, sched, s.clip)
                     step += 1
                     losses.append(value)
                     bar.update(step, value)
@@ -166,20 +180,13 @@ def train(
                     if step >= steps:
                         break
     except Interrupted:
-        kept = (
-            f"; {ckpt_dir} keeps the last checkpoint, --resume continues from it"
-            if ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file()
-            else ""
-        )
-        raise Interrupted(f"{what}: interrupted at step {step}/{steps}{kept}") from None
+        kept = ckpt_dir is not None and (ckpt_dir / "trainer.pt").is_file()
+        raise Interrupted(
+            f"{what}: interrupted at step {step}/{steps}" + (f"; {ckpt_dir} keeps the last checkpoint, --resume continues from it" if kept else "")
+        ) from None
     model.eval()
-    return {
-        "steps": steps,
-        "seconds": round(time.perf_counter() - t0, 1),
-        "first_loss": losses[0] if losses else None,
-        "last_loss": losses[-1] if losses else None,
-        "resumed_from": resumed_from,
-    }
+    first, last = (losses[0], losses[-1]) if losses else (None, None)
+    return {"steps": steps, "seconds": round(time.perf_counter() - t0, 1), "first_loss": first, "last_loss": last, "resumed_from": resumed_from}
 
 
 def _save(ckpt_dir: Path, model, opt, sched, step: int, fingerprint: dict | None) -> None:

@@ -223,6 +223,15 @@ def run_harness(target: ssh.Host, python: str, bundle: str, timeout_s: float, pr
         raise EnvironmentFailure(f"{target.label}: the remote harness failed with exit {rc}: {tail}")
 
 
+def _fetch_outputs(target: ssh.Host, bundle: str, names: list[str], into: Path) -> None:
+    """The models' saved outputs, each bounded, under the host's names (never the device's)."""
+    for name in output_file_names(names):
+        data = ssh.run(target, ["head", "-c", str(MAX_OUTPUTS_BYTES + 1), "--", f"{bundle}/outputs/{name}"]).stdout
+        if len(data) > MAX_OUTPUTS_BYTES:
+            raise BadInput(f"{target.label}: outputs/{name} is over {MAX_OUTPUTS_BYTES:,} bytes; refusing it")
+        write_bytes_atomic(into / name, data)
+
+
 def bench_remote(
     target: ssh.Host,
     arts,
@@ -263,11 +272,7 @@ def bench_remote(
             raw = ssh.run(target, ["head", "-c", str(results.MAX_RESULTS_BYTES + 1), "--", f"{bundle}/results.json"]).stdout
             doc = results.parse(raw, f"{target.label}", names)
             if save_outputs:
-                for name in output_file_names(names):  # the host's names, never the device's
-                    data = ssh.run(target, ["head", "-c", str(MAX_OUTPUTS_BYTES + 1), "--", f"{bundle}/outputs/{name}"]).stdout
-                    if len(data) > MAX_OUTPUTS_BYTES:
-                        raise BadInput(f"{target.label}: outputs/{name} is over {MAX_OUTPUTS_BYTES:,} bytes; refusing it")
-                    write_bytes_atomic(Path(save_outputs) / name, data)
+                _fetch_outputs(target, bundle, names, Path(save_outputs))
         finally:
             if keep_remote:
                 log.info("%s: kept the remote work directory %s", target.label, workdir)

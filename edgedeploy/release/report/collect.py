@@ -135,7 +135,16 @@ def _variant_row(data: RunData, name: str, ref_task: dict | None, ref_ppl: float
             )
     ev = data.records.get(str(ids.evaluate(name)))
     r = ev.typed() if ev and ev.status == "ok" else None
-    if r is not None and r.perplexity:
+    if r is not None:
+        row.update(_evaluation(r, ref_task, ref_ppl))
+    return row
+
+
+def _evaluation(r, ref_task: dict | None, ref_ppl: float | None) -> dict:
+    """A variant's columns from its eval stage: perplexity for decoders, task accuracy and
+    fidelity against the float export otherwise."""
+    row: dict = {}
+    if r.perplexity:
         row.update(
             perplexity=r.perplexity["perplexity"],
             next_token_agreement=(r.perplexity.get("reference") or {}).get("greedy_next_token_agreement"),
@@ -144,7 +153,7 @@ def _variant_row(data: RunData, name: str, ref_task: dict | None, ref_ppl: float
         )
         if ref_ppl:
             row["perplexity_increase"] = r.perplexity["perplexity"] / ref_ppl - 1
-    elif r is not None and r.samples:
+    elif r.samples:
         if r.note:
             row["accuracy_note"] = r.note
         prov = f"measured on host CPU (onnxruntime CPU EP), {r.samples} rows of {Path(r.data).name}"

@@ -246,32 +246,7 @@ def to_markdown(report: dict) -> str:
                 f"{_fmt(None if inc is None else inc * 100, '+.2f')} % | {_fmt(v.get('next_token_agreement'), '.1%')} |"
             )
     for t in report["targets"]:
-        lines += ["", f"## Target {t['name']} (profile {t['profile']}{', host ' + t['host'] if t.get('host') else ''}): {t['status']}", ""]
-        if t.get("error"):
-            lines.append(f"Error: {t['error']}")
-        if t.get("environment"):
-            e = t["environment"]
-            lines.append(
-                f"{t.get('measured', 'measured')}: {e['cpu_model']} ({e['arch']}, {e['cores']} cores), onnxruntime {e['onnxruntime']}"
-                + (", variants interleaved" if t.get("interleaved") else "")
-                + ""
-            )
-        lines += ["", "| variant | p50 ms | p90 ms | p99 ms | CV | runs | samples/s | stable |", "|---|---|---|---|---|---|---|---|"]
-        for n, m in t["results"].items():
-            lines.append(
-                f"| {n} | {_fmt(m['p50_ms'], '.2f')} | {_fmt(m['p90_ms'], '.2f')} | {_fmt(m['p99_ms'], '.2f')} | {m['cv']:.1%} | "
-                f"{m['samples']} | {_fmt(m['throughput'], '.1f')} | {'yes' if m['stable'] else 'UNSTABLE'} |"
-            )
-        gen = {n: m for n, m in t["results"].items() if m.get("decode_tokens_per_s")}
-        if gen:
-            lines += ["", "| variant | TTFT p50 ms | prefill tokens/s | decode tokens/s | inter-token p50 ms |", "|---|---|---|---|---|"]
-            lines += [
-                f"| {n} | {_fmt(m['ttft_ms'], '.2f')} | {_fmt(m['prefill_tokens_per_s'], '.0f')} | {_fmt(m['decode_tokens_per_s'], '.1f')} | "
-                f"{_fmt(m['inter_token_p50_ms'], '.3f')} |"
-                for n, m in gen.items()
-            ]
-        if t["budgets"]:
-            lines += ["", "Budgets: " + ", ".join(f"{k} {v}" for k, v in t["budgets"].items())]
+        lines += _target_md(t)
     lines += ["", "## Provenance", ""]
     for v in report["variants"]:
         for k in ("accuracy_provenance", "fidelity_provenance"):
@@ -285,6 +260,36 @@ def to_markdown(report: dict) -> str:
     lines += ["", "## Stages", "", "| stage | status | seconds |", "|---|---|---|"]
     lines += [f"| {sid} | {s['status']} | {_fmt(s.get('seconds'), '.1f', '-')} |" for sid, s in report["stages"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _target_md(t: dict) -> list[str]:
+    """One target's section: its environment, latency table, generation rates and budgets."""
+    lines = ["", f"## Target {t['name']} (profile {t['profile']}{', host ' + t['host'] if t.get('host') else ''}): {t['status']}", ""]
+    if t.get("error"):
+        lines.append(f"Error: {t['error']}")
+    if t.get("environment"):
+        e = t["environment"]
+        lines.append(
+            f"{t.get('measured', 'measured')}: {e['cpu_model']} ({e['arch']}, {e['cores']} cores), onnxruntime {e['onnxruntime']}"
+            + (", variants interleaved" if t.get("interleaved") else "")
+        )
+    lines += ["", "| variant | p50 ms | p90 ms | p99 ms | CV | runs | samples/s | stable |", "|---|---|---|---|---|---|---|---|"]
+    for n, m in t["results"].items():
+        lines.append(
+            f"| {n} | {_fmt(m['p50_ms'], '.2f')} | {_fmt(m['p90_ms'], '.2f')} | {_fmt(m['p99_ms'], '.2f')} | {m['cv']:.1%} | "
+            f"{m['samples']} | {_fmt(m['throughput'], '.1f')} | {'yes' if m['stable'] else 'UNSTABLE'} |"
+        )
+    gen = {n: m for n, m in t["results"].items() if m.get("decode_tokens_per_s")}
+    if gen:
+        lines += ["", "| variant | TTFT p50 ms | prefill tokens/s | decode tokens/s | inter-token p50 ms |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {n} | {_fmt(m['ttft_ms'], '.2f')} | {_fmt(m['prefill_tokens_per_s'], '.0f')} | {_fmt(m['decode_tokens_per_s'], '.1f')} | "
+            f"{_fmt(m['inter_token_p50_ms'], '.3f')} |"
+            for n, m in gen.items()
+        ]
+    if t["budgets"]:
+        lines += ["", "Budgets: " + ", ".join(f"{k} {v}" for k, v in t["budgets"].items())]
+    return lines
 
 
 CSS = (
