@@ -3,6 +3,7 @@ optional PyTorch eager baseline timed interleaved with the ONNX models."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -12,17 +13,15 @@ from edgedeploy.core.adopt import open_model
 from edgedeploy.core.artifact import Artifact
 from edgedeploy.core.errors import BadInput, InvalidBenchmark
 from edgedeploy.core.options import coerce
-from edgedeploy.device import remote as remote_mod
 from edgedeploy.device.doctor import resolve_profile
-from edgedeploy.device.options import DEFAULT_TIMEOUT_S, RemoteOptions
+from edgedeploy.device.options import RemoteOptions
 from edgedeploy.device.profiles import load, run_settings
 from edgedeploy.exporters import huggingface, torch_module
 from edgedeploy.measure_options import DEFAULT_SHAPE, MeasureOptions
 from edgedeploy.runtimes import inputs as rt_inputs
-from edgedeploy.runtimes import job as rt_job
-from edgedeploy.runtimes.limits import check_threads
 from edgedeploy.runtimes.measure import Timed
 from edgedeploy.runtimes.stats import UNSTABLE_CV
+from edgedeploy.targets import LocalTarget, Target
 
 log = logging.getLogger("edgedeploy")
 
@@ -57,7 +56,7 @@ def make_job(
     latency_budget_ms=None,
     threads=None,
     seed=0,
-    local: bool = True,
+    run: dict | None = None,
     save_outputs=None,
     providers=(),
     allow_fallback: bool = False,
@@ -68,7 +67,7 @@ def make_job(
     shape_strict: bool = True,
 ) -> dict:
 
-    run = run_settings(profile) if local else dict(profile["run"])
+    run = dict(run if run is not None else run_settings(profile))
     if threads:
         run["intra_op_threads"] = threads
     if providers:
@@ -199,82 +198,34 @@ def _job_settings(opts: MeasureOptions) -> dict:
 
 
 def bench(
-    artifacts: list, options: MeasureOptions | None = None, *, progress=None, remote: dict | None = None, models: dict | None = None, **settings
+    artifacts: list, options: MeasureOptions | None = None, *, target: Target | None = None, progress=None, models: dict | None = None, **settings
 ) -> dict:
-    """Measure ``artifacts`` on this host, or on ``remote`` ({"target": ssh.Host, "python",
-    "timeout_s", "keep_remote", "bwlimit_kbps"}) over SSH with the same harness. Settings are a
-    ``MeasureOptions`` (or ``BenchOptions``) or its fields as keyword arguments. ``models``
-    ({"names": [...], "runs": [{session settings} | None, ...]}) names each artifact and gives
-    it its own session settings (``edgedeploy tune``)."""
+    """Measure ``artifacts`` on ``target`` (this host by default, or a device: ``targets.py``)
+    with the device-side harness. Settings are a ``MeasureOptions`` (or ``BenchOptions``) or its
+    fields as keyword arguments. ``models`` ({"names": [...], "runs": [{session settings} | None,
+    ...]}) names each artifact and gives it its own session settings (``edgedeploy tune``)."""
     opts = options if options is not None else coerce(MeasureOptions, settings, "bench")
+    target = target if target is not None else LocalTarget()
     arts = [open_model(a) for a in artifacts]
     if not arts:
         raise BadInput("give at least one ARTIFACT")
     job_settings = {**_job_settings(opts), **({"names": models.get("names"), "model_runs": models.get("runs")} if models else {})}
-    if remote is not None:
-        doc = _bench_remote(arts, resolve_profile(opts.profile), opts.shape, opts.baseline, progress, remote, **job_settings)
-        return {**doc, "options": opts.recorded()}
-    baseline = opts.baseline
-    if opts.threads is not None and (problem := check_threads(opts.threads, "--threads", allow_zero=False)):
-        raise BadInput(problem + " (this host)")
-    profile = load(resolve_profile(opts.profile) or resolve_profile("auto"))
+    target.check(opts)
+    profile = load(target.profile_name(resolve_profile(opts.profile)))
     try:
-        job = make_job(arts, profile, rt_inputs.parse_shape(opts.shape), **shape_settings(arts, opts.shape), **job_settings)
-        job = rt_job.normalize(job)
-        interleave = job["scenario"] == "single-stream" and (len(arts) > 1 or baseline == "torch")
-        prepared, interleave = rt_job.prepare(job, interleave)
-    except (rt_inputs.ShapeError, rt_job.JobError) as exc:
+        run = target.run_settings(profile)
+        job = make_job(arts, profile, rt_inputs.parse_shape(opts.shape), run=run, **shape_settings(arts, opts.shape), **job_settings)
+    except rt_inputs.ShapeError as exc:
         raise BadInput(str(exc)) from None
-    extra = []
-    if baseline == "torch":
+    baseline = None
+    if opts.baseline == "torch":
         if job["generate"]:
             raise BadInput("--baseline torch times one forward pass; it does not apply to --generate")
         if job["scenario"] != "single-stream":
             raise BadInput("--baseline torch is measured interleaved in the single-stream scenario only")
-        extra.append(torch_baseline_target(arts[0], prepared[0]["feeds"], job["profile"]["run"]["intra_op_threads"]))
-    measured = rt_job.execute(job, prepared, interleave, extra, progress)
-    doc = rt_job.assemble(job, prepared, measured[: len(prepared)], interleave)
-    if job["save_outputs"]:
-        rt_job.save_outputs(prepared, Path(job["save_outputs"]))
-    for res in measured[len(prepared) :]:
-        res.update(
-            {
-                "model_path": None,
-                "model_size_bytes": None,
-                "init_ms": None,
-                "peak_rss_mb": doc["results"][0]["peak_rss_mb"],
-                "baseline": "torch",
-                "session": {"framework": "torch", "threads": job["profile"]["run"]["intra_op_threads"]},
-            }
-        )
-        doc["results"].append(res)
-    return {**_finish(doc, arts, len(extra), interleave), "options": opts.recorded()}
-
-
-def _bench_remote(arts, profile_name, shape, baseline, progress, remote, **opts) -> dict:
-    if baseline:
-        raise BadInput("--baseline torch runs on the host; it cannot be combined with --host")
-    if not profile_name:
-        raise BadInput("--host needs --profile naming the device (e.g. rpi4, rpi5, jetson-orin-nano)")
-    profile = load(profile_name)
-    try:
-        job = make_job(arts, profile, rt_inputs.parse_shape(shape), local=False, **shape_settings(arts, shape), **opts)
-    except rt_inputs.ShapeError as exc:
-        raise BadInput(str(exc)) from None
-    doc = remote_mod.bench_remote(
-        remote["target"],
-        arts,
-        job,
-        inputs_npz=opts.get("inputs_npz"),
-        python=remote.get("python", "python3"),
-        timeout_s=remote.get("timeout_s", DEFAULT_TIMEOUT_S),
-        keep_remote=remote.get("keep_remote", False),
-        bwlimit_kbps=remote.get("bwlimit_kbps"),
-        progress=progress,
-        save_outputs=opts.get("save_outputs"),
-        cache_models=remote.get("cache_models", False),
-    )
-    return _finish(doc, arts, 0, doc.get("interleaved", False))
+        baseline = functools.partial(torch_baseline_target, arts[0])
+    doc = target.run(job, arts, progress=progress, baseline=baseline)
+    return {**_finish(doc, arts, 1 if baseline else 0, doc.get("interleaved", False)), "options": opts.recorded()}
 
 
 def _finish(doc: dict, arts, n_extra: int, interleave: bool) -> dict:

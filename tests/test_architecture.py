@@ -215,3 +215,19 @@ def test_uv_installs_from_the_sources_pip_is_configured_with():
     ]
     assert mod.uv_args([]) == []
     assert "$(shell $(PYTHON) scripts/pip_sources.py)" in (ROOT / "Makefile").read_text()
+
+
+def test_measuring_code_never_branches_on_where_it_runs():
+    """bench, tune and recipes hand a job to a ``Target`` (targets.py: local or SSH); where it
+    runs is the target's business, so no condition in the code that measures tests for a host or
+    a remote (recipe validation, release/checks.py, may still say an SSH target needs a profile)."""
+    import re
+
+    names = ["bench.py", "bench_fleet.py", "tune/search.py", "tune/space.py", "release/stages.py", "release/tune_stage.py", "release/run.py"]
+    files = [ROOT / "edgedeploy" / n for n in names]
+    branches = []
+    for f in files:
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, (ast.If, ast.IfExp)) and re.search(r"\b(host|hosts|remote|local)\b", ast.unparse(node.test)):
+                branches.append(f"{f.relative_to(ROOT)}:{node.lineno} {ast.unparse(node.test)}")
+    assert branches == []

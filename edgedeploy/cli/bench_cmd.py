@@ -3,9 +3,9 @@ from pathlib import Path
 
 import click
 
-from edgedeploy.bench import BenchOptions, bench
+from edgedeploy.bench import BenchOptions
 from edgedeploy.bench import require_stable as check_stable
-from edgedeploy.bench_fleet import bench_devices
+from edgedeploy.bench_fleet import bench_targets
 from edgedeploy.cli.common import check_result_file, emit_json, fmt_bytes, fmt_ms, json_option, refuse_inside_inputs, table, warn
 from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.errors import BadInput, EdgeDeployError
@@ -129,7 +129,7 @@ def command(artifacts, output, as_json, **settings):
     on this host or on devices over SSH."""
 
     opts = from_cli(BenchOptions, settings)
-    note, require_stable = opts.note, opts.require_stable
+    require_stable = opts.require_stable
     if opts.limit_hosts and not opts.hosts:
         raise BadInput("--limit-hosts selects hosts of a --hosts inventory; give one")
     if not (opts.host or opts.hosts):  # a fleet's -o is a directory (checked once the devices are known)
@@ -137,17 +137,10 @@ def command(artifacts, output, as_json, **settings):
     if opts.save_outputs is not None and opts.save_outputs.exists() and not opts.save_outputs.is_dir():
         raise BadInput(f"--save-outputs {opts.save_outputs}: is a file; give a directory for the <model>.npz files")
     refuse_inside_inputs(opts.save_outputs, artifacts, "--save-outputs")
-    if opts.host or opts.hosts:
-        if opts.baseline:
-            raise BadInput("--baseline torch runs on the host; it cannot be combined with --host/--hosts")
-        single, doc = bench_devices(list(artifacts), opts, output)
-        if not single:
-            render_fleet(doc, as_json, require_stable)
-            return
-    else:
-        doc = bench(list(artifacts), opts, progress=None if as_json else _progress())
-    if note:
-        doc["note"] = note
+    single, doc = bench_targets(list(artifacts), opts, output, progress=None if as_json else _progress())
+    if not single:
+        render_fleet(doc, as_json, require_stable)
+        return
     if output:
         write_json_atomic(output, doc)
     if as_json:

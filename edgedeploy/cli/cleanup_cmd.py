@@ -4,7 +4,8 @@ from edgedeploy.cli.common import emit_json, json_option
 from edgedeploy.core.errors import BadInput, EdgeDeployError
 from edgedeploy.core.options import click_options, from_cli
 from edgedeploy.device import model_cache
-from edgedeploy.device.fleet import DevicesOptions, entries, remote_options, run_all
+from edgedeploy.device.fleet import DevicesOptions, entries, run_all
+from edgedeploy.targets import ssh_target
 
 
 @click.command("cleanup")
@@ -18,8 +19,8 @@ def command(as_json, **settings):
         raise BadInput("give --host (or --hosts) naming the device(s) whose model cache to remove")
 
     def one(entry):
-        remote = remote_options(entry, opts)
-        return model_cache.clean(remote["target"], remote["python"])
+        target = ssh_target(entry, opts)
+        return model_cache.clean(target.host, target.python)
 
     results = run_all(devices, one, opts.parallel)
     if as_json:

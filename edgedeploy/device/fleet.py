@@ -91,20 +91,6 @@ def entries(hosts, inventory: Path | None, limit: str | None = None) -> list[dic
     return out
 
 
-def remote_options(entry: dict, opts) -> dict:
-    """How to reach one device: an inventory entry's own settings over ``opts`` (``RemoteOptions``)."""
-    target = Host.parse(
-        entry["host"],
-        config=str(opts.ssh_config) if opts.ssh_config else None,
-        accept_new_host_key=opts.accept_new_host_key,
-        connect_timeout=opts.connect_timeout,
-        options=[f"IdentityFile={entry['identity_file']}", "IdentitiesOnly=yes"] if entry.get("identity_file") else [],
-    )
-    venv = entry.get("remote_venv") or opts.remote_venv
-    python = f"{venv.rstrip('/')}/bin/python" if venv else entry.get("remote_python") or opts.remote_python
-    return {"target": target, "python": python, "timeout_s": opts.timeout, "keep_remote": opts.keep_remote, "bwlimit_kbps": opts.bwlimit}
-
-
 def run_all(entries: list[dict], fn, parallel: int = 4) -> dict[str, dict]:
     """``fn(entry) -> doc``; returns {host: {"ok": doc} | {"error": message, "exit_code": n}}."""
     results: dict[str, dict] = {}

@@ -16,7 +16,6 @@ from edgedeploy.core.artifact import Artifact, file_sha256
 from edgedeploy.core.errors import BadInput
 from edgedeploy.core.sources import REFERENCE, resolve
 from edgedeploy.device.doctor import resolve_profile
-from edgedeploy.device.fleet import remote_options
 from edgedeploy.export import ExportOptions, export
 from edgedeploy.exporters.huggingface import generates
 from edgedeploy.measure_options import MeasureOptions
@@ -31,7 +30,7 @@ from edgedeploy.release.records import ArtifactResult, BenchResult, CompressResu
 from edgedeploy.release.spec import TUNE_KEYS, DistillStep, PruneStep, TargetSpec, VariantSpec
 from edgedeploy.release.stage_ids import SOURCE_MODEL, StageId
 from edgedeploy.release.tune_stage import tune_stage
-from edgedeploy.runtimes.environment import cpuinfo
+from edgedeploy.targets import target_for
 
 ARTIFACTS = "artifacts"
 MODELS = "models"
@@ -284,18 +283,15 @@ def _bench_stage(t: TargetSpec, variant_stage: dict[str, StageId]) -> Stage:
         return [(n, res[s]) for n, s in variant_stage.items() if s in res]
 
     def inputs(res):
-        where = {"host": t.host} if t.host else {"local_cpu": cpuinfo()["cpu_model"]}
+        where = target_for(t.host, t).identity()
         return {"variants": [(n, r.digest) for n, r in available(res)], "settings": settings, "profile": resolve_profile(t.profile), **where}
 
     def run(res) -> BenchResult:
         pairs = available(res)
         if not pairs:
             raise BadInput(f"target {t.name}: no variant finished, nothing to measure")
-        remote = None
-        if t.host:
-            remote = remote_options({"host": t.host}, t)
         opts = MeasureOptions(**t.model_dump(include=set(MeasureOptions.model_fields)))
-        doc = bench([r.artifact for _, r in pairs], opts.model_copy(update={"profile": resolve_profile(t.profile)}), remote=remote)
+        doc = bench([r.artifact for _, r in pairs], opts.model_copy(update={"profile": resolve_profile(t.profile)}), target=target_for(t.host, t))
         for (n, _), r in zip(pairs, doc["results"]):
             r["variant"] = n
         if t.emulated:

@@ -7,7 +7,6 @@ normal artifact whose manifest records the search."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -19,14 +18,13 @@ from edgedeploy.core.atomic import checkpoint, refuse_inside, staged_directory
 from edgedeploy.core.errors import BadInput, InvalidBenchmark, ValidationFailed
 from edgedeploy.core.options import coerce
 from edgedeploy.device.doctor import resolve_profile
-from edgedeploy.device.fleet import remote_options
 from edgedeploy.device.profiles import load as load_profile
-from edgedeploy.device.profiles import run_settings
 from edgedeploy.export import export
 from edgedeploy.quality.accuracy import accuracy, labeled_eval
 from edgedeploy.quantize import methods
 from edgedeploy.quantize.api import quantize
 from edgedeploy.quantize.methods.registry import ENCODER_DECODER, SINGLE
+from edgedeploy.targets import target_for
 from edgedeploy.tune import report, space
 from edgedeploy.tune.options import TuneOptions
 from edgedeploy.tune.state import PINNED, State
@@ -40,13 +38,11 @@ SESSION_MARGIN = 0.03  # a session variant replaces the profile's only when it i
 
 
 class Search:
-    def __init__(self, parent: Artifact, opts: TuneOptions, state: State, profile: dict, progress):
-        self.parent, self.opts, self.state, self.profile = parent, opts, state, profile
+    def __init__(self, parent: Artifact, opts: TuneOptions, state: State, profile: dict, progress, target):
+        self.parent, self.opts, self.state, self.profile, self.target = parent, opts, state, profile, target
         self.progress = progress or (lambda event, **kw: None)
         self.t0 = time.monotonic()
         self.build_deadline = self.t0 + BUILD_SHARE * opts.max_minutes * 60
-        # over SSH each model goes up once: every round reads it from the device's model cache
-        self.remote = {**remote_options({"host": opts.host}, opts), "cache_models": True} if opts.host else None
         self.task_accuracy = None
         self.float_result = None
         if opts.max_accuracy_drop is not None:
@@ -169,12 +165,12 @@ class Search:
         o = self.opts
         mopts = o.model_copy(update={"profile": self.profile["name"]})
         models = {"names": [e[0] for e in entries], "runs": [e[2] for e in entries]}
-        doc = bench([e[1] for e in entries], mopts, remote=self.remote, models=models)
+        doc = bench([e[1] for e in entries], mopts, target=self.target, models=models)
         results = {r["name"]: _summary(r) for r in doc["results"]}
         unstable = [n for n, r in results.items() if not r["stable"]]
         if unstable:  # the harness's rule: an unstable result is measured again, with the others for company
             log.info("tune: re-measuring unstable result(s): %s", ", ".join(unstable))
-            again = bench([e[1] for e in entries], mopts, remote=self.remote, models=models)
+            again = bench([e[1] for e in entries], mopts, target=self.target, models=models)
             for r in again["results"]:
                 if r["name"] in unstable:
                     results[r["name"]] = {**_summary(r), "first_round": results[r["name"]], "re_run": True}
@@ -217,10 +213,11 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     out = Path(out)
     parent = open_model(artifact)
     _check(parent, opts, out, force)
-    profile = load_profile(resolve_profile(opts.profile) or resolve_profile("auto"))
+    target = target_for(opts.host, opts, cache_models=True)  # over SSH each model goes up once, then the device's cache
+    profile = load_profile(target.profile_name(resolve_profile(opts.profile)))
     pinned = {k: (str(v) if isinstance(v, Path) else v) for k, v in opts.recorded().items() if k in PINNED}
     state = State.open(out, parent.digest, pinned, opts.resume, force)
-    s = Search(parent, opts, state, profile, progress)
+    s = Search(parent, opts, state, profile, progress, target)
     parents, budget = s.parents(), opts.budget()
     have_calib = opts.calib_data is not None and not parent.is_seq2seq
     kind = ENCODER_DECODER if parent.is_seq2seq else SINGLE
@@ -281,8 +278,6 @@ def _check(parent: Artifact, opts: TuneOptions, out: Path, force: bool) -> None:
     refuse_inside(out, parent.path, "the parent artifact")
     if opts.eval_data is None and opts.calib_data is None and (text or not parent.is_seq2seq):
         raise BadInput("tune measures fidelity on real samples: give --data (and --calib-data for static candidates)")
-    if opts.host and not opts.profile:
-        raise BadInput("--host needs --profile naming the device (e.g. rpi4, rpi5, jetson-orin-nano)")
     if out.exists() and not force and not opts.resume:
         raise BadInput(f"{out}: exists; pass --force to replace it")
 
@@ -290,10 +285,7 @@ def _check(parent: Artifact, opts: TuneOptions, out: Path, force: bool) -> None:
 def _session_search(s: Search, opts: TuneOptions, profile: dict, leader: dict) -> tuple[dict, dict, dict]:
     """(the leader with its measurement in the chosen session, the session options chosen, the
     round): the leader under each session variant, in one interleaved round."""
-    cores = os.cpu_count() or 1
-    variants = space.session_variants(
-        run_settings(profile) if not opts.host else profile["run"], cores if not opts.host else profile["target"]["cores"]
-    )
+    variants = space.session_variants(s.target.run_settings(profile), s.target.cores(profile))
     names = [leader["label"] + (" | " + ",".join(f"{k}={_text(x)}" for k, x in v.items()) if v else "") for v in variants]
     session_round = s.measure(f"session:{leader['id']}", [(n, s.state.candidate_dir(leader["id"]), v or None) for n, v in zip(names, variants)])
     scores = {n: s.score(session_round["results"][n], leader["size_bytes"]) for n in names}
