@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 import click
 from pydantic import ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.json_schema import SkipJsonSchema
-from pydantic_core import PydanticCustomError
 
 from edgedeploy.core.options import Options, click_params
 from edgedeploy.quantize import methods
@@ -160,14 +159,12 @@ def _validated(method: str, given: dict) -> tuple[dict, list]:
 
 
 def _foreign(key: str, value, owners: list[str], method: str) -> dict:
-    error = PydanticCustomError("method_setting", "applies to --method {owners}, not {method}", {"owners": " or ".join(owners), "method": method})
-    return {"type": error, "loc": (key,), "input": value}
+    error = ValueError(f"applies to --method {' or '.join(owners)}, not {method}")
+    return {"type": "value_error", "loc": (key,), "input": value, "ctx": {"error": error}}
 
 
 def _detail(e: dict) -> dict:
     """A pydantic error as an ``InitErrorDetails`` to raise again."""
-    if e["type"] in ("value_error", "assertion_error") or ("ctx" in e and "error" in e["ctx"]):
-        return {"type": PydanticCustomError(e["type"], e["msg"].replace("{", "{{").replace("}", "}}")), "loc": e["loc"], "input": e["input"]}
     return {"type": e["type"], "loc": e["loc"], "input": e["input"], **({"ctx": e["ctx"]} if "ctx" in e else {})}
 
 
