@@ -368,15 +368,44 @@ def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
     search = art.manifest["quantization"]["accuracy_search"]
     assert search["budget"]["parent_accuracy"] == 1.0
     assert search["met"] and search["reached"]["accuracy_drop"] <= 0.02
-    b, labels = labeled_eval(art, labeled, "text", "label", 64)
+    # 64 rows, under twice --eval-samples: the search selects on the first 32, the record is the other 32
+    assert search["selection"]["limit"] == 32 and "offset" not in search["selection"]
+    assert art.manifest["fidelity"]["inputs"]["offset"] == 32 and art.manifest["fidelity"]["samples"] == 32
+    b, labels = labeled_eval(art, labeled, "text", "label", 32)
     assert accuracy(art.model_path, b, labels) == pytest.approx(search["reached"]["accuracy"])
+    b, labels = labeled_eval(art, labeled, "text", "label", 32, offset=32)
+    held = search["held_out"]
+    assert accuracy(art.model_path, b, labels) == pytest.approx(held["accuracy"]) and held["accuracy_drop"] <= 0.02
     assert "top1_agreement" in art.manifest["fidelity"]
     wrong = tmp_path / "wrong.tsv"
-    wrong.write_text("text\tlabel\nhello\tneutral\n")
+    wrong.write_text("text\tlabel\nhello\tneutral\nworld\tpositive\n")
     line = one_line_error(
         cli("quantize", parent.path, "-o", tmp_path / "x", "--method", "dynamic", "--data", wrong, "--max-accuracy-drop", "0.01", check=2)
     )
     assert "'neutral'" in line and "negative, positive" in line
+    one = tmp_path / "one.tsv"
+    one.write_text("text\tlabel\nhello\tpositive\n")
+    line = one_line_error(
+        cli("quantize", parent.path, "-o", tmp_path / "x", "--method", "dynamic", "--data", one, "--max-accuracy-drop", "0.01", check=2)
+    )
+    assert "1 row(s)" in line and "give at least 2" in line
+
+
+def test_a_budget_met_on_the_selection_rows_only_is_a_failed_budget(tmp_path):
+    """The held-out rows decide: a search that met its budget on the rows it selected on, whose
+    model then misses it on the rows it never saw, publishes nothing and says which rows missed."""
+    from edgedeploy.core.errors import ValidationFailed
+    from edgedeploy.quantize.api import _check_held_out
+    from edgedeploy.quantize.options import QuantizeOptions
+
+    opts = QuantizeOptions(method="dynamic", min_mean_cosine=0.99, min_worst_cosine=0.98)
+    search = {"met": True, "reached": {"mean_cosine": 0.995, "worst_cosine": 0.985}, "selection": {"limit": 32}}
+    fid = {"mean_cosine": 0.993, "worst_cosine": 0.95, "inputs": {"source": "dev.tsv", "offset": 32, "limit": 32}}
+    with pytest.raises(ValidationFailed, match=r"holds on the 32 selection rows but not on the held-out rows.*worst 0\.9500"):
+        _check_held_out(search, fid, None, opts, tmp_path / "model.onnx", None)
+    fid["worst_cosine"] = 0.981
+    _check_held_out(search, fid, None, opts, tmp_path / "model.onnx", None)
+    assert search["held_out"]["worst_cosine"] == 0.981 and search["held_out"]["rows"]["offset"] == 32
 
 
 def test_smoothing_folds_into_a_layernorm_that_only_the_matmul_reads(tmp_path):

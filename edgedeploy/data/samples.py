@@ -29,8 +29,10 @@ class SampleSource:
         label_column: str | None = None,
         pad_to_max: bool = False,
         pair_column: str | None = None,
+        offset: int = 0,
     ):
         self.artifact = artifact
+        self.offset = offset  # rows skipped first: a held-out split after the rows a search selected on
         self.path = Path(path) if path else None
         self.text_column = text_column
         self.label_column = label_column
@@ -59,6 +61,7 @@ class SampleSource:
             "source": str(self.path) if self.path else "random inputs generated from the signature (not real data)",
             "kind": self.kind,
             "limit": self.limit,
+            **({"offset": self.offset} if self.offset else {}),
         }
 
     def tokenizer(self):
@@ -88,9 +91,12 @@ class SampleSource:
 
     def _text(self):
         cols = (self.text_column,) + tuple(c for c in (self.label_column, self.pair_column) if c)
-        texts, pairs, n = [], [], 0
+        texts, pairs, n, skipped = [], [], 0, 0
         self.labels, self.label_lines = [], []
         for row in iter_rows(self.path, cols):
+            if skipped < self.offset:
+                skipped += 1
+                continue
             texts.append(str(row[self.text_column]))
             if self.pair_column:
                 pairs.append(str(row[self.pair_column]))
@@ -133,15 +139,15 @@ class SampleSource:
                 raise BadInput(f"{self.path}: array {n!r} is not readable ({str(exc)[:200]})") from None
             if arrays[n].dtype.kind not in "biuf" or arrays[n].ndim == 0:
                 raise BadInput(f"{self.path}: array {n!r} has dtype {arrays[n].dtype} and shape {list(arrays[n].shape)}; inputs are numeric arrays")
-        total = min(len(arrays[self.input_names[0]]), self.limit)
-        for i in range(0, total, self.batch):
+        total = min(len(arrays[self.input_names[0]]), self.offset + self.limit)
+        for i in range(self.offset, total, self.batch):
             yield {n: arrays[n][i : min(i + self.batch, total)] for n in self.input_names}
 
     def _random(self):
         sig = self.artifact.inputs
         fill = self.artifact.validated_dims()  # an image's height, SAM's points: the sizes validation ran at
         done = 0
-        seed = 0
+        seed = self.offset  # another split: other generated inputs
         while done < self.limit:
             b = min(self.batch, self.limit - done)
             shape = {**fill, "batch": b, "sequence": 32}

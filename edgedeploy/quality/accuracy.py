@@ -22,8 +22,8 @@ def label_ids(labels: list, artifact, data=None, lines: list[int] | None = None)
     return to_ids(labels, config_label2id(cfg), n, str(data) if data else str(artifact.path), lines)
 
 
-def labeled_eval(artifact, data: Path, text_column: str, label_column: str, limit: int):
-    src = SampleSource(artifact, data, text_column, limit=limit, label_column=label_column)
+def labeled_eval(artifact, data: Path, text_column: str, label_column: str, limit: int, offset: int = 0):
+    src = SampleSource(artifact, data, text_column, limit=limit, label_column=label_column, offset=offset)
     batches = list(src)
     return batches, label_ids(src.labels, artifact, data, src.label_lines)
 

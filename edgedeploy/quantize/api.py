@@ -18,7 +18,7 @@ from edgedeploy.data.samples import SampleSource
 from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.device.profiles import load as load_profile
 from edgedeploy.quality.accuracy import accuracy, labeled_eval
-from edgedeploy.quality.fidelity import compare_models, reference_outputs
+from edgedeploy.quality.fidelity import compare_models, reference_outputs, worst_cosine
 from edgedeploy.quantize import exclusions, methods, smoothing
 from edgedeploy.quantize import settings as settings_mod
 from edgedeploy.quantize.graphs import quantize_graphs
@@ -66,27 +66,19 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     if len(parent.graph_files) > 1:
         record = {"profile": plan["profile"], "chosen_by": plan["chosen_by"], "options": opts.recorded(), "notes": plan["notes"]}
         return quantize_graphs(parent, out, opts, method_settings, record, force)
-    eval_src, calib_src = _sample_sources(parent, opts, methods.get(method), method_settings)
+    selects = opts.accuracy_aware() or bool(method_settings.get("int4_sensitive_8bit"))
+    eval_src, calib_src, tune_src = _sample_sources(parent, opts, methods.get(method), method_settings, selects)
     with derive(out, force) as (work, stage):
         pre, pre_info, resolved, excluded = _prepare(parent, work, opts, calib_src)
         run = _runner(calib_src, work / "calibration.json")
-        # Tuning decisions (sensitivity, search) use the calibration data when given, so the
-        # fidelity reported on --data is measured on samples the search never saw.
-        tune_src = SampleSource(parent, opts.calib_data, opts.text_column, limit=opts.eval_samples) if opts.calib_data else eval_src
         if method_settings.get("int4_sensitive_8bit"):
             method_settings["keep_8bit"] = _most_sensitive_matmuls(pre, method_settings, tune_src, parent.model_path, run, work, excluded)
         log.info("quantizing (%s)", method)
         used = run(method, pre, stage / "model.onnx", method_settings, excluded)
         checkpoint()
         search = None
-        if opts.accuracy_aware():
-            budget = Budget(opts.min_mean_cosine, opts.min_worst_cosine, opts.max_accuracy_drop)
-            if opts.max_accuracy_drop is not None:
-                budget.accuracy, budget.parent_accuracy = _task_accuracy(
-                    parent, opts.eval_data, opts.text_column, opts.label_column, opts.eval_samples
-                )
-            # the search leaves stage/model.onnx quantized with its final float set
-            search = accuracy_search(method, pre, stage / "model.onnx", method_settings, excluded, run, tune_src, parent.model_path, budget, work)
+        if opts.accuracy_aware():  # leaves stage/model.onnx quantized with its final float set
+            search = _accuracy_search(parent, opts, pre, stage / "model.onnx", method_settings, excluded, run, tune_src, work)
             excluded = search["excluded"]
             checkpoint()
         log.info("measuring fidelity against the parent on %s", eval_src.describe()["source"])
@@ -94,6 +86,8 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
         fid.update({"inputs": eval_src.describe(), "reference": parent.digest})
         if not fid["finite"]:
             raise ValidationFailed(f"{method} model produced NaN or Inf on the evaluation samples; add ops to the block list (--exclude) and retry")
+        if search is not None:
+            _check_held_out(search, fid, parent, opts, stage / "model.onnx", eval_src)
         copy_companions(parent, stage)
         size, parent_size = (stage / "model.onnx").stat().st_size, parent.model_path.stat().st_size
         quantization = {"method": method, "profile": plan["profile"], "settings": used, "chosen_by": plan["chosen_by"], "options": opts.recorded()}
@@ -165,16 +159,29 @@ def _runner(calib_src, cache: Path):
     return run
 
 
-def _sample_sources(parent: Artifact, opts: QuantizeOptions, m, method_settings: dict):
-    """(fidelity samples, calibration samples or None), each read once so that wrong columns or
-    an empty file exit 2 before any work; exit 2 when the method or SmoothQuant needs data."""
-    calib_data, text_column = opts.calib_data, opts.text_column
+def _sample_sources(parent: Artifact, opts: QuantizeOptions, m, method_settings: dict, selects: bool):
+    """(fidelity samples, calibration samples or None, selection samples), each read once so that
+    wrong columns or an empty file exit 2 before any work; exit 2 when the method or SmoothQuant
+    needs data. When a search selects on the data (an accuracy budget, int4's sensitivity
+    ranking), --data (else --calib-data) is split: the search selects on its first --eval-samples
+    rows (its fidelity on --calib-data's when given) and the fidelity of record is measured on the
+    next --eval-samples rows, which the search never saw (each half of the file when it has fewer
+    than twice as many)."""
+    calib_data, text_column, n = opts.calib_data, opts.text_column, opts.eval_samples
     needs_calibration = m.calibration_needed(method_settings)
     if needs_calibration and calib_data is None and not (m.calibration == "required" and opts.random_calibration):
         raise BadInput(needs_calibration)
-    eval_src = SampleSource(parent, opts.eval_data or calib_data, text_column, limit=opts.eval_samples, allow_random=True)
-    if eval_src.kind != "random":
-        next(iter(eval_src))
+    data = opts.eval_data or calib_data
+    held, offset = n, (n if selects else 0)
+    if selects and data is not None:  # split --data: halves when it has under 2n rows
+        rows = _rows(parent, data, text_column, 2 * n)
+        if rows < 2:
+            raise BadInput(f"{data}: {rows} row(s); a search selects on some rows and reports on others: give at least 2")
+        held = offset = min(n, rows // 2)
+    eval_src = SampleSource(parent, data, text_column, limit=held, allow_random=True, offset=offset)
+    if eval_src.kind != "random" and next(iter(eval_src), None) is None:
+        raise BadInput(f"{data}: no rows after the first {offset} the search selects on; give more rows or a lower --eval-samples")
+    tune_src = SampleSource(parent, calib_data or data, text_column, limit=offset or n, allow_random=True)
     if opts.smooth_quant and not m.smoothing:
         raise BadInput(f"--smooth-quant applies to {', '.join(x.name for x in methods.all_methods() if x.smoothing)}, not {m.name}")
     if opts.smooth_quant and calib_data is None and not (m.calibration == "required" and opts.random_calibration):
@@ -185,14 +192,49 @@ def _sample_sources(parent: Artifact, opts: QuantizeOptions, m, method_settings:
             parent, calib_data, text_column, limit=opts.calib_samples, batch=1, allow_random=opts.random_calibration, pad_to_max=True
         )
         next(iter(calib_src))
-    return eval_src, calib_src
+    return eval_src, calib_src, tune_src
 
 
-def _task_accuracy(parent, eval_data, text_column, label_column, limit):
+def _rows(parent: Artifact, data: Path, text_column: str, most: int) -> int:
+    """How many samples ``data`` holds, counting up to ``most``."""
+    return _count(SampleSource(parent, data, text_column, limit=most))
+
+
+def _accuracy_search(parent: Artifact, opts: QuantizeOptions, pre: Path, dst: Path, method_settings, excluded, run, tune_src, work: Path) -> dict:
+    """Keep the most sensitive nodes in float until the budget holds on the selection rows."""
+    budget = Budget(opts.min_mean_cosine, opts.min_worst_cosine, opts.max_accuracy_drop)
+    if opts.max_accuracy_drop is not None:
+        budget.accuracy, budget.parent_accuracy = _task_accuracy(parent, opts.eval_data, opts.text_column, opts.label_column, tune_src.limit)
+    search = accuracy_search(opts.method, pre, dst, method_settings, excluded, run, tune_src, parent.model_path, budget, work)
+    search["selection"] = tune_src.describe()
+    return search
+
+
+def _check_held_out(search: dict, fid: dict, parent: Artifact, opts: QuantizeOptions, model: Path, held_src: SampleSource) -> None:
+    """The budget, measured again on the held-out rows (the fidelity of record): a budget met on
+    the selection rows only is a failed budget (exit 4)."""
+    budget = Budget(opts.min_mean_cosine, opts.min_worst_cosine, opts.max_accuracy_drop)
+    held = {"mean_cosine": fid["mean_cosine"], "worst_cosine": worst_cosine(fid), "rows": fid["inputs"]}
+    if opts.max_accuracy_drop is not None:
+        budget.accuracy, budget.parent_accuracy = _task_accuracy(
+            parent, opts.eval_data, opts.text_column, opts.label_column, held_src.limit, offset=held_src.offset
+        )
+        held["accuracy"] = budget.accuracy(model)
+        held["accuracy_drop"] = budget.parent_accuracy - held["accuracy"]
+        held["parent_accuracy"] = budget.parent_accuracy
+    search["held_out"] = held
+    if not budget.met(held):
+        raise ValidationFailed(
+            f"the accuracy budget holds on the {search['selection'].get('limit')} selection rows but not on the held-out rows: {budget.shortfall(held)}; "
+            "nothing was published (more --eval-samples, or a looser budget)"
+        )
+
+
+def _task_accuracy(parent, eval_data, text_column, label_column, limit, offset: int = 0):
     """(accuracy function over model files, the parent's accuracy) on labeled eval data."""
     if eval_data is None:
         raise BadInput("--max-accuracy-drop needs labeled --data (with --label-column)")
-    batches, labels = labeled_eval(parent, eval_data, text_column, label_column, limit)
+    batches, labels = labeled_eval(parent, eval_data, text_column, label_column, limit, offset)
     fn = lambda path: accuracy(path, batches, labels)
     return fn, fn(parent.model_path)
 
