@@ -212,7 +212,7 @@ def _accuracy_search(parent: Artifact, opts: QuantizeOptions, pre: Path, dst: Pa
 
 def _check_held_out(search: dict, fid: dict, parent: Artifact, opts: QuantizeOptions, model: Path, held_src: SampleSource) -> None:
     """The budget, measured again on the held-out rows (the fidelity of record): a budget met on
-    the selection rows only is a failed budget (exit 4)."""
+    the selection rows only is a failed budget (exit 1, like any budget the search misses)."""
     budget = Budget(opts.min_mean_cosine, opts.min_worst_cosine, opts.max_accuracy_drop)
     held = {"mean_cosine": fid["mean_cosine"], "worst_cosine": worst_cosine(fid), "rows": fid["inputs"]}
     if opts.max_accuracy_drop is not None:
