@@ -234,29 +234,29 @@ def tiny_classifier_dir(tmp_path_factory):
 # Tiny Hugging Face decoders and encoder-decoders exported once per session (the export tests,
 # the decoder and seq2seq tests and the SSH generation tests all read them; tests that change an
 # artifact copy it first).
+def _export_families(root: Path, families, *task) -> dict:
+    """{family: (source dir, artifact)}: each tiny config of hf_configs built and exported."""
+    from hf_configs import build
+
+    out = {}
+    for arch in families:
+        src = build(arch, root / f"{arch}-src")
+        cli("export", src, "-o", root / arch, *task, check=0)
+        out[arch] = (src, root / arch)
+    return out
+
+
 @pytest.fixture(scope="session")
 def decoder_models(tmp_path_factory):
     """{family: (source dir, artifact exported with past)} for hf_configs.DECODERS."""
-    from hf_configs import DECODERS, build
+    from hf_configs import DECODERS
 
-    root = tmp_path_factory.mktemp("decoders")
-    out = {}
-    for arch in DECODERS:
-        src = build(arch, root / f"{arch}-src")
-        cli("export", src, "-o", root / arch, "--task", "text-generation-with-past", check=0)
-        out[arch] = (src, root / arch)
-    return out
+    return _export_families(tmp_path_factory.mktemp("decoders"), DECODERS, "--task", "text-generation-with-past")
 
 
 @pytest.fixture(scope="session")
 def seq2seq_models(tmp_path_factory):
     """{family: (source dir, artifact)} for hf_configs.SEQ2SEQ, exported with the detected task."""
-    from hf_configs import SEQ2SEQ, build
+    from hf_configs import SEQ2SEQ
 
-    root = tmp_path_factory.mktemp("seq2seq")
-    out = {}
-    for arch in SEQ2SEQ:
-        src = build(arch, root / f"{arch}-src")
-        cli("export", src, "-o", root / arch, check=0)
-        out[arch] = (src, root / arch)
-    return out
+    return _export_families(tmp_path_factory.mktemp("seq2seq"), SEQ2SEQ)
