@@ -45,6 +45,31 @@ def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_pat
     assert art.manifest.get("run") == (win["session"] or None)  # what bench runs is what was measured
     assert (out / "tune.md").read_text().startswith("# edgedeploy tune") and "<svg" in (out / "tune.html").read_text()
     assert not (tmp_path / "best.tune-state").exists()  # the state goes once the winner is published
+    # candidates are compared on the first --eval-samples rows of --data; the winner is reported on the next ones
+    n = int(FAST[FAST.index("--eval-samples") + 1])
+    assert doc["split"]["selection_rows"] == [0, n] and doc["split"]["held_out_rows"] == [n, 2 * n]
+    held = win["held_out"]
+    assert held["samples"] == n and held["mean_cosine"] >= 0.95
+    f = art.manifest["fidelity"]
+    assert f["inputs"]["rows"] == [n, 2 * n] and f["mean_cosine"] == held["mean_cosine"]
+    assert art.manifest["tune"]["selection_fidelity"]["mean_cosine"] == fastest["mean_cosine"]
+    assert f"held-out rows {n}-{2 * n - 1}" in (out / "tune.md").read_text()
+
+
+def test_a_winner_that_misses_the_budget_on_the_held_out_rows_fails(tmp_path):
+    """The budget is checked again on the held-out rows: met on the selection rows only, exit 1
+    naming both row ranges (nothing is published: the check comes before _publish)."""
+    from edgedeploy.core.errors import ValidationFailed
+    from edgedeploy.tune import held_out
+
+    def misses(rec):
+        return [f"worst cosine {rec['worst_cosine']:.4f} < 0.99"] if rec["worst_cosine"] < 0.99 else []
+
+    leader = {"label": "dynamic-pc", "mean_cosine": 0.999, "worst_cosine": 0.995}
+    split = {"file": "dev.tsv", "selection_rows": [0, 16], "held_out_rows": [16, 32]}
+    with pytest.raises(ValidationFailed, match=r"selection rows 0-15 but not on the held-out rows 16-31 of dev.tsv: worst cosine 0\.9700"):
+        held_out.check(leader, {"mean_cosine": 0.998, "worst_cosine": 0.97}, misses, split)
+    held_out.check(leader, {"mean_cosine": 0.998, "worst_cosine": 0.992}, misses, split)
 
 
 def test_int4_search_for_the_smallest_variant(clf, tmp_path):

@@ -113,6 +113,7 @@ def manifest_record(doc: dict) -> dict:
         "profile": doc["profile"],
         "candidates": len(doc["candidates"]),
         "pareto_front": doc["pareto_front"],
+        "split": doc.get("split"),
         "report": "tune.json",
     }
 
@@ -159,6 +160,16 @@ def to_markdown(doc: dict) -> str:
             lines += [
                 f"Its session options measured p50 {mine:.2f} ms against {own:.2f} ms with the profile's ({mine / own:.2f}x); "
                 "the artifact's manifest keeps them as `run`, which `edgedeploy bench` and the device harness apply.",
+                "",
+            ]
+        held = w.get("held_out")
+        if held:
+            rows = doc["split"]["held_out_rows"]
+            lines += [
+                f"On the held-out rows {rows[0]}-{rows[1] - 1} of --data, which no candidate was compared on: mean cosine "
+                f"{held['mean_cosine']:.4f}, worst {held['worst_cosine']:.4f}"
+                + (f", accuracy drop {held['accuracy_drop']:.4f}" if "accuracy_drop" in held else "")
+                + " (the figures of record; the table's are on the selection rows).",
                 "",
             ]
         fp = doc.get("float_parent")

@@ -17,6 +17,7 @@ from edgedeploy.core.artifact import Artifact, finalize_manifest, is_artifact
 from edgedeploy.core.atomic import checkpoint, refuse_inside, staged_directory
 from edgedeploy.core.errors import BadInput, InvalidBenchmark, ValidationFailed
 from edgedeploy.core.options import coerce
+from edgedeploy.data import split as data_split
 from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.device.profiles import load as load_profile
 from edgedeploy.export import export
@@ -25,7 +26,7 @@ from edgedeploy.quantize import methods
 from edgedeploy.quantize.api import quantize
 from edgedeploy.quantize.methods.registry import ENCODER_DECODER, SINGLE
 from edgedeploy.targets import target_for
-from edgedeploy.tune import report, space
+from edgedeploy.tune import held_out, report, space
 from edgedeploy.tune.options import TuneOptions
 from edgedeploy.tune.state import PINNED, State
 
@@ -38,15 +39,16 @@ SESSION_MARGIN = 0.03  # a session variant replaces the profile's only when it i
 
 
 class Search:
-    def __init__(self, parent: Artifact, opts: TuneOptions, state: State, profile: dict, progress, target):
+    def __init__(self, parent: Artifact, opts: TuneOptions, state: State, profile: dict, progress, target, selection: Path | None = None):
         self.parent, self.opts, self.state, self.profile, self.target = parent, opts, state, profile, target
+        self.selection = selection or opts.eval_data  # the rows candidates are compared on (the held-out ones are not)
         self.progress = progress or (lambda event, **kw: None)
         self.t0 = time.monotonic()
         self.build_deadline = self.t0 + BUILD_SHARE * opts.max_minutes * 60
         self.task_accuracy = None
         self.float_result = None
         if opts.max_accuracy_drop is not None:
-            batches, labels = labeled_eval(parent, opts.eval_data, opts.text_column, opts.label_column, opts.eval_samples)
+            batches, labels = labeled_eval(parent, self.selection, opts.text_column, opts.label_column, opts.eval_samples)
             self.task_accuracy = (lambda p: accuracy(p, batches, labels), accuracy(parent.model_path, batches, labels))
 
     # -- building -------------------------------------------------------------------------
@@ -96,7 +98,7 @@ class Search:
                 src,
                 self.state.candidate_dir(cand["id"]),
                 cand["method"],
-                eval_data=o.eval_data,
+                eval_data=self.selection,
                 eval_samples=o.eval_samples,
                 text_column=o.text_column,
                 profile=self.profile["name"],
@@ -217,7 +219,8 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     profile = load_profile(target.profile_name(resolve_profile(opts.profile)))
     pinned = {k: (str(v) if isinstance(v, Path) else v) for k, v in opts.recorded().items() if k in PINNED}
     state = State.open(out, parent.digest, pinned, opts.resume, force)
-    s = Search(parent, opts, state, profile, progress, target)
+    split = _split(opts, state)
+    s = Search(parent, opts, state, profile, progress, target, split["selection"] if split else None)
     parents, budget = s.parents(), opts.budget()
     have_calib = opts.calib_data is not None and not parent.is_seq2seq
     kind = ENCODER_DECODER if parent.is_seq2seq else SINGLE
@@ -239,7 +242,6 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     if not any(not s.misses(state.get(i)) for i in state.doc["order"]) and not parent.is_seq2seq:
         for c in filter(None, (space.with_float_nodes(b, budget) for b in sorted(bases, key=lambda c: s.shortfall(s.state.get(c["id"])))[:EXPLORE])):
             s.build(c, parents)
-
     recs = [state.get(i) for i in state.doc["order"]]
     feasible = [r for r in recs if not s.misses(r)]
     if not feasible:
@@ -247,22 +249,22 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
         _write_reports(state.root, s, recs, None, None, skipped, budget)
         what = f"closest: {closest['label']} ({'; '.join(s.misses(closest))})" if closest else "no candidate was built"
         raise ValidationFailed(f"no candidate meets the budget; {what}; reports in {state.root}")
-
     # the final comparison: every candidate within budget and the float parent, in one interleaved round
     final = s.measure_feasible("candidates", feasible)
     for r in feasible:
         r["measured"] = final[r["id"]]
     leader = min(feasible, key=lambda r: (s.score(r["measured"], r["size_bytes"]), r["size_bytes"]))
     session_choice, session_round = {}, None
-    if opts.session_search and opts.objective != "size":
+    if opts.session_search and opts.objective != "size":  # the leader in each session variant, one interleaved round
         leader, session_choice, session_round = _session_search(s, opts, profile, leader)
     winner_result = leader.get("session_measured") or leader["measured"]
     doc = _write_reports(state.root, s, recs, leader, {"options": session_choice, "round": session_round}, skipped, budget)
+    held = _held_out(s, leader, doc, split)
     if not winner_result["stable"] and opts.require_stable:
         raise InvalidBenchmark(
             f"the winner {leader['label']} stayed unstable (CV {winner_result['latency_ms']['cv']:.0%}) after a re-run; reports in {state.root}"
         )
-    _publish(state, parent, leader, doc, out, force or opts.resume)
+    _publish(state, parent, leader, doc, out, force or opts.resume, held)
     state.remove()
     doc["artifact"] = str(out)
     return doc
@@ -306,13 +308,34 @@ def _check_seq2seq(parent: Artifact, opts: TuneOptions, text: bool) -> None:
         raise BadInput(f"{parent.path}: its encoder takes {parent.inputs[0]['name']}, not text; leave --data out (fidelity on random inputs)")
 
 
+def _split(opts: TuneOptions, state: State) -> dict | None:
+    """--data split into the rows candidates are compared on and the rows the winner is reported
+    on (data/split.py); None without --data (fidelity on the calibration rows, said in tune.json)."""
+    if opts.eval_data is None:
+        return None
+    columns = (opts.text_column,) + ((opts.label_column,) if opts.max_accuracy_drop is not None else ())
+    return data_split.split(opts.eval_data, columns, opts.eval_samples, state.root / "split")
+
+
+def _held_out(s: Search, leader: dict, doc: dict, split: dict | None) -> dict | None:
+    """The winner on the held-out rows, recorded in the reports; exit 1 when it misses the budget there."""
+    doc["split"] = split["record"] if split else {"held_out_rows": None, "why": "no --data: fidelity on the calibration rows only"}
+    if split is None:
+        return None
+    held = held_out.measure(s.parent, Artifact.load(s.state.candidate_dir(leader["id"])), split["held_out"], s.opts)
+    doc["winner"]["held_out"] = {k: v for k, v in held.items() if k != "fidelity"}
+    report.write(doc, s.state.root)
+    held_out.check(leader, held, s.misses, split["record"])
+    return held
+
+
 def _write_reports(root: Path, s: Search, recs, leader, session, skipped, budget) -> dict:
     doc = report.document(s, recs, leader, session, skipped, budget)
     report.write(doc, root)
     return doc
 
 
-def _publish(state: State, parent: Artifact, leader: dict, doc: dict, out: Path, force: bool) -> None:
+def _publish(state: State, parent: Artifact, leader: dict, doc: dict, out: Path, force: bool, held: dict | None) -> None:
     src = state.candidate_dir(leader["id"])
     art = Artifact.load(src)
     with staged_directory(out, force=force, is_artifact=is_artifact) as stage:
@@ -327,6 +350,11 @@ def _publish(state: State, parent: Artifact, leader: dict, doc: dict, out: Path,
         via = "the fused export of the parent" if leader["parent"] == "fused" else None
         manifest["lineage"] = {"parent": parent.digest, "parent_path": str(parent.path), "step": f"tune:{leader['method']}", "via": via}
         manifest["tune"] = report.manifest_record(doc)
+        if held is not None:  # the figures of record: rows the search never compared candidates on
+            manifest["tune"]["selection_fidelity"] = manifest["fidelity"]
+            rows = doc["split"]["held_out_rows"]
+            inputs = {"source": doc["split"]["file"], "rows": rows, "kind": "held-out rows of --data"}
+            manifest["fidelity"] = {**held["fidelity"], "inputs": inputs, "reference": parent.digest}
         if doc["winner"]["session"]:  # what was measured is what `bench` and the device harness run
             manifest["run"] = doc["winner"]["session"]
         finalize_manifest(stage, manifest)
