@@ -3,9 +3,9 @@
 ``bench``, ``tune`` and recipes build a job (``bench.make_job``) and hand it to a target; none
 of them branches on where it runs. A target gives the job's starting session settings and its
 core count, checks the options it cannot honour, and runs the job with the same device-side
-harness (``runtimes/job.py``), here or on the device over SSH. The PyTorch eager baseline is a job option (``baseline:
-torch``) that only the local target serves: the model's PyTorch source lives on this host.
-A fleet is a list of targets (``targets_for``), measured in parallel by ``device/fleet.py``.
+harness (``runtimes/job.py``), here or on the device over SSH. The PyTorch eager baseline is
+served by the local target only: the model's PyTorch source lives on this host. A fleet is
+one ``SSHTarget`` per device, measured in parallel (``bench_fleet.py``).
 """
 
 from __future__ import annotations

@@ -73,7 +73,9 @@ class QuantizeOptions(Options):
     text_column: str = Field("text", min_length=1, description="Text column of TSV/CSV/JSONL data.")
     label_column: str = Field("label", min_length=1, description="Label column for --max-accuracy-drop.")
     eval_data: Path | None = Field(None, description="Real samples for fidelity (default: the calibration data).", json_schema_extra={"flag": "data"})
-    eval_samples: int = Field(64, ge=1, description="Samples for fidelity and accuracy-aware searches.")
+    eval_samples: int = Field(
+        64, ge=1, description="Samples for fidelity; a search (accuracy budget, int4 ranking) selects on as many rows and reports on the next ones."
+    )
     exclude: list[str] = Field(default_factory=list, description="Keep in float: node name, op type, glob or PyTorch module name. Repeatable.")
     min_mean_cosine: float | None = Field(
         None, ge=-1, le=1, description="Accuracy-aware: keep the most sensitive nodes in float until the mean cosine >= this."

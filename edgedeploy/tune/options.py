@@ -46,7 +46,9 @@ class TuneOptions(MeasureOptions, RemoteOptions):
     )
     text_column: str = Field("text", min_length=1, description="Text column of TSV/CSV/JSONL data.")
     label_column: str = Field("label", min_length=1, description="Label column for --max-accuracy-drop.")
-    eval_samples: int = Field(64, ge=1, description="Samples for fidelity (the same ones for every candidate).")
+    eval_samples: int = Field(
+        64, ge=1, description="Rows of --data every candidate is compared on; the winner is reported on the next as many (held out)."
+    )
     calib_samples: int = Field(64, ge=1, description="Calibration samples for static candidates.")
     max_minutes: float = Field(15.0, gt=0, description="Time bound: no new candidate is built after 70% of it; measuring and publishing finish.")
     session_search: bool = Field(
