@@ -16,6 +16,14 @@ from edgedeploy.data.datasets import iter_rows
 from edgedeploy.runtimes.inputs import MAX_INPUT_BYTES
 
 
+def selection_rows(data: Path, rows: int, n: int) -> int:
+    """How many leading rows of ``data`` (``rows`` of them, counted up to ``2n``) a search selects
+    on: ``n``, or half when there are fewer than ``2n``; as many rows after them are held out."""
+    if rows < 2:
+        raise BadInput(f"{data}: {rows} row(s); a search selects on some rows and reports on others: give at least 2")
+    return min(n, rows // 2)
+
+
 def split(data: Path, columns: tuple[str, ...], n: int, out_dir: Path) -> dict:
     """{"selection": path, "held_out": path, "record": {...}}: rows [0, k) and [k, k + m) of
     ``data`` written into ``out_dir``, with k = m = n, or half the rows each when there are fewer."""
@@ -26,9 +34,7 @@ def split(data: Path, columns: tuple[str, ...], n: int, out_dir: Path) -> dict:
     else:
         kept = [{c: r[c] for c in columns if c in r} for _, r in zip(range(2 * n), iter_rows(data, columns))]
         rows = len(kept)
-    if rows < 2:
-        raise BadInput(f"{data}: {rows} row(s); the search selects on some rows and reports on others: give at least 2")
-    k = min(n, rows // 2)
+    k = selection_rows(data, rows, n)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for part, (lo, hi) in {"selection": (0, k), "held_out": (k, min(rows, 2 * k))}.items():

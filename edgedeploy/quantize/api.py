@@ -15,6 +15,7 @@ from edgedeploy.core.errors import BadInput, ValidationFailed
 from edgedeploy.core.options import coerce
 from edgedeploy.data.datasets import iter_rows
 from edgedeploy.data.samples import SampleSource
+from edgedeploy.data.split import selection_rows
 from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.device.profiles import load as load_profile
 from edgedeploy.quality.accuracy import accuracy, labeled_eval
@@ -174,10 +175,7 @@ def _sample_sources(parent: Artifact, opts: QuantizeOptions, m, method_settings:
     data = opts.eval_data or calib_data
     held, offset = n, (n if selects else 0)
     if selects and data is not None:  # split --data: halves when it has under 2n rows
-        rows = _rows(parent, data, text_column, 2 * n)
-        if rows < 2:
-            raise BadInput(f"{data}: {rows} row(s); a search selects on some rows and reports on others: give at least 2")
-        held = offset = min(n, rows // 2)
+        held = offset = selection_rows(data, _count(SampleSource(parent, data, text_column, limit=2 * n)), n)
     eval_src = SampleSource(parent, data, text_column, limit=held, allow_random=True, offset=offset)
     if eval_src.kind != "random" and next(iter(eval_src), None) is None:
         raise BadInput(f"{data}: no rows after the first {offset} the search selects on; give more rows or a lower --eval-samples")
@@ -193,11 +191,6 @@ def _sample_sources(parent: Artifact, opts: QuantizeOptions, m, method_settings:
         )
         next(iter(calib_src))
     return eval_src, calib_src, tune_src
-
-
-def _rows(parent: Artifact, data: Path, text_column: str, most: int) -> int:
-    """How many samples ``data`` holds, counting up to ``most``."""
-    return _count(SampleSource(parent, data, text_column, limit=most))
 
 
 def _accuracy_search(parent: Artifact, opts: QuantizeOptions, pre: Path, dst: Path, method_settings, excluded, run, tune_src, work: Path) -> dict:

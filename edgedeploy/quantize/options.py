@@ -146,13 +146,14 @@ class QuantizeOptions(Options):
 
 def _validated(method: str, given: dict) -> tuple[dict, list]:
     """(the settings validated by ``method``'s Config, errors): a setting the method does not
-    have names the methods that have it."""
-    if method not in methods.names():  # a recipe's float or tune variant: no method settings
-        owners = settings_fields()
-        return {}, [_foreign(k, v, owners[k][1], method) for k, v in given.items()]
-    config = methods.get(method).Config
-    errors = [_foreign(k, v, settings_fields()[k][1], method) for k, v in given.items() if k not in config.model_fields]
-    mine = {k: v for k, v in given.items() if k in config.model_fields}
+    have (a recipe's float or tune variant has none) names the methods that have it."""
+    owners = settings_fields()
+    config = methods.get(method).Config if method in methods.names() else None
+    fields = config.model_fields if config is not None else {}
+    errors = [_foreign(k, v, owners[k][1], method) for k, v in given.items() if k not in fields]
+    mine = {k: v for k, v in given.items() if k in fields}
+    if not mine:
+        return {}, errors
     try:
         valid = config.model_validate(mine)
     except ValidationError as exc:
