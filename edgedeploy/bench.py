@@ -77,9 +77,9 @@ def make_job(
     runs = model_runs or [artifact_run(a, threads) for a in arts]
     return {
         "models": [
-            {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.get("vocab_size"), "artifact_digest": a.digest}
+            {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.vocab_size, "artifact_digest": a.digest}
             | ({"run": r} if r else {})
-            | ({"max_positions": _max_positions(a)} if generate else {})
+            | ({"max_positions": a.manifest.max_positions} if generate else {})
             | _seq2seq(a, generate)
             for n, a, r in zip(names, arts, runs)
         ],
@@ -118,10 +118,7 @@ def shape_settings(arts: list[Artifact], shape: str) -> dict:
 def artifact_run(art: Artifact, threads: int | None = None):
     """The session settings an artifact asks for (``manifest.run``, written by ``edgedeploy tune``),
     validated with the job on the device; ``--threads`` wins over its thread count."""
-    run = art.manifest.get("run")
-    if isinstance(run, dict) and threads:
-        run = {k: v for k, v in run.items() if k != "intra_op_threads"}
-    return run or None
+    return art.manifest.run.for_job(threads) if art.manifest.run is not None else None
 
 
 def _seq2seq(art: Artifact, generate) -> dict:
@@ -131,14 +128,8 @@ def _seq2seq(art: Artifact, generate) -> dict:
         return {}
     if not generate:
         raise BadInput(f"{art.path}: an encoder-decoder is timed as generation: add --generate (TTFT is the encoder + the first decoder step)")
-    gen = art.manifest.get("generation") if isinstance(art.manifest.get("generation"), dict) else {}
     graphs = {role: str(art.path / name) for role, name in art.graph_files.items()}
-    return {"graphs": graphs, "decoder_start_token_id": gen.get("decoder_start_token_id")}
-
-
-def _max_positions(art: Artifact):
-    gen = art.manifest.get("generation")
-    return gen.get("max_positions") if isinstance(gen, dict) else None
+    return {"graphs": graphs, "decoder_start_token_id": art.manifest.generation.decoder_start_token_id if art.manifest.generation else None}
 
 
 def _unique_names(arts: list[Artifact]) -> list[str]:
@@ -156,26 +147,26 @@ def torch_baseline_target(art: Artifact, feeds: dict, threads: int):
     import numpy as np
     import torch
 
-    src = art.manifest["source"]
-    if src.get("kind") == "huggingface" and src.get("path"):
-        model = huggingface.load_model(Path(src["path"]), src["task"])
+    src = art.manifest.source
+    if src.kind == "huggingface" and src.path:
+        model = huggingface.load_model(Path(src.path), src.task)
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()}
 
         def run():
             with torch.inference_mode():
                 model(**tensors)
-    elif src.get("kind") == "factory":
-        model = torch_module.load_factory(src["name"], Path(src["weights"]) if src.get("weights") else None, False)
+    elif src.kind == "factory":
+        model = torch_module.load_factory(src.name, Path(src.weights) if src.weights else None, False)
         args = [torch.from_numpy(np.ascontiguousarray(v)) for v in feeds.values()]
 
         def run():
             with torch.inference_mode():
                 model(*args)
     else:
-        raise BadInput(f"{art.path}: --baseline torch needs a Hugging Face or --factory source; this artifact came from {src.get('kind')}")
+        raise BadInput(f"{art.path}: --baseline torch needs a Hugging Face or --factory source; this artifact came from {src.kind}")
     torch.set_num_threads(threads)
     batch = next(iter(feeds.values())).shape[0]
-    return Timed(f"pytorch-eager ({src.get('name')})", run, batch)
+    return Timed(f"pytorch-eager ({src.name})", run, batch)
 
 
 def _job_settings(opts: MeasureOptions) -> dict:

@@ -27,7 +27,7 @@ def default_dims(art) -> dict[str, int]:
     sequence=128 where the model has such dims (as bench's default), the rest at the sizes
     validation ran them at."""
     wanted = {**art.validated_dims(), **parse_shape(DEFAULT_SHAPE)}
-    return resolve_dims(art.inputs, wanted, strict=False)
+    return resolve_dims(art.signature(), wanted, strict=False)
 
 
 def _bind(model, shape: dict):

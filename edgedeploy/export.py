@@ -10,10 +10,12 @@ from typing import Literal
 from pydantic import Field
 
 from edgedeploy.compress.reference import materialize
-from edgedeploy.core.artifact import Artifact, finalize_manifest, graph_entries, is_artifact, onnx_signature
+from edgedeploy.core.artifact import Artifact, finalize_manifest, is_artifact
 from edgedeploy.core.atomic import checkpoint, refuse_inside, staged_directory
 from edgedeploy.core.errors import BadInput, ValidationFailed
+from edgedeploy.core.manifest import ExportRecord, Generation, Lineage, Manifest, SourceInfo, Validation
 from edgedeploy.core.options import Options, coerce
+from edgedeploy.core.signature import graph_entries, onnx_signature
 from edgedeploy.core.sources import resolve
 from edgedeploy.data.datasets import read_texts
 from edgedeploy.exporters import registry
@@ -112,41 +114,40 @@ def export(source: str | None, out: Path, *, options: ExportOptions | None = Non
             _check_onnx(stage / name)
         model_file = next(iter(graph_files.values()))
         inputs, outputs, opset_used, params = onnx_signature(stage / model_file)
-        manifest = {
-            "kind": "edgedeploy-artifact",
-            "source": {
+        manifest = Manifest(
+            source=SourceInfo(
                 **src.as_dict(),
-                "weights": str(Path(opts.weights).resolve()) if opts.weights else None,
-                "task": info.get("task"),
-                "model_type": info.get("model_type"),
-                "family": info["family"],
-            },
-            "lineage": {"parent": None, "step": "export"},
-            "model_file": model_file,
-            "export": _export_record(info, opt, round(time.perf_counter() - t0, 2), opts),
-            "opset": opset_used,
-            "inputs": inputs,
-            "outputs": outputs,
-            "parameters": params,
-            "validation": validation,
-        }
+                weights=str(Path(opts.weights).resolve()) if opts.weights else None,
+                task=info.get("task"),
+                model_type=info.get("model_type"),
+                family=info["family"],
+            ),
+            lineage=Lineage(step="export"),
+            model_file=model_file,
+            export=_export_record(info, opt, round(time.perf_counter() - t0, 2), opts),
+            opset=opset_used,
+            inputs=inputs,
+            outputs=outputs,
+            parameters=params,
+            validation=validation,
+        )
         _add_generation(manifest, stage, info, graph_files, generation)
         finalize_manifest(stage, manifest)
         checkpoint()
     return Artifact.load(out)
 
 
-def _export_record(info: dict, opt: dict, seconds: float, opts: ExportOptions) -> dict:
+def _export_record(info: dict, opt: dict, seconds: float, opts: ExportOptions) -> ExportRecord:
     """Which exporter ran (and which failed first), with its versions, the fusions and the options."""
-    return {
-        "exporter": info["exporter"],
-        "versions": info.get("versions", {}),
-        **({"variant": info["variant"]} if info.get("variant") else {}),
-        "attempts_failed": info.get("exporter_attempts", []),
-        "optimize": opt,
-        "seconds": seconds,
-        "options": opts.recorded(),
-    }
+    return ExportRecord(
+        exporter=info["exporter"],
+        versions=info.get("versions", {}),
+        variant=info.get("variant") or None,
+        attempts_failed=info.get("exporter_attempts", []),
+        optimize=opt,
+        seconds=seconds,
+        options=opts.recorded(),
+    )
 
 
 def _optimize(stage: Path, src, info: dict, opts: ExportOptions) -> dict:
@@ -163,7 +164,7 @@ def _optimize(stage: Path, src, info: dict, opts: ExportOptions) -> dict:
     return opt
 
 
-def _validate(stage: Path, src, info: dict, opts: ExportOptions, out: Path) -> tuple[dict, dict | None, dict]:
+def _validate(stage: Path, src, info: dict, opts: ExportOptions, out: Path) -> tuple[Validation, dict | None, dict]:
     """(the validation record, the generation record or None, the graph files): outputs against
     PyTorch at two shapes (or on --data), greedy tokens for generation; exit 4 when they differ."""
     s2s, sample_data = info.get("seq2seq"), opts.eval_data
@@ -194,7 +195,7 @@ def _validate(stage: Path, src, info: dict, opts: ExportOptions, out: Path) -> t
     _refuse_failed(result, generation, atol, rtol, out)
     if generation is not None:
         validation["generation"] = generation
-    return validation, generation, graph_files
+    return Validation.model_validate(validation), generation, graph_files
 
 
 def _refuse_failed(result, generation: dict | None, atol: float, rtol: float, out: Path) -> None:
@@ -219,39 +220,36 @@ def _refuse_failed(result, generation: dict | None, atol: float, rtol: float, ou
         )
 
 
-def _add_generation(manifest: dict, stage: Path, info: dict, graph_files: dict, generation: dict | None) -> None:
+def _add_generation(manifest: Manifest, stage: Path, info: dict, graph_files: dict, generation: dict | None) -> None:
     """An encoder-decoder's graph list, the generation record and the vocabulary size."""
     s2s = info.get("seq2seq")
     if s2s is not None:
-        manifest["graphs"], manifest["parameters"] = graph_entries(stage, graph_files)
+        manifest.graphs, manifest.parameters = graph_entries(stage, graph_files)
     text = text_config(info["config"]) if info.get("config") is not None else None  # a vision-language model's nests it
     if generation is not None:
-        manifest["generation"] = _generation(text, manifest, s2s is not None)
+        manifest.generation = _generation(text, manifest, s2s is not None)
     if "vocab_size" in info:
-        manifest["vocab_size"] = info["vocab_size"]
+        manifest.vocab_size = info["vocab_size"]
     elif getattr(text, "vocab_size", None):
-        manifest["vocab_size"] = int(text.vocab_size)
+        manifest.vocab_size = int(text.vocab_size)
 
 
 def _prompt(case: dict) -> str:
     return f"prompt of {case['prompt_tokens']} tokens" if case.get("prompt_tokens") else f"encoder inputs {case.get('encoder_inputs')}"
 
 
-def _generation(cfg, manifest: dict, seq2seq: bool) -> dict:
+def _generation(cfg, manifest: Manifest, seq2seq: bool) -> Generation:
     """What generation needs to know: the KV cache's layers, positions, end and start tokens."""
-    graphs = {g["role"]: g for g in manifest.get("graphs") or []}
-    past = graphs["decoder-with-past"]["inputs"] if seq2seq else manifest["inputs"]
+    past = manifest.graph("decoder-with-past").inputs if seq2seq else manifest.inputs
     key = ".decoder.key" if seq2seq else ".key"
     positions = ("max_target_positions", "max_position_embeddings", "n_positions") if seq2seq else ("max_position_embeddings", "n_positions")
-    gen = {
-        "kv_cache": True,
-        "layers": sum(1 for i in past if str(i.get("name", "")).startswith("past_key_values.") and str(i["name"]).endswith(key)),
-        "max_positions": next((getattr(cfg, p) for p in positions if isinstance(getattr(cfg, p, None), int)), None),
-        "eos_token_id": getattr(cfg, "eos_token_id", None),
-    }
-    if seq2seq:
-        gen.update({"architecture": "encoder-decoder", "decoder_start_token_id": start_token(cfg)})
-    return gen
+    return Generation(
+        layers=sum(1 for i in past if i.name.startswith("past_key_values.") and i.name.endswith(key)),
+        max_positions=next((getattr(cfg, p) for p in positions if isinstance(getattr(cfg, p, None), int)), None),
+        eos_token_id=getattr(cfg, "eos_token_id", None),
+        architecture="encoder-decoder" if seq2seq else None,
+        decoder_start_token_id=start_token(cfg) if seq2seq else None,
+    )
 
 
 def _check_onnx(path: Path) -> None:

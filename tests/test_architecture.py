@@ -231,3 +231,46 @@ def test_measuring_code_never_branches_on_where_it_runs():
             if isinstance(node, (ast.If, ast.IfExp)) and re.search(r"\b(host|hosts|remote|local)\b", ast.unparse(node.test)):
                 branches.append(f"{f.relative_to(ROOT)}:{node.lineno} {ast.unparse(node.test)}")
     assert branches == []
+
+
+def _manifest_dict_uses(source: str) -> list[str]:
+    """String-key reads of a manifest (``x.manifest["k"]``, ``manifest.get("k")``) and manifests
+    built as dict literals (a dict with the manifest's ``lineage`` key or its ``kind``)."""
+
+    def is_manifest(expr) -> bool:
+        return ast.unparse(expr).split(".")[-1] == "manifest"
+
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        keys = {k.value for k in getattr(node, "keys", []) if isinstance(k, ast.Constant)}
+        values = {v.value for v in getattr(node, "values", []) if isinstance(v, ast.Constant) and isinstance(v.value, str)}
+        read = (isinstance(node, ast.Subscript) and is_manifest(node.value)) or (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("get", "items")
+            and is_manifest(node.func.value)
+        )
+        literal = isinstance(node, ast.Dict) and ("lineage" in keys or ("kind" in keys and "edgedeploy-artifact" in values))
+        if read or literal:
+            found.append(f"{node.lineno}: {ast.unparse(node)[:80]}")
+    return found
+
+
+def test_the_manifest_is_read_and_built_as_the_typed_model_outside_core():
+    """``Artifact.manifest`` is ``core.manifest.Manifest``: every step builds one and every reader
+    reads attributes; only core/ (which loads and writes edgedeploy.json) sees it as JSON."""
+    uses = [
+        f"{f.relative_to(ROOT)}:{use}"
+        for f in sorted((ROOT / "edgedeploy").rglob("*.py"))
+        if "core" not in f.relative_to(ROOT / "edgedeploy").parts
+        for use in _manifest_dict_uses(f.read_text())
+    ]
+    assert uses == []
+
+
+def test_the_manifest_check_finds_dict_reads_and_literals():
+    snippet = (
+        'a = art.manifest["source"]\nb = self.parent.manifest.get("run")\nc = {"kind": "edgedeploy-artifact", "source": {}}\nd = {"lineage": None}\n'
+    )
+    assert [u.split(":")[0] for u in _manifest_dict_uses(snippet)] == ["1", "2", "3", "4"]
+    assert _manifest_dict_uses("a = art.manifest.source.kind\nb = doc['kind']\n") == []

@@ -24,16 +24,16 @@ def decoders(decoder_models):
 def test_decoders_export_with_past_and_generate_what_pytorch_generates(decoders, arch):
     art = Artifact.load(decoders[arch][1])
     m = art.manifest
-    assert art.verify() == [] and m["source"]["task"] == "text-generation-with-past"
-    v = m["validation"]
-    assert v["passed"] and len(v["cases"]) == 2 and v["max_abs_diff"] < 1e-3  # logits at two prompt lengths
-    gen = v["generation"]
+    assert art.verify() == [] and m.source.task == "text-generation-with-past"
+    v = m.validation
+    assert v.passed and len(v.cases) == 2 and v.max_abs_diff < 1e-3  # logits at two prompt lengths
+    gen = v.generation
     assert gen["passed"] and [c["prompt_tokens"] for c in gen["cases"]] == [8, 3]
     assert all(c["onnx"] == c["torch"] and len(c["torch"]) == 8 for c in gen["cases"])  # EOS suppressed: all 8 compared
     assert any(len(set(c["torch"])) > 1 for c in gen["cases"])  # the tokens depend on the context, so the cache is exercised
     names = {i.name for i in onnx.load(str(art.model_path), load_external_data=False).graph.input}
     assert {"input_ids", "past_key_values.0.key", "past_key_values.1.value"} <= names
-    assert m["generation"]["kv_cache"] and m["generation"]["layers"] == 2 and m["generation"]["max_positions"] == 64
+    assert m.generation.kv_cache and m.generation.layers == 2 and m.generation.max_positions == 64
 
 
 def test_io_binding_and_plain_runs_generate_the_same_tokens(decoders):
@@ -115,9 +115,9 @@ def test_a_vision_language_decoder_exports_its_language_model_with_past(tmp_path
     assert not (tmp_path / "x").exists()
     cli("export", src, "-o", tmp_path / "g", "--task", "text-generation-with-past", check=0)
     m = Artifact.load(tmp_path / "g").manifest
-    gen = m["validation"]["generation"]
+    gen = m.validation.generation
     assert gen["passed"] and all(c["onnx"] == c["torch"] and len(c["torch"]) == 8 for c in gen["cases"])
-    assert m["vocab_size"] == 128 and m["generation"]["max_positions"] == 64 and m["generation"]["layers"] == 2
+    assert m.vocab_size == 128 and m.generation.max_positions == 64 and m.generation.layers == 2
     out = json.loads(
         cli(
             "bench",
@@ -203,19 +203,19 @@ def presets(decoders, tmp_path_factory):
 
 
 def test_int4_presets_set_what_edgeformer_describes(presets):
-    acc = presets["accuracy"].manifest["quantization"]
-    comp = presets["compression"].manifest["quantization"]
-    assert acc["settings"]["block_size"] == 64 and acc["settings"]["symmetric"] is False
-    (head,) = acc["settings"]["lm_head_8bit"]  # optimum names it /lm_head/MatMul, transformers 5 node_linear_N
+    acc = presets["accuracy"].manifest.quantization
+    comp = presets["compression"].manifest.quantization
+    assert acc.settings["block_size"] == 64 and acc.settings["symmetric"] is False
+    (head,) = acc.settings["lm_head_8bit"]  # optimum names it /lm_head/MatMul, transformers 5 node_linear_N
     parent = onnx.load(str(presets["float"].model_path)).graph
-    assert "logits" in next(n.output for n in parent.node if n.name == head) and acc["settings"]["embedding_tables_8bit"] == 1
-    assert acc["chosen_by"]["block_size"] == "preset accuracy"
-    assert comp["settings"]["block_size"] == 128 and comp["settings"]["symmetric"] is True and comp["settings"]["kept_8bit"] == []
+    assert "logits" in next(n.output for n in parent.node if n.name == head) and acc.settings["embedding_tables_8bit"] == 1
+    assert acc.chosen_by["block_size"] == "preset accuracy"
+    assert comp.settings["block_size"] == 128 and comp.settings["symmetric"] is True and comp.settings["kept_8bit"] == []
     g = onnx.load(str(presets["compression"].model_path)).graph
     weights = {i.name for i in g.initializer if len(i.dims) == 2}
     assert {"MatMulNBits", "GatherBlockQuantized"} <= {n.op_type for n in g.node}
     assert not [n.name for n in g.node if n.op_type in ("MatMul", "Gather") and set(n.input) & weights]  # every weight at 4 bits, lm_head too
-    sizes = {k: a.manifest["size_bytes"] for k, a in presets.items()}
+    sizes = {k: a.manifest.size_bytes for k, a in presets.items()}
     assert max(sizes["compression"], sizes["accuracy"]) < sizes["float"]  # (which is smaller needs dims >= 128: the reference LM)
 
 
@@ -232,8 +232,8 @@ def test_a_flag_wins_over_the_preset_and_presets_need_int4(decoders, tmp_path):
     from edgedeploy.quantize.api import quantize
 
     art = quantize(decoders["llama"][1], tmp_path / "q", "int4", int4_preset="compression", block_size=32, int4_sensitive_8bit=0)
-    q = art.manifest["quantization"]
-    assert q["settings"]["block_size"] == 32 and q["chosen_by"]["block_size"] == "flag" and q["chosen_by"]["symmetric"] == "preset compression"
+    q = art.manifest.quantization
+    assert q.settings["block_size"] == 32 and q.chosen_by["block_size"] == "flag" and q.chosen_by["symmetric"] == "preset compression"
     proc = cli("quantize", decoders["llama"][1], "-o", tmp_path / "d", "--method", "dynamic", "--int4-preset", "accuracy", check=2)
     assert "--int4-preset: applies to --method int4, not" in one_line_error(proc)
 
@@ -244,9 +244,9 @@ def test_an_int4_preset_on_an_encoder_only_model(tiny_classifier_dir, tmp_path):
 
     parent = export(str(tiny_classifier_dir), tmp_path / "enc")
     art = quantize(parent.path, tmp_path / "acc", "int4", int4_preset="accuracy", int4_sensitive_8bit=0)
-    s = art.manifest["quantization"]["settings"]
+    s = art.manifest.quantization.settings
     assert s["lm_head_8bit"] == [] and s["embedding_tables_8bit"] == 3  # word, position and token-type tables, no lm_head
-    assert art.manifest["fidelity"]["mean_cosine"] > 0.9
+    assert art.manifest.fidelity.mean_cosine > 0.9
 
 
 @pytest.fixture(scope="module")
@@ -266,10 +266,10 @@ def test_int4_algorithms_beyond_round_to_nearest(llama256, tmp_path, algorithm):
     art = quantize(
         llama256, tmp_path / algorithm, "int4", int4_algorithm=algorithm, calib_data=train, calib_samples=8, eval_samples=8, int4_sensitive_8bit=0
     )
-    q = art.manifest["quantization"]
-    assert q["settings"]["int4_algorithm"] == algorithm and q["chosen_by"]["int4_algorithm"] == "flag"
+    q = art.manifest.quantization
+    assert q.settings["int4_algorithm"] == algorithm and q.chosen_by["int4_algorithm"] == "flag"
     assert "MatMulNBits" in {n.op_type for n in onnx.load(str(art.model_path)).graph.node}
-    assert art.manifest["size_bytes"] < Artifact.load(llama256).manifest["size_bytes"] / 2
+    assert art.manifest.size_bytes < Artifact.load(llama256).manifest.size_bytes / 2
     assert np.isfinite(perplexity(art, SST2_DEV, limit=10)["perplexity"])
 
 
@@ -348,4 +348,4 @@ def test_tune_a_decoder_on_its_decode_rate(decoders, tmp_path):
     rates = {c["id"]: c["measured"]["generation"]["decode_tokens_per_s"] for c in doc["candidates"] if c.get("measured")}
     assert doc["objective"] == "decode" and len(rates) >= 2 and doc["winner"]["id"] == max(rates, key=rates.get)
     assert "fused" not in {c["parent"] for c in doc["candidates"]}  # a decoder's fusions are not validated with past
-    assert Artifact.load(out).manifest["generation"]["kv_cache"]
+    assert Artifact.load(out).manifest.generation.kv_cache

@@ -17,30 +17,30 @@ REQUIRED = ("schema_version", "source", "files", "opset", "inputs", "outputs", "
 def check_artifact(art: Artifact):
     m = art.manifest
     for key in REQUIRED:
-        assert key in m, key
-    assert m["validation"]["passed"] is True
+        assert getattr(m, key) is not None, key
+    assert m.validation.passed is True
     onnx.checker.check_model(str(art.model_path), full_check=True)
     assert art.verify() == []
-    for name, meta in m["files"].items():
-        assert (art.path / name).stat().st_size == meta["size"]
-    assert m["size_bytes"] == sum(f["size"] for f in m["files"].values())
+    for name, meta in m.files.items():
+        assert (art.path / name).stat().st_size == meta.size
+    assert m.size_bytes == sum(f.size for f in m.files.values())
 
 
 @needs_minilm
 def test_minilm_export_matches_pytorch(minilm_artifact):
     art = minilm_artifact
     check_artifact(art)
-    v = art.manifest["validation"]
-    assert v["max_abs_diff"] < 1e-4
-    assert len(v["cases"]) == 2
-    assert {tuple(c["inputs"]["input_ids"]) for c in v["cases"]} == {(1, 16), (3, 7)}
-    names = [i["name"] for i in art.inputs]
+    v = art.manifest.validation
+    assert v.max_abs_diff < 1e-4
+    assert len(v.cases) == 2
+    assert {tuple(c["inputs"]["input_ids"]) for c in v.cases} == {(1, 16), (3, 7)}
+    names = art.input_names
     assert names == ["input_ids", "attention_mask", "token_type_ids"]
-    assert art.inputs[0]["shape"] == ["batch_size", "sequence_length"]
-    assert 22_000_000 < art.manifest["parameters"] < 23_000_000
+    assert art.inputs[0].shape == ["batch_size", "sequence_length"]
+    assert 22_000_000 < art.manifest.parameters < 23_000_000
     for f in ("tokenizer.json", "vocab.txt", "config.json"):
         assert (art.path / f).is_file()
-    assert art.manifest["source"]["task"] == "feature-extraction"
+    assert art.manifest.source.task == "feature-extraction"
 
 
 @needs_minilm
@@ -50,15 +50,15 @@ def test_cli_export_optimized_on_real_sentences(tmp_path, sst2_dev):
     doc = json.loads(proc.stdout)
     assert doc["validation"]["passed"] and doc["validation"]["max_abs_diff"] < 1e-4
     m = Artifact.load(out).manifest
-    fused = m["export"]["optimize"]["fused_operators"]
-    assert m["export"]["optimize"]["applied"] and fused.get("SkipLayerNormalization") == 12
+    fused = m.export.optimize["fused_operators"]
+    assert m.export.optimize["applied"] and fused.get("SkipLayerNormalization") == 12
     # onnxruntime.transformers matches attention in the TorchScript exporter's graph (optimum's);
     # transformers 5's torch.export graph keeps it unfused (README, "Two stacks")
     fused_ops = {"Attention", "SkipLayerNormalization"} if on_optimum_stack() else {"SkipLayerNormalization", "BiasGelu"}
     assert {n.op_type for n in onnx.load(str(out / "model.onnx")).graph.node} >= fused_ops
     assert fused.get("Attention") == (6 if on_optimum_stack() else None)
-    assert m["validation"]["inputs_from"] == str(sst2_dev)
-    assert m["validation"]["cases"][0]["inputs"]["input_ids"][0] == 8  # batches of real, padded sentences
+    assert m.validation.inputs_from == str(sst2_dev)
+    assert m.validation.cases[0]["inputs"]["input_ids"][0] == 8  # batches of real, padded sentences
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -66,8 +66,8 @@ def test_random_hf_architectures(arch, tmp_path):
     src = build(arch, tmp_path / f"{arch}-src")
     art = export(str(src), tmp_path / arch)
     check_artifact(art)
-    assert art.manifest["validation"]["max_abs_diff"] < 1e-4
-    assert art.manifest["source"]["model_type"] in (arch, "gpt2")
+    assert art.manifest.validation.max_abs_diff < 1e-4
+    assert art.manifest.source.model_type in (arch, "gpt2")
 
 
 def test_a_class_optimum_cannot_infer_is_detected_from_the_auto_classes(tmp_path):
@@ -85,7 +85,7 @@ def test_a_class_optimum_cannot_infer_is_detected_from_the_auto_classes(tmp_path
             TasksManager.infer_task_from_model(DeiTForImageClassification)
     art = export(str(build("deit", tmp_path / "deit-src")), tmp_path / "deit")
     check_artifact(art)
-    assert art.manifest["source"]["task"] == "image-classification" and art.manifest["validation"]["passed"]
+    assert art.manifest.source.task == "image-classification" and art.manifest.validation.passed
 
 
 @pytest.mark.parametrize("arch,outputs", [("clip", {"logits_per_image", "text_embeds", "image_embeds"}), ("ast", {"logits"})])
@@ -95,11 +95,11 @@ def test_two_tower_and_spectrogram_models_export_with_their_own_inputs(arch, out
     art = export(str(build(arch, tmp_path / f"{arch}-src")), tmp_path / arch)
     check_artifact(art)
     m = art.manifest
-    assert m["validation"]["passed"] and outputs <= {o["name"] for o in m["outputs"]}
+    assert m.validation.passed and outputs <= {o.name for o in m.outputs}
     if arch == "clip":
-        assert {i["name"] for i in m["inputs"]} >= {"input_ids", "pixel_values"}
+        assert {i.name for i in m.inputs} >= {"input_ids", "pixel_values"}
     else:
-        assert [i["shape"][1:] for i in m["inputs"]] == [[64, 16]]
+        assert [i.shape[1:] for i in m.inputs] == [[64, 16]]
 
 
 def test_a_ctc_speech_model_exports_without_a_task(tmp_path):
@@ -107,7 +107,7 @@ def test_a_ctc_speech_model_exports_without_a_task(tmp_path):
     the plain automatic-speech-recognition, not Whisper's with-past one."""
     art = export(str(build("wav2vec2-ctc", tmp_path / "w2v-src")), tmp_path / "w2v")
     check_artifact(art)
-    assert art.manifest["source"]["task"] == "automatic-speech-recognition" and art.manifest["validation"]["passed"]
+    assert art.manifest.source.task == "automatic-speech-recognition" and art.manifest.validation.passed
 
 
 def test_a_vision_model_benches_with_the_default_shape(tmp_path):
@@ -130,11 +130,11 @@ def test_sam_exports_as_one_graph_and_benches_and_quantizes_without_shapes(tmp_p
     art = export(str(build("sam", tmp_path / "sam-src")), tmp_path / "sam")
     check_artifact(art)
     m = art.manifest
-    assert [i["name"] for i in m["inputs"]] == ["pixel_values", "input_points", "input_labels"]
-    assert [o["name"] for o in m["outputs"]] == ["iou_scores", "pred_masks"]
-    assert m["source"]["task"] == ("feature-extraction" if on_optimum_stack() else "mask-generation")  # (optimum's name; transformers')
-    assert m["validation"]["passed"] and "graphs" not in m
-    assert m["export"]["variant"].startswith("monolith") if on_optimum_stack() else "variant" not in m["export"]
+    assert [i.name for i in m.inputs] == ["pixel_values", "input_points", "input_labels"]
+    assert [o.name for o in m.outputs] == ["iou_scores", "pred_masks"]
+    assert m.source.task == ("feature-extraction" if on_optimum_stack() else "mask-generation")  # (optimum's name; transformers')
+    assert m.validation.passed and m.graphs is None
+    assert m.export.variant.startswith("monolith") if on_optimum_stack() else m.export.variant is None
     assert art.validated_dims() == {"point_batch_size": 3, "nb_points_per_image": 2}
     res = json.loads(cli("bench", tmp_path / "sam", "--iterations", "3", "--warmup", "1", "--json", check=0).stdout)["results"][0]
     assert res["inputs"]["input_points"] == [1, 3, 2, 2] and res["latency_ms"]["p50"] > 0
@@ -148,8 +148,8 @@ def test_factory_modules_through_cli(factory, spec, tmp_path):
     cli("export", "--factory", factory, "--input", spec, "-o", out, check=0)
     art = Artifact.load(out)
     check_artifact(art)
-    assert art.manifest["export"]["exporter"].startswith("torch.onnx (")
-    assert art.inputs[0]["shape"][0] == "batch"  # the user's symbolic name survives
+    assert art.manifest.export.exporter.startswith("torch.onnx (")
+    assert art.inputs[0].shape[0] == "batch"  # the user's symbolic name survives
 
 
 def test_factory_with_safetensors_weights(tmp_path):
@@ -180,8 +180,8 @@ def test_torchscript_file(tmp_path):
     scripted.save(str(tmp_path / "mlp.pt"))
     art = export(str(tmp_path / "mlp.pt"), tmp_path / "ts", input=("x:float32:batch,64",))
     check_artifact(art)
-    assert art.manifest["source"]["kind"] == "torchscript"
-    assert art.manifest["export"]["exporter"] == "torch.onnx (torchscript)"
+    assert art.manifest.source.kind == "torchscript"
+    assert art.manifest.export.exporter == "torch.onnx (torchscript)"
 
 
 def test_pickled_module_needs_trust_pickle(tmp_path):
@@ -236,7 +236,7 @@ def test_tolerance_is_enforced_not_warned(tmp_path):
     )
     # bit-exact ONNX vs PyTorch is possible for tiny graphs; either it passed exactly or it failed with exit 1
     if proc.returncode == 0:
-        assert Artifact.load(tmp_path / "x").manifest["validation"]["max_abs_diff"] == 0.0
+        assert Artifact.load(tmp_path / "x").manifest.validation.max_abs_diff == 0.0
     else:
         assert proc.returncode == 1 and "validation failed" in one_line_error(proc)
 
@@ -245,12 +245,12 @@ def test_force_replaces_only_artifacts(tmp_path):
     spec = ("--factory", "factories:tiny_mlp", "--input", "x:float32:batch,64")
     out = tmp_path / "a"
     cli("export", *spec, "-o", out, check=0)
-    first = Artifact.load(out).manifest["created"]
+    first = Artifact.load(out).manifest.created
     proc = cli("export", *spec, "-o", out, check=2)
     assert "--force" in one_line_error(proc)
     cli("export", *spec, "-o", out, "--force", check=0)
     assert Artifact.load(out).verify() == []
-    assert Artifact.load(out).manifest["created"] >= first
+    assert Artifact.load(out).manifest.created >= first
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "notes.txt").write_text("keep me")

@@ -27,8 +27,8 @@ def _ops(path) -> set[str]:
 
 def test_export_leaves_out_the_fusion_asked_for(unfused):
     m = Artifact.load(unfused).manifest
-    assert m["export"]["optimize"]["left_out"] == ["skip_layer_norm"]
-    assert m["validation"]["passed"]
+    assert m.export.optimize["left_out"] == ["skip_layer_norm"]
+    assert m.validation.passed
     ops = _ops(unfused / "model.onnx")
     assert ("Attention" if on_optimum_stack() else "BiasGelu") in ops and "LayerNormalization" in ops  # the other fusions still happen
     assert "SkipLayerNormalization" not in ops

@@ -16,6 +16,7 @@ import pytest
 from conftest import cli, one_line_error
 
 from edgedeploy.core.artifact import MANIFEST, digest_of_files
+from edgedeploy.core.manifest import FileEntry
 
 TINY = ("--factory", "factories:tiny_mlp", "--input", "x:float32:batch,64")
 
@@ -53,7 +54,8 @@ def rehash(d: Path, **changes) -> dict:
             for p in sorted(d.rglob("*"))
             if p.is_file() and not p.is_symlink() and p.name != MANIFEST
         }
-    m["digest"] = digest_of_files(m["files"])
+    if all(isinstance(f, dict) and "sha256" in f for f in m["files"].values()):
+        m["digest"] = digest_of_files({n: FileEntry.model_construct(**f) for n, f in m["files"].items()})
     (d / MANIFEST).write_text(json.dumps(m))
     return m
 

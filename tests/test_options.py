@@ -182,7 +182,7 @@ def test_resolving_a_reference_source_never_trains(tmp_path, monkeypatch):
 
 
 def test_manifests_and_results_record_every_option(minilm_artifact):
-    export_opts = minilm_artifact.manifest["export"]["options"]
+    export_opts = minilm_artifact.manifest.export.options
     assert set(export_opts) == set(ExportOptions.model_fields)
     from edgedeploy.core.manifest import Manifest
 

@@ -18,10 +18,10 @@ def op_types(art):
 
 def check_quantized(art, parent, method):
     m = art.manifest
-    assert m["lineage"]["parent"] == parent.digest and m["lineage"]["step"] == f"quantize:{method}"
-    q = m["quantization"]
-    assert q["method"] == method and q["compression_ratio"] == pytest.approx(q["parent_model_bytes"] / q["model_bytes"])
-    assert m["fidelity"]["samples"] > 0 and m["fidelity"]["finite"]
+    assert m.lineage.parent == parent.digest and m.lineage.step == f"quantize:{method}"
+    q = m.quantization
+    assert q.method == method and q.compression_ratio == pytest.approx(q.parent_model_bytes / q.model_bytes)
+    assert m.fidelity.samples > 0 and m.fidelity.finite
     assert art.verify() == []
     ort.InferenceSession(str(art.model_path), providers=["CPUExecutionProvider"])  # loads in ORT
     assert (art.path / "tokenizer.json").exists() == (parent.path / "tokenizer.json").exists()
@@ -36,14 +36,14 @@ def test_dynamic_int8_with_profile(minilm_artifact, sst2_dev, tmp_path, monkeypa
     # ORT's symbolic shape inference fails on this export and drops 90 MB temp files in the cwd: none may be left
     assert list(cwd.iterdir()) == []
     check_quantized(art, minilm_artifact, "dynamic")
-    q = art.manifest["quantization"]
-    assert q["settings"] == {"weight_type": "int8", "per_channel": True, "reduce_range": True}
-    assert q["chosen_by"]["reduce_range"] == "profile x86-64-avx2"
+    q = art.manifest.quantization
+    assert q.settings == {"weight_type": "int8", "per_channel": True, "reduce_range": True}
+    assert q.chosen_by["reduce_range"] == "profile x86-64-avx2"
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= op_types(art)
-    assert q["compression_ratio"] > 3.5
-    f = art.manifest["fidelity"]
-    assert f["samples"] == 64 and f["mean_cosine"] > 0.98 and f["worst_cosine"] > 0.96
-    assert q["preprocess"]["applied"]
+    assert q.compression_ratio > 3.5
+    f = art.manifest.fidelity
+    assert f.samples == 64 and f.mean_cosine > 0.98 and f.worst_cosine > 0.96
+    assert q.preprocess["applied"]
 
 
 @needs_minilm
@@ -53,9 +53,9 @@ def test_static_qdq_and_qoperator(minilm_artifact, sst2_dev, tmp_path):
     )
     check_quantized(qdq, minilm_artifact, "static")
     assert {"QuantizeLinear", "DequantizeLinear"} <= op_types(qdq)
-    s = qdq.manifest["quantization"]["settings"]
+    s = qdq.manifest.quantization.settings
     assert s["calibration_samples"] == 32 and s["format"] == "QDQ"
-    assert qdq.manifest["fidelity"]["mean_cosine"] > 0.85
+    assert qdq.manifest.fidelity.mean_cosine > 0.85
     qop = quantize(
         minilm_artifact.path,
         tmp_path / "qop",
@@ -67,7 +67,7 @@ def test_static_qdq_and_qoperator(minilm_artifact, sst2_dev, tmp_path):
         calib_method="percentile",
     )
     assert "QLinearMatMul" in op_types(qop) or "MatMulInteger" in op_types(qop)
-    assert qop.manifest["quantization"]["settings"]["calib_method"] == "percentile"
+    assert qop.manifest.quantization.settings["calib_method"] == "percentile"
 
 
 def _quantized_outputs(art) -> set[str]:
@@ -87,11 +87,11 @@ def test_static_qdq_with_smoothquant_keeps_fidelity(minilm_artifact, sst2_dev, t
         minilm_artifact.path, tmp_path / "sq", "static", calib_data=train, calib_samples=64, eval_data=sst2_dev, eval_samples=64, smooth_quant=0.7
     )
     check_quantized(art, minilm_artifact, "static")
-    f, q = art.manifest["fidelity"], art.manifest["quantization"]
-    assert f["mean_cosine"] >= 0.99 and f["worst_cosine"] >= 0.97, f
-    sq = q["preprocess"]["smooth_quant"]
+    f, q = art.manifest.fidelity, art.manifest.quantization
+    assert f.mean_cosine >= 0.99 and f.worst_cosine >= 0.97, f
+    sq = q.preprocess["smooth_quant"]
     assert sq["alpha"] == 0.7 and sq["matmuls"] >= 6 and sq["skipped_below_ratio"] >= 1  # only the outlier-heavy tensors
-    assert q["settings"]["quantize_outputs"] is False and not _quantized_outputs(art)
+    assert q.settings["quantize_outputs"] is False and not _quantized_outputs(art)
     assert {"QuantizeLinear", "DequantizeLinear", "Mul"} <= op_types(art)
     # the old graph (outputs quantized too) is still there on request, and it is the one that loses fidelity
     old = quantize(
@@ -104,7 +104,7 @@ def test_static_qdq_with_smoothquant_keeps_fidelity(minilm_artifact, sst2_dev, t
         eval_samples=64,
         quantize_outputs=True,
     )
-    assert _quantized_outputs(old) and old.manifest["fidelity"]["mean_cosine"] < f["mean_cosine"] - 0.02
+    assert _quantized_outputs(old) and old.manifest.fidelity.mean_cosine < f.mean_cosine - 0.02
 
 
 def test_smoothing_keeps_the_float_function(tiny_onnx, tmp_path):
@@ -129,9 +129,9 @@ def test_fp16_keeps_float32_io(minilm_artifact, sst2_dev, tmp_path):
     check_quantized(art, minilm_artifact, "fp16")
     model = onnx.load(str(art.model_path))
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
-    assert art.manifest["outputs"][0]["dtype"] == "float32"
-    assert art.manifest["fidelity"]["mean_cosine"] > 0.999
-    assert any("slower than float32" in n for n in art.manifest["quantization"]["notes"])
+    assert art.manifest.outputs[0].dtype == "float32"
+    assert art.manifest.fidelity.mean_cosine > 0.999
+    assert any("slower than float32" in n for n in art.manifest.quantization.notes)
 
 
 @needs_minilm
@@ -139,9 +139,9 @@ def test_int4_is_six_times_smaller(minilm_artifact, sst2_dev, tmp_path):
     art = quantize(minilm_artifact.path, tmp_path / "int4", "int4", eval_data=sst2_dev, eval_samples=16)
     check_quantized(art, minilm_artifact, "int4")
     assert {"MatMulNBits", "GatherBlockQuantized"} <= op_types(art)
-    q = art.manifest["quantization"]
-    assert q["compression_ratio"] >= 6.0
-    assert art.manifest["fidelity"]["mean_cosine"] > 0.95
+    q = art.manifest.quantization
+    assert q.compression_ratio >= 6.0
+    assert art.manifest.fidelity.mean_cosine > 0.95
 
 
 @needs_minilm
@@ -149,7 +149,7 @@ def test_exclude_by_pytorch_module_name(minilm_artifact, sst2_dev, tmp_path):
     art = quantize(minilm_artifact.path, tmp_path / "ex", "dynamic", eval_data=sst2_dev, eval_samples=16, exclude=("encoder.layer.5.output.dense",))
     from edgedeploy.quantize.exclusions import module_scope
 
-    kept = art.manifest["quantization"]["nodes_kept_float"]
+    kept = art.manifest.quantization.nodes_kept_float
     # optimum names the nodes /encoder/layer.5/output/dense/MatMul; transformers 5 records the scope in metadata
     scopes = {n.name: module_scope(n) for n in onnx.load(str(minilm_artifact.model_path)).graph.node}
     assert kept and {scopes[k] for k in kept} == {"encoder.layer.5.output.dense"}
@@ -167,7 +167,7 @@ def test_random_bert_every_method(tmp_path):
         check_quantized(art, parent, method)
         if expect:
             assert expect in op_types(art)
-        assert art.manifest["quantization"].get("warning", "").startswith("calibration and/or fidelity used random inputs")
+        assert (art.manifest.quantization.warning or "").startswith("calibration and/or fidelity used random inputs")
 
 
 # -- bad input -----------------------------------------------------------------------
@@ -243,11 +243,11 @@ def test_accuracy_aware_finds_the_planted_sensitive_layer(tmp_path):
 
     parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input=("x:float32:batch,32",))
     plain = quantize(parent.path, tmp_path / "plain", "dynamic", random_calibration=True, eval_samples=64)
-    assert plain.manifest["fidelity"]["mean_cosine"] < 0.99  # the planted layer really hurts
+    assert plain.manifest.fidelity.mean_cosine < 0.99  # the planted layer really hurts
     art = quantize(parent.path, tmp_path / "aware", "dynamic", random_calibration=True, eval_samples=64, min_mean_cosine=0.99)
-    search = art.manifest["quantization"]["accuracy_search"]
-    kept = art.manifest["quantization"]["nodes_kept_float"]
-    assert search["met"] and art.manifest["fidelity"]["mean_cosine"] >= 0.99
+    search = art.manifest.quantization.accuracy_search
+    kept = art.manifest.quantization.nodes_kept_float
+    assert search["met"] and art.manifest.fidelity.mean_cosine >= 0.99
     assert kept == ["node_linear_1_MatMul"]  # fc2's MatMul (dynamo names Linear nodes node_linear, node_linear_1, ...)
     assert search["ranking"][0]["node"] == "node_linear_1_MatMul"
     # a float node's cost is what quantizing it saves, timed by ORT's profiler, not its FLOPs
@@ -288,7 +288,7 @@ def test_exclude_module_of_a_dynamo_export(tmp_path):
 
     parent = export(None, tmp_path / "mlp", factory="factories:outlier_mlp", input=("x:float32:batch,32",))
     art = quantize(parent.path, tmp_path / "ex", "dynamic", random_calibration=True, eval_samples=8, exclude=("fc2",))
-    kept = art.manifest["quantization"]["nodes_kept_float"]
+    kept = art.manifest.quantization.nodes_kept_float
     assert kept == ["node_linear_1_MatMul", "node_linear_1_Add"]
     ops = {n.name: n.op_type for n in onnx.load(str(art.model_path)).graph.node}
     assert ops["node_linear_1_MatMul"] == "MatMul" and "MatMulInteger" in ops.values()
@@ -365,18 +365,18 @@ def test_max_accuracy_drop_on_a_classifier(tmp_path, sst2_dev):
     labeled.write_text("text\tlabel\n" + "".join(f"{t}\t{names[int(p)]}\n" for t, p in zip(rows, preds)))  # string labels via label2id
 
     art = quantize(parent.path, tmp_path / "q", "dynamic", eval_data=labeled, max_accuracy_drop=0.02)
-    search = art.manifest["quantization"]["accuracy_search"]
+    search = art.manifest.quantization.accuracy_search
     assert search["budget"]["parent_accuracy"] == 1.0
     assert search["met"] and search["reached"]["accuracy_drop"] <= 0.02
     # 64 rows, under twice --eval-samples: the search selects on the first 32, the record is the other 32
     assert search["selection"]["limit"] == 32 and "offset" not in search["selection"]
-    assert art.manifest["fidelity"]["inputs"]["offset"] == 32 and art.manifest["fidelity"]["samples"] == 32
+    assert art.manifest.fidelity.inputs["offset"] == 32 and art.manifest.fidelity.samples == 32
     b, labels = labeled_eval(art, labeled, "text", "label", 32)
     assert accuracy(art.model_path, b, labels) == pytest.approx(search["reached"]["accuracy"])
     b, labels = labeled_eval(art, labeled, "text", "label", 32, offset=32)
     held = search["held_out"]
     assert accuracy(art.model_path, b, labels) == pytest.approx(held["accuracy"]) and held["accuracy_drop"] <= 0.02
-    assert "top1_agreement" in art.manifest["fidelity"]
+    assert art.manifest.fidelity.top1_agreement is not None
     wrong = tmp_path / "wrong.tsv"
     wrong.write_text("text\tlabel\nhello\tneutral\nworld\tpositive\n")
     line = one_line_error(

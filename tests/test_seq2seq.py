@@ -30,19 +30,19 @@ def _ops(path):
 def test_seq2seq_exports_three_validated_graphs_that_generate_what_pytorch_does(models, arch):
     art = Artifact.load(models[arch][1])
     m = art.manifest
-    assert art.verify() == [] and m["source"]["task"].endswith("-with-past")  # detected through optimum's TasksManager
-    assert [g["role"] for g in m["graphs"]] == ROLES and m["model_file"] == "encoder_model.onnx"
-    assert sorted(art.model_files()) == sorted(g["file"] for g in m["graphs"])
-    v = m["validation"]
-    assert v["passed"] and v["max_abs_diff"] < 1e-3
-    assert sorted({c["inputs"]["graph"] for c in v["cases"]}) == sorted(ROLES) and len(v["cases"]) == 6  # each graph, two encoder inputs
-    gen = v["generation"]
+    assert art.verify() == [] and m.source.task.endswith("-with-past")  # detected through optimum's TasksManager
+    assert [g.role for g in m.graphs] == ROLES and m.model_file == "encoder_model.onnx"
+    assert sorted(art.model_files()) == sorted(g.file for g in m.graphs)
+    v = m.validation
+    assert v.passed and v.max_abs_diff < 1e-3
+    assert sorted({c["inputs"]["graph"] for c in v.cases}) == sorted(ROLES) and len(v.cases) == 6  # each graph, two encoder inputs
+    gen = v.generation
     assert gen["passed"] and all(c["onnx"] == c["torch"] and len(c["onnx"]) == 8 for c in gen["cases"])
     assert any(len(set(c["torch"])) > 1 for c in gen["cases"])  # the tokens depend on the context: the cache is exercised
-    assert m["generation"]["architecture"] == "encoder-decoder" and m["generation"]["layers"] == 2
-    assert isinstance(m["generation"]["decoder_start_token_id"], int)
-    with_past = next(g for g in m["graphs"] if g["role"] == "decoder-with-past")
-    assert any(i["name"] == "past_key_values.0.encoder.key" for i in with_past["inputs"])
+    assert m.generation.architecture == "encoder-decoder" and m.generation.layers == 2
+    assert isinstance(m.generation.decoder_start_token_id, int)
+    with_past = m.graph("decoder-with-past")
+    assert any(i.name == "past_key_values.0.encoder.key" for i in with_past.inputs)
     assert "graph decoder-with-past" in cli("inspect", models[arch][1], check=0).stdout
 
 
@@ -63,13 +63,13 @@ def test_quantize_runs_on_every_graph_with_fidelity_by_generation(models, arch, 
     cli("quantize", models[arch][1], "-o", tmp_path / "q", "--method", method, check=0)
     q = Artifact.load(tmp_path / "q")
     m = q.manifest
-    assert [g["role"] for g in m["graphs"]] == ROLES and m["quantization"]["method"] == method
+    assert [g.role for g in m.graphs] == ROLES and m.quantization.method == method
     for role, name in q.graph_files.items():
         assert op in _ops(q.path / name), role  # every graph quantized, not just the encoder
-    assert m["quantization"]["compression_ratio"] > 1.2
-    f = m["fidelity"]
-    assert f["samples"] >= 2 and 0 < f["mean_cosine"] <= 1 and 0 <= f["token_agreement"] <= 1 and f["finite"]
-    assert m["generation"] == Artifact.load(models[arch][1]).manifest["generation"]
+    assert m.quantization.compression_ratio > 1.2
+    f = m.fidelity
+    assert f.samples >= 2 and 0 < f.mean_cosine <= 1 and 0 <= f.token_agreement <= 1 and f.finite
+    assert m.generation == Artifact.load(models[arch][1]).manifest.generation
 
 
 @pytest.mark.parametrize(
@@ -145,15 +145,15 @@ def test_tune_picks_the_fastest_decoding_encoder_decoder_within_budget(models, t
     rates = {c["id"]: c["measured"]["generation"]["decode_tokens_per_s"] for c in measured}
     assert len(rates) >= 2 and doc["winner"]["id"] == max(rates, key=rates.get)  # the best decode rate of the final round
     art = Artifact.load(out)
-    assert [g["role"] for g in art.manifest["graphs"]] == ROLES and art.manifest["lineage"]["step"].startswith("tune:")
-    assert art.manifest["fidelity"]["inputs"]["source"] == str(SST2_DEV)  # fidelity by generation on the real text
+    assert [g.role for g in art.manifest.graphs] == ROLES and art.manifest.lineage.step.startswith("tune:")
+    assert art.manifest.fidelity.inputs["source"] == str(SST2_DEV)  # fidelity by generation on the real text
 
 
 def test_tune_a_speech_model_without_text_measures_fidelity_on_its_features(models, tmp_path):
     out = tmp_path / "tuned"
     cli("tune", models["whisper"][1], "-o", out, "--objective", "ttft", "--methods", "dynamic", "--no-session-search", *GEN, check=0)
     art = Artifact.load(out)
-    assert art.manifest["fidelity"]["inputs"]["kind"] == "random" and "random" in art.manifest["quantization"]["warning"]
+    assert art.manifest.fidelity.inputs["kind"] == "random" and "random" in art.manifest.quantization.warning
     assert json.loads((out / "tune.json").read_text())["objective"] == "ttft"
 
 
@@ -197,11 +197,11 @@ def test_an_optimum_seq2seq_export_is_adopted_with_its_three_graphs(models, tmp_
     assert res["name"] == "optimum" and res["generation"]["decode_tokens_per_s"] > 0
     cli("quantize", tmp_path / "optimum", "-o", tmp_path / "q", "--method", "dynamic", check=0)
     q = Artifact.load(tmp_path / "q")
-    assert q.manifest["lineage"]["step"] == "quantize:dynamic" and [g["role"] for g in q.manifest["graphs"]] == ROLES
-    assert "decoder_model_merged.onnx" not in q.manifest["files"] and q.manifest["generation"]["decoder_start_token_id"] == 0
+    assert q.manifest.lineage.step == "quantize:dynamic" and [g.role for g in q.manifest.graphs] == ROLES
+    assert "decoder_model_merged.onnx" not in q.manifest.files and q.manifest.generation.decoder_start_token_id == 0
     from edgedeploy.core.adopt import open_model
 
-    assert q.manifest["lineage"]["parent"] == q.manifest["fidelity"]["reference"] == open_model(tmp_path / "optimum").digest
+    assert q.manifest.lineage.parent == q.manifest.fidelity.reference == open_model(tmp_path / "optimum").digest
 
 
 def test_a_recipe_runs_an_encoder_decoder_through_quantize_eval_bench_and_the_gate(models, tmp_path):
@@ -229,7 +229,7 @@ def test_more_seq2seq_families_export_with_the_detected_task_and_generate(arch, 
     cli("export", src, "-o", tmp_path / "a", check=0)
     m = Artifact.load(tmp_path / "a").manifest
     want = "text2text-generation-with-past" if arch == "bart" else "automatic-speech-recognition-with-past"
-    assert m["source"]["task"] == want and m["validation"]["generation"]["passed"] and [g["role"] for g in m["graphs"]] == ROLES
+    assert m.source.task == want and m.validation.generation["passed"] and [g.role for g in m.graphs] == ROLES
     proc = cli("bench", tmp_path / "a", "--generate", "--new-tokens", "4", "--iterations", "3", "--warmup", "1", "--json", check=0)
     assert json.loads(proc.stdout)["results"][0]["generation"]["decode_tokens_per_s"] > 0
 

@@ -27,8 +27,8 @@ def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_pat
     proc = cli("tune", clf, "-o", out, "--data", SST2_DEV, "--calib-data", TRAIN, "--min-mean-cosine", "0.95", *FAST, check=0)
     assert "winner:" in proc.stdout
     art = Artifact.load(out)  # a normal, verified artifact
-    assert art.verify() == [] and art.manifest["lineage"]["step"].startswith("tune:")
-    assert art.manifest["lineage"]["parent"] == Artifact.load(clf).digest  # the artifact given, even when the winner came from its fused export
+    assert art.verify() == [] and art.manifest.lineage.step.startswith("tune:")
+    assert art.manifest.lineage.parent == Artifact.load(clf).digest  # the artifact given, even when the winner came from its fused export
     doc = json.loads((out / "tune.json").read_text())
     assert doc == json.loads(json.dumps(doc)) and doc["target"] == "local"
     labels = {c["label"] for c in doc["candidates"]}
@@ -39,10 +39,11 @@ def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_pat
     assert all("measured" not in c for c in doc["candidates"] if not c["meets_budget"])
     win = doc["winner"]
     fastest = min(feasible, key=lambda c: c["measured"]["latency_ms"]["p50"])
-    assert win["id"] == fastest["id"] and win["label"] in art.manifest["tune"]["winner"]["label"]
+    assert win["id"] == fastest["id"] and win["label"] in art.manifest.tune.winner["label"]
     assert doc["float_parent"]["latency_ms"]["p50"] > 0 and len(doc["session_search"]) >= 3
     assert any("disabled_optimizers=SkipLayerNormFusion" in name for name in doc["session_search"])
-    assert art.manifest.get("run") == (win["session"] or None)  # what bench runs is what was measured
+    run = art.manifest.run
+    assert (run.for_job(None) if run else None) == (win["session"] or None)  # what bench runs is what was measured
     assert (out / "tune.md").read_text().startswith("# edgedeploy tune") and "<svg" in (out / "tune.html").read_text()
     assert not (tmp_path / "best.tune-state").exists()  # the state goes once the winner is published
     # candidates are compared on the first --eval-samples rows of --data; the winner is reported on the next ones
@@ -50,9 +51,9 @@ def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_pat
     assert doc["split"]["selection_rows"] == [0, n] and doc["split"]["held_out_rows"] == [n, 2 * n]
     held = win["held_out"]
     assert held["samples"] == n and held["mean_cosine"] >= 0.95
-    f = art.manifest["fidelity"]
-    assert f["inputs"]["rows"] == [n, 2 * n] and f["mean_cosine"] == held["mean_cosine"]
-    assert art.manifest["tune"]["selection_fidelity"]["mean_cosine"] == fastest["mean_cosine"]
+    f = art.manifest.fidelity
+    assert f.inputs["rows"] == [n, 2 * n] and f.mean_cosine == held["mean_cosine"]
+    assert art.manifest.tune.selection_fidelity.mean_cosine == fastest["mean_cosine"]
     assert f"held-out rows {n}-{2 * n - 1}" in (out / "tune.md").read_text()
 
 
@@ -81,7 +82,7 @@ def test_int4_search_for_the_smallest_variant(clf, tmp_path):
     assert {"int4", "int4-blocksize64", "int4-blocksize128", "int4-sym", "int4-accuracylevel0"} <= labels
     feasible = [c for c in doc["candidates"] if c["meets_budget"]]
     assert doc["winner"]["id"] == min(feasible, key=lambda c: c["size_bytes"])["id"] and "session_search" not in doc
-    assert Artifact.load(out).manifest["quantization"]["method"] == "int4"
+    assert Artifact.load(out).manifest.quantization.method == "int4"
 
 
 UNMET = ("--methods", "dynamic", "--data", SST2_DEV, "--min-worst-cosine", "1.0", "--no-session-search", *FAST)
@@ -136,7 +137,7 @@ def test_a_recipe_variant_can_be_tuned_on_a_recipe_target(tiny_classifier_dir, t
     assert record["result"]["quantization"]["method"].startswith("tune:dynamic")
     assert record["result"]["tune"]["target"] == "local" and record["result"]["tune"]["candidates"] >= 3
     art = Artifact.load(tmp_path / "run" / "artifacts" / "best")
-    assert art.manifest["tune"]["winner"]["label"] == record["result"]["tune"]["winner"]
+    assert art.manifest.tune.winner["label"] == record["result"]["tune"]["winner"]
 
 
 @pytest.mark.skipif(ensure_sshd() is not None and not (os.environ.get("CI") or os.environ.get("EDGEDEPLOY_REQUIRE_SSHD")), reason=ensure_sshd() or "")

@@ -18,7 +18,7 @@ def command(model, out, force, as_json):
     a model directly too; adopt makes the artifact explicit."""
     art = adopt(model, out, force=force)
     if as_json:
-        emit_json({"artifact": str(art.path), "digest": art.digest, "files": sorted(art.manifest["files"])})
+        emit_json({"artifact": str(art.path), "digest": art.digest, "files": sorted(art.manifest.files)})
         return
-    n = len(art.manifest["files"])
-    click.echo(f"{art.path}: adopted {art.manifest['source']['path']} ({n} file{'s' if n != 1 else ''}, validation not run: no PyTorch source)")
+    n = len(art.manifest.files)
+    click.echo(f"{art.path}: adopted {art.manifest.source.path} ({n} file{'s' if n != 1 else ''}, validation not run: no PyTorch source)")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from pydantic import BaseModel
 
 from edgedeploy.core.atomic import check_output_file, refuse_inside
 from edgedeploy.core.errors import BadInput
@@ -15,7 +16,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
 
 
 def emit_json(obj) -> None:
-    click.echo(json.dumps(obj, indent=2, default=str))
+    """``obj`` as JSON on stdout; typed parts (the manifest's sections) as their JSON form."""
+    click.echo(json.dumps(obj, indent=2, default=_jsonable))
+
+
+def _jsonable(obj):
+    return obj.model_dump(mode="json", exclude_none=True) if isinstance(obj, BaseModel) else str(obj)
 
 
 def table(rows: list[list], headers: list[str]) -> str:

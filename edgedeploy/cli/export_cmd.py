@@ -20,19 +20,14 @@ def command(source, out, force, as_json, **settings):
     or a TorchScript .pt file; or use --factory for any torch.nn.Module.
     """
     art = export(source, out, options=from_cli(ExportOptions, settings), force=force)
-    v = art.manifest["validation"]
+    m = art.manifest
+    v = m.validation
     if as_json:
-        emit_json(
-            {
-                "artifact": str(art.path),
-                "digest": art.digest,
-                "validation": {k: v[k] for k in ("passed", "max_abs_diff", "atol", "rtol")},
-                "size_bytes": art.manifest["size_bytes"],
-            }
-        )
+        validation = v.model_dump(include={"passed", "max_abs_diff", "atol", "rtol"})
+        emit_json({"artifact": str(art.path), "digest": art.digest, "validation": validation, "size_bytes": m.size_bytes})
     else:
-        click.echo(f"exported {art.manifest['source']['name']} -> {art.path}")
+        click.echo(f"exported {m.source.name} -> {art.path}")
         click.echo(
-            f"  validation passed: max_abs_diff {v['max_abs_diff']:.3g} (atol {v['atol']:g}), "
-            f"{len(v['cases'])} cases, exporter {art.manifest['export']['exporter']}, size {art.manifest['size_bytes'] / 1e6:.1f} MB"
+            f"  validation passed: max_abs_diff {v.max_abs_diff:.3g} (atol {v.atol:g}), "
+            f"{len(v.cases)} cases, exporter {m.export.exporter}, size {m.size_bytes / 1e6:.1f} MB"
         )

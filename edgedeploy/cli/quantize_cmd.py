@@ -4,7 +4,6 @@ import click
 
 from edgedeploy.cli.common import emit_json, fmt_bytes, json_option
 from edgedeploy.core.options import LateOptionsCommand, click_options, from_cli
-from edgedeploy.quality.fidelity import worst_cosine
 from edgedeploy.quantize.api import quantize
 from edgedeploy.quantize.options import QuantizeOptions, method_click_params
 
@@ -22,27 +21,23 @@ def command(artifact, out, force, as_json, **settings):
     opts = from_cli(QuantizeOptions, settings)
     method = opts.method
     art = quantize(artifact, out, options=opts, force=force)
-    q, f = art.manifest["quantization"], art.manifest["fidelity"]
+    q, f = art.manifest.quantization, art.manifest.fidelity
     if as_json:
         emit_json({"artifact": str(art.path), "quantization": q, "fidelity": f})
         return
-    click.echo(
-        f"{method} -> {art.path}: {fmt_bytes(q['model_bytes'])} ({_size_change(q['compression_ratio'])} than {fmt_bytes(q['parent_model_bytes'])})"
-    )
-    line = (
-        f"  fidelity on {f['samples']} samples: mean cosine {f['mean_cosine']:.4f}, worst {worst_cosine(f):.4f}, max abs diff {f['max_abs_diff']:.3g}"
-    )
-    if "top1_agreement" in f:
-        line += f", top-1 agreement {f['top1_agreement']:.1%}"
+    click.echo(f"{method} -> {art.path}: {fmt_bytes(q.model_bytes)} ({_size_change(q.compression_ratio)} than {fmt_bytes(q.parent_model_bytes)})")
+    line = f"  fidelity on {f.samples} samples: mean cosine {f.mean_cosine:.4f}, worst {f.worst_cosine:.4f}, max abs diff {f.max_abs_diff:.3g}"
+    if f.top1_agreement is not None:
+        line += f", top-1 agreement {f.top1_agreement:.1%}"
     click.echo(line)
-    search = q.get("accuracy_search")
+    search = q.accuracy_search
     if search and "accuracy" in search["reached"]:
         click.echo(
             f"  task accuracy {search['reached']['accuracy']:.4f} vs parent {search['budget']['parent_accuracy']:.4f} "
             f"(drop {search['reached']['accuracy_drop']:.4f}, budget {search['budget']['max_accuracy_drop']})"
         )
-    if q["nodes_kept_float"]:
-        click.echo(f"  kept in float: {len(q['nodes_kept_float'])} node(s)")
+    if q.nodes_kept_float:
+        click.echo(f"  kept in float: {len(q.nodes_kept_float)} node(s)")
 
 
 def _size_change(ratio: float) -> str:

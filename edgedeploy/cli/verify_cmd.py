@@ -16,8 +16,8 @@ def command(artifact, as_json):
     art = Artifact.load(artifact, verify=False)
     problems = art.verify()
     if as_json:
-        emit_json({"artifact": str(art.path), "ok": not problems, "problems": problems, "files": len(art.manifest["files"])})
+        emit_json({"artifact": str(art.path), "ok": not problems, "problems": problems, "files": len(art.manifest.files)})
     if problems:
         raise BadInput(f"{art.path}: {len(problems)} file(s) do not match the manifest: {'; '.join(problems)}")
     if not as_json:
-        click.echo(f"{art.path}: OK, {len(art.manifest['files'])} files match the manifest")
+        click.echo(f"{art.path}: OK, {len(art.manifest.files)} files match the manifest")

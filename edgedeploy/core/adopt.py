@@ -8,23 +8,15 @@ as an artifact."""
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from pathlib import Path
 
-from edgedeploy.core.artifact import (
-    MODEL,
-    Artifact,
-    external_data_locations,
-    finalize_manifest,
-    graph_entries,
-    is_artifact,
-    onnx_signature,
-    sha256_file,
-)
+from edgedeploy.core.artifact import MODEL, Artifact, external_data_locations, finalize_manifest, hash_files, is_artifact
 from edgedeploy.core.atomic import refuse_same, staged_directory
 from edgedeploy.core.bounded import check_size, limit_for, read_json_bounded
 from edgedeploy.core.errors import BadInput
+from edgedeploy.core.manifest import Generation, Lineage, Manifest, SourceInfo, TensorSpec, Validation
+from edgedeploy.core.signature import graph_entries, onnx_signature
 
 log = logging.getLogger("edgedeploy")
 # what travels with an adopted model: the files tokenizers, configs and processors read
@@ -43,7 +35,7 @@ COMPANIONS = (
     "tokenizer.model",
     "preprocessor_config.json",
 )
-NOT_RUN = {"passed": None, "reason": "not run: no PyTorch source (an adopted ONNX model)"}
+NOT_RUN = "not run: no PyTorch source (an adopted ONNX model)"
 # an encoder-decoder as optimum exports it (its merged decoder, when there is one, is left out)
 SEQ2SEQ_FILES = {"encoder": "encoder_model.onnx", "decoder": "decoder_model.onnx", "decoder-with-past": "decoder_with_past_model.onnx"}
 
@@ -76,10 +68,10 @@ def adopt(model, out: Path, force: bool = False) -> Artifact:
         raise BadInput(f"{model}: is already an edgedeploy artifact; nothing to adopt")
     refuse_same(out, art.path, "the model's directory")
     with staged_directory(out, force=force, is_artifact=is_artifact) as stage:
-        for name in art.manifest["files"]:
+        for name in art.manifest.files:
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(art.path / name, stage / name, follow_symlinks=False)
-        finalize_manifest(stage, {k: v for k, v in art.manifest.items() if k not in ("files", "digest", "size_bytes")})
+        finalize_manifest(stage, art.manifest.derived())
     return Artifact.load(out)
 
 
@@ -104,44 +96,36 @@ def _adopted(root: Path, model_file: str, graphs: dict | None = None) -> Artifac
     companions = [c for c in COMPANIONS if c not in graph_names and (root / c).is_file() and c not in linked]
     check_companions(root, companions)
     names = [*graph_names, *extra, *companions]
-    files = {n: {"sha256": sha256_file(root / n), "size": os.path.getsize(root / n)} for n in names}
+    files = hash_files(root, names)
     try:
         inputs, outputs, opset, params = onnx_signature(model_path)
     except Exception as exc:  # onnx's DecodeError and friends
         raise BadInput(f"{model_path}: not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
     if not outputs or not opset:
         raise BadInput(f"{model_path}: not an ONNX model (no graph outputs or opset); it may be truncated or another format")
-    manifest = {
-        "schema_version": 1,
-        "kind": "edgedeploy-artifact",
-        "source": {
-            "kind": "onnx",
-            "name": root.name if model_file == MODEL or graphs else model_path.stem,
-            "path": str(model_path.resolve()),
-            "family": _family(inputs),
-        },
-        "lineage": {"parent": None, "step": "adopt"},
-        "model_file": model_file,
-        "files": files,
-        "size_bytes": sum(f["size"] for f in files.values()),
-        "opset": opset,
-        "inputs": inputs,
-        "outputs": outputs,
-        "parameters": params,
-        "validation": NOT_RUN,
-    }
-    vocab = _vocab_size(root)
-    if vocab:
-        manifest["vocab_size"] = vocab
+    name = root.name if model_file == MODEL or graphs else model_path.stem
+    manifest = Manifest(
+        source=SourceInfo(kind="onnx", name=name, path=str(model_path.resolve()), family=_family(inputs)),
+        lineage=Lineage(step="adopt"),
+        model_file=model_file,
+        files=files,
+        size_bytes=sum(f.size for f in files.values()),
+        opset=opset,
+        inputs=inputs,
+        outputs=outputs,
+        parameters=params,
+        validation=Validation(passed=None, reason=NOT_RUN),
+        vocab_size=_vocab_size(root),
+    )
     if graphs:
         try:
-            manifest["graphs"], manifest["parameters"] = graph_entries(root, graphs)
+            manifest.graphs, manifest.parameters = graph_entries(root, graphs)
         except Exception as exc:  # onnx's DecodeError and friends
             raise BadInput(f"{root}: a graph is not a readable ONNX model ({type(exc).__name__}: {str(exc)[:200]})") from None
-        manifest["generation"] = _seq2seq_generation(root, manifest["graphs"])
+        manifest.generation = _seq2seq_generation(root, manifest.graph("decoder-with-past").inputs)
     art = Artifact(root, manifest, adopted=True)
     art.external_data = extra
-    art.name = manifest["source"]["name"]
+    art.name = name
     return art
 
 
@@ -176,19 +160,17 @@ def _vocab_size(root: Path) -> int | None:
     return v or None
 
 
-def _seq2seq_generation(root: Path, graphs: list[dict]) -> dict:
+def _seq2seq_generation(root: Path, past: list[TensorSpec]) -> Generation:
     """What generation needs, from config.json (the graphs carry the cache's shape): the start
     token as transformers' generate picks it (decoder_start_token_id, else bos, else pad)."""
     cfg = _config(root)
     start = next((_count(cfg.get(k)) for k in ("decoder_start_token_id", "bos_token_id", "pad_token_id") if _count(cfg.get(k)) is not None), None)
     if start is None:
         raise BadInput(f"{root}: an encoder-decoder needs config.json with decoder_start_token_id (or bos/pad) to generate")
-    past = next(g for g in graphs if g["role"] == "decoder-with-past")["inputs"]
-    return {
-        "kv_cache": True,
-        "layers": sum(1 for i in past if i["name"].startswith("past_key_values.") and i["name"].endswith(".decoder.key")),
-        "max_positions": next((_count(cfg.get(k)) for k in ("max_target_positions", "max_position_embeddings") if _count(cfg.get(k))), None),
-        "eos_token_id": cfg.get("eos_token_id") if _count(cfg.get("eos_token_id")) is not None else None,
-        "architecture": "encoder-decoder",
-        "decoder_start_token_id": start,
-    }
+    return Generation(
+        layers=sum(1 for i in past if i.name.startswith("past_key_values.") and i.name.endswith(".decoder.key")),
+        max_positions=next((_count(cfg.get(k)) for k in ("max_target_positions", "max_position_embeddings") if _count(cfg.get(k))), None),
+        eos_token_id=cfg.get("eos_token_id") if _count(cfg.get("eos_token_id")) is not None else None,
+        architecture="encoder-decoder",
+        decoder_start_token_id=start,
+    )

@@ -13,7 +13,7 @@ import json
 import os
 import platform
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from edgedeploy import __version__
 from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.bounded import MAX_ONNX_BYTES, check_size, read_bounded
 from edgedeploy.core.errors import BadInput
-from edgedeploy.core.manifest import SCHEMA_VERSION, Manifest
+from edgedeploy.core.manifest import SCHEMA_VERSION, FileEntry, Manifest, TensorSpec
 from edgedeploy.core.options import describe_error
 from edgedeploy.runtimes.inputs import ALIASES
 
@@ -74,7 +74,7 @@ def utc_now() -> str:
 @dataclass
 class Artifact:
     path: Path
-    manifest: dict = field(default_factory=dict)
+    manifest: Manifest
     external_data: list[str] | None = None  # the model's external-data files, once verified
     adopted: bool = False  # a model edgedeploy did not write (core/adopt.py): only its listed files are its own
     name: str = ""
@@ -84,15 +84,12 @@ class Artifact:
 
     @property
     def model_path(self) -> Path:
-        return self.path / self.manifest.get("model_file", MODEL)
+        return self.path / self.manifest.model_file
 
     @property
     def graph_files(self) -> dict[str, str]:
         """{role: file} of every graph; a single-graph artifact has the one role ``model``."""
-        graphs = self.manifest.get("graphs")
-        if not graphs:
-            return {"model": self.manifest.get("model_file", MODEL)}
-        return {g["role"]: g["file"] for g in graphs}
+        return self.manifest.graph_files
 
     @property
     def is_seq2seq(self) -> bool:
@@ -101,17 +98,14 @@ class Artifact:
     def validated_dims(self) -> dict[str, int]:
         """{symbolic dim: size} from the first validation case, for the dims other than batch and
         sequence (and a decoder's past): what an input generator binds when nobody says."""
-        cases = (self.manifest.get("validation") or {}).get("cases") or []
-        shapes = cases[0].get("inputs") if cases and isinstance(cases[0], dict) else None
-        if not isinstance(shapes, dict):
-            return {}
+        shapes = self.manifest.validation.first_shapes() if self.manifest.validation else {}
         common = {n for names in ALIASES.values() for n in names}
         dims: dict[str, int] = {}
         for spec in self.inputs:
-            got = shapes.get(spec.get("name"))
-            if not isinstance(got, list) or len(got) != len(spec.get("shape") or []):
+            got = shapes.get(spec.name)
+            if not isinstance(got, list) or len(got) != len(spec.shape):
                 continue
-            for d, v in zip(spec["shape"], got):
+            for d, v in zip(spec.shape, got):
                 if isinstance(d, str) and d not in common and "past" not in d and "+" not in d and type(v) is int and v > 0:
                     dims.setdefault(d, v)
         return dims
@@ -125,11 +119,19 @@ class Artifact:
     @property
     def digest(self) -> str:
         """Content hash of the artifact: sha256 over the sorted file hashes."""
-        return digest_of_files(self.manifest["files"])
+        return digest_of_files(self.manifest.files)
 
     @property
-    def inputs(self) -> list[dict]:
-        return self.manifest["inputs"]
+    def inputs(self) -> list[TensorSpec]:
+        return self.manifest.inputs
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.manifest.inputs]
+
+    def signature(self) -> list[dict]:
+        """The model's inputs as the runtime's input generator takes them (name, dtype, shape)."""
+        return [i.model_dump(mode="json") for i in self.manifest.inputs]
 
     @classmethod
     def load(cls, path, verify: bool = True) -> Artifact:
@@ -152,8 +154,7 @@ class Artifact:
             raise BadInput(f"{mpath}: manifest lacks {', '.join(missing)}")
         if isinstance(manifest["schema_version"], int) and manifest["schema_version"] > SCHEMA_VERSION:
             raise BadInput(f"{mpath}: schema_version {manifest['schema_version']} is newer than this edgedeploy understands; upgrade edgedeploy")
-        _check_manifest(mpath, manifest)
-        art = cls(path, manifest)
+        art = cls(path, _check_manifest(mpath, manifest))
         if verify:
             problems = art.verify()
             if problems:
@@ -163,7 +164,7 @@ class Artifact:
     def verify(self) -> list[str]:
         """Every problem with the directory against its manifest (empty when intact): a file
         missing, changed, unlisted or a link, an empty model, unlisted or unsafe external data."""
-        listed = self.manifest["files"]
+        listed = self.manifest.files
         graphs = list(dict.fromkeys(self.graph_files.values()))
         problems = [f"{name}: {why}" for name in sorted({*listed, *graphs}) if (why := unsafe_relative_path(name))]
         if problems:
@@ -175,12 +176,12 @@ class Artifact:
         for name, meta in sorted(listed.items()):
             if name not in on_disk:
                 problems.append(f"{name} is missing")
-            elif on_disk[name] != meta["size"]:
-                problems.append(f"{name} has {on_disk[name]} bytes, manifest says {meta['size']}")
-            elif sha256_file(self.path / name) != meta["sha256"]:
+            elif on_disk[name] != meta.size:
+                problems.append(f"{name} has {on_disk[name]} bytes, manifest says {meta.size}")
+            elif sha256_file(self.path / name) != meta.sha256:
                 problems.append(f"{name} checksum (sha256) differs from the manifest")
         problems += [f"{name} is not listed in the manifest; remove it or re-export" for name in sorted(set(on_disk) - set(listed))]
-        problems += [f"{g} is empty" for g in graphs if not problems and listed[g]["size"] == 0]
+        problems += [f"{g} is empty" for g in graphs if not problems and listed[g].size == 0]
         if not problems:
             extra: list[str] = []
             for g in graphs:
@@ -259,10 +260,10 @@ def _listed_on_disk(root: Path, listed) -> tuple[dict[str, int], list[str]]:
     return files, problems
 
 
-def _check_manifest(mpath: Path, manifest: dict) -> None:
+def _check_manifest(mpath: Path, manifest: dict) -> Manifest:
     """The manifest's types against ``Manifest`` (``edgedeploy schema manifest``); every problem at once."""
     try:
-        Manifest.model_validate(manifest)
+        return Manifest.model_validate(manifest)
     except ValidationError as exc:
         problems = [f"{'.'.join(map(str, e['loc']))}: {describe_error(e)}" for e in exc.errors()]
         raise BadInput(
@@ -272,19 +273,24 @@ def _check_manifest(mpath: Path, manifest: dict) -> None:
         ) from None
 
 
-def digest_of_files(files: dict) -> str:
+def digest_of_files(files: dict[str, FileEntry]) -> str:
     h = hashlib.sha256()
     for name in sorted(files):
-        h.update(f"{name}\0{files[name]['sha256']}\n".encode())
+        h.update(f"{name}\0{files[name].sha256}\n".encode())
     return h.hexdigest()
 
 
-def hash_directory(root: Path) -> dict:
+def hash_directory(root: Path) -> dict[str, FileEntry]:
     """sha256 and size of every file a step wrote into its staging dir (links are refused)."""
     sizes, problems = _walk(Path(root))
     if problems:
         raise BadInput(f"{root}: {problems[0]}")
-    return {rel: {"sha256": sha256_file(Path(root) / rel), "size": size} for rel, size in sorted(sizes.items())}
+    return hash_files(root, sorted(sizes))
+
+
+def hash_files(root: Path, names) -> dict[str, FileEntry]:
+    """sha256 and size of each named file under ``root``."""
+    return {rel: FileEntry(sha256=sha256_file(Path(root) / rel), size=os.path.getsize(Path(root) / rel)) for rel in names}
 
 
 def external_data_locations(model_path: Path) -> list[str]:
@@ -346,52 +352,12 @@ def check_external_data(model_path: Path) -> None:
     external_data_locations(model_path)
 
 
-def finalize_manifest(stage: Path, manifest: dict) -> dict:
-    """Hash every file in the staging dir and write the manifest last."""
-    manifest = dict(manifest)
-    manifest["schema_version"] = SCHEMA_VERSION
-    manifest["files"] = hash_directory(stage)
-    manifest["size_bytes"] = sum(m["size"] for m in manifest["files"].values())
-    manifest.setdefault("created", utc_now())
-    manifest.setdefault("tool_versions", tool_versions())
-    manifest["digest"] = digest_of_files(manifest["files"])
-    write_json_atomic(stage / MANIFEST, manifest)
+def finalize_manifest(stage: Path, manifest: Manifest) -> Manifest:
+    """Hash every file in the staging dir into ``manifest`` and write it last."""
+    files = hash_directory(stage)
+    manifest = manifest.model_copy(update={"schema_version": SCHEMA_VERSION, "files": files, "digest": digest_of_files(files)})
+    manifest.size_bytes = sum(f.size for f in files.values())
+    manifest.created = manifest.created or utc_now()
+    manifest.tool_versions = manifest.tool_versions or tool_versions()
+    write_json_atomic(stage / MANIFEST, manifest.as_json())
     return manifest
-
-
-def onnx_signature(model_path: Path) -> tuple[list[dict], list[dict], int, int]:
-    """Inputs/outputs with symbolic dims, the default-domain opset and parameter count."""
-    import onnx
-
-    model = load_graph(model_path)
-
-    def describe(values):
-        out = []
-        for v in values:
-            tt = v.type.tensor_type
-            dims = []
-            for d in tt.shape.dim:
-                dims.append(d.dim_param if d.dim_param else (d.dim_value if d.HasField("dim_value") else "?"))
-            out.append({"name": v.name, "dtype": onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name, "shape": dims})
-        return out
-
-    init_names = {i.name for i in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in init_names]
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    params = 0
-    for t in model.graph.initializer:
-        n = 1
-        for d in t.dims:
-            n *= d
-        params += n
-    return describe(inputs), describe(model.graph.output), opset, params
-
-
-def graph_entries(root: Path, graph_files: dict) -> tuple[list[dict], int]:
-    """Each graph's manifest entry (role, file, signature, parameters), and the model's
-    parameters: encoder + decoder (the decoder-with-past graph holds a copy of the decoder's)."""
-    graphs = []
-    for role, name in graph_files.items():
-        ins, outs, _, params = onnx_signature(root / name)
-        graphs.append({"role": role, "file": name, "inputs": ins, "outputs": outs, "parameters": params})
-    return graphs, sum(g["parameters"] for g in graphs if g["role"] != "decoder-with-past")

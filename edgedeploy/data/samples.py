@@ -42,7 +42,7 @@ class SampleSource:
         self.max_length = max_length
         self.pad_to_max = pad_to_max  # histogram calibrators need equal shapes across samples
         self.allow_random = allow_random
-        self.input_names = [i["name"] for i in artifact.inputs]
+        self.input_names = artifact.input_names
         if self.path is None and not allow_random:
             raise BadInput("no sample data: pass --data/--calib-data FILE (TSV/CSV/JSONL text or .npz), or --random-calibration")
         if self.path is not None and not self.path.is_file():
@@ -144,13 +144,13 @@ class SampleSource:
             yield {n: arrays[n][i : min(i + self.batch, total)] for n in self.input_names}
 
     def _random(self):
-        sig = self.artifact.inputs
+        sig = self.artifact.signature()
         fill = self.artifact.validated_dims()  # an image's height, SAM's points: the sizes validation ran at
         done = 0
         seed = self.offset  # another split: other generated inputs
         while done < self.limit:
             b = min(self.batch, self.limit - done)
             shape = {**fill, "batch": b, "sequence": 32}
-            yield generate(sig, shape, seed=seed, vocab_size=self.artifact.manifest.get("vocab_size"), strict=False)
+            yield generate(sig, shape, seed=seed, vocab_size=self.artifact.manifest.vocab_size, strict=False)
             done += b
             seed += 1

@@ -82,7 +82,7 @@ def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None, cache: di
     for i, (model, art, sub) in enumerate(zip(job["models"], arts, unique_file_names(m["name"] for m in job["models"]))):
         if cache is not None:
             k = cache["keys"][i]
-            model["path"] = f"{cache['root']}/{k}/{art.manifest.get('model_file', 'model.onnx')}"
+            model["path"] = f"{cache['root']}/{k}/{art.manifest.model_file}"
             _graph_paths(model, art, f"{cache['root']}/{k}")
             if k in cache["have"] or (dest / "cache" / k).exists():
                 continue
@@ -96,7 +96,7 @@ def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None, cache: di
         for name in art.model_files():
             (dest / sub / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(art.path / name, dest / sub / name, follow_symlinks=False)
-        model["path"] = (sub / art.manifest.get("model_file", "model.onnx")).as_posix()
+        model["path"] = (sub / art.manifest.model_file).as_posix()
         _graph_paths(model, art, sub.as_posix())
     if job.get("save_outputs"):
         job["save_outputs"] = "outputs"

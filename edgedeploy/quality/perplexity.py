@@ -66,8 +66,7 @@ def windows(n: int, window: int, stride: int):
 def perplexity(art, data: Path, *, reference=None, text_column="text", limit=None, window: int | None = None, stride: int | None = None) -> dict:
     art.require_single_graph("--metric perplexity (a decoder's)")
     ids = token_stream(art, data, text_column, limit)
-    gen = art.manifest.get("generation") if isinstance(art.manifest.get("generation"), dict) else {}
-    max_pos = gen.get("max_positions") if isinstance(gen.get("max_positions"), int) else None
+    max_pos = art.manifest.max_positions
     window = window or min(max_pos or DEFAULT_WINDOW, DEFAULT_WINDOW)
     if max_pos and window > max_pos:
         raise BadInput(f"--window {window} exceeds the model's {max_pos} positions")

@@ -25,13 +25,10 @@ def seq2seq_eval(art, ref, data: Path, text_column: str, limit: int | None) -> d
         raise BadInput(f"{art.path}: an encoder-decoder is evaluated against --reference PARENT, by generation (there are no labels to score)")
     if set(art.graph_files) != set(ref.graph_files):
         raise BadInput(f"{ref.path}: its graphs ({', '.join(ref.graph_files)}) are not those of {art.path}")
-    if not any(i["name"] == "input_ids" for i in art.inputs):
-        raise BadInput(f"{art.path}: its encoder takes {art.inputs[0]['name']}, not text; eval reads text (quantize measured it on random inputs)")
+    if "input_ids" not in art.input_names:
+        raise BadInput(f"{art.path}: its encoder takes {art.input_names[0]}, not text; eval reads text (quantize measured it on random inputs)")
     src = SampleSource(art, data, text_column, limit=limit or 64, batch=1)
-    gen = art.manifest.get("generation") if isinstance(art.manifest.get("generation"), dict) else {}
-    fid = compare_seq2seq(
-        art.path, ref.path, art.graph_files, gen.get("decoder_start_token_id", 0), art.manifest.get("vocab_size"), samples=iter(src)
-    )
+    fid = compare_seq2seq(art.path, ref.path, art.graph_files, art.manifest.start_token, art.manifest.vocab_size, samples=iter(src))
     fid["reference"] = str(ref.path)
     return {
         "artifact": str(art.path),

@@ -12,6 +12,7 @@ from edgedeploy.core.artifact import Artifact, finalize_manifest
 from edgedeploy.core.atomic import checkpoint, refuse_inside, refuse_same
 from edgedeploy.core.derive import copy_companions, derive, derived_manifest
 from edgedeploy.core.errors import BadInput, ValidationFailed
+from edgedeploy.core.manifest import Fidelity, Quantization
 from edgedeploy.core.options import coerce
 from edgedeploy.data.datasets import iter_rows
 from edgedeploy.data.samples import SampleSource
@@ -46,8 +47,8 @@ QUANTIZED_OPS = {
 
 
 def already_quantized(art: Artifact, model) -> str | None:
-    if art.manifest.get("quantization"):
-        return f"it was made by 'edgedeploy quantize --method {art.manifest['quantization']['method']}'"
+    if art.manifest.quantization is not None:
+        return f"it was made by 'edgedeploy quantize --method {art.manifest.quantization.method}'"
     ops = {n.op_type for n in model.graph.node} & QUANTIZED_OPS
     if ops:
         return f"its graph already holds {', '.join(sorted(ops))}"
@@ -91,17 +92,25 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
             _check_held_out(search, fid, parent, opts, stage / "model.onnx", eval_src)
         copy_companions(parent, stage)
         size, parent_size = (stage / "model.onnx").stat().st_size, parent.model_path.stat().st_size
-        quantization = {"method": method, "profile": plan["profile"], "settings": used, "chosen_by": plan["chosen_by"], "options": opts.recorded()}
-        quantization |= {"nodes_kept_float": excluded, "exclude_patterns": resolved, "preprocess": pre_info, "model_bytes": size}
-        quantization |= {
-            "parent_model_bytes": parent_size,
-            "compression_ratio": parent_size / size,
-            "notes": plan["notes"],
-            "accuracy_search": search,
-        }
-        if eval_src.kind == "random" or (calib_src is not None and calib_src.kind == "random"):
-            quantization["warning"] = "calibration and/or fidelity used random inputs, not real data"
-        finalize_manifest(stage, derived_manifest(parent, stage, f"quantize:{method}", quantization=quantization, fidelity=fid))
+        random = eval_src.kind == "random" or (calib_src is not None and calib_src.kind == "random")
+        quantization = Quantization(
+            method=method,
+            profile=plan["profile"],
+            settings=used,
+            chosen_by=plan["chosen_by"],
+            options=opts.recorded(),
+            nodes_kept_float=excluded,
+            exclude_patterns=resolved,
+            preprocess=pre_info,
+            model_bytes=size,
+            parent_model_bytes=parent_size,
+            compression_ratio=parent_size / size,
+            notes=plan["notes"],
+            accuracy_search=search,
+            warning="calibration and/or fidelity used random inputs, not real data" if random else None,
+        )
+        manifest = derived_manifest(parent, stage, f"quantize:{method}", quantization=quantization, fidelity=Fidelity.model_validate(fid))
+        finalize_manifest(stage, manifest)
         checkpoint()
     return Artifact.load(out)
 
@@ -122,7 +131,7 @@ def _plan(artifact, out: Path, opts: QuantizeOptions) -> tuple[Artifact, dict]:
     if why:
         raise BadInput(f"{parent.path}: is already quantized ({why}); quantize the float parent instead")
     method_settings, chosen_by = settings_mod.resolve(opts.method, prof, opts.overrides())
-    methods.get(opts.method).for_family(parent.manifest["source"].get("family"), method_settings, chosen_by)
+    methods.get(opts.method).for_family(parent.manifest.source.family, method_settings, chosen_by)
     notes = settings_mod.predictions(opts.method, prof, any(n.op_type == "Conv" for n in parent_model.graph.node))
     for n in notes:
         log.warning("note: %s", n)

@@ -15,6 +15,7 @@ from edgedeploy.core.artifact import Artifact, finalize_manifest
 from edgedeploy.core.atomic import checkpoint
 from edgedeploy.core.derive import copy_companions, derive, derived_manifest
 from edgedeploy.core.errors import BadInput, ValidationFailed
+from edgedeploy.core.manifest import Fidelity, Quantization
 from edgedeploy.data.samples import SampleSource
 from edgedeploy.quality.seq2seq_fidelity import compare_seq2seq
 from edgedeploy.quantize import methods
@@ -53,7 +54,6 @@ def quantize_graphs(parent: Artifact, out: Path, opts, settings: dict, record: d
     if settings.get("int4_sensitive_8bit"):  # a default or a preset's, not a flag (refused above)
         settings["int4_sensitive_8bit"] = 0
         record["chosen_by"]["int4_sensitive_8bit"] = "encoder-decoder (the sensitivity ranking measures one graph)"
-    gen = parent.manifest.get("generation") if isinstance(parent.manifest.get("generation"), dict) else {}
     samples, inputs = _samples(parent, opts)
     with derive(out, force) as (work, stage):
         used, pre_info = {}, {}
@@ -67,28 +67,25 @@ def quantize_graphs(parent: Artifact, out: Path, opts, settings: dict, record: d
             used[role] = methods.get(method).run(pre, stage / name, settings, methods.RunContext())
             checkpoint()
         log.info("measuring fidelity against the parent by generation on %s", inputs["source"])
-        start, vocab = gen.get("decoder_start_token_id", 0), parent.manifest.get("vocab_size")
-        fid = compare_seq2seq(stage, parent.path, parent.graph_files, start, vocab, samples=samples)
+        fid = compare_seq2seq(stage, parent.path, parent.graph_files, parent.manifest.start_token, parent.manifest.vocab_size, samples=samples)
         fid.update({"inputs": inputs, "reference": parent.digest})
         if not fid["finite"]:
             raise ValidationFailed(f"{method} model produced NaN or Inf in generation; quantize with another method")
         copy_companions(parent, stage)
         size = sum((stage / n).stat().st_size for n in parent.graph_files.values())
         parent_size = sum((parent.path / n).stat().st_size for n in parent.graph_files.values())
-        quantization = {
+        quantization = Quantization(
             **record,
-            "method": method,
-            "settings": used["encoder"],
-            "graph_settings": used,
-            "nodes_kept_float": [],
-            "preprocess": pre_info,
-            "model_bytes": size,
-            "parent_model_bytes": parent_size,
-            "compression_ratio": parent_size / size,
-        }
-        manifest = derived_manifest(parent, stage, f"quantize:{method}", quantization=quantization, fidelity=fid)
-        if inputs["kind"] == "random":
-            manifest["quantization"]["warning"] = "fidelity used random encoder inputs, not real data"
+            method=method,
+            settings=used["encoder"],
+            graph_settings=used,
+            preprocess=pre_info,
+            model_bytes=size,
+            parent_model_bytes=parent_size,
+            compression_ratio=parent_size / size,
+            warning="fidelity used random encoder inputs, not real data" if inputs["kind"] == "random" else None,
+        )
+        manifest = derived_manifest(parent, stage, f"quantize:{method}", quantization=quantization, fidelity=Fidelity.model_validate(fid))
         finalize_manifest(stage, manifest)
         checkpoint()
     return Artifact.load(out)
@@ -99,8 +96,8 @@ def _samples(parent: Artifact, opts):
     text, one encoder input each, when the encoder reads text."""
     if opts.eval_data is None:
         return None, {"source": "random encoder inputs", "kind": "random"}
-    if not any(i["name"] == "input_ids" for i in parent.inputs):
-        raise BadInput(f"{parent.path}: its encoder takes {parent.inputs[0]['name']}, not text; leave --data out (fidelity on random inputs)")
+    if "input_ids" not in parent.input_names:
+        raise BadInput(f"{parent.path}: its encoder takes {parent.input_names[0]}, not text; leave --data out (fidelity on random inputs)")
     src = SampleSource(parent, opts.eval_data, opts.text_column, limit=opts.eval_samples, batch=1)
     next(iter(src))  # wrong columns or an empty file: exit 2 before any work
     return iter(src), src.describe()

@@ -52,15 +52,16 @@ class QuantizeResult(ArtifactResult):
     @classmethod
     def of(cls, art: Artifact, *, method: str | None = None, profile: str | None = None, **extra) -> QuantizeResult:
         """The record of a quantized artifact (``method``/``profile`` replace the manifest's, for tune)."""
-        q = art.manifest["quantization"]
+        q = art.manifest.quantization
         summary = QuantizeSummary(
-            method=method or q["method"],
-            profile=profile or q["profile"],
-            compression_ratio=q["compression_ratio"],
-            nodes_kept_float=len(q["nodes_kept_float"]),
-            warning=q.get("warning"),
+            method=method or q.method,
+            profile=profile or q.profile,
+            compression_ratio=q.compression_ratio,
+            nodes_kept_float=len(q.nodes_kept_float),
+            warning=q.warning,
         )
-        return cls(artifact=str(art.path), digest=art.digest, fidelity=art.manifest["fidelity"], quantization=summary, **extra)
+        fidelity = art.manifest.fidelity.model_dump(mode="json", exclude_none=True)
+        return cls(artifact=str(art.path), digest=art.digest, fidelity=fidelity, quantization=summary, **extra)
 
 
 class CompressResult(Result):

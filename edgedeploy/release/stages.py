@@ -52,7 +52,7 @@ def source_fingerprint(source: str, revision: str | None = None):
     if source.startswith(REFERENCE):
         return {"reference": source, "key": reference.key(source[len(REFERENCE) :])}
     if is_onnx_model(source):  # the files adopting it would take, by their hashes
-        return {"onnx": open_model(source).manifest["files"]}
+        return {"onnx": {name: f.model_dump() for name, f in open_model(source).manifest.files.items()}}
     return tree_fingerprint(resolve(source, revision=revision).path)
 
 
@@ -193,7 +193,7 @@ def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
         return ExportResult(
             artifact=str(art.path),
             digest=art.digest,
-            validation={k: art.manifest["validation"].get(k) for k in ("passed", "max_abs_diff", "inputs_from")},
+            validation=art.manifest.validation.model_dump(include={"passed", "max_abs_diff", "inputs_from"}),
         )
 
     return Stage(ids.export(model), inputs, run, deps=deps, intact=_artifact_intact)
@@ -249,7 +249,7 @@ def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
                 return EvalResult(variant=name, note=SEQ2SEQ_NOTE)
             out = evaluate(art.path, Path(d.eval), reference=res[ref].artifact, text_column=d.text_column, limit=d.max_rows)
             return EvalResult(**out, variant=name, note=SEQ2SEQ_NOTE)
-        if isinstance(art.manifest.get("generation"), dict):  # a decoder: perplexity on the text, and agreement with its float export
+        if art.manifest.is_decoder:  # a decoder: perplexity on the text, and agreement with its float export
             out = perplexity(
                 art, Path(d.eval), reference=None if is_ref else Artifact.load(res[ref].artifact), text_column=d.text_column, limit=d.max_rows
             )
@@ -257,7 +257,7 @@ def _eval_stage(recipe: Recipe, name: str, producer: StageId) -> Stage:
                 variant=name, samples=out["scored_tokens"], data=out["data"], perplexity=out, note="a decoder: perplexity, not accuracy"
             )
         # a model without a classification head (a sentence encoder) gets fidelity only
-        classifier = len(art.manifest["outputs"][0]["shape"]) == 2
+        classifier = len(art.manifest.outputs[0].shape) == 2
         label_column = d.label_column if classifier else None
         if is_ref and label_column is None:
             return EvalResult(variant=name, note=NOT_A_CLASSIFIER)

@@ -66,6 +66,6 @@ def tune_stage(recipe: Recipe, name: str, v: VariantSpec, out: Path) -> Stage:
         art = Artifact.load(out)
         w = doc["winner"]
         summary = {"winner": w["label"], "candidates": len(doc["candidates"]), "session": w["session"], "target": doc["target"]}
-        return QuantizeResult.of(art, method=f"tune:{art.manifest['quantization']['method']}", profile=doc["profile"], tune=summary)
+        return QuantizeResult.of(art, method=f"tune:{art.manifest.quantization.method}", profile=doc["profile"], tune=summary)
 
     return Stage(ids.quantize(name), inputs, run, deps=[parent], intact=ArtifactResult.intact)

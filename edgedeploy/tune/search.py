@@ -16,6 +16,7 @@ from edgedeploy.core.adopt import open_model
 from edgedeploy.core.artifact import Artifact, finalize_manifest, is_artifact
 from edgedeploy.core.atomic import checkpoint, refuse_inside, staged_directory
 from edgedeploy.core.errors import BadInput, InvalidBenchmark, ValidationFailed
+from edgedeploy.core.manifest import Fidelity, Lineage, RunSettings, TuneRecord
 from edgedeploy.core.options import coerce
 from edgedeploy.data import split as data_split
 from edgedeploy.device.doctor import resolve_profile
@@ -54,20 +55,20 @@ class Search:
     # -- building -------------------------------------------------------------------------
     def parents(self) -> dict[str, Path]:
         out = {"plain": self.parent.path}
-        src = self.parent.manifest.get("source", {})
-        fused_ok = src.get("kind") == "huggingface" and src.get("family") == "transformer" and src.get("path")
-        already = (self.parent.manifest.get("export") or {}).get("optimize", {}).get("applied")
-        if fused_ok and not already and not self.parent.adopted and not self.parent.manifest.get("generation") and Path(src["path"]).is_dir():
+        m = self.parent.manifest
+        fused_ok = m.source.kind == "huggingface" and m.source.family == "transformer" and m.source.path and Path(m.source.path).is_dir()
+        already = m.export is not None and m.export.fused
+        if fused_ok and not already and not self.parent.adopted and not m.is_decoder:
             out["fused"] = self.state.root / "fused"
         return out
 
     def _fused(self, path: Path) -> Path:
         if not is_artifact(path):
-            src = self.parent.manifest["source"]
+            src = self.parent.manifest.source
             log.info("tune: exporting the fused parent (onnxruntime.transformers fusions)")
             # SkipLayerNormalization left unfused: ORT fuses it again online unless the session
             # variant that disables SkipLayerNormFusion is measured faster (space.session_variants)
-            export(src["path"], path, task=src.get("task"), optimize=True, no_fusion=["skip_layer_norm"], force=True)
+            export(src.path, path, task=src.task, optimize=True, no_fusion=["skip_layer_norm"], force=True)
         return path
 
     def time_left_to_build(self) -> bool:
@@ -110,13 +111,13 @@ class Search:
             rec = self.state.record(cand, status="failed", error=str(exc), build_s=time.monotonic() - t)
             self.progress("built", rec=rec)
             return rec
-        f = art.manifest["fidelity"]
+        f, q = art.manifest.fidelity, art.manifest.quantization
         rec = {
             "status": "built",
-            "mean_cosine": f["mean_cosine"],
-            "worst_cosine": f["worst_cosine"],
-            "size_bytes": art.manifest["quantization"]["model_bytes"],
-            "nodes_kept_float": len(art.manifest["quantization"]["nodes_kept_float"]),
+            "mean_cosine": f.mean_cosine,
+            "worst_cosine": f.worst_cosine,
+            "size_bytes": q.model_bytes,
+            "nodes_kept_float": len(q.nodes_kept_float),
             "build_s": time.monotonic() - t,
         }
         if self.task_accuracy:
@@ -272,7 +273,7 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
 
 def _check(parent: Artifact, opts: TuneOptions, out: Path, force: bool) -> None:
     """Exit 2 before any work for what the search cannot do with these options."""
-    text = any(i["name"] == "input_ids" for i in parent.inputs)
+    text = "input_ids" in parent.input_names
     if parent.is_seq2seq:
         _check_seq2seq(parent, opts, text)
     else:
@@ -305,7 +306,7 @@ def _check_seq2seq(parent: Artifact, opts: TuneOptions, text: bool) -> None:
     if opts.max_accuracy_drop is not None:
         raise BadInput("--max-accuracy-drop scores labels; an encoder-decoder has none (budget --min-mean-cosine, measured by generation)")
     if not text and (opts.eval_data or opts.calib_data):
-        raise BadInput(f"{parent.path}: its encoder takes {parent.inputs[0]['name']}, not text; leave --data out (fidelity on random inputs)")
+        raise BadInput(f"{parent.path}: its encoder takes {parent.input_names[0]}, not text; leave --data out (fidelity on random inputs)")
 
 
 def _split(opts: TuneOptions, state: State) -> dict | None:
@@ -339,23 +340,23 @@ def _publish(state: State, parent: Artifact, leader: dict, doc: dict, out: Path,
     src = state.candidate_dir(leader["id"])
     art = Artifact.load(src)
     with staged_directory(out, force=force, is_artifact=is_artifact) as stage:
-        for name in art.manifest["files"]:
+        for name in art.manifest.files:
             if name in report.FILES:
                 continue
             (stage / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src / name, stage / name, follow_symlinks=False)
         report.write(doc, stage)
-        manifest = {k: v for k, v in art.manifest.items() if k not in ("files", "digest", "size_bytes")}
+        manifest = art.manifest.derived()
         # the tuned artifact's parent is the one given to tune (a fused export it made lived in the search state only)
         via = "the fused export of the parent" if leader["parent"] == "fused" else None
-        manifest["lineage"] = {"parent": parent.digest, "parent_path": str(parent.path), "step": f"tune:{leader['method']}", "via": via}
-        manifest["tune"] = report.manifest_record(doc)
+        manifest.lineage = Lineage(parent=parent.digest, parent_path=str(parent.path), step=f"tune:{leader['method']}", via=via)
+        manifest.tune = TuneRecord.model_validate(report.manifest_record(doc))
         if held is not None:  # the figures of record: rows the search never compared candidates on
-            manifest["tune"]["selection_fidelity"] = manifest["fidelity"]
+            manifest.tune.selection_fidelity = manifest.fidelity
             rows = doc["split"]["held_out_rows"]
             inputs = {"source": doc["split"]["file"], "rows": rows, "kind": "held-out rows of --data"}
-            manifest["fidelity"] = {**held["fidelity"], "inputs": inputs, "reference": parent.digest}
+            manifest.fidelity = Fidelity.model_validate({**held["fidelity"], "inputs": inputs, "reference": parent.digest})
         if doc["winner"]["session"]:  # what was measured is what `bench` and the device harness run
-            manifest["run"] = doc["winner"]["session"]
+            manifest.run = RunSettings.model_validate(doc["winner"]["session"])
         finalize_manifest(stage, manifest)
         checkpoint()

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgedeploy.core.artifact import utc_now
+from edgedeploy.core.artifact import Artifact, utc_now
 from edgedeploy.core.atomic import write_json_atomic
 from edgedeploy.core.errors import BadInput
 from edgedeploy.estimate import count
@@ -66,12 +66,11 @@ def load_run(run_dir: Path) -> RunData:
 
 
 def _artifact_facts(run_dir: Path, artifact: Path, digest: str, shape: str) -> dict:
-    manifest = json.loads((artifact / "edgedeploy.json").read_text())
-    model = manifest.get("model_file", "model.onnx")
-    graphs = [g["file"] for g in manifest.get("graphs") or []] or [model]
-    size = sum(f["size"] for name, f in manifest["files"].items() if any(name.startswith(g) for g in graphs))
-    flops = _flops(run_dir, artifact / model, digest, shape) if len(graphs) == 1 else None  # counted per graph at one shape: not for generation
-    return {"model_bytes": size, "parameters": manifest.get("parameters"), "flops": flops}
+    manifest = Artifact.load(artifact, verify=False).manifest
+    graphs = list(manifest.graph_files.values())
+    size = sum(f.size for name, f in manifest.files.items() if any(name.startswith(g) for g in graphs))
+    flops = _flops(run_dir, artifact / manifest.model_file, digest, shape) if len(graphs) == 1 else None  # per graph at one shape: not for generation
+    return {"model_bytes": size, "parameters": manifest.parameters, "flops": flops}
 
 
 def _flops(run_dir: Path, model: Path, digest: str, shape: str) -> dict:
