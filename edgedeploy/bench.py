@@ -11,7 +11,7 @@ from pydantic import Field
 
 from edgedeploy.core.adopt import open_model
 from edgedeploy.core.artifact import Artifact
-from edgedeploy.core.errors import BadInput, InvalidBenchmark
+from edgedeploy.core.errors import BadInput, InvalidBenchmark, ValidationFailed
 from edgedeploy.core.options import coerce
 from edgedeploy.device.doctor import resolve_profile
 from edgedeploy.device.options import RemoteOptions
@@ -52,6 +52,7 @@ def make_job(
     warmup=20,
     warmup_s=5.0,
     concurrency=1,
+    samples_per_query=8,
     qps=None,
     latency_budget_ms=None,
     threads=None,
@@ -73,16 +74,8 @@ def make_job(
     if providers:
         run["providers"] = list(providers)
     run["allow_fallback"] = allow_fallback
-    names = names or _unique_names(arts)
-    runs = model_runs or [artifact_run(a, threads) for a in arts]
     return {
-        "models": [
-            {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.vocab_size, "artifact_digest": a.digest}
-            | ({"run": r} if r else {})
-            | ({"max_positions": a.manifest.max_positions} if generate else {})
-            | _seq2seq(a, generate)
-            for n, a, r in zip(names, arts, runs)
-        ],
+        "models": _job_models(arts, names or _unique_names(arts), model_runs or [artifact_run(a, threads) for a in arts], generate),
         "shape": shape,
         "fill_dims": fill_dims or {},
         "shape_strict": shape_strict,
@@ -94,12 +87,24 @@ def make_job(
         "warmup": warmup,
         "warmup_s": warmup_s,
         "concurrency": concurrency,
+        "samples_per_query": samples_per_query,
         "qps": qps,
         "latency_budget_ms": latency_budget_ms,
         "seed": seed,
         "profile": {"name": profile["name"], "run": run},
         "save_outputs": str(save_outputs) if save_outputs else None,
     }
+
+
+def _job_models(arts: list[Artifact], names: list[str], runs: list, generate) -> list[dict]:
+    """Each model of a job: its name and path, the session settings it asks for, and what generation needs."""
+    return [
+        {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.vocab_size, "artifact_digest": a.digest}
+        | ({"run": r} if r else {})
+        | ({"max_positions": a.manifest.max_positions} if generate else {})
+        | _seq2seq(a, generate)
+        for n, a, r in zip(names, arts, runs)
+    ]
 
 
 def shape_settings(arts: list[Artifact], shape: str) -> dict:
@@ -178,6 +183,7 @@ def _job_settings(opts: MeasureOptions) -> dict:
         "duration_s": opts.duration,
         "warmup": opts.warmup,
         "concurrency": opts.concurrency,
+        "samples_per_query": opts.samples_per_query,
         "qps": opts.qps,
         "latency_budget_ms": opts.latency_budget,
         "threads": opts.threads,
@@ -232,6 +238,17 @@ def _finish(doc: dict, arts, n_extra: int, interleave: bool) -> dict:
         )
     doc["unstable"] = [r["name"] for r in doc["results"] if not r["stable"]]
     return doc
+
+
+def require_latency_budget(doc: dict) -> None:
+    """Exit 1 when a server run's p99 (from arrival) missed --latency-budget."""
+    missed = [r for r in doc["results"] if r.get("budget_held") is False]
+    if missed:
+        r = missed[0]
+        raise ValidationFailed(
+            f"latency budget missed: {r['name']} p99 {r['latency_ms']['p99']:.2f} ms from arrival at {r['target_qps']:g} qps, "
+            f"budget {r['latency_budget_ms']:g} ms; lower --qps, raise --concurrency or use a faster variant"
+        )
 
 
 def require_stable(doc: dict) -> None:

@@ -26,16 +26,24 @@ class MeasureOptions(Options):
         min_length=1,
         description="Bind symbolic dims; 'batch'/'sequence' are short names. Dims left open take the size validation ran them at.",
     )
-    scenario: Literal["single-stream", "offline", "server"] = Field("single-stream", description="What is measured.")
-    iterations: int = Field(200, ge=1, description="Steady-state inferences per model (upper bound).")
+    scenario: Literal["single-stream", "multi-stream", "offline", "server"] = Field(
+        "single-stream",
+        description="What is measured, as MLPerf LoadGen defines it: one query at a time; queries of --samples-per-query samples (p99 of the query); throughput; Poisson arrivals at --qps (p99 from arrival).",
+    )
+    iterations: int = Field(
+        200, ge=1, description="Steady-state inferences per model (upper bound; multi-stream and server run at least the 662 queries p99 needs)."
+    )
     duration: float = Field(60.0, gt=0, description="Time bound in seconds for the steady state.")
     warmup: int = Field(20, ge=0, description="Warm-up inferences (bounded to 5 s).")
     threads: int | None = Field(
         None, ge=1, le=MAX_THREADS, description=f"Override the profile's intra-op threads (at most {THREADS_PER_CPU} per CPU of the device)."
     )
-    concurrency: int = Field(1, ge=1, le=256, description="Sessions/threads for offline and server (one session each, up to 256).")
+    concurrency: int = Field(
+        1, ge=1, le=256, description="Sessions for offline and server, one thread each driving it; they split the intra-op threads (up to 256)."
+    )
+    samples_per_query: int = Field(8, ge=1, le=1024, description="Samples in one multi-stream query.")
     qps: float | None = Field(None, gt=0, description="Poisson arrival rate for the server scenario.")
-    latency_budget: float | None = Field(None, gt=0, description="p99 budget in ms for the server scenario.")
+    latency_budget: float | None = Field(None, gt=0, description="p99 budget in ms for the server scenario: the run's verdict.")
     baseline: Literal["torch"] | None = Field(None, description="Also time the PyTorch source model eagerly, interleaved.")
     note: str | None = Field(None, description="A label stored with the results and shown with the table (e.g. 'emulated').")
     providers: list[str] = Field(

@@ -3,13 +3,14 @@ returns the results document. Device-side: standard library, numpy, onnxruntime.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import environment, files, generate, inputs, limits, measure, seq2seq, session
 from .errors import JobError, ModelError
 from .names import unique_file_names
 
-SCENARIOS = ("single-stream", "offline", "server")
+SCENARIOS = ("single-stream", "multi-stream", "offline", "server")
 JOB_SCHEMA = 1
 DEFAULTS = {
     "scenario": "single-stream",
@@ -22,6 +23,7 @@ DEFAULTS = {
     "warmup": 20,
     "warmup_s": 5.0,
     "concurrency": 1,
+    "samples_per_query": 8,  # multi-stream: samples per query (LoadGen's default for vision)
     "qps": None,
     "latency_budget_ms": None,
     "block": 10,
@@ -38,7 +40,8 @@ def normalize(job: dict, base: Path | None = None) -> dict:
         raise JobError(f"scenario {job['scenario']!r}: use one of {', '.join(SCENARIOS)}")
     if not job.get("models"):
         raise JobError("job has no models")
-    for key, (lo, hi) in {"iterations": (1, None), "warmup": (0, None), "concurrency": (1, 256), "block": (1, None)}.items():
+    bounds = {"iterations": (1, None), "warmup": (0, None), "concurrency": (1, 256), "samples_per_query": (1, 1024), "block": (1, None)}
+    for key, (lo, hi) in bounds.items():
         v = job[key]
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
             raise JobError(f"{key} must be a positive integer, got {v!r:.80}")
@@ -50,6 +53,8 @@ def normalize(job: dict, base: Path | None = None) -> dict:
             raise JobError(f"{key} must be a positive number, got {v!r:.80}")
     if job["scenario"] == "server" and not job.get("qps"):
         raise JobError("the server scenario needs qps (queries per second)")
+    if job["scenario"] == "server":
+        _check_server_length(job["qps"], job["duration_s"])
     for key in ("shape", "fill_dims"):
         job[key] = _dims(job[key], key)
     if not isinstance(job["shape_strict"], bool):
@@ -151,6 +156,30 @@ def _dims(value, key: str) -> dict[str, int]:
     return dict(value)
 
 
+MAX_UNASKED_SERVER_S = 600
+
+
+def _check_server_length(qps: float, duration_s: float) -> None:
+    """A server run lasts at least the 662 arrivals p99 needs; one that would run past both
+    --duration and 10 minutes is refused rather than started (a longer --duration allows it)."""
+    seconds = measure.server_queries(qps, duration_s) / qps
+    if seconds > max(duration_s, MAX_UNASKED_SERVER_S):
+        raise JobError(
+            f"qps {qps:g}: the {measure.MIN_SAMPLES[99]} queries p99 needs would arrive over about {seconds:,.0f} s; "
+            f"raise --qps (at least {measure.MIN_SAMPLES[99] / max(duration_s, MAX_UNASKED_SERVER_S):.2f}) or --duration to {seconds:.0f}"
+        )
+
+
+def split_threads(run: dict, copies: int) -> dict:
+    """Each of ``copies`` concurrent sessions gets its share of the intra-op threads (the run's,
+    or one per CPU of the device when it leaves the count to onnxruntime), at least one: N
+    sessions split the device's threads instead of each taking all of them."""
+    if copies <= 1:
+        return run
+    total = run.get("intra_op_threads") or os.cpu_count() or 1
+    return {**run, "intra_op_threads": max(1, total // copies)}
+
+
 def _batch_of(feeds) -> int:
     first = next(iter(feeds.values()), None)
     return int(first.shape[0]) if first is not None and first.ndim else 1
@@ -166,7 +195,7 @@ def prepare(job: dict, interleave: bool | None = None):
         run_cfg["allow_spinning"] = False
     prepared = []
     for m in job["models"]:
-        copies = job["concurrency"] if job["scenario"] != "single-stream" else 1
+        copies = job["concurrency"] if job["scenario"] in ("offline", "server") else 1
         targets = []
         if job["generate"]:
             run = {**run_cfg, **m.get("run", {})}
@@ -184,7 +213,7 @@ def prepare(job: dict, interleave: bool | None = None):
             prepared.append({"model": m, "targets": [gen["timed"]], "session": info, "feeds": gen["feeds"], "sess": sess, "generation": gen})
             continue
         for _ in range(copies):
-            sess, info = session.create(m["path"], {**run_cfg, **m.get("run", {})})
+            sess, info = session.create(m["path"], split_threads({**run_cfg, **m.get("run", {})}, copies))
             feeds = _feeds(sess, m, job)
             names = [o.name for o in sess.get_outputs()]
             targets.append(measure.Timed(m["name"], (lambda s=sess, f=feeds, n=names: s.run(n, f)), _batch_of(feeds)))
@@ -203,6 +232,8 @@ def execute(job: dict, prepared: list[dict], interleave: bool, extra_targets=(),
     for p in prepared:
         if job["scenario"] == "single-stream":
             measured.append(measure.single_stream(p["targets"][0], **common))
+        elif job["scenario"] == "multi-stream":
+            measured.append(measure.multi_stream(p["targets"][0], job["samples_per_query"], **common))
         elif job["scenario"] == "offline":
             measured.append(measure.offline(p["targets"], **common))
         else:

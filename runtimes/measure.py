@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .stats import is_stable, summarize
+from .stats import MIN_SAMPLES, is_stable, summarize
 
 Progress = Callable[[str, int, int], None]
 
@@ -146,17 +146,16 @@ def server(
     progress=None,
 ) -> dict:
     """Poisson arrivals at ``qps``; latency counts from the scheduled arrival, so queueing
-    behind slow queries shows up in p99. ``targets`` are the worker sessions."""
+    behind slow queries shows up in p99. ``targets`` are the worker sessions. As LoadGen's
+    server scenario: at least ``duration_s`` of arrivals and at least as many queries as p99
+    needs (``iterations`` does not cap it), so the p99 and the budget's verdict are always there."""
     for t in targets:
         first_inference(t)
         warm_up(t, warmup, warmup_s)
-    # The first query arrives at once and the rest as a Poisson process, cut at duration_s, so
-    # a low rate ends on time instead of waiting for a draw with a mean of 1/qps seconds.
-    n = max(1, min(iterations, int(math.ceil(qps * duration_s))))
+    n = server_queries(qps, duration_s)
     rng = np.random.default_rng(seed)
+    # the first query arrives at once, the rest as a Poisson process
     arrivals = np.concatenate([[0.0], np.cumsum(rng.exponential(1.0 / qps, size=n - 1))])
-    arrivals = arrivals[arrivals <= duration_s]
-    n = len(arrivals)
     lat = [0.0] * n
     next_index = [0]
     lock = threading.Lock()
@@ -184,13 +183,42 @@ def server(
         {
             "target_qps": qps,
             "achieved_qps": n / wall if wall > 0 else None,
+            "queries": n,
+            "min_queries": MIN_SAMPLES[99],
             "latency_budget_ms": latency_budget_ms,
-            "budget_held": None if latency_budget_ms is None or p99 is None else bool(p99 <= latency_budget_ms),
+            "budget_held": None if latency_budget_ms is None else bool(p99 <= latency_budget_ms),
             "concurrency": len(targets),
         }
     )
-    if latency_budget_ms is not None and p99 is None:
-        res["budget_note"] = "p99 not available (fewer than 662 queries); raise --duration or --qps"
+    return res
+
+
+def server_queries(qps: float, duration_s: float) -> int:
+    """Queries of a server run: the arrivals of ``duration_s`` at ``qps``, and never fewer than p99 needs."""
+    return max(MIN_SAMPLES[99], int(math.ceil(qps * duration_s)))
+
+
+def multi_stream(target: Timed, samples_per_query: int, iterations: int, duration_s: float, warmup: int, warmup_s: float, progress=None) -> dict:
+    """LoadGen's MultiStream: a query is ``samples_per_query`` samples (here run back to back on
+    one session), the next query is issued when the last one completes, and the metric is the
+    p99 of query latency. At least as many queries as p99 needs; beyond that, ``iterations``
+    or ``duration_s``, whichever comes first."""
+    first_inference(target)
+    warm_up(target, warmup, warmup_s)
+    want = max(iterations, MIN_SAMPLES[99])
+    lat, t0 = [], _clock()
+    while len(lat) < want and not (len(lat) >= MIN_SAMPLES[99] and _clock() - t0 >= duration_s):
+        q = _clock()
+        for _ in range(samples_per_query):
+            target.run()
+        lat.append((_clock() - q) * 1e3)
+        if progress is not None and len(lat) % 50 == 0:
+            progress(target.name, len(lat), want)
+    wall = _clock() - t0
+    query = Timed(target.name, target.run, target.batch * samples_per_query)
+    query.latencies_ms, query.first_inference_ms, query.warmup = lat, target.first_inference_ms, target.warmup
+    res = describe(query, wall)
+    res.update({"samples_per_query": samples_per_query, "queries": len(lat), "min_queries": MIN_SAMPLES[99]})
     return res
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 
 import pytest
-from conftest import TESTS, cli, needs_minilm, one_line_error
+from conftest import TESTS, cli, one_line_error
 from hf_configs import build
 
 LFS = b"version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 90868376\n"

@@ -243,10 +243,11 @@ def test_bad_measurement_values(art, extra, needle):
     assert needle in refused("bench", art, *extra)
 
 
-def test_server_scenario_honours_duration(art):
+def test_a_server_run_too_slow_to_reach_p99_is_refused_before_it_starts(art):
+    """662 queries at 0.001 qps would take 7.7 days: exit 2 at once, saying what would do."""
     start = time.monotonic()
-    cli("bench", art, "--shape", "batch=1", "--scenario", "server", "--qps", "0.001", "--duration", "2", "--warmup", "0", check=0)
-    assert time.monotonic() - start < 30  # the first arrival used to be drawn with a mean of 1,000 s
+    line = refused("bench", art, "--shape", "batch=1", "--scenario", "server", "--qps", "0.001", "--duration", "2", "--warmup", "0")
+    assert "662 queries p99 needs" in line and "raise --qps (at least 1.10)" in line and time.monotonic() - start < 30
 
 
 def test_stale_quantize_scratch_is_removed(art, tmp_path):

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from edgedeploy.bench import BenchOptions
+from edgedeploy.bench import BenchOptions, require_latency_budget
 from edgedeploy.bench import require_stable as check_stable
 from edgedeploy.bench_fleet import bench_targets
 from edgedeploy.cli.common import check_result_file, emit_json, fmt_bytes, fmt_ms, json_option, refuse_inside_inputs, table, warn
@@ -154,9 +154,14 @@ def command(artifacts, output, as_json, **settings):
         if gen:
             click.echo(render_generation(gen))
         for r in doc["results"]:
-            if r.get("budget_held") is not None:
+            if r.get("target_qps") is not None:
+                verdict = "" if r["budget_held"] is None else f" vs budget {r['latency_budget_ms']:g} ms: {'held' if r['budget_held'] else 'MISSED'}"
                 click.echo(
-                    f"{r['name']}: p99 {fmt_ms(r['latency_ms']['p99'])} ms vs budget {r['latency_budget_ms']} ms: {'held' if r['budget_held'] else 'MISSED'}"
+                    f"{r['name']}: {r['queries']} queries at {r['target_qps']:g} qps, p99 {fmt_ms(r['latency_ms']['p99'])} ms from arrival{verdict}"
+                )
+            elif r.get("samples_per_query") is not None:
+                click.echo(
+                    f"{r['name']}: {r['queries']} queries of {r['samples_per_query']} samples, p99 {fmt_ms(r['latency_ms']['p99'])} ms per query"
                 )
         for r in doc["results"]:
             fell_back = (r.get("session") or {}).get("fallback")
@@ -170,3 +175,4 @@ def command(artifacts, output, as_json, **settings):
             click.echo(f"results: {output}")
     if require_stable:
         check_stable(doc)
+    require_latency_budget(doc)

@@ -1,0 +1,97 @@
+"""The scenarios as MLPerf LoadGen defines them, on targets with known service times (a sleep of
+a fixed length: what the latency must be is known in advance), then through the real harness
+and the CLI on a real ONNX Runtime session."""
+
+import json
+import time
+
+import pytest
+from conftest import cli, one_line_error
+
+from edgedeploy.runtimes import job, measure
+from edgedeploy.runtimes.stats import MIN_SAMPLES
+
+# sleep() overshoots by up to a few tenths of a millisecond on a loaded host: the bounds allow 1 ms
+SLACK_MS = 1.0
+
+
+def sleeper(service_ms: float, name: str = "sleep") -> measure.Timed:
+    return measure.Timed(name, lambda: time.sleep(service_ms / 1e3))
+
+
+def test_single_stream_reports_the_service_time():
+    r = measure.single_stream(sleeper(2.0), iterations=60, duration_s=30, warmup=2, warmup_s=1)
+    lat = r["latency_ms"]
+    assert r["samples"] == 60 and 2.0 <= lat["p50"] <= 2.0 + SLACK_MS and lat["p99"] is None  # 60 samples: no p99 claimed
+
+
+def test_server_below_capacity_runs_the_queries_p99_needs_and_holds_its_budget():
+    """10 % load (2 ms service at 50 qps): the run is at least the 662 queries p99 needs, though
+    one second of arrivals is 50; latency is the service time plus rare queueing."""
+    r = measure.server([sleeper(2.0)], qps=50, iterations=200, duration_s=1.0, warmup=2, warmup_s=1, latency_budget_ms=2.0 + 4 * SLACK_MS)
+    assert r["queries"] == r["samples"] == MIN_SAMPLES[99] == 662
+    assert 2.0 <= r["latency_ms"]["p50"] <= 2.0 + SLACK_MS and r["latency_ms"]["p99"] is not None
+    assert r["budget_held"] is True and 40 <= r["achieved_qps"] <= 60
+
+
+def test_an_overloaded_server_queues_and_misses_its_budget():
+    """5 ms service at 400 qps is twice the capacity: queries wait behind each other, so latency
+    from arrival grows far past the service time, and the verdict is a miss."""
+    r = measure.server([sleeper(5.0)], qps=400, iterations=200, duration_s=1.0, warmup=2, warmup_s=1, latency_budget_ms=20.0)
+    assert r["queries"] == 662 and r["budget_held"] is False
+    assert r["latency_ms"]["p99"] > 500 and r["achieved_qps"] < 220  # the queue: the last query waited about 1.6 s
+
+
+def test_two_sessions_serve_what_one_cannot():
+    """The same load with concurrency 2 (capacity 400/s for 300 qps) holds: p50 near the service time."""
+    one = measure.server([sleeper(5.0)], qps=300, iterations=200, duration_s=1.0, warmup=1, warmup_s=1, latency_budget_ms=50.0)
+    two = measure.server([sleeper(5.0), sleeper(5.0)], qps=300, iterations=200, duration_s=1.0, warmup=1, warmup_s=1, latency_budget_ms=50.0)
+    assert one["budget_held"] is False and two["budget_held"] is True and two["concurrency"] == 2
+    assert 5.0 <= two["latency_ms"]["p50"] <= 5.0 + 3 * SLACK_MS
+
+
+def test_multi_stream_times_whole_queries():
+    """A query of 3 samples of 1 ms takes 3 ms; the metric is the p99 of query latency, over the 662 queries it needs."""
+    r = measure.multi_stream(sleeper(1.0), samples_per_query=3, iterations=10, duration_s=30, warmup=2, warmup_s=1)
+    assert r["queries"] == r["samples"] == 662 and r["samples_per_query"] == 3 and r["batch"] == 3
+    assert 3.0 <= r["latency_ms"]["p50"] <= 3.0 + 2 * SLACK_MS and r["latency_ms"]["p99"] >= r["latency_ms"]["p50"]
+
+
+def test_concurrent_sessions_split_the_threads(tiny_onnx):
+    doc = job.run_job(
+        {
+            "models": [{"name": "tiny", "path": str(tiny_onnx)}],
+            "shape": {"batch": 4},
+            "scenario": "offline",
+            "concurrency": 2,
+            "iterations": 40,
+            "warmup": 1,
+            "profile": {"name": "test", "run": {"intra_op_threads": 2}},
+        }
+    )
+    assert doc["results"][0]["session"]["intra_op_threads"] == 1  # 2 sessions share 2 threads, not 2 each
+    assert job.split_threads({"intra_op_threads": 3}, 4) == {"intra_op_threads": 1}
+    assert job.split_threads({"intra_op_threads": 8}, 1) == {"intra_op_threads": 8}
+
+
+def test_bench_server_with_a_budget_prints_p99_and_the_verdict(tiny_onnx, tmp_path):
+    """The default --iterations (200) no longer caps a server run below the 662 queries p99 needs;
+    --duration 1 only keeps the test short. A missed budget is exit 1, after the table."""
+    proc = cli("bench", tiny_onnx, "--scenario", "server", "--qps", "1000", "--latency-budget", "1000", "--duration", "1", check=0)
+    assert "1000 queries at 1000 qps, p99" in proc.stdout and "vs budget 1000 ms: held" in proc.stdout
+    out = tmp_path / "r.json"
+    miss = cli("bench", tiny_onnx, "--scenario", "server", "--qps", "1000", "--latency-budget", "0.000001", "--duration", "1", "-o", out, check=1)
+    assert "MISSED" in miss.stdout and "latency budget missed" in one_line_error(miss)
+    assert json.loads(out.read_text())["results"][0]["budget_held"] is False  # the results are written before the verdict
+
+
+def test_bench_multi_stream(tiny_onnx):
+    proc = cli("bench", tiny_onnx, "--scenario", "multi-stream", "--samples-per-query", "4", "--json", check=0)
+    r = json.loads(proc.stdout)["results"][0]
+    assert r["samples_per_query"] == 4 and r["queries"] == 662 and r["latency_ms"]["p99"] is not None
+
+
+@pytest.mark.parametrize("bad", [{"samples_per_query": 0}, {"samples_per_query": 5000}])
+def test_bad_samples_per_query_is_a_job_error(tiny_onnx, bad):
+    with pytest.raises(job.JobError, match="samples_per_query"):
+        job.normalize({"models": [{"name": "tiny", "path": str(tiny_onnx)}], "scenario": "multi-stream", **bad})
