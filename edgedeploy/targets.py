@@ -28,7 +28,6 @@ class Target:
     """Runs a job on ``arts`` and returns the harness's results document."""
 
     label: str = "this host"
-    cache_models: bool = False  # keep models in the device's content-addressed cache between runs
 
     def profile_name(self, name: str | None) -> str:
         """The device profile the job is built with (``name`` resolved, or this target's default)."""
@@ -107,9 +106,18 @@ class SSHTarget(Target):
 
     local = False
 
-    def __init__(self, host: Host, *, python: str = "python3", timeout_s: float = DEFAULT_TIMEOUT_S, keep_remote: bool = False, bwlimit_kbps=None):
+    def __init__(
+        self,
+        host: Host,
+        *,
+        python: str = "python3",
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        keep_remote: bool = False,
+        bwlimit_kbps=None,
+        cache_models=True,
+    ):
         self.host, self.python, self.timeout_s, self.keep_remote, self.bwlimit_kbps = host, python, timeout_s, keep_remote, bwlimit_kbps
-        self.label = host.label
+        self.label, self.cache_models = host.label, cache_models
 
     def identity(self) -> dict:
         return {"host": self.label}
@@ -159,13 +167,10 @@ def ssh_target(entry: dict, opts) -> SSHTarget:
     )
     venv = entry.get("remote_venv") or opts.remote_venv
     python = f"{venv.rstrip('/')}/bin/python" if venv else entry.get("remote_python") or opts.remote_python
-    return SSHTarget(host, python=python, timeout_s=opts.timeout, keep_remote=opts.keep_remote, bwlimit_kbps=opts.bwlimit)
+    cache = getattr(opts, "device_cache", True)
+    return SSHTarget(host, python=python, timeout_s=opts.timeout, keep_remote=opts.keep_remote, bwlimit_kbps=opts.bwlimit, cache_models=cache)
 
 
-def target_for(host: str | None, opts, *, cache_models: bool = False) -> Target:
+def target_for(host: str | None, opts) -> Target:
     """The target a ``host`` setting names: this host when it is empty, else that device."""
-    if not host:
-        return LocalTarget()
-    target = ssh_target({"host": host}, opts)
-    target.cache_models = cache_models
-    return target
+    return ssh_target({"host": host}, opts) if host else LocalTarget()

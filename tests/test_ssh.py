@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -82,6 +83,22 @@ def test_full_remote_bench(server, mlp, tmp_path):
     assert doc["measured"] == "measured on testpi" and doc["remote"]["check"]["onnxruntime"]
     assert doc["results"][0]["samples"] == 30 and doc["profile"] == "rpi4"
     assert doc["environment"]["threads"]["intra_op"] == 4  # the profile's threads, set explicitly
+    assert server.leftovers() == []
+
+
+def test_a_second_bench_of_the_same_model_uploads_no_model(server, wide, tmp_path):
+    """The device keeps models in its content-addressed cache (hashed again there before each
+    run): the second bench of the same artifact uploads only the job and the runtime, and says
+    the model was cached; --no-device-cache uploads it with the run again."""
+    remote_bench(server, wide, "-o", tmp_path / "1.json", check=0)
+    second = remote_bench(server, wide, "-o", tmp_path / "2.json", check=0)
+    cache = [json.loads((tmp_path / f"{n}.json").read_text())["remote"]["model_cache"] for n in (1, 2)]
+    assert cache[0]["uploaded"] + cache[0]["reused"] == 1 and cache[1] == {**cache[0], "uploaded": 0, "reused": 1}
+    assert "1 model(s) cached and re-hashed there, 0 to upload" in second.stderr
+    assert float(re.search(r"uploading ([0-9.]+) MB", second.stderr).group(1)) < 1.0  # the runtime and the job; the 4 MB model stayed
+    plain = remote_bench(server, wide, "--no-device-cache", "-o", tmp_path / "3.json", check=0)
+    assert "model_cache" not in json.loads((tmp_path / "3.json").read_text())["remote"]
+    assert float(re.search(r"uploading ([0-9.]+) MB", plain.stderr).group(1)) >= 4.0
     assert server.leftovers() == []
 
 
@@ -204,6 +221,7 @@ def test_checksum_mismatch_after_upload(server, mlp, tmp_path):
         "batch=1",
         "--iterations",
         "5",
+        "--no-device-cache",  # the model travels with the run (a cached one would not be uploaded again)
         check=2,
     )
     line = one_line_error(proc)

@@ -22,3 +22,8 @@ class RemoteOptions(Options):
     connect_timeout: float = Field(10.0, gt=0, description="SSH connect timeout, seconds.")
     keep_remote: bool = Field(False, description="Leave the remote work directory in place.")
     bwlimit: float | None = Field(None, gt=0, description="Cap the upload rate, kB/s (slow field links).")
+    device_cache: bool = Field(
+        True,
+        description="Keep models in the device's content-addressed cache between runs, hashed again there before each (--no-device-cache: upload them with every run; 'edgedeploy cleanup --host' removes the cache).",
+        json_schema_extra={"off_flag": "--no-device-cache"},
+    )

@@ -244,7 +244,7 @@ def bench_remote(
     bwlimit_kbps: float | None = None,
     progress=None,
     save_outputs=None,
-    cache_models: bool = False,
+    cache_models: bool = True,
 ) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgedeploy-bundle-") as tmp:
         local = Path(tmp)
@@ -255,6 +255,10 @@ def bench_remote(
             keys = [model_cache.key(f) for f in files]
             root, have = model_cache.check(target, python, dict(zip(keys, files)))
             cache = {"root": root, "have": have, "keys": keys}
+            missing = len(set(keys) - set(have))
+            log.info(
+                "%s: device cache %s: %d model(s) cached and re-hashed there, %d to upload", target.label, root, len(set(keys)) - missing, missing
+            )
         sums = build_bundle(local, arts, job, Path(inputs_npz) if inputs_npz else None, cache)
         size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file())
         info = check_remote(target, python, size)

@@ -216,7 +216,7 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     out = Path(out)
     parent = open_model(artifact)
     _check(parent, opts, out, force)
-    target = target_for(opts.host, opts, cache_models=True)  # over SSH each model goes up once, then the device's cache
+    target = target_for(opts.host, opts)  # over SSH each model goes up once, then the device's cache (unless --no-device-cache)
     profile = load_profile(target.profile_name(resolve_profile(opts.profile)))
     pinned = {k: (str(v) if isinstance(v, Path) else v) for k, v in opts.recorded().items() if k in PINNED}
     state = State.open(out, parent.digest, pinned, opts.resume, force)
