@@ -55,6 +55,7 @@ def make_job(
     samples_per_query=8,
     qps=None,
     latency_budget_ms=None,
+    cooldown_c=None,
     threads=None,
     seed=0,
     run: dict | None = None,
@@ -90,6 +91,7 @@ def make_job(
         "samples_per_query": samples_per_query,
         "qps": qps,
         "latency_budget_ms": latency_budget_ms,
+        "cooldown_c": cooldown_c,
         "seed": seed,
         "profile": {"name": profile["name"], "run": run},
         "save_outputs": str(save_outputs) if save_outputs else None,
@@ -186,6 +188,7 @@ def _job_settings(opts: MeasureOptions) -> dict:
         "samples_per_query": opts.samples_per_query,
         "qps": opts.qps,
         "latency_budget_ms": opts.latency_budget,
+        "cooldown_c": opts.cooldown_c,
         "threads": opts.threads,
         "save_outputs": getattr(opts, "save_outputs", None),
         "providers": opts.providers,
@@ -237,7 +240,24 @@ def _finish(doc: dict, arts, n_extra: int, interleave: bool) -> dict:
             "measured interleaved with thread-pool spinning off, so targets do not steal each other's cores; absolute times are non-spinning latencies, ratios compare like with like"
         )
     doc["unstable"] = [r["name"] for r in doc["results"] if not r["stable"]]
+    doc["throttled"] = [r["name"] for r in doc["results"] if throttled(r)]
     return doc
+
+
+def throttled(result: dict) -> list[str]:
+    """Why the device cannot vouch for ``result`` (throttle flags, capped clocks; empty when it can)."""
+    return (result.get("device_state") or {}).get("throttled") or []
+
+
+def require_unthrottled(doc: dict) -> None:
+    """Exit 4 when a timing was taken while the device throttled or ran under-clocked."""
+    bad = [r for r in doc["results"] if throttled(r)]
+    if bad:
+        why = "; ".join(throttled(bad[0])[:3])
+        raise InvalidBenchmark(
+            f"THROTTLED: {', '.join(r['name'] for r in bad)} measured while the device throttled ({why}); "
+            "let it cool (--cooldown-c), check its power supply and cooling, and measure again"
+        )
 
 
 def require_latency_budget(doc: dict) -> None:

@@ -44,6 +44,12 @@ class MeasureOptions(Options):
     samples_per_query: int = Field(8, ge=1, le=1024, description="Samples in one multi-stream query.")
     qps: float | None = Field(None, gt=0, description="Poisson arrival rate for the server scenario.")
     latency_budget: float | None = Field(None, gt=0, description="p99 budget in ms for the server scenario: the run's verdict.")
+    cooldown_c: float | None = Field(
+        None,
+        gt=0,
+        le=150,
+        description="Before each model, wait (up to 10 min) until the device's hottest thermal zone is at or below this, degrees C.",
+    )
     baseline: Literal["torch"] | None = Field(None, description="Also time the PyTorch source model eagerly, interleaved.")
     note: str | None = Field(None, description="A label stored with the results and shown with the table (e.g. 'emulated').")
     providers: list[str] = Field(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import environment, files, generate, inputs, limits, measure, seq2seq, session
+from . import device_state, environment, files, generate, inputs, limits, measure, seq2seq, session
 from .errors import JobError, ModelError
 from .names import unique_file_names
 
@@ -26,6 +26,7 @@ DEFAULTS = {
     "samples_per_query": 8,  # multi-stream: samples per query (LoadGen's default for vision)
     "qps": None,
     "latency_budget_ms": None,
+    "cooldown_c": None,  # wait for the hottest thermal zone to cool to this before each model
     "block": 10,
     "pause_ms": 10.0,
     "inputs_npz": None,
@@ -47,7 +48,7 @@ def normalize(job: dict, base: Path | None = None) -> dict:
             raise JobError(f"{key} must be a positive integer, got {v!r:.80}")
         if hi is not None and v > hi:
             raise JobError(f"{key} {v}: at most {hi}")
-    for key in ("duration_s", "warmup_s", "qps", "latency_budget_ms"):
+    for key in ("duration_s", "warmup_s", "qps", "latency_budget_ms", "cooldown_c"):
         v = job[key]
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < float("inf")):
             raise JobError(f"{key} must be a positive number, got {v!r:.80}")
@@ -227,18 +228,32 @@ def execute(job: dict, prepared: list[dict], interleave: bool, extra_targets=(),
     common = dict(iterations=job["iterations"], duration_s=job["duration_s"], warmup=job["warmup"], warmup_s=job["warmup_s"], progress=progress)
     if interleave:
         targets = [p["targets"][0] for p in prepared] + list(extra_targets)
-        return measure.interleaved(targets, block=job["block"], pause_ms=job["pause_ms"], **common)
-    measured = []
-    for p in prepared:
-        if job["scenario"] == "single-stream":
-            measured.append(measure.single_stream(p["targets"][0], **common))
-        elif job["scenario"] == "multi-stream":
-            measured.append(measure.multi_stream(p["targets"][0], job["samples_per_query"], **common))
-        elif job["scenario"] == "offline":
-            measured.append(measure.offline(p["targets"], **common))
-        else:
-            measured.append(measure.server(p["targets"], job["qps"], latency_budget_ms=job["latency_budget_ms"], seed=job["seed"], **common))
-    return measured
+        return _watched(job, lambda: measure.interleaved(targets, block=job["block"], pause_ms=job["pause_ms"], **common))
+    return [_watched(job, lambda p=p: [_measure_one(job, p, common)])[0] for p in prepared]
+
+
+def _watched(job: dict, measure_fn) -> list[dict]:
+    """``measure_fn``'s results, each with the device's state before and after (and the
+    cool-down before, with ``cooldown_c``): THROTTLED when the device cannot vouch for them."""
+    cooldown = device_state.cool_down(job["cooldown_c"]) if job["cooldown_c"] is not None else None
+    before = device_state.read()
+    results = measure_fn()
+    after = device_state.read()
+    why = device_state.problems(before, after)
+    for r in results:
+        r["device_state"] = {"before": before, "after": after, "cooldown": cooldown, "throttled": why}
+    return results
+
+
+def _measure_one(job: dict, p: dict, common: dict) -> dict:
+    """One prepared model through the job's scenario."""
+    if job["scenario"] == "single-stream":
+        return measure.single_stream(p["targets"][0], **common)
+    if job["scenario"] == "multi-stream":
+        return measure.multi_stream(p["targets"][0], job["samples_per_query"], **common)
+    if job["scenario"] == "offline":
+        return measure.offline(p["targets"], **common)
+    return measure.server(p["targets"], job["qps"], latency_budget_ms=job["latency_budget_ms"], seed=job["seed"], **common)
 
 
 def assemble(job: dict, prepared: list[dict], measured: list[dict], interleave: bool) -> dict:

@@ -157,7 +157,7 @@ def test_gate_logic_on_a_hand_made_report():
         "name": "pi",
         "max_cv": 0.1,
         "budgets": {},
-        "results": {"int8": {"p90_ms": 40.0, "p50_ms": 35.0, "throughput": 28.0, "stable": True, "cv": 0.05}},
+        "results": {"int8": {"p90_ms": 40.0, "p50_ms": 35.0, "throughput": 28.0, "stable": True, "trusted": True, "distrust": [], "cv": 0.05}},
     }
     report = {"variants": [variant], "targets": [target]}
     target["budgets"] = {"max_size_mb": 30, "max_p90_ms": 50}
@@ -171,9 +171,12 @@ def test_gate_logic_on_a_hand_made_report():
     target["budgets"] = {"min_accuracy": 0.75}
     assert check(report)["exit_code"] == 0
     target["budgets"] = {"max_p90_ms": 50}
-    target["results"]["int8"].update(stable=False, cv=0.3)
+    target["results"]["int8"].update(stable=False, trusted=False, distrust=["UNSTABLE: CV 30.0% > 10%"], cv=0.3)
     g = check(report)
     assert g["exit_code"] == 4 and "UNSTABLE" in g["untrusted"][0]
+    target["results"]["int8"].update(stable=True, distrust=["THROTTLED: under-voltage before (vcgencmd get_throttled=0x50005)"])
+    g = check(report)  # a steady timing from a throttled device passes nothing either
+    assert g["exit_code"] == 4 and "THROTTLED" in g["untrusted"][0]
     target["budgets"] = {"max_p90_ms": 50, "max_size_mb": 10}  # a trusted miss outranks an untrusted timing
     assert check(report)["exit_code"] == 1
     target["budgets"] = {"min_throughput": 10}
@@ -437,3 +440,16 @@ def test_plot_ticks_are_round_and_undrawn_series_have_no_legend():
     assert [tick_label(v, ticks) for v in ticks] == ["0.97", "0.98", "0.99", "1.00", "1.01"]
     svg = bars(["fp32", "int8"], {"p50": [10.0, 5.0], "p90": [12.0, 6.0], "p99": [None, None]}, "ms", "latency")
     assert ">p50<" in svg and ">p90<" in svg and ">p99<" not in svg
+
+
+def test_emulated_and_throttled_timings_are_distrusted_unless_a_target_allows_emulation():
+    from types import SimpleNamespace
+
+    from edgedeploy.release.report.collect import _distrust
+
+    r = {"latency_ms": {"cv": 0.02}, "device_state": {"throttled": []}}
+    strict, lenient = SimpleNamespace(max_cv=0.1, allow_emulated=False), SimpleNamespace(max_cv=0.1, allow_emulated=True)
+    assert _distrust(r, True, strict, emulated=False) == []
+    assert _distrust(r, True, strict, emulated=True)[0].startswith("EMULATED") and _distrust(r, True, lenient, emulated=True) == []
+    r["device_state"]["throttled"] = ["under-voltage, throttled before (vcgencmd get_throttled=0x50005)"]
+    assert _distrust(r, True, lenient, emulated=True) == ["THROTTLED: under-voltage, throttled before (vcgencmd get_throttled=0x50005)"]

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import click
 
-from edgedeploy.bench import BenchOptions, require_latency_budget
+from edgedeploy.bench import BenchOptions, require_latency_budget, require_unthrottled, throttled
 from edgedeploy.bench import require_stable as check_stable
 from edgedeploy.bench_fleet import bench_targets
 from edgedeploy.cli.common import check_result_file, emit_json, fmt_bytes, fmt_ms, json_option, refuse_inside_inputs, table, warn
@@ -47,7 +47,7 @@ def render(doc: dict) -> str:
                 f"{r['throughput_per_s']:.1f}" if r["throughput_per_s"] else "n/a",
                 fmt_bytes(r["model_size_bytes"]) if r.get("model_size_bytes") else "-",
                 f"{r['ratio_to_first']:.2f}x" if r.get("ratio_to_first") else "-",
-                "yes" if r["stable"] else "UNSTABLE",
+                "THROTTLED" if throttled(r) else "yes" if r["stable"] else "UNSTABLE",
                 r["samples"],
             ]
         )
@@ -87,7 +87,7 @@ def render_generation(results: list[dict]) -> str:
 
 
 def render_fleet(results: dict, as_json: bool, require_stable: bool) -> None:
-    """A fleet's table (or JSON), then exit 3 when a device failed, 4 when one was unstable and that was required."""
+    """A fleet's table (or JSON), then exit 3 when a device failed, 4 when one throttled (or was unstable and that was required)."""
     rows = []
     for host, res in results.items():
         if "ok" in res:
@@ -102,7 +102,7 @@ def render_fleet(results: dict, as_json: bool, require_stable: bool) -> None:
                         p90,
                         f"{lat['cv']:.1%}",
                         f"{r['ratio_to_first']:.2f}x",
-                        "yes" if r["stable"] else "UNSTABLE",
+                        "THROTTLED" if throttled(r) else "yes" if r["stable"] else "UNSTABLE",
                     ]
                 )
         else:
@@ -114,8 +114,9 @@ def render_fleet(results: dict, as_json: bool, require_stable: bool) -> None:
     failed = [h for h, r in results.items() if "error" in r]
     if failed:
         raise EdgeDeployError(f"{len(failed)} of {len(results)} device(s) failed: {', '.join(failed)}", exit_code=3)
-    if require_stable:
-        for res in results.values():
+    for res in results.values():
+        require_unthrottled(res["ok"])
+        if require_stable:
             check_stable(res["ok"])
 
 
@@ -173,6 +174,7 @@ def command(artifacts, output, as_json, **settings):
             warn(f"unstable (CV > {UNSTABLE_CV:.0%}): {', '.join(doc['unstable'])}; the host is noisy, trust the ratios more than absolute times")
         if output:
             click.echo(f"results: {output}")
+    require_unthrottled(doc)
     if require_stable:
         check_stable(doc)
     require_latency_budget(doc)

@@ -232,6 +232,17 @@ def _fetch_outputs(target: ssh.Host, bundle: str, names: list[str], into: Path) 
         write_bytes_atomic(into / name, data)
 
 
+def _device_cache(target: ssh.Host, python: str, arts) -> dict:
+    """{"root", "have", "keys"}: which of ``arts`` the device's model cache holds intact (hashed there)."""
+    check_remote(target, python)
+    files = [model_cache.model_files(a) for a in arts]
+    keys = [model_cache.key(f) for f in files]
+    root, have = model_cache.check(target, python, dict(zip(keys, files)))
+    missing = len(set(keys) - set(have))
+    log.info("%s: device cache %s: %d model(s) cached and re-hashed there, %d to upload", target.label, root, len(set(keys)) - missing, missing)
+    return {"root": root, "have": have, "keys": keys}
+
+
 def bench_remote(
     target: ssh.Host,
     arts,
@@ -248,17 +259,7 @@ def bench_remote(
 ) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgedeploy-bundle-") as tmp:
         local = Path(tmp)
-        cache = None
-        if cache_models:
-            check_remote(target, python)
-            files = [model_cache.model_files(a) for a in arts]
-            keys = [model_cache.key(f) for f in files]
-            root, have = model_cache.check(target, python, dict(zip(keys, files)))
-            cache = {"root": root, "have": have, "keys": keys}
-            missing = len(set(keys) - set(have))
-            log.info(
-                "%s: device cache %s: %d model(s) cached and re-hashed there, %d to upload", target.label, root, len(set(keys)) - missing, missing
-            )
+        cache = _device_cache(target, python, arts) if cache_models else None
         sums = build_bundle(local, arts, job, Path(inputs_npz) if inputs_npz else None, cache)
         size = sum(f.stat().st_size for f in local.rglob("*") if f.is_file())
         info = check_remote(target, python, size)

@@ -26,8 +26,13 @@ class Latency(_Row):
     cv: float = Field(ge=0)
 
 
+class DeviceState(_Row):
+    throttled: list[str] = Field(default_factory=list, max_length=64, description="Why the device cannot vouch for the timing.")
+
+
 class Result(_Row):
     name: str
+    device_state: DeviceState | None = None
     latency_ms: Latency
     throughput_per_s: float | None = Field(None, ge=0)
     stable: bool

@@ -1,8 +1,9 @@
 """The release gate: every gated variant against every budget of every target.
 
-A budget whose value could not be measured fails; a latency or throughput budget read from
-an unstable benchmark (CV over the target's ``max_cv``) is not trusted either way and makes
-the gate exit 4, unless a trustworthy budget already failed (exit 1).
+A budget whose value could not be measured fails; a latency or throughput budget read from a
+timing the report does not trust (UNSTABLE: CV over the target's ``max_cv``; THROTTLED: the
+device throttled or ran under-clocked; EMULATED, unless the target allows it) passes nothing
+and makes the gate exit 4, unless a trustworthy budget already failed (exit 1).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from edgedeploy.release.budgets import TIMED, column, direction, unit
 
 def _value(field: str, variant: dict, measured: dict | None):
     if field in TIMED:
-        return (measured or {}).get(field), bool(measured and measured.get("stable"))
+        return (measured or {}).get(field), bool(measured and measured.get("trusted"))
     return variant.get(field), True
 
 
@@ -43,7 +44,7 @@ def check(report: dict) -> dict:
                     c["message"] = (
                         f"{v['name']} on {t['name']}: {budget} {shown:.4g}{u} vs {shown_limit:.4g}{u}: "
                         f"{'ok, ' + format(abs(miss), '.3g') + ' to spare' if ok else verb + ' ' + format(abs(miss), '.3g') + u + rel}"
-                        + ("" if trusted else f" [UNSTABLE: CV {measured['cv']:.1%} > {t['max_cv']:.0%}, not trusted]")
+                        + ("" if trusted else f" [{'; '.join(measured['distrust'])}: not trusted]")
                     )
                 checks.append(c)
     hard_fail = [c for c in checks if not c["passed"] and (c["trusted"] or c["value"] is None) and not _is_unmeasured_timing(c)]

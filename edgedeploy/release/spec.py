@@ -89,7 +89,10 @@ class TargetSpec(MeasureOptions, RemoteOptions):
     profile: str = Field("auto", description="Device profile; 'auto' is the closest to this host. An SSH target names its device.")
     host: str | None = Field(None, description="user@host[:port] or a ~/.ssh/config Host: measure there over SSH.")
     max_cv: float = Field(UNSTABLE_CV, gt=0, description="A timing with a larger coefficient of variation is not trusted by the gate.")
-    emulated: bool = Field(False, description="Timings come from an emulator: labelled EMULATED in the report.")
+    emulated: bool = Field(False, description="Timings come from an emulator: labelled EMULATED in the report, never trusted by a latency budget.")
+    allow_emulated: bool = Field(
+        False, description="Let an emulated target's timings pass or fail latency budgets (for testing a pipeline, not a device)."
+    )
     budgets: Budgets | None = Field(None, description="Budgets for this target only (override the recipe's per key).")
 
 

@@ -212,6 +212,7 @@ def _target_entry(data: RunData, t) -> dict:
     for r in doc.results:
         lat = r["latency_ms"]
         stable = lat["cv"] <= t.max_cv
+        why_not = _distrust(r, stable, t, doc.measured == "emulated")
         g = r.get("generation") or {}
         entry["results"][r["variant"]] = {
             "ttft_ms": (g.get("ttft_ms") or {}).get("p50"),
@@ -226,11 +227,21 @@ def _target_entry(data: RunData, t) -> dict:
             "samples": r["samples"],
             "throughput": r["throughput_per_s"],
             "stable": stable,
+            "trusted": not why_not,
+            "distrust": why_not,
             "ratio_to_first": r.get("ratio_to_first"),
             "provenance": f"{kind} on {where} ({env.get('cpu_model')}, {env['threads']['intra_op']} threads), "
-            f"{r['samples']} runs, CV {lat['cv']:.1%}" + ("" if stable else f" > {t.max_cv:.0%}: UNSTABLE"),
+            f"{r['samples']} runs, CV {lat['cv']:.1%}" + "".join(f"; {w}" for w in why_not),
         }
     return entry
+
+
+def _distrust(result: dict, stable: bool, t, emulated: bool) -> list[str]:
+    """Why a timing cannot be trusted by a budget: UNSTABLE, THROTTLED, EMULATED (unless allowed)."""
+    why = [] if stable else [f"UNSTABLE: CV {result['latency_ms']['cv']:.1%} > {t.max_cv:.0%}"]
+    throttled = (result.get("device_state") or {}).get("throttled") or []
+    why += [f"THROTTLED: {'; '.join(throttled[:3])}"] if throttled else []
+    return why + (["EMULATED: timings under an emulator (allow_emulated: true to gate them)"] if emulated and not t.allow_emulated else [])
 
 
 def derive(data: RunData, generated: str) -> dict:

@@ -93,7 +93,7 @@ def gate_rows(report: dict) -> list[list[str]]:
     for c in report["gate"]["checks"]:
         result = "passed" if c["passed"] else ("not measured" if c["value"] is None else "MISSED")
         if c["value"] is not None and not c["trusted"]:
-            result += " (not trusted: unstable)"
+            result += " (not trusted)"
         out.append([c["variant"], c["target"], c["budget"], _fmt(c["limit"]), _fmt(c["value"]), _fmt(c.get("margin"), "+.3g", "-"), result])
     return out
 
@@ -277,7 +277,7 @@ def _target_md(t: dict) -> list[str]:
     for n, m in t["results"].items():
         lines.append(
             f"| {n} | {_fmt(m['p50_ms'], '.2f')} | {_fmt(m['p90_ms'], '.2f')} | {_fmt(m['p99_ms'], '.2f')} | {m['cv']:.1%} | "
-            f"{m['samples']} | {_fmt(m['throughput'], '.1f')} | {'yes' if m['stable'] else 'UNSTABLE'} |"
+            f"{m['samples']} | {_fmt(m['throughput'], '.1f')} | {'yes' if m['trusted'] else m['distrust'][0].split(':')[0]} |"
         )
     gen = {n: m for n, m in t["results"].items() if m.get("decode_tokens_per_s")}
     if gen:
