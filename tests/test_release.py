@@ -453,3 +453,34 @@ def test_emulated_and_throttled_timings_are_distrusted_unless_a_target_allows_em
     assert _distrust(r, True, strict, emulated=True)[0].startswith("EMULATED") and _distrust(r, True, lenient, emulated=True) == []
     r["device_state"]["throttled"] = ["under-voltage, throttled before (vcgencmd get_throttled=0x50005)"]
     assert _distrust(r, True, lenient, emulated=True) == ["THROTTLED: under-voltage, throttled before (vcgencmd get_throttled=0x50005)"]
+
+
+def test_a_profile_auto_variant_becomes_one_artifact_per_device_profile():
+    from edgedeploy.release.per_target import per_target
+    from edgedeploy.release.spec import RecipeSpec
+
+    doc = {
+        "source": "minilm-l6",
+        "variants": {
+            "fp32": {"method": "float"},
+            "int8": {"method": "dynamic", "profile": "auto"},
+            "pinned": {"method": "dynamic", "profile": "rpi5"},
+        },
+        "targets": [
+            {"name": "pi-a", "host": "pi@a", "profile": "rpi4"},
+            {"name": "pi-b", "host": "pi@b", "profile": "rpi4"},
+            {"name": "orin", "host": "nv@orin", "profile": "jetson-orin-nano"},
+        ],
+    }
+    spec, problems = per_target(RecipeSpec.model_validate(doc))
+    v = spec.variants
+    assert problems == [] and sorted(v) == ["fp32", "int8.jetson-orin-nano", "int8.rpi4", "pinned"]
+    assert (v["int8.rpi4"].profile, v["int8.rpi4"].targets) == ("rpi4", ["pi-a", "pi-b"])
+    assert (v["int8.jetson-orin-nano"].profile, v["int8.jetson-orin-nano"].targets) == ("jetson-orin-nano", ["orin"])
+    assert v["pinned"].profile == "rpi5" and v["pinned"].targets == [] and v["fp32"].targets == []
+    doc["variants"]["int8"]["targets"] = ["pi-b"]  # one device kind among its targets: the variant keeps its name
+    spec, _ = per_target(RecipeSpec.model_validate(doc))
+    assert (spec.variants["int8"].profile, spec.variants["int8"].targets) == ("rpi4", ["pi-b"])
+    doc["variants"]["int8"]["targets"] = []
+    doc["variants"]["int8.rpi4"] = {"method": "fp16"}
+    assert "would be named int8.rpi4, which is another variant" in per_target(RecipeSpec.model_validate(doc))[1][0]

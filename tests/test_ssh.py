@@ -397,23 +397,34 @@ def test_provision_into_a_fresh_venv_then_bench_with_it(server, mlp, tmp_path):
 
 
 def test_release_recipe_with_an_ssh_target(server, tiny_classifier_dir, tmp_path):
-    """`edgedeploy run` measures every variant on a local and an SSH target, one report for both."""
+    """`edgedeploy run` on a local and an SSH target, one report for both. ``int8`` has
+    ``profile: auto``: the Pi gets an artifact quantized with the rpi4 profile's settings and
+    this host one with its own, each benchmarked on its own target only."""
     from conftest import SST2_DEV
 
+    from edgedeploy.core.artifact import Artifact
+    from edgedeploy.device.doctor import resolve_profile
+
+    here = resolve_profile("auto")
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         f"source: {tiny_classifier_dir}\ndata:\n  eval: {SST2_DEV}\n  max_rows: 32\n"
-        "variants:\n  fp32: {method: float, gate: false}\n  int8: {method: dynamic}\n"
+        "variants:\n  fp32: {method: float, gate: false}\n  int8: {method: dynamic, profile: auto}\n"
         "targets:\n  - {name: here, iterations: 64, max_cv: 10.0}\n"
         f"  - {{name: pi, host: testpi, ssh_config: {server.config}, profile: rpi4, remote_python: {sys.executable}, iterations: 64, max_cv: 10.0}}\n"
         "budgets:\n  max_size_mb: 50\n  max_p90_ms: 1000\n"
     )
     proc = cli("run", recipe, "--run-dir", tmp_path / "run", "--gate", check=0)
-    assert "[done]   bench:pi" in proc.stdout and "int8 on pi: max_p90_ms" in proc.stdout
+    assert "[done]   bench:pi" in proc.stdout and "int8.rpi4 on pi: max_p90_ms" in proc.stdout and "int8.rpi4 on here" not in proc.stdout
     report = json.loads((tmp_path / "run" / "report.json").read_text())
-    pi = next(t for t in report["targets"] if t["name"] == "pi")
-    assert pi["profile"] == "rpi4" and set(pi["results"]) == {"fp32", "int8"}
-    assert pi["results"]["int8"]["provenance"].startswith("measured on testpi") and pi["results"]["int8"]["samples"] >= 64
+    pi, local = (next(t for t in report["targets"] if t["name"] == n) for n in ("pi", "here"))
+    assert pi["profile"] == "rpi4" and set(pi["results"]) == {"fp32", "int8.rpi4"} and set(local["results"]) == {"fp32", f"int8.{here}"}
+    assert pi["results"]["int8.rpi4"]["artifact"].endswith("artifacts/int8.rpi4")
+    assert pi["results"]["int8.rpi4"]["provenance"].startswith("measured on testpi") and pi["results"]["int8.rpi4"]["samples"] >= 64
+    on_pi = Artifact.load(tmp_path / "run" / "artifacts" / "int8.rpi4").manifest.quantization
+    assert on_pi.profile == "rpi4" and on_pi.settings["weight_type"] == "uint8" and on_pi.settings["reduce_range"] is False
+    assert on_pi.chosen_by["weight_type"] == "profile rpi4"
+    assert Artifact.load(tmp_path / "run" / "artifacts" / f"int8.{here}").manifest.quantization.profile == here
     assert server.leftovers() == []
 
 

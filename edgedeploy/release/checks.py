@@ -82,9 +82,13 @@ def _variants(spec: RecipeSpec, lab: bool) -> list:
     profiles = set(available()) | {"auto"}
     calib = bool(spec.data and spec.data.calib)
     seen_float: dict[str, str] = {}
+    targets = [t.name for t in spec.targets]
     for name, v in spec.variants.items():
         if v.profile and v.profile not in profiles:
             out.append((("variants", name, "profile"), f"unknown profile {v.profile!r}; known: {', '.join(sorted(profiles))}"))
+        unknown = [t for t in v.targets if t not in targets]
+        if unknown:
+            out.append((("variants", name, "targets"), f"no target named {unknown[0]!r}; targets: {', '.join(targets)}"))
         if (
             v.method in methods.names()
             and methods.get(v.method).calibration == "required"

@@ -23,6 +23,8 @@ def check(report: dict) -> dict:
         for v in report["variants"]:
             if not v["gate"]:
                 continue
+            if v.get("targets") and t["name"] not in v["targets"]:
+                continue  # an artifact built for another target's device profile
             measured = t["results"].get(v["name"])
             for budget, limit in {**t["budgets"], **(v.get("budgets") or {})}.items():
                 field, way, (u, scale) = column(budget), direction(budget), unit(budget)

@@ -38,6 +38,7 @@ from edgedeploy.core.options import describe_error, did_you_mean
 from edgedeploy.core.yaml_io import compose_text, read_yaml
 from edgedeploy.export import ExportSettings
 from edgedeploy.release import checks
+from edgedeploy.release.per_target import per_target
 from edgedeploy.release.spec import STEP_KINDS, Budgets, DataSpec, RecipeSpec, TargetSpec, VariantSpec
 from edgedeploy.release.stage_ids import reference_variant
 
@@ -216,6 +217,9 @@ def load(path, overrides: tuple[str, ...] = ()) -> Recipe:
         spec = checks.resolve_paths(spec, base)
         for key_path, msg in checks.problems(spec):
             problems.append((_line_of(lines, key_path), ".".join(map(str, key_path)) or "(top level)", msg))
+        if not problems:
+            spec, split = per_target(spec)
+            problems += [(_line_of(lines, ("variants",)), "variants", msg) for msg in split]
     if problems:
         problems = sorted(dict.fromkeys(problems), key=lambda p: p[0])  # one line per problem, in file order
         raise RecipeError([f"{path}:{line}: {key}: {msg}" for line, key, msg in problems])

@@ -55,6 +55,10 @@ class VariantSpec(QuantizeOptions):
     max_size_mb: float | None = Field(None, gt=0, description="tune: budget on model size, MB.")
     tune_on: str | None = Field(None, description="tune: the recipe target the candidates are measured on (default: the first).")
     budgets: Budgets | None = Field(None, description="Budgets for this variant only (over the recipe's and the target's, per key).")
+    targets: list[Name] = Field(
+        default_factory=list,
+        description="The recipe targets that measure this variant (default: all). With profile: auto, one artifact per device profile among them, each measured on its own.",
+    )
 
     @model_validator(mode="after")
     def _tune_keys(self):

@@ -24,6 +24,7 @@ from edgedeploy.quality.perplexity import perplexity
 from edgedeploy.quantize.api import quantize
 from edgedeploy.quantize.options import QuantizeOptions
 from edgedeploy.release import stage_ids as ids
+from edgedeploy.release.per_target import measured_on
 from edgedeploy.release.pipeline import Stage
 from edgedeploy.release.recipe import Recipe
 from edgedeploy.release.records import ArtifactResult, BenchResult, CompressResult, EvalResult, ExportResult, QuantizeResult, data_digests
@@ -97,7 +98,7 @@ def build(recipe: Recipe, run_dir: Path) -> list[Stage]:
         if fname not in variant_stage:  # the float reference is always evaluated, for accuracy drops
             stages.append(_eval_stage(recipe, fname, ids.export()))
     for t in recipe.targets:
-        stages.append(_bench_stage(t, variant_stage))
+        stages.append(_bench_stage(t, {n: s for n, s in variant_stage.items() if measured_on(recipe.variants[n], t.name)}))
     return stages
 
 
@@ -202,7 +203,7 @@ def _export_stage(recipe: Recipe, model: str, out: Path) -> Stage:
 def quantize_options(recipe: Recipe, v: VariantSpec) -> QuantizeOptions:
     """A variant's quantize settings, with the recipe's data section filling what it does not set."""
     d = recipe.data
-    fields = v.model_dump(exclude={"gate", "model", "budgets", *TUNE_KEYS})
+    fields = v.model_dump(exclude={"gate", "model", "budgets", "targets", *TUNE_KEYS})
     defaults = {
         "calib_data": Path(d.calib) if d.calib and v.uses_calibration() else None,
         "eval_data": Path(d.eval) if d.eval else None,

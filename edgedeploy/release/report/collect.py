@@ -101,6 +101,8 @@ def _variant_row(data: RunData, name: str, ref_task: dict | None, ref_ppl: float
         "model": v.model,
         "method": v.method,
         "gate": v.gate,
+        "profile": v.profile,
+        "targets": v.targets,  # measured on these targets only (empty: every target)
         "status": rec.status if rec else "not-run",
         "error": rec.error if rec else None,
         "stage": made_by,
@@ -226,6 +228,7 @@ def _target_entry(data: RunData, t) -> dict:
             "cv": lat["cv"],
             "samples": r["samples"],
             "throughput": r["throughput_per_s"],
+            "artifact": r.get("artifact"),
             "stable": stable,
             "trusted": not why_not,
             "distrust": why_not,
