@@ -639,3 +639,24 @@ def test_seq2seq_generation_over_ssh(server, seq2seq_models, tmp_path):
     assert doc["remote"]["host"] and g["prompt_tokens"] == 10 and g["new_tokens"] == 5 and g["decode_tokens_per_s"] > 0
     assert res["model_size_bytes"] == sum((art.path / n).stat().st_size for n in art.graph_files.values())
     assert server.leftovers() == []
+
+
+@pytest.mark.parametrize(
+    "python,glibc,numpy_major,ort_at_most",
+    [("3.8", "2.31", 1, (1, 19)), ("3.10", "2.35", 2, None)],
+    ids=["jetpack5-py3.8", "jetpack6-py3.10"],
+)
+def test_provision_resolves_wheels_for_the_device_not_this_host(python, glibc, numpy_major, ort_at_most):
+    """JetPack 5 ships Python 3.8 and JetPack 6 3.10 (both aarch64): the versions come from the
+    registry's wheels for that Python, architecture and glibc, not from this host's (3.11, x86_64).
+    Resolved on the package index, so this reads the registry."""
+    from importlib.metadata import version
+
+    from edgedeploy.device.provision import resolve
+
+    got = resolve({"python_tag": python, "arch": "aarch64", "libc_version": glibc}, ["numpy", "onnxruntime"])
+    numpy_v, ort_v = (tuple(int(x) for x in got[d].split(".")[:2]) for d in ("numpy", "onnxruntime"))
+    assert numpy_v[0] == numpy_major and {"protobuf", "flatbuffers"} <= set(got)
+    if ort_at_most:  # onnxruntime 1.19 was the last release with Python 3.8 wheels
+        assert ort_v <= ort_at_most and got["onnxruntime"] != version("onnxruntime")
+    assert got["numpy"] != version("numpy")  # this host's numpy has no wheel for that Python

@@ -38,7 +38,8 @@ def command(hosts, remote_venv, remote_python, packages, ort_wheel, extra_index_
         if not as_json and "ok" in res:
             r = res["ok"]
             what = f"installed {len(r['installed'])} wheel(s)" if r["installed"] else "already provisioned, nothing installed"
-            click.echo(f"{host}: {what} into {r['venv']} (Python {r['remote']['python']}, {r['remote']['arch']})")
+            versions = ", ".join(f"{k} {r['resolved'][k]}" for k in ("numpy", "onnxruntime", "onnxruntime-gpu") if k in r["resolved"])
+            click.echo(f"{host}: {what} into {r['venv']} (Python {r['remote']['python']}, {r['remote']['arch']}: {versions})")
         elif not as_json:
             click.echo(f"{host}: FAILED: {res['error']}")
     failed = [h for h, r in results.items() if "error" in r]

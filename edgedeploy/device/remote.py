@@ -26,11 +26,11 @@ log = logging.getLogger("edgedeploy")
 PYZ = "edgedeploy-runtime.pyz"
 MAX_OUTPUTS_BYTES = 1 << 30  # one inference's inputs and outputs per model, as .npz
 
-# The one probe of a device's Python: version, arch, libc, numpy/onnxruntime, free disk, and the
+# The one probe of a device's Python: version, arch, libc and its version, numpy/onnxruntime, free disk, and the
 # packages of a venv when one is named (argv[1]). Standard library only: it runs before anything is installed.
 PROBE = """import json, os, platform, sys, tempfile
 r = {"python": platform.python_version(), "python_tag": "%d.%d" % sys.version_info[:2], "arch": platform.machine(),
-     "libc": platform.libc_ver()[0], "executable": sys.executable, "missing": [], "installed": {}}
+     "libc": platform.libc_ver()[0], "libc_version": platform.libc_ver()[1], "executable": sys.executable, "missing": [], "installed": {}}
 for m in ("numpy", "onnxruntime"):
     try:
         r[m] = __import__(m).__version__
