@@ -56,6 +56,7 @@ def make_job(
     qps=None,
     latency_budget_ms=None,
     cooldown_c=None,
+    require_provider=False,
     threads=None,
     seed=0,
     run: dict | None = None,
@@ -92,6 +93,7 @@ def make_job(
         "qps": qps,
         "latency_budget_ms": latency_budget_ms,
         "cooldown_c": cooldown_c,
+        "require_provider": require_provider,
         "seed": seed,
         "profile": {"name": profile["name"], "run": run},
         "save_outputs": str(save_outputs) if save_outputs else None,
@@ -101,12 +103,18 @@ def make_job(
 def _job_models(arts: list[Artifact], names: list[str], runs: list, generate) -> list[dict]:
     """Each model of a job: its name and path, the session settings it asks for, and what generation needs."""
     return [
-        {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.vocab_size, "artifact_digest": a.digest}
+        {"name": n, "path": str(a.model_path), "vocab_size": a.manifest.vocab_size, "artifact_digest": a.digest, "precision": precision(a)}
         | ({"run": r} if r else {})
         | ({"max_positions": a.manifest.max_positions} if generate else {})
         | _seq2seq(a, generate)
         for n, a, r in zip(names, arts, runs)
     ]
+
+
+def precision(art: Artifact) -> str:
+    """fp32 for a float artifact (a GPU target keeps it in FP32: it is the reference), fp16 or quantized."""
+    q = art.manifest.quantization
+    return "fp32" if q is None else "fp16" if q.method == "fp16" else "quantized"
 
 
 def shape_settings(arts: list[Artifact], shape: str) -> dict:
@@ -189,6 +197,7 @@ def _job_settings(opts: MeasureOptions) -> dict:
         "qps": opts.qps,
         "latency_budget_ms": opts.latency_budget,
         "cooldown_c": opts.cooldown_c,
+        "require_provider": opts.require_provider,
         "threads": opts.threads,
         "save_outputs": getattr(opts, "save_outputs", None),
         "providers": opts.providers,

@@ -56,6 +56,10 @@ class MeasureOptions(Options):
         default_factory=list, description="Execution providers in order, overriding the profile's (comma-separated or repeated)."
     )
     allow_fallback: bool = Field(False, description="Run on what onnxruntime has when a requested provider is missing (recorded); default: exit 3.")
+    require_provider: bool = Field(
+        False,
+        description="Exit 3 when any node falls back to the CPU from the requested execution provider (per-node placement from one profiled run).",
+    )
     generate: bool = Field(
         False, description="Time greedy generation with the KV cache (a decoder exported with --task text-generation-with-past): TTFT and tokens/s."
     )

@@ -52,6 +52,11 @@ class Target:
         raise NotImplementedError
 
 
+def engine_cache() -> Path:
+    """Where this host keeps TensorRT engines between runs."""
+    return Path(os.environ.get("EDGEDEPLOY_CACHE") or Path.home() / ".cache" / "edgedeploy") / "trt-engines"
+
+
 class LocalTarget(Target):
     """This host, in this process: the harness's own steps, plus the PyTorch baseline when asked
     (``baseline``: a callable ``(feeds, threads) -> Timed``, timed interleaved with the models)."""
@@ -73,6 +78,8 @@ class LocalTarget(Target):
             raise BadInput(problem + " (this host)")
 
     def run(self, job: dict, arts: list, *, progress=None, baseline=None) -> dict:
+        for m in job["models"]:  # TensorRT engines outlive the run, keyed per model (runtimes/trt.py)
+            m.setdefault("engine_cache_root", str(engine_cache()))
         try:
             job = rt_job.normalize(job)
             interleave = job["scenario"] == "single-stream" and (len(arts) > 1 or baseline is not None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import device_state, environment, files, generate, inputs, limits, measure, seq2seq, session
+from . import device_state, environment, files, generate, inputs, limits, measure, placement, seq2seq, session, trt
 from .errors import JobError, ModelError
 from .names import unique_file_names
 
@@ -27,6 +27,8 @@ DEFAULTS = {
     "qps": None,
     "latency_budget_ms": None,
     "cooldown_c": None,  # wait for the hottest thermal zone to cool to this before each model
+    "placement": None,  # per-node providers from one profiled run: None = when an accelerator is asked for
+    "require_provider": False,  # a node that falls back to the CPU from the requested accelerator is exit 3
     "block": 10,
     "pause_ms": 10.0,
     "inputs_npz": None,
@@ -58,6 +60,11 @@ def normalize(job: dict, base: Path | None = None) -> dict:
         _check_server_length(job["qps"], job["duration_s"])
     for key in ("shape", "fill_dims"):
         job[key] = _dims(job[key], key)
+    for key in ("require_provider",):
+        if not isinstance(job[key], bool):
+            raise JobError(f"{key} must be true or false, got {job[key]!r:.80}")
+    if job["placement"] is not None and not isinstance(job["placement"], bool):
+        raise JobError(f"placement must be true, false or null, got {job['placement']!r:.80}")
     if not isinstance(job["shape_strict"], bool):
         raise JobError(f"shape_strict must be true or false, got {job['shape_strict']!r:.80}")
     job["generate"] = generate.check_settings(job["generate"])
@@ -66,6 +73,10 @@ def normalize(job: dict, base: Path | None = None) -> dict:
     base = base or Path.cwd()
     for m in job["models"]:
         m["run"] = _model_run(m.get("run"), m.get("name"))
+        if m.get("precision") not in (None, "fp32", "fp16", "quantized"):
+            raise JobError(f"model {m.get('name')!r}: precision {m.get('precision')!r:.40}: fp32, fp16 or quantized")
+        if m.get("engine_cache_root") is not None and not (isinstance(m["engine_cache_root"], str) and os.path.isabs(m["engine_cache_root"])):
+            raise JobError(f"model {m.get('name')!r}: engine_cache_root must be an absolute folder, got {m['engine_cache_root']!r:.80}")
         m["path"] = _model_file(m["path"], base)
         if m.get("graphs") is not None:
             m["graphs"] = _graphs(m, base, job["generate"])
@@ -171,6 +182,12 @@ def _check_server_length(qps: float, duration_s: float) -> None:
         )
 
 
+def _wants_placement(job: dict, run_cfg: dict) -> bool:
+    if job["placement"] is not None:
+        return bool(job["placement"])
+    return job["require_provider"] or any(p != placement.CPU for p in placement.wanted_providers(run_cfg))
+
+
 def split_threads(run: dict, copies: int) -> dict:
     """Each of ``copies`` concurrent sessions gets its share of the intra-op threads (the run's,
     or one per CPU of the device when it leaves the count to onnxruntime), at least one: N
@@ -199,7 +216,7 @@ def prepare(job: dict, interleave: bool | None = None):
         copies = job["concurrency"] if job["scenario"] in ("offline", "server") else 1
         targets = []
         if job["generate"]:
-            run = {**run_cfg, **m.get("run", {})}
+            run = trt.for_model({**run_cfg, **m.get("run", {})}, m, session.ort.__version__)
             try:
                 if m.get("graphs"):
                     made = {role: session.create(path, run) for role, path in m["graphs"].items()}
@@ -213,9 +230,14 @@ def prepare(job: dict, interleave: bool | None = None):
                 raise JobError(f"model {m['name']!r}: {exc}") from None
             prepared.append({"model": m, "targets": [gen["timed"]], "session": info, "feeds": gen["feeds"], "sess": sess, "generation": gen})
             continue
-        for _ in range(copies):
-            sess, info = session.create(m["path"], split_threads({**run_cfg, **m.get("run", {})}, copies))
+        run = trt.for_model({**run_cfg, **m.get("run", {})}, m, session.ort.__version__)
+        for i in range(copies):
+            sess, info = session.create(m["path"], split_threads(run, copies))
             feeds = _feeds(sess, m, job)
+            if i == 0 and _wants_placement(job, run_cfg):
+                info["placement"] = placement.measure(m["path"], run, feeds)
+                if job["require_provider"]:
+                    placement.require_provider(info["placement"], m["name"])
             names = [o.name for o in sess.get_outputs()]
             targets.append(measure.Timed(m["name"], (lambda s=sess, f=feeds, n=names: s.run(n, f)), _batch_of(feeds)))
         prepared.append({"model": m, "targets": targets, "session": info, "feeds": feeds, "sess": sess})

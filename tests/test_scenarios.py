@@ -4,6 +4,7 @@ and the CLI on a real ONNX Runtime session."""
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from conftest import cli, one_line_error
@@ -95,3 +96,67 @@ def test_bench_multi_stream(tiny_onnx):
 def test_bad_samples_per_query_is_a_job_error(tiny_onnx, bad):
     with pytest.raises(job.JobError, match="samples_per_query"):
         job.normalize({"models": [{"name": "tiny", "path": str(tiny_onnx)}], "scenario": "multi-stream", **bad})
+
+
+def test_per_node_placement_is_read_from_the_profiler(tiny_onnx):
+    """On this CPU-only host every node runs on the CPU: forced on, the placement counts them."""
+    doc = job.run_job(
+        {
+            "models": [{"name": "tiny", "path": str(tiny_onnx)}],
+            "shape": {"batch": 2},
+            "iterations": 5,
+            "warmup": 0,
+            "placement": True,
+            "profile": {"name": "t", "run": {}},
+        }
+    )
+    placed = doc["results"][0]["session"]["placement"]
+    assert placed["by_provider"] == {"CPUExecutionProvider": placed["nodes"]} and placed["nodes"] >= 1 and placed["on_cpu"] == []
+    plain = job.run_job(
+        {
+            "models": [{"name": "tiny", "path": str(tiny_onnx)}],
+            "shape": {"batch": 2},
+            "iterations": 5,
+            "warmup": 0,
+            "profile": {"name": "t", "run": {}},
+        }
+    )
+    assert "placement" not in plain["results"][0]["session"]  # CPU asked for, CPU got: no profiled run
+
+
+def test_cpu_fallback_under_an_accelerator_is_named_and_require_provider_refuses_it():
+    """No GPU here, so these profiler events are written as a TensorRT session on a Jetson writes
+    them (a stand-in for what cannot run on this host): 3 subgraphs on TensorRT, 2 nodes on the CPU."""
+    from edgedeploy.runtimes import placement
+    from edgedeploy.runtimes.errors import ProviderError
+
+    events = [{"cat": "Session", "name": "model_run"}]
+    events += [{"cat": "Node", "name": f"TRTKernel_graph_main_{i}_kernel_time", "args": {"provider": "TensorrtExecutionProvider"}} for i in range(3)]
+    events += [{"cat": "Node", "name": f"{n}_kernel_time", "args": {"provider": "CPUExecutionProvider"}} for n in ("/NonZero", "/Loop")]
+    got = placement.summarize(events, ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert got["summary"] == "5 nodes: 3 on TensorrtExecutionProvider, 2 on CPUExecutionProvider (on the CPU: /Loop, /NonZero)"
+    with pytest.raises(ProviderError, match=r"2 node\(s\) fell back to the CPU"):
+        placement.require_provider(got, "m")
+    placement.require_provider(placement.summarize(events[:4], ["TensorrtExecutionProvider"]), "m")  # all on TensorRT: fine
+
+
+def test_tensorrt_caches_outlive_the_run_and_a_float_reference_stays_fp32(tmp_path):
+    """No TensorRT here: this checks the options a Jetson's session would be given (the profile's
+    TensorRT section, as jetson-orin-nano ships it), not an engine build."""
+    from edgedeploy.device.profiles import load
+    from edgedeploy.runtimes import trt
+
+    run = load("jetson-orin-nano")["run"]
+    assert run["provider_options"][trt.TRT]["trt_fp16_enable"] is True
+    model = {"artifact_digest": "a" * 64, "engine_cache_root": str(tmp_path / "engines"), "precision": "fp32"}
+    got = trt.for_model(run, model, "1.23.0")[("provider_options")][trt.TRT]
+    assert got["trt_fp16_enable"] is False  # the float reference is measured in FP32
+    assert got["trt_engine_cache_path"] == got["trt_timing_cache_path"] and Path(got["trt_engine_cache_path"]).is_dir()
+    assert Path(got["trt_engine_cache_path"]).parent == tmp_path / "engines"
+    fp16 = trt.for_model(run, {**model, "precision": "fp16"}, "1.23.0")["provider_options"][trt.TRT]
+    assert fp16["trt_fp16_enable"] is True and fp16["trt_engine_cache_path"] != got["trt_engine_cache_path"]  # other options: another engine
+    same = trt.for_model(run, model, "1.23.0")["provider_options"][trt.TRT]["trt_engine_cache_path"]
+    newer = trt.for_model(run, model, "1.24.0")["provider_options"][trt.TRT]["trt_engine_cache_path"]
+    other = trt.for_model(run, {**model, "artifact_digest": "b" * 64}, "1.23.0")["provider_options"][trt.TRT]["trt_engine_cache_path"]
+    assert same == got["trt_engine_cache_path"] and len({same, newer, other}) == 3
+    assert trt.for_model({"providers": ["CPUExecutionProvider"]}, model, "1.23.0") == {"providers": ["CPUExecutionProvider"]}

@@ -165,6 +165,9 @@ def command(artifacts, output, as_json, **settings):
                     f"{r['name']}: {r['queries']} queries of {r['samples_per_query']} samples, p99 {fmt_ms(r['latency_ms']['p99'])} ms per query"
                 )
         for r in doc["results"]:
+            placed = (r.get("session") or {}).get("placement")
+            if placed:
+                click.echo(f"{r['name']}: {placed['summary']}")
             fell_back = (r.get("session") or {}).get("fallback")
             if fell_back:
                 warn(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import posixpath
 import shutil
 import subprocess
 import tarfile
@@ -83,6 +84,7 @@ def build_bundle(dest: Path, arts, job: dict, inputs_npz: Path | None, cache: di
         if cache is not None:
             k = cache["keys"][i]
             model["path"] = f"{cache['root']}/{k}/{art.manifest.model_file}"
+            model["engine_cache_root"] = f"{posixpath.dirname(cache['root'])}/trt-engines"  # TensorRT engines outlive the run
             _graph_paths(model, art, f"{cache['root']}/{k}")
             if k in cache["have"] or (dest / "cache" / k).exists():
                 continue
