@@ -1,4 +1,4 @@
-"""Device-side entry point: ``python -m edgedeploy.runtimes {check,run,bench}``.
+"""Device-side entry point: ``python -m edgedeploy.runtimes {check,doctor,run,bench}``.
 
 Needs only the standard library, numpy and onnxruntime. Exit codes: 0 ok, 2 bad job or
 input, 3 missing runtime dependency, 4 an unstable result where ``--require-stable``.
@@ -61,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("check", help="print python/arch/numpy/onnxruntime/free disk as JSON; exit 3 if something is missing")
+    sub.add_parser("doctor", help="print what 'edgedeploy doctor' judges (CPU, onnxruntime, governor, load, Jetson, thermal state) as JSON")
     r = sub.add_parser("run", help="run a job file and write results JSON")
     r.add_argument("job")
     r.add_argument("-o", "--output")
@@ -134,6 +135,11 @@ def _job(args) -> tuple[dict, Path]:
 
 def main(argv=None) -> None:
     args = _parser().parse_args(argv)
+    if args.cmd == "doctor":  # before the dependency check: a device without onnxruntime is a finding
+        from .facts import collect
+
+        print(json.dumps(collect()))
+        return
     report = _check()
     if args.cmd == "check":
         print(json.dumps(report, indent=2))

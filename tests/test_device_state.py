@@ -111,3 +111,26 @@ def test_a_throttled_device_over_ssh_exits_4_and_a_cool_one_passes(mlp, tmp_path
         assert server.leftovers() == []
     finally:
         server.stop()
+
+
+@needs_sshd
+def test_doctor_host_judges_the_device_with_the_same_checks(tmp_path):
+    """The runtime's doctor runs on the loopback device (a wrapper Python shows it a throttling
+    fake sysfs): its facts come back and the host names the closest profile and the problems."""
+    from edgedeploy.device.doctor import diagnose
+
+    server = Server(tmp_path / "sshd")
+    try:
+        env = fake_device(tmp_path / "dev", throttled="0x50005", temp_c=82.0)
+        python = tmp_path / "device-python"
+        python.write_text(f'#!/bin/sh\nexport {" ".join(f"{k}={v}" for k, v in env.items())}\nexec {sys.executable} "$@"\n')
+        python.chmod(0o755)
+        proc = cli("doctor", "--host", "testpi", "--ssh-config", server.config, "--remote-python", python, "--json", check=0)
+        d = json.loads(proc.stdout)["testpi"]["ok"]
+        assert d["closest_profile"] == diagnose()["closest_profile"] and d["host"]["onnxruntime"]
+        assert any("throttling now: under-voltage" in w for w in d["warnings"]) and any("82 °C" in w for w in d["warnings"])
+        text = cli("doctor", "--host", "testpi", "--ssh-config", server.config, "--remote-python", python, check=0).stdout
+        assert text.startswith("== testpi\nhost: ") and "closest profile:" in text
+        assert server.leftovers() == []
+    finally:
+        server.stop()

@@ -121,10 +121,43 @@ def test_provider_options_must_name_requested_providers(tmp_path):
 def test_doctor_reads_the_l4t_release_of_a_jetson(tmp_path, text, l4t, jetpack):
     """No Jetson here: the release file is written as Jetsons write it (emulated)."""
     from edgedeploy.device.doctor import diagnose
+    from edgedeploy.runtimes import facts, jetson
 
     release = tmp_path / "nv_tegra_release"
     release.write_text(text)
-    d = diagnose(release)
+    here = facts.collect()
+    d = diagnose({**here, "jetson": jetson.read_release(release)})
     assert d["is_jetson"] and d["jetson"]["l4t"] == l4t and d["jetson"]["jetpack"] == jetpack
     assert any("onnxruntime-gpu" in w and "--ort-wheel" in w for w in d["warnings"])  # this onnxruntime has no CUDA
-    assert not diagnose(tmp_path / "absent")["is_jetson"]
+    assert jetson.read_release(tmp_path / "absent") is None and not diagnose({**here, "jetson": None})["is_jetson"]
+
+
+ORIN_NANO_JP62 = """< PARAM TYPE=FILE NAME=CPU_ONLINE >
+< POWER_MODEL ID=0 NAME=15W >
+CPU_ONLINE CORE_0 1
+< POWER_MODEL ID=1 NAME=25W >
+< POWER_MODEL ID=2 NAME=MAXN_SUPER >
+< POWER_MODEL ID=3 NAME=7W >
+< PM_CONFIG DEFAULT=2 >
+"""
+
+
+@pytest.mark.parametrize(
+    "conf,mode,says",
+    [
+        (ORIN_NANO_JP62, "25W", "not MAXN_SUPER: clocks are capped (sudo nvpmodel -m 2;"),
+        (ORIN_NANO_JP62, "MAXN_SUPER", None),
+        ("< POWER_MODEL ID=0 NAME=15W >\n< POWER_MODEL ID=1 NAME=7W >\n", "15W", None),  # an Orin Nano on JetPack 5: 15W is its top
+        ("< POWER_MODEL ID=0 NAME=15W >\n< POWER_MODEL ID=1 NAME=7W >\n", "7W", "not 15W: clocks are capped (sudo nvpmodel -m 0;"),
+        ("< POWER_MODEL ID=0 NAME=MAXN >\n< POWER_MODEL ID=1 NAME=5W >\n", "5W", "not MAXN"),
+        ("", "10W", "if the board has a faster mode"),
+    ],
+)
+def test_doctor_knows_the_orin_power_modes(tmp_path, conf, mode, says):
+    """No Jetson here: nvpmodel.conf is written as JetPack 5 and 6.2 ship it for the Orin Nano."""
+    from edgedeploy.runtimes import jetson
+
+    path = tmp_path / "nvpmodel.conf"
+    path.write_text(conf)
+    got = jetson.power_mode_warning(mode, jetson.power_modes(path))
+    assert got is None if says is None else says in got

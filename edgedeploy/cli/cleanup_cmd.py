@@ -12,7 +12,7 @@ from edgedeploy.targets import ssh_target
 @click_options(DevicesOptions)
 @json_option
 def command(as_json, **settings):
-    """Remove the model cache that 'edgedeploy tune' keeps on devices ($XDG_CACHE_HOME/edgedeploy/models)."""
+    """Remove the model cache that bench, tune and recipes keep on devices ($XDG_CACHE_HOME/edgedeploy/models) and its TensorRT engines."""
     opts = from_cli(DevicesOptions, settings)
     devices = entries(opts.host, opts.hosts, opts.limit_hosts)
     if not devices:

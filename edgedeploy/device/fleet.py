@@ -22,7 +22,7 @@ MAX_INVENTORY_BYTES = 1 << 20
 
 
 class DevicesOptions(RemoteOptions):
-    """Which devices a command acts on (``edgedeploy cleanup``) and how to reach them."""
+    """Which devices a command acts on (``edgedeploy cleanup``, ``doctor``) and how to reach them."""
 
     host: list[str] = Field(default_factory=list, description="user@host[:port] or a ~/.ssh/config Host. Repeatable.")
     hosts: Path | None = Field(None, description="Inventory of devices: an Ansible inventory (INI or YAML) or edgedeploy's YAML list.")

@@ -78,6 +78,11 @@ if os.path.isdir(root) and not os.path.islink(root):
         for d, _, files in os.walk(os.path.join(root, key)):
             total += sum(os.path.getsize(os.path.join(d, f)) for f in files if not os.path.islink(os.path.join(d, f)))
     shutil.rmtree(root)
+engines = os.path.join(os.path.dirname(root), "trt-engines")  # TensorRT engines built for those models
+if os.path.isdir(engines) and not os.path.islink(engines):
+    for d, _, files in os.walk(engines):
+        total += sum(os.path.getsize(os.path.join(d, f)) for f in files if not os.path.islink(os.path.join(d, f)))
+    shutil.rmtree(engines)
 print(json.dumps({"root": root, "models": n, "bytes": total}))"""
 )
 
