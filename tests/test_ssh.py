@@ -244,7 +244,7 @@ def test_connection_killed_mid_upload_is_retried(server, wide):
 
     t = threading.Thread(target=killer)
     t.start()
-    proc = remote_bench(server, wide, "--bwlimit", "1500", "--json")
+    proc = remote_bench(server, wide, "--bwlimit", "1500", "--json", "--no-device-cache")  # the 4 MB model travels (not from the device's cache)
     stop.set()
     t.join()
     assert proc.returncode == 0, proc.stderr

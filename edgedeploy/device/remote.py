@@ -271,7 +271,8 @@ def bench_remote(
             upload(target, local, workdir, bwlimit_kbps)
             staging, bundle = f"{workdir}/.staging", f"{workdir}/bundle"
             verify(target, python, staging, sums)
-            ssh.run(target, ["mv", "--", staging, bundle])
+            # idempotent: a retried command whose first try moved it before the connection dropped finds the bundle there
+            ssh.run(target, ["sh", "-c", 'test -d "$2" || mv -- "$1" "$2"', "sh", staging, bundle])
             if cache is not None:
                 model_cache.install(target, python, bundle, sorted({k for k in cache["keys"] if k not in cache["have"]}))
             run_harness(target, python, bundle, timeout_s, progress)
