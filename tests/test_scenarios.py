@@ -12,8 +12,8 @@ from conftest import cli, one_line_error
 from edgedeploy.runtimes import job, measure
 from edgedeploy.runtimes.stats import MIN_SAMPLES
 
-# sleep() overshoots by up to a few tenths of a millisecond on a loaded host: the bounds allow 1 ms
-SLACK_MS = 1.0
+# sleep() overshoots by tenths of a millisecond, more on a loaded host: the bounds allow 2 ms
+SLACK_MS = 2.0
 
 
 def sleeper(service_ms: float, name: str = "sleep") -> measure.Timed:
@@ -27,12 +27,12 @@ def test_single_stream_reports_the_service_time():
 
 
 def test_server_below_capacity_runs_the_queries_p99_needs_and_holds_its_budget():
-    """10 % load (2 ms service at 50 qps): the run is at least the 662 queries p99 needs, though
-    one second of arrivals is 50; latency is the service time plus rare queueing."""
-    r = measure.server([sleeper(2.0)], qps=50, iterations=200, duration_s=1.0, warmup=2, warmup_s=1, latency_budget_ms=2.0 + 4 * SLACK_MS)
+    """20 % load (1 ms service at 200 qps): the run is at least the 662 queries p99 needs, though
+    one second of arrivals is 200; latency is the service time plus rare queueing."""
+    r = measure.server([sleeper(1.0)], qps=200, iterations=200, duration_s=1.0, warmup=2, warmup_s=1, latency_budget_ms=1.0 + 8 * SLACK_MS)
     assert r["queries"] == r["samples"] == MIN_SAMPLES[99] == 662
-    assert 2.0 <= r["latency_ms"]["p50"] <= 2.0 + SLACK_MS and r["latency_ms"]["p99"] is not None
-    assert r["budget_held"] is True and 40 <= r["achieved_qps"] <= 60
+    assert 1.0 <= r["latency_ms"]["p50"] <= 1.0 + SLACK_MS and r["latency_ms"]["p99"] is not None
+    assert r["budget_held"] is True and 150 <= r["achieved_qps"] <= 250
 
 
 def test_an_overloaded_server_queues_and_misses_its_budget():
