@@ -42,6 +42,12 @@ class MeasureOptions(Options):
         1, ge=1, le=256, description="Sessions for offline and server, one thread each driving it; they split the intra-op threads (up to 256)."
     )
     samples_per_query: int = Field(8, ge=1, le=1024, description="Samples in one multi-stream query.")
+    max_batch: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Offline: the largest batch tried; the search doubles from --shape's batch while it fits and pays (1 or --shape's batch: no search).",
+    )
     qps: float | None = Field(None, gt=0, description="Poisson arrival rate for the server scenario.")
     latency_budget: float | None = Field(None, gt=0, description="p99 budget in ms for the server scenario: the run's verdict.")
     cooldown_c: float | None = Field(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import device_state, environment, files, generate, inputs, limits, measure, placement, seq2seq, session, trt
+from . import batch_search, device_state, environment, files, generate, inputs, limits, measure, placement, seq2seq, session, trt
 from .errors import JobError, ModelError
 from .names import unique_file_names
 
@@ -24,6 +24,7 @@ DEFAULTS = {
     "warmup_s": 5.0,
     "concurrency": 1,
     "samples_per_query": 8,  # multi-stream: samples per query (LoadGen's default for vision)
+    "max_batch": 64,  # offline: the largest batch the search tries (doubling from the shape's)
     "qps": None,
     "latency_budget_ms": None,
     "cooldown_c": None,  # wait for the hottest thermal zone to cool to this before each model
@@ -43,7 +44,14 @@ def normalize(job: dict, base: Path | None = None) -> dict:
         raise JobError(f"scenario {job['scenario']!r}: use one of {', '.join(SCENARIOS)}")
     if not job.get("models"):
         raise JobError("job has no models")
-    bounds = {"iterations": (1, None), "warmup": (0, None), "concurrency": (1, 256), "samples_per_query": (1, 1024), "block": (1, None)}
+    bounds = {
+        "iterations": (1, None),
+        "warmup": (0, None),
+        "concurrency": (1, 256),
+        "samples_per_query": (1, 1024),
+        "max_batch": (1, 4096),
+        "block": (1, None),
+    }
     for key, (lo, hi) in bounds.items():
         v = job[key]
         if not isinstance(v, int) or isinstance(v, bool) or v < lo:
@@ -182,6 +190,19 @@ def _check_server_length(qps: float, duration_s: float) -> None:
         )
 
 
+def _at_batch(job: dict, batch: int) -> dict:
+    return {**job, "shape": {**job["shape"], "batch": batch}}
+
+
+def _run_at(sess, m: dict, job: dict, batch: int):
+    """One inference at ``batch`` (None when the model's batch dimension is fixed)."""
+    feeds = _feeds(sess, m, _at_batch(job, batch))
+    if _batch_of(feeds) != batch:
+        return None
+    names = [o.name for o in sess.get_outputs()]
+    return lambda: sess.run(names, feeds)
+
+
 def _wants_placement(job: dict, run_cfg: dict) -> bool:
     if job["placement"] is not None:
         return bool(job["placement"])
@@ -214,7 +235,6 @@ def prepare(job: dict, interleave: bool | None = None):
     prepared = []
     for m in job["models"]:
         copies = job["concurrency"] if job["scenario"] in ("offline", "server") else 1
-        targets = []
         if job["generate"]:
             run = trt.for_model({**run_cfg, **m.get("run", {})}, m, session.ort.__version__)
             try:
@@ -230,18 +250,27 @@ def prepare(job: dict, interleave: bool | None = None):
                 raise JobError(f"model {m['name']!r}: {exc}") from None
             prepared.append({"model": m, "targets": [gen["timed"]], "session": info, "feeds": gen["feeds"], "sess": sess, "generation": gen})
             continue
-        run = trt.for_model({**run_cfg, **m.get("run", {})}, m, session.ort.__version__)
-        for i in range(copies):
-            sess, info = session.create(m["path"], split_threads(run, copies))
-            feeds = _feeds(sess, m, job)
-            if i == 0 and _wants_placement(job, run_cfg):
-                info["placement"] = placement.measure(m["path"], run, feeds)
-                if job["require_provider"]:
-                    placement.require_provider(info["placement"], m["name"])
-            names = [o.name for o in sess.get_outputs()]
-            targets.append(measure.Timed(m["name"], (lambda s=sess, f=feeds, n=names: s.run(n, f)), _batch_of(feeds)))
-        prepared.append({"model": m, "targets": targets, "session": info, "feeds": feeds, "sess": sess})
+        prepared.append(_prepare_model(job, m, run_cfg, copies))
     return prepared, interleave
+
+
+def _prepare_model(job: dict, m: dict, run_cfg: dict, copies: int) -> dict:
+    """``copies`` sessions of one model, its feeds (at the batch offline's search chose), the
+    per-node placement when asked for, and a timing target per session."""
+    run = trt.for_model({**run_cfg, **m.get("run", {})}, m, session.ort.__version__)
+    sessions = [session.create(m["path"], split_threads(run, copies)) for _ in range(copies)]
+    sess, info = sessions[0]
+    feeds = _feeds(sess, m, job)
+    if _wants_placement(job, run_cfg):
+        info["placement"] = placement.measure(m["path"], run, feeds)
+        if job["require_provider"]:
+            placement.require_provider(info["placement"], m["name"])
+    if job["scenario"] == "offline" and job["max_batch"] > _batch_of(feeds) and not job["inputs_npz"]:
+        info["batch_search"] = batch_search.search(_batch_of(feeds), job["max_batch"], lambda b: _run_at(sess, m, job, b))
+        feeds = _feeds(sess, m, _at_batch(job, info["batch_search"]["batch"]))
+    names = [o.name for o in sess.get_outputs()]
+    targets = [measure.Timed(m["name"], (lambda s=s: s.run(names, feeds)), _batch_of(feeds)) for s, _ in sessions]
+    return {"model": m, "targets": targets, "session": info, "feeds": feeds, "sess": sess}
 
 
 def execute(job: dict, prepared: list[dict], interleave: bool, extra_targets=(), progress=None) -> list[dict]:

@@ -160,3 +160,38 @@ def test_tensorrt_caches_outlive_the_run_and_a_float_reference_stays_fp32(tmp_pa
     other = trt.for_model(run, {**model, "artifact_digest": "b" * 64}, "1.23.0")["provider_options"][trt.TRT]["trt_engine_cache_path"]
     assert same == got["trt_engine_cache_path"] and len({same, newer, other}) == 3
     assert trt.for_model({"providers": ["CPUExecutionProvider"]}, model, "1.23.0") == {"providers": ["CPUExecutionProvider"]}
+
+
+def test_offline_searches_the_largest_batch_that_fits_and_pays(tiny_onnx):
+    """A tiny MatMul model gains throughput with batch until per-call overhead is amortized; the
+    search doubles from the shape's batch, records each size, and measures at the one it keeps."""
+    doc = job.run_job(
+        {"models": [{"name": "tiny", "path": str(tiny_onnx)}], "shape": {"batch": 1}, "scenario": "offline", "iterations": 50, "warmup": 1, "max_batch": 256}
+    )
+    r = doc["results"][0]
+    found = r["session"]["batch_search"]
+    sizes = [t["batch"] for t in found["tried"]]
+    assert sizes[0] == 1 and all(b == 2 * a for a, b in zip(sizes, sizes[1:])) and sizes[-1] <= 256
+    assert r["batch"] == found["batch"] > 1 and r["inputs"]["x"][0] == found["batch"]  # measured at the batch it chose
+    kept = next(t for t in found["tried"] if t["batch"] == found["batch"])
+    assert kept["samples_per_s"] >= 1.05 * found["tried"][0]["samples_per_s"] or found["batch"] == 1
+
+
+def test_the_batch_search_stops_where_throughput_stops_growing_or_memory_runs_out(monkeypatch):
+    """The search's rule on given rates (the timing itself is the test above)."""
+    from edgedeploy.runtimes import batch_search
+
+    rates = {1: 100.0, 2: 190.0, 4: 380.0, 8: 390.0}  # samples/s: batch 8 adds under 5 %
+    monkeypatch.setattr(batch_search, "_rate", lambda run, batch: run())
+
+    def fake(batch):
+        if batch not in rates:
+            raise MemoryError
+        return lambda: rates[batch]
+
+    got = batch_search.search(1, 64, fake)
+    assert got["batch"] == 4 and got["tried"][-1]["batch"] == 8 and "under 5% more" in got["tried"][-1]["stopped"]
+    rates[8] = 2000.0  # batch 8 pays; 16 does not fit
+    got = batch_search.search(1, 64, fake)
+    assert got["batch"] == 8 and got["tried"][-1] == {"batch": 16, "stopped": "out of memory"}
+    assert batch_search.search(1, 64, lambda b: None if b > 1 else (lambda: None))["tried"][-1]["stopped"].startswith("the model's batch")
