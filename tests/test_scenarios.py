@@ -166,7 +166,14 @@ def test_offline_searches_the_largest_batch_that_fits_and_pays(tiny_onnx):
     """A tiny MatMul model gains throughput with batch until per-call overhead is amortized; the
     search doubles from the shape's batch, records each size, and measures at the one it keeps."""
     doc = job.run_job(
-        {"models": [{"name": "tiny", "path": str(tiny_onnx)}], "shape": {"batch": 1}, "scenario": "offline", "iterations": 50, "warmup": 1, "max_batch": 256}
+        {
+            "models": [{"name": "tiny", "path": str(tiny_onnx)}],
+            "shape": {"batch": 1},
+            "scenario": "offline",
+            "iterations": 50,
+            "warmup": 1,
+            "max_batch": 256,
+        }
     )
     r = doc["results"][0]
     found = r["session"]["batch_search"]
