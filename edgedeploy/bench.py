@@ -3,6 +3,7 @@ optional PyTorch eager baseline timed interleaved with the ONNX models."""
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 from pathlib import Path
@@ -19,6 +20,7 @@ from edgedeploy.device.profiles import load, run_settings
 from edgedeploy.exporters import huggingface, torch_module
 from edgedeploy.measure_options import DEFAULT_SHAPE, MeasureOptions
 from edgedeploy.runtimes import inputs as rt_inputs
+from edgedeploy.runtimes import job as rt_job
 from edgedeploy.runtimes.measure import Timed
 from edgedeploy.runtimes.stats import UNSTABLE_CV
 from edgedeploy.targets import LocalTarget, Target
@@ -45,58 +47,37 @@ def make_job(
     profile: dict,
     shape: dict,
     *,
-    inputs_npz=None,
-    scenario="single-stream",
-    iterations=200,
-    duration_s=60.0,
-    warmup=20,
-    warmup_s=5.0,
-    concurrency=1,
-    samples_per_query=8,
-    max_batch=64,
-    qps=None,
-    latency_budget_ms=None,
-    cooldown_c=None,
-    require_provider=False,
-    threads=None,
-    seed=0,
     run: dict | None = None,
-    save_outputs=None,
+    threads=None,
     providers=(),
     allow_fallback: bool = False,
     names: list[str] | None = None,
     model_runs: list[dict] | None = None,
     generate: dict | None = None,
-    fill_dims: dict | None = None,
-    shape_strict: bool = True,
+    inputs_npz=None,
+    save_outputs=None,
+    **measuring,
 ) -> dict:
-
+    """The harness's job for ``arts``: the models, the session settings (the profile's ``run``
+    with ``threads`` and ``providers`` over it) and the ``measuring`` settings, each a key of
+    ``runtimes.job.DEFAULTS`` (scenario, iterations, duration_s, qps, ...; unset keys keep its default)."""
+    unknown = set(measuring) - set(rt_job.DEFAULTS)
+    if unknown:
+        raise TypeError(f"make_job: unknown job settings {sorted(unknown)}")
     run = dict(run if run is not None else run_settings(profile))
     if threads:
         run["intra_op_threads"] = threads
     if providers:
         run["providers"] = list(providers)
     run["allow_fallback"] = allow_fallback
+    models = _job_models(arts, names or _unique_names(arts), model_runs or [artifact_run(a, threads) for a in arts], generate)
     return {
-        "models": _job_models(arts, names or _unique_names(arts), model_runs or [artifact_run(a, threads) for a in arts], generate),
+        **{k: copy.deepcopy(v) for k, v in rt_job.DEFAULTS.items() if k not in ("inputs_npz", "save_outputs")},
+        **measuring,
+        "models": models,
         "shape": shape,
-        "fill_dims": fill_dims or {},
-        "shape_strict": shape_strict,
-        "inputs_npz": str(inputs_npz) if inputs_npz else None,
-        "scenario": scenario,
         "generate": generate,
-        "iterations": iterations,
-        "duration_s": duration_s,
-        "warmup": warmup,
-        "warmup_s": warmup_s,
-        "concurrency": concurrency,
-        "samples_per_query": samples_per_query,
-        "max_batch": max_batch,
-        "qps": qps,
-        "latency_budget_ms": latency_budget_ms,
-        "cooldown_c": cooldown_c,
-        "require_provider": require_provider,
-        "seed": seed,
+        "inputs_npz": str(inputs_npz) if inputs_npz else None,
         "profile": {"name": profile["name"], "run": run},
         "save_outputs": str(save_outputs) if save_outputs else None,
     }
@@ -201,6 +182,7 @@ def _job_settings(opts: MeasureOptions) -> dict:
         "latency_budget_ms": opts.latency_budget,
         "cooldown_c": opts.cooldown_c,
         "require_provider": opts.require_provider,
+        "loadgen": opts.loadgen,
         "threads": opts.threads,
         "save_outputs": getattr(opts, "save_outputs", None),
         "providers": opts.providers,

@@ -62,6 +62,10 @@ class MeasureOptions(Options):
         default_factory=list, description="Execution providers in order, overriding the profile's (comma-separated or repeated)."
     )
     allow_fallback: bool = Field(False, description="Run on what onnxruntime has when a requested provider is missing (recorded); default: exit 3.")
+    loadgen: bool = Field(
+        False,
+        description="Drive the scenario with MLPerf's own LoadGen (mlcommons-loadgen installed on the device); its summary goes in the results.",
+    )
     require_provider: bool = Field(
         False,
         description="Exit 3 when any node falls back to the CPU from the requested execution provider (per-node placement from one profiled run).",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import batch_search, device_state, environment, files, generate, inputs, limits, measure, placement, seq2seq, session, trt
+from . import batch_search, device_state, environment, files, generate, inputs, limits, loadgen, measure, placement, seq2seq, session, trt
 from .errors import JobError, ModelError
 from .names import unique_file_names
 
@@ -30,6 +30,7 @@ DEFAULTS = {
     "cooldown_c": None,  # wait for the hottest thermal zone to cool to this before each model
     "placement": None,  # per-node providers from one profiled run: None = when an accelerator is asked for
     "require_provider": False,  # a node that falls back to the CPU from the requested accelerator is exit 3
+    "loadgen": False,  # drive the scenario with MLPerf's LoadGen (mlcommons-loadgen on the device)
     "block": 10,
     "pause_ms": 10.0,
     "inputs_npz": None,
@@ -68,13 +69,15 @@ def normalize(job: dict, base: Path | None = None) -> dict:
         _check_server_length(job["qps"], job["duration_s"])
     for key in ("shape", "fill_dims"):
         job[key] = _dims(job[key], key)
-    for key in ("require_provider",):
+    for key in ("require_provider", "loadgen"):
         if not isinstance(job[key], bool):
             raise JobError(f"{key} must be true or false, got {job[key]!r:.80}")
     if job["placement"] is not None and not isinstance(job["placement"], bool):
         raise JobError(f"placement must be true, false or null, got {job['placement']!r:.80}")
     if not isinstance(job["shape_strict"], bool):
         raise JobError(f"shape_strict must be true or false, got {job['shape_strict']!r:.80}")
+    if job["loadgen"] and job["generate"]:
+        raise JobError("--loadgen drives the latency and throughput scenarios; generation is timed by the built-in loop")
     job["generate"] = generate.check_settings(job["generate"])
     if job["generate"] and (job["scenario"] != "single-stream" or job["inputs_npz"] or job["save_outputs"]):
         raise JobError("generation is timed in the single-stream scenario, from its own prompt (no inputs .npz, no saved outputs)")
@@ -277,7 +280,7 @@ def execute(job: dict, prepared: list[dict], interleave: bool, extra_targets=(),
     """Measure every prepared model (plus ``extra_targets``, e.g. a PyTorch baseline, which
     are only supported interleaved); return one result per target, models first."""
     common = dict(iterations=job["iterations"], duration_s=job["duration_s"], warmup=job["warmup"], warmup_s=job["warmup_s"], progress=progress)
-    if interleave:
+    if interleave and not job["loadgen"]:  # LoadGen drives one model at a time
         targets = [p["targets"][0] for p in prepared] + list(extra_targets)
         return _watched(job, lambda: measure.interleaved(targets, block=job["block"], pause_ms=job["pause_ms"], **common))
     return [_watched(job, lambda p=p: [_measure_one(job, p, common)])[0] for p in prepared]
@@ -297,7 +300,9 @@ def _watched(job: dict, measure_fn) -> list[dict]:
 
 
 def _measure_one(job: dict, p: dict, common: dict) -> dict:
-    """One prepared model through the job's scenario."""
+    """One prepared model through the job's scenario (LoadGen's scheduler with ``loadgen``)."""
+    if job["loadgen"]:
+        return loadgen.run(p["targets"], job)
     if job["scenario"] == "single-stream":
         return measure.single_stream(p["targets"][0], **common)
     if job["scenario"] == "multi-stream":

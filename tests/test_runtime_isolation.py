@@ -85,7 +85,8 @@ def test_runtime_wheel_installs_without_torch_and_its_console_script_benches(tmp
     with zipfile.ZipFile(wheel) as zf:
         meta = zf.read("edgedeploy_runtime-0.1.0.dist-info/METADATA").decode()
         names = zf.namelist()
-    assert [ln for ln in meta.splitlines() if ln.startswith("Requires-Dist")] == ["Requires-Dist: numpy", "Requires-Dist: onnxruntime"]
+    requires = [ln for ln in meta.splitlines() if ln.startswith("Requires-Dist")]
+    assert requires == ["Requires-Dist: numpy", "Requires-Dist: onnxruntime", 'Requires-Dist: mlcommons-loadgen; extra == "loadgen"']
     assert "Metadata-Version: 2.4" in meta and "Requires-Python: >=3.8" in meta  # JetPack 5 (3.8) and 6 (3.10)
     assert "edgedeploy/__init__.py" not in names  # a namespace: it never shadows a full edgedeploy install
     assert {n.split("/")[-1] for n in names if n.startswith("edgedeploy/runtimes/")} == {f.name for f in (ROOT / "runtimes").glob("*.py")}

@@ -202,3 +202,19 @@ def test_the_batch_search_stops_where_throughput_stops_growing_or_memory_runs_ou
     got = batch_search.search(1, 64, fake)
     assert got["batch"] == 8 and got["tried"][-1] == {"batch": 16, "stopped": "out of memory"}
     assert batch_search.search(1, 64, lambda b: None if b > 1 else (lambda: None))["tried"][-1]["stopped"].startswith("the model's batch")
+
+
+@pytest.mark.parametrize("scenario,extra", [("single-stream", {}), ("server", {"qps": 400, "latency_budget_ms": 50.0})])
+def test_loadgen_drives_the_scenario_and_its_summary_is_kept(tiny_onnx, tmp_path, monkeypatch, scenario, extra):
+    """MLPerf's LoadGen (mlcommons-loadgen, installed by make setup) issues the queries; its own
+    summary comes back with the result, and its minimums hold (at least 662 queries for p99)."""
+    monkeypatch.chdir(tmp_path)  # LoadGen writes its logs to a folder of its own, never the working directory
+    doc = job.run_job(
+        {"models": [{"name": "tiny", "path": str(tiny_onnx)}], "shape": {"batch": 1}, "scenario": scenario, "iterations": 100}
+        | {"duration_s": 1.0, "warmup": 2, "loadgen": True, **extra}
+    )
+    r = doc["results"][0]
+    lg = r["loadgen"]
+    assert lg["scenario"] == {"single-stream": "SingleStream", "server": "Server"}[scenario] and lg["valid"], lg["summary"]
+    assert lg["summary"]["Scenario"] == lg["scenario"] and r["samples"] >= (662 if scenario == "server" else 100)
+    assert r["latency_ms"]["p50"] > 0 and list(tmp_path.iterdir()) == []
