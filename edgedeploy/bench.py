@@ -3,7 +3,6 @@ optional PyTorch eager baseline timed interleaved with the ONNX models."""
 
 from __future__ import annotations
 
-import copy
 import functools
 import logging
 from pathlib import Path
@@ -60,7 +59,7 @@ def make_job(
 ) -> dict:
     """The harness's job for ``arts``: the models, the session settings (the profile's ``run``
     with ``threads`` and ``providers`` over it) and the ``measuring`` settings, each a key of
-    ``runtimes.job.DEFAULTS`` (scenario, iterations, duration_s, qps, ...; unset keys keep its default)."""
+    ``runtimes.job.DEFAULTS`` (scenario, iterations, duration_s, qps, ...; the harness fills the rest)."""
     unknown = set(measuring) - set(rt_job.DEFAULTS)
     if unknown:
         raise TypeError(f"make_job: unknown job settings {sorted(unknown)}")
@@ -72,7 +71,6 @@ def make_job(
     run["allow_fallback"] = allow_fallback
     models = _job_models(arts, names or _unique_names(arts), model_runs or [artifact_run(a, threads) for a in arts], generate)
     return {
-        **{k: copy.deepcopy(v) for k, v in rt_job.DEFAULTS.items() if k not in ("inputs_npz", "save_outputs")},
         **measuring,
         "models": models,
         "shape": shape,

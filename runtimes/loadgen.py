@@ -17,7 +17,7 @@ import threading
 import time
 
 from .errors import JobError
-from .measure import Timed, describe, first_inference, warm_up
+from .measure import Timed, describe, first_inference, merged, warm_up
 from .stats import MIN_SAMPLES
 
 NAMES = {"single-stream": "SingleStream", "multi-stream": "MultiStream", "offline": "Offline", "server": "Server"}
@@ -54,9 +54,7 @@ def run(targets: list[Timed], job: dict) -> dict:
         lg.DestroyQSL(qsl)
         lg.DestroySUT(handle)
         shutil.rmtree(out, ignore_errors=True)
-    merged = Timed(targets[0].name, targets[0].run, targets[0].batch)
-    merged.latencies_ms, merged.first_inference_ms, merged.warmup = sut.latencies_ms, targets[0].first_inference_ms, targets[0].warmup
-    res = describe(merged, wall)
+    res = describe(merged(targets, sut.latencies_ms), wall)
     res["loadgen"] = {"scenario": NAMES[job["scenario"]], "summary": summary, "valid": summary.get("Result is") == "VALID"}
     return res
 

@@ -129,7 +129,7 @@ def offline(targets: list[Timed], iterations: int, duration_s: float, warmup: in
     t0 = _clock()
     _in_threads(lambda t: steady(t, per_thread, duration_s), targets)
     wall = _clock() - t0
-    res = describe(_merged(targets, [x for t in targets for x in t.latencies_ms]), wall)
+    res = describe(merged(targets, [x for t in targets for x in t.latencies_ms]), wall)
     res["concurrency"] = len(targets)
     return res
 
@@ -177,7 +177,7 @@ def server(
 
     _in_threads(worker, targets)
     wall = _clock() - start
-    res = describe(_merged(targets, lat), wall)
+    res = describe(merged(targets, lat), wall)
     p99 = res["latency_ms"]["p99"]
     res.update(
         {
@@ -230,7 +230,7 @@ def _in_threads(fn, targets: list[Timed]) -> None:
         th.join()
 
 
-def _merged(targets: list[Timed], latencies: list[float]) -> Timed:
+def merged(targets: list[Timed], latencies: list[float]) -> Timed:
     """One result for several worker sessions of the same model."""
     merged = Timed(targets[0].name, targets[0].run, targets[0].batch)
     merged.latencies_ms = latencies

@@ -129,17 +129,9 @@ def provision(
 
 def _install(target: ssh.Host, python: str, venv: str, wh: Path, sums: dict, ort: str) -> None:
     """Upload the wheelhouse, check it there and install it offline into ``venv``."""
-    workdir = ssh.run(target, [python, "-c", remote.MKTEMP]).stdout.decode().strip()
-    try:
-        remote.upload(target, wh, workdir)
-        remote.verify(target, python, f"{workdir}/.staging", sums)
+    with remote.uploaded(target, python, wh, sums) as staging:
         proc = ssh.run(
-            target,
-            ["sh", "-c", INSTALL, "sh", venv, f"{workdir}/.staging", python, f"edgedeploy-runtime=={__version__}", ort],
-            check=False,
-            timeout=900,
+            target, ["sh", "-c", INSTALL, "sh", venv, staging, python, f"edgedeploy-runtime=={__version__}", ort], check=False, timeout=900
         )
-        if proc.returncode != 0:
-            raise EnvironmentFailure(f"{target.label}: offline install into {venv} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
-    finally:
-        ssh.run(target, ["rm", "-rf", "--", workdir], check=False)
+    if proc.returncode != 0:
+        raise EnvironmentFailure(f"{target.label}: offline install into {venv} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")

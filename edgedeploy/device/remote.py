@@ -12,6 +12,8 @@ import subprocess
 import tarfile
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from edgedeploy.core.artifact import sha256_file
@@ -179,6 +181,19 @@ def upload(target: ssh.Host, local: Path, workdir: str, bwlimit_kbps: float | No
         if rc == ssh.SSH_FAILURE:
             raise ssh.explain(target, err)
         raise EnvironmentFailure(f"{target.label}: upload failed (exit {rc}): {err.strip()[-200:]}")
+
+
+@contextmanager
+def uploaded(target: ssh.Host, python: str, local: Path, sums: dict) -> Iterator[str]:
+    """``local`` uploaded into a temporary folder on the device and checked there against
+    ``sums``; yields the folder's path on the device and removes the folder afterwards."""
+    workdir = ssh.run(target, [python, "-c", MKTEMP]).stdout.decode().strip()
+    try:
+        upload(target, local, workdir)
+        verify(target, python, f"{workdir}/.staging", sums)
+        yield f"{workdir}/.staging"
+    finally:
+        ssh.run(target, ["rm", "-rf", "--", workdir], check=False)
 
 
 def verify(target: ssh.Host, python: str, staging: str, sums: dict) -> None:

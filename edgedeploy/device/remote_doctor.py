@@ -20,13 +20,8 @@ def device_facts(target: ssh.Host, python: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgedeploy-doctor-") as tmp:
         pyz = Path(tmp) / remote.PYZ
         build_zipapp(pyz)
-        workdir = ssh.run(target, [python, "-c", remote.MKTEMP]).stdout.decode().strip()
-        try:
-            remote.upload(target, Path(tmp), workdir)
-            remote.verify(target, python, f"{workdir}/.staging", {remote.PYZ: sha256_file(pyz)})
-            proc = ssh.run(target, [python, f"{workdir}/.staging/{remote.PYZ}", "doctor"], check=False, timeout=120)
-        finally:
-            ssh.run(target, ["rm", "-rf", "--", workdir], check=False)
+        with remote.uploaded(target, python, Path(tmp), {remote.PYZ: sha256_file(pyz)}) as staging:
+            proc = ssh.run(target, [python, f"{staging}/{remote.PYZ}", "doctor"], check=False, timeout=120)
     if proc.returncode != 0:
         raise EnvironmentFailure(f"{target.label}: the device's doctor failed: {proc.stderr.decode(errors='replace').strip()[-200:]}")
     return parse(proc.stdout, target.label)
