@@ -134,3 +134,55 @@ def test_doctor_host_judges_the_device_with_the_same_checks(tmp_path):
         assert server.leftovers() == []
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "raw,says",
+    [
+        (b"\x00\xff not json", "not JSON"),
+        (b"", "not JSON"),
+        (b'{"host": "pi"}', "expected fields"),
+        (b'{"host": {"cores": "many"}}', "expected fields"),
+        (b'{"host": {}, "cpu_flags": "avx2"}', "expected fields"),
+        (b"[1, 2]", "expected fields"),
+    ],
+)
+def test_a_hostile_doctor_report_is_bad_input(raw, says):
+    """The device's doctor JSON is untrusted: exit 2 naming the device, no traceback."""
+    from edgedeploy.core.errors import BadInput
+    from edgedeploy.device.remote_doctor import parse
+
+    with pytest.raises(BadInput, match=says) as exc:
+        parse(raw, "pi")
+    assert exc.value.exit_code == 2 and str(exc.value).startswith("pi: ")
+
+
+def test_a_hostile_device_state_in_results_is_bad_input():
+    from edgedeploy.core.errors import BadInput
+    from edgedeploy.device.results import parse
+
+    result = {"name": "m", "latency_ms": {"p50": 1.0, "mean": 1.0, "cv": 0.01}, "stable": True, "samples": 5}
+    doc = {"scenario": "single-stream", "environment": {}, "results": [{**result, "device_state": {"throttled": "all of it"}}]}
+    with pytest.raises(BadInput, match=r"device_state\.throttled"):
+        parse(json.dumps(doc).encode(), "pi", ["m"])
+    doc["results"][0]["device_state"]["throttled"] = ["x"] * 65
+    with pytest.raises(BadInput, match=r"device_state\.throttled"):
+        parse(json.dumps(doc).encode(), "pi", ["m"])
+
+
+def test_a_forged_sysfs_and_nvpmodel_conf_are_read_safely(tmp_path, monkeypatch):
+    """A garbage temperature is left out, a huge file is read 64 bytes deep, and a
+    nvpmodel.conf that is not one gives no modes."""
+    from edgedeploy.runtimes import jetson
+
+    env = fake_device(tmp_path)
+    (tmp_path / "sys/class/thermal/thermal_zone0/temp").write_text("hot\n")
+    (tmp_path / "sys/devices/system/cpu/cpu0/cpufreq/scaling_max_freq").write_text("9" * 10_000_000)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    s = device_state.read()
+    assert s["temperature_c"] == {} and s["cpufreq_khz"]["cpu1"]["max"] == 1_800_000
+    assert len(str(s["cpufreq_khz"]["cpu0"]["max"])) == 64  # the first 64 bytes, never the 10 MB
+    conf = tmp_path / "nvpmodel.conf"
+    conf.write_bytes(b"\x00\xff< POWER_MODEL ID=x NAME=>" * 1000)
+    assert jetson.power_modes(conf) == {} and jetson.power_modes(tmp_path / "absent") == {}
