@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedeploy.exporters import decoder
+from edgedeploy.exporters import decoder, torchlib_registry
 
 B, SEQ, PAST, ENC, DEC = "batch_size", "sequence_length", "past_sequence_length", "encoder_sequence_length", "decoder_sequence_length"
 # the sizes the graphs are traced at: distinct, and above 1, so that no dim is taken for a constant
@@ -86,7 +86,7 @@ def export_graph(module, feeds: dict, axes: dict, names: dict, out: Path, opset:
 
     dynamic = {k: {a: Dim.DYNAMIC for a in axes.get(k, {})} for k in feeds}
     config = OnnxConfig(dynamic_shapes=dynamic, opset_version=opset)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(None), torch.no_grad():
+    with warnings.catch_warnings(), contextlib.redirect_stdout(None), torch.no_grad(), torchlib_registry.reused():
         warnings.simplefilter("ignore")
         program, _ = OnnxExporter().export_program(module, feeds, config)
     graph = program.graph

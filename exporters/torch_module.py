@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.core.errors import BadInput
+from edgedeploy.exporters import torchlib_registry
 from edgedeploy.exporters.safe_load import is_torchscript, load_state_dict, load_torch_pickle
 
 DTYPES = {
@@ -182,7 +183,7 @@ def export(model, specs: list[InputSpec], stage: Path, opset: int | None) -> dic
         for leftover in stage.glob("model.onnx*"):
             leftover.unlink()
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), torchlib_registry.reused():
                 warnings.simplefilter("ignore")
                 kwargs = dict(
                     input_names=[s.name for s in specs], output_names=output_names, opset_version=opset, dynamic_axes=dynamic_axes, dynamo=dynamo

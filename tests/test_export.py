@@ -312,3 +312,26 @@ def test_manifest_is_written_last(tmp_path):
     (d / "model.onnx").unlink()
     (d / "weights.bin").write_bytes(b"\x08\x07")
     assert MANIFEST in one_line_error(cli("inspect", d, check=2))
+
+
+def test_torch_onnx_registry_is_built_once_per_process_and_each_export_gets_its_own_copy(tmp_path):
+    """exporters.torchlib_registry: the second export reuses the first's operator registry, gets
+    a copy it may change without touching the next one's, and writes the same graph as an export
+    that built its own registry."""
+    import torch
+    from factories import tiny_mlp
+    from torch.onnx._internal.exporter._registration import ONNXRegistry
+
+    from edgedeploy.exporters import torchlib_registry
+
+    original = ONNXRegistry.from_torchlib
+    model, x = tiny_mlp(), (torch.zeros(2, 64),)
+    torch.onnx.export(model, x, str(tmp_path / "own.onnx"), dynamo=True, verbose=False, report=False)
+    with torchlib_registry.reused():
+        first = ONNXRegistry.from_torchlib()
+        first.functions.clear()  # what an export's custom ops would do to its copy
+        second = ONNXRegistry.from_torchlib()
+        assert second.functions and second is not first
+        torch.onnx.export(model, x, str(tmp_path / "reused.onnx"), dynamo=True, verbose=False, report=False)
+    assert ONNXRegistry.from_torchlib == original  # restored after the block
+    assert onnx.load(str(tmp_path / "reused.onnx")) == onnx.load(str(tmp_path / "own.onnx"))  # the same graph (the files' field order varies)
