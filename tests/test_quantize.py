@@ -78,22 +78,22 @@ def _quantized_outputs(art) -> set[str]:
 
 
 @needs_minilm
-def test_static_qdq_with_smoothquant_keeps_fidelity(minilm_artifact, sst2_dev, tmp_path):
-    """#16's target: static QDQ MiniLM at mean cosine >= 0.99 and worst >= 0.97 on SST-2 dev,
-    calibrated on train. MatMul outputs stay float (the residual stream's outlier channels)
-    and SmoothQuant moves the activation outliers of the inputs into the weights."""
+def test_static_qdq_defaults_keep_fidelity(minilm_artifact, sst2_dev, tmp_path):
+    """#16's and #29's target with no flag but the data: static QDQ MiniLM at mean cosine >= 0.99
+    and worst >= 0.97 on SST-2 dev rows, calibrated on train rows. MatMul outputs stay float (the
+    residual stream's outlier channels) and SmoothQuant 0.7, static's default, moves the
+    activation outliers of the inputs into the weights."""
     train = sst2_dev.with_name("train.tsv")
-    art = quantize(
-        minilm_artifact.path, tmp_path / "sq", "static", calib_data=train, calib_samples=64, eval_data=sst2_dev, eval_samples=64, smooth_quant=0.7
-    )
+    art = quantize(minilm_artifact.path, tmp_path / "sq", "static", calib_data=train, calib_samples=64, eval_data=sst2_dev, eval_samples=64)
     check_quantized(art, minilm_artifact, "static")
     f, q = art.manifest.fidelity, art.manifest.quantization
     assert f.mean_cosine >= 0.99 and f.worst_cosine >= 0.97, f
     sq = q.preprocess["smooth_quant"]
     assert sq["alpha"] == 0.7 and sq["matmuls"] >= 6 and sq["skipped_below_ratio"] >= 1  # only the outlier-heavy tensors
+    assert q.chosen_by["smooth_quant"].startswith("default for static") and q.options["smooth_quant"] == 0.7
     assert q.settings["quantize_outputs"] is False and not _quantized_outputs(art)
     assert {"QuantizeLinear", "DequantizeLinear", "Mul"} <= op_types(art)
-    # the old graph (outputs quantized too) is still there on request, and it is the one that loses fidelity
+    # the old graph (outputs quantized, no SmoothQuant) is still there on request, and it is the one that loses fidelity
     old = quantize(
         minilm_artifact.path,
         tmp_path / "old",
@@ -103,8 +103,19 @@ def test_static_qdq_with_smoothquant_keeps_fidelity(minilm_artifact, sst2_dev, t
         eval_data=sst2_dev,
         eval_samples=64,
         quantize_outputs=True,
+        smooth_quant=0,
     )
+    assert "smooth_quant" not in old.manifest.quantization.preprocess and "smooth_quant" not in old.manifest.quantization.chosen_by
     assert _quantized_outputs(old) and old.manifest.fidelity.mean_cosine < f.mean_cosine - 0.02
+    # per-tensor weights are not smoothed by default (smoothed per-tensor weights lose fidelity)
+    per_tensor = quantize(minilm_artifact.path, tmp_path / "pt", "static", calib_data=train, calib_samples=8, eval_samples=4, per_channel=False)
+    assert "smooth_quant" not in per_tensor.manifest.quantization.preprocess
+    # without --data, fidelity is measured on the calibration file's rows after the 8 calibration read
+    assert per_tensor.manifest.fidelity.inputs == {"source": str(train), "kind": "text", "limit": 4, "offset": 8}
+    few = tmp_path / "few.tsv"
+    few.write_text("text\tlabel\n" + "".join(f"a fine film number {i}\t1\n" for i in range(5)))
+    on_calib = quantize(minilm_artifact.path, tmp_path / "few", "static", calib_data=few, calib_samples=8, eval_samples=4)
+    assert "offset" not in on_calib.manifest.fidelity.inputs  # no other rows: measured on the calibration rows
 
 
 def test_smoothing_keeps_the_float_function(tiny_onnx, tmp_path):

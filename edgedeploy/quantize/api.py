@@ -65,6 +65,7 @@ def quantize(artifact, out: Path, method: str | None = None, *, options: Quantiz
     method = opts.method
     parent, plan = _plan(artifact, out, opts)
     method_settings = plan["method_settings"]
+    opts = _default_smoothing(opts, parent, method_settings, plan["chosen_by"])
     if len(parent.graph_files) > 1:
         record = {"profile": plan["profile"], "chosen_by": plan["chosen_by"], "options": opts.recorded(), "notes": plan["notes"]}
         return quantize_graphs(parent, out, opts, method_settings, record, force)
@@ -138,6 +139,18 @@ def _plan(artifact, out: Path, opts: QuantizeOptions) -> tuple[Artifact, dict]:
     return parent, {"method_settings": method_settings, "chosen_by": chosen_by, "profile": prof["name"] if prof else None, "notes": notes}
 
 
+def _default_smoothing(opts: QuantizeOptions, parent: Artifact, settings: dict, chosen_by: dict) -> QuantizeOptions:
+    """``opts`` with the method's default SmoothQuant alpha where the user gave none, the data
+    is real, the weights per-channel and the model one graph (recorded in ``chosen_by``)."""
+    alpha = methods.get(opts.method).default_smooth_quant
+    if alpha is None or opts.smooth_quant is not None or opts.calib_data is None or not settings.get("per_channel", True):
+        return opts
+    if len(parent.graph_files) > 1:
+        return opts
+    chosen_by["smooth_quant"] = f"default for {opts.method} (--smooth-quant 0 turns it off)"
+    return opts.model_copy(update={"smooth_quant": alpha})
+
+
 def _prepare(parent: Artifact, work: Path, opts: QuantizeOptions, calib_src) -> tuple[Path, dict, dict, list[str]]:
     """(the pre-processed (and smoothed) float model, what pre-processing did, --exclude's
     patterns resolved to nodes, the nodes kept in float)."""
@@ -176,7 +189,8 @@ def _sample_sources(parent: Artifact, opts: QuantizeOptions, m, method_settings:
     ranking), --data (else --calib-data) is split: the search selects on its first --eval-samples
     rows (its fidelity on --calib-data's when given) and the fidelity of record is measured on the
     next --eval-samples rows, which the search never saw (each half of the file when it has fewer
-    than twice as many)."""
+    than twice as many). Without --data, fidelity on --calib-data starts after the rows
+    calibration read."""
     calib_data, text_column, n = opts.calib_data, opts.text_column, opts.eval_samples
     needs_calibration = m.calibration_needed(method_settings)
     if needs_calibration and calib_data is None and not (m.calibration == "required" and opts.random_calibration):
@@ -185,6 +199,8 @@ def _sample_sources(parent: Artifact, opts: QuantizeOptions, m, method_settings:
     held, offset = n, (n if selects else 0)
     if selects and data is not None:  # split --data: halves when it has under 2n rows
         held = offset = selection_rows(data, _count(SampleSource(parent, data, text_column, limit=2 * n)), n)
+    elif opts.eval_data is None and calib_data is not None and (needs_calibration or opts.smooth_quant):
+        offset = _after_calibration(parent, calib_data, text_column, opts.calib_samples)
     eval_src = SampleSource(parent, data, text_column, limit=held, allow_random=True, offset=offset)
     if eval_src.kind != "random" and next(iter(eval_src), None) is None:
         raise BadInput(f"{data}: no rows after the first {offset} the search selects on; give more rows or a lower --eval-samples")
@@ -200,6 +216,15 @@ def _sample_sources(parent: Artifact, opts: QuantizeOptions, m, method_settings:
         )
         next(iter(calib_src))
     return eval_src, calib_src, tune_src
+
+
+def _after_calibration(parent: Artifact, data: Path, text_column: str, calibrated: int) -> int:
+    """Where fidelity on the calibration file starts: after the rows calibration read, when the
+    file has more (else on those rows, said in the log)."""
+    if _count(SampleSource(parent, data, text_column, limit=calibrated + 1)) > calibrated:
+        return calibrated
+    log.warning("note: %s has no rows beyond the %d calibration read: fidelity is measured on those rows (give --data)", data, calibrated)
+    return 0
 
 
 def _accuracy_search(parent: Artifact, opts: QuantizeOptions, pre: Path, dst: Path, method_settings, excluded, run, tune_src, work: Path) -> dict:

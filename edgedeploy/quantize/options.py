@@ -62,11 +62,12 @@ class QuantizeOptions(Options):
     )
     smooth_quant: float | None = Field(
         None,
-        gt=0,
+        ge=0,
         lt=1,
         description=(
             "Dynamic/static INT8: SmoothQuant with this alpha (0.5-0.7 typical) moves activation outliers into per-channel "
-            "weight scales first (needs --calib-data; pair it with per-channel weights)."
+            "weight scales first (needs --calib-data; pair it with per-channel weights). Static uses 0.7 unless told (with "
+            "per-channel weights and real calibration data); 0 turns it off."
         ),
     )
     random_calibration: bool = Field(False, description="Calibrate on random inputs (recorded as a warning in the manifest).")

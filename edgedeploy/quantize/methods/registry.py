@@ -60,6 +60,9 @@ class QuantMethod:
     preset_setting: ClassVar[str | None] = None  # the setting that names a preset
 
     smoothing: ClassVar[bool] = False  # takes --smooth-quant (an INT8 pre-pass)
+    # SmoothQuant's alpha when --smooth-quant is not given, the calibration data is real and the
+    # weights are per-channel (smoothed per-tensor weights lose fidelity); None: off by default
+    default_smooth_quant: ClassVar[float | None] = None
 
     def calibration_needed(self, settings: dict) -> str | None:
         """Why these settings need --calib-data (the error when it is missing), or None."""
