@@ -55,6 +55,13 @@ def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_pat
     assert f.inputs["rows"] == [n, 2 * n] and f.mean_cosine == held["mean_cosine"]
     assert art.manifest.tune.selection_fidelity.mean_cosine == fastest["mean_cosine"]
     assert f"held-out rows {n}-{2 * n - 1}" in (out / "tune.md").read_text()
+    # the figures of record: the winner (in its session), quantize_dynamic's defaults and float, one round after the choice
+    final = doc["final_round"]
+    assert win["measured"] == final["winner"] and win["selection_measured"] != final["winner"]
+    assert final["baseline"]["settings"] == {"per_channel": False, "reduce_range": False, "weight_type": "int8"}
+    assert final["winner_vs_baseline_p50"] == final["winner"]["latency_ms"]["p50"] / final["baseline"]["measured"]["latency_ms"]["p50"]
+    assert final["float_parent"]["samples"] == final["winner"]["samples"] == final["baseline"]["measured"]["samples"]
+    assert art.manifest.tune.final_round == final and "Figures of record" in (out / "tune.md").read_text()
 
 
 def test_a_winner_that_misses_the_budget_on_the_held_out_rows_fails(tmp_path):
@@ -179,8 +186,10 @@ def test_tune_over_ssh_survives_a_lost_device_and_resumes(clf, tmp_path):
         # each model went up once: the final round found the bases' models in the device's cache
         first, final = doc["rounds"]["bases"]["model_cache"], doc["rounds"]["candidates"]["model_cache"]
         assert first["uploaded"] >= 2 and final["reused"] >= first["uploaded"]
+        record = doc["rounds"]["final"]["model_cache"]  # the winner again, with quantize_dynamic's defaults and float
+        assert record["reused"] >= 2 and record["uploaded"] <= 1
         cached = sorted(p.name for p in (server.device_cache / "edgedeploy" / "models").iterdir())
-        assert len(cached) == first["uploaded"] + final["uploaded"]
+        assert len(cached) == first["uploaded"] + final["uploaded"] + record["uploaded"]
         gone = cli("cleanup", "--host", "testpi", "--ssh-config", server.config, "--remote-python", sys.executable, check=0)
         assert f"testpi: removed {len(cached)} cached model(s)" in gone.stdout
         assert not (server.device_cache / "edgedeploy" / "models").exists()

@@ -154,6 +154,7 @@ class TuneRecord(_Open):
     candidates: int = 0
     pareto_front: list = Field(default_factory=list)
     split: dict | None = None
+    final_round: dict | None = Field(None, description="The winner, quantize_dynamic's defaults and the float parent in one round after the choice.")
     report: str = "tune.json"
     selection_fidelity: Fidelity | None = Field(None, description="The winner on the rows that selected it; fidelity is on held-out rows.")
 

@@ -46,7 +46,8 @@ def document(search, recs: list[dict], leader: dict | None, session: dict | None
         "winner": None,
     }
     if leader is not None:
-        measured = leader.get("session_measured") or leader["measured"]
+        selected = leader.get("session_measured") or leader["measured"]
+        measured = leader.get("final_measured") or selected
         doc["winner"] = {
             "id": leader["id"],
             "label": leader["label"],
@@ -54,12 +55,15 @@ def document(search, recs: list[dict], leader: dict | None, session: dict | None
             "settings": leader["settings"],
             "session": (session or {}).get("options") or {},
             "measured": measured,
+            "selection_measured": selected,
             "candidate_round": leader["measured"],
             "stable": measured["stable"],
             "why": _why(rows, leader, o.objective),
         }
         if session and session.get("round"):
             doc["session_search"] = session["round"]["results"]
+        if session and session.get("final"):
+            doc["final_round"] = session["final"]
     return doc
 
 
@@ -114,6 +118,7 @@ def manifest_record(doc: dict) -> dict:
         "candidates": len(doc["candidates"]),
         "pareto_front": doc["pareto_front"],
         "split": doc.get("split"),
+        "final_round": doc.get("final_round"),
         "report": "tune.json",
     }
 
@@ -156,7 +161,7 @@ def to_markdown(doc: dict) -> str:
         lines += [f"**Winner: {w['label']}** with session options {sess}: {w['why']}." + ("" if w["stable"] else " Its latency stayed UNSTABLE."), ""]
         if w["session"] and doc.get("session_search"):
             own = next(iter(doc["session_search"].values()))["latency_ms"]["p50"]
-            mine = w["measured"]["latency_ms"]["p50"]
+            mine = w["selection_measured"]["latency_ms"]["p50"]
             lines += [
                 f"Its session options measured p50 {mine:.2f} ms against {own:.2f} ms with the profile's ({mine / own:.2f}x); "
                 "the artifact's manifest keeps them as `run`, which `edgedeploy bench` and the device harness apply.",
@@ -172,8 +177,11 @@ def to_markdown(doc: dict) -> str:
                 + " (the figures of record; the table's are on the selection rows).",
                 "",
             ]
+        final = doc.get("final_round")
+        if final:
+            lines += [_final_line(final), ""]
         fp = doc.get("float_parent")
-        if fp:
+        if fp and not final:
             ratio = w["candidate_round"]["latency_ms"]["p50"] / fp["latency_ms"]["p50"]
             lines += [
                 f"The float parent, in the same interleaved round: p50 {fp['latency_ms']['p50']:.2f} ms; the winner runs at {ratio:.2f}x of it.",
@@ -190,6 +198,21 @@ def to_markdown(doc: dict) -> str:
         lines += ["", "Not searched: " + "; ".join(doc["skipped"]) + "."]
     lines += ["", f"Pareto front (p50 vs mean cosine): {', '.join(doc['pareto_front']) or 'n/a'}. Search took {doc['elapsed_s']:.0f} s."]
     return "\n".join(lines) + "\n"
+
+
+def _final_line(final: dict) -> str:
+    """The figures of record: the winner, quantize_dynamic's defaults and float in one fresh round."""
+    w, fp, base = final["winner"]["latency_ms"], final["float_parent"]["latency_ms"], final["baseline"]
+    text = (
+        f"Figures of record, one fresh interleaved round after the choice: the winner p50 {w['p50']:.2f} ms (CV {w['cv']:.1%}), "
+        f"{w['p50'] / fp['p50']:.2f}x the float parent's {fp['p50']:.2f} ms"
+    )
+    if base.get("measured"):
+        b = base["measured"]["latency_ms"]
+        text += f"; {final['winner_vs_baseline_p50']:.2f}x the p50 of quantize_dynamic's defaults ({base['label']}: {b['p50']:.2f} ms)"
+    else:
+        text += f"; quantize_dynamic's defaults ({base['label']}) did not build: {base.get('error', 'unknown')}"
+    return text + ". The table's latencies are the selection rounds'."
 
 
 def to_html(doc: dict) -> str:

@@ -27,7 +27,7 @@ from edgedeploy.quantize import methods
 from edgedeploy.quantize.api import quantize
 from edgedeploy.quantize.methods.registry import ENCODER_DECODER, SINGLE
 from edgedeploy.targets import target_for
-from edgedeploy.tune import held_out, report, space
+from edgedeploy.tune import final_round, held_out, report, space
 from edgedeploy.tune.options import TuneOptions
 from edgedeploy.tune.state import PINNED, State
 
@@ -258,9 +258,9 @@ def tune(artifact, out: Path, options: TuneOptions | None = None, *, force: bool
     session_choice, session_round = {}, None
     if opts.session_search and opts.objective != "size":  # the leader in each session variant, one interleaved round
         leader, session_choice, session_round = _session_search(s, opts, profile, leader)
-    winner_result = leader.get("session_measured") or leader["measured"]
-    doc = _write_reports(state.root, s, recs, leader, {"options": session_choice, "round": session_round}, skipped, budget)
-    held = _held_out(s, leader, doc, split)
+    leader, final = final_round.of_record(s, leader, session_choice, parents)
+    doc = _write_reports(state.root, s, recs, leader, {"options": session_choice, "round": session_round, "final": final}, skipped, budget)
+    held, winner_result = _held_out(s, leader, doc, split), doc["winner"]["measured"]
     if not winner_result["stable"] and opts.require_stable:
         raise InvalidBenchmark(
             f"the winner {leader['label']} stayed unstable (CV {winner_result['latency_ms']['cv']:.0%}) after a re-run; reports in {state.root}"
