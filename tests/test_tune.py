@@ -59,7 +59,10 @@ def test_tune_publishes_the_fastest_candidate_that_meets_the_budget(clf, tmp_pat
     final = doc["final_round"]
     assert win["measured"] == final["winner"] and win["selection_measured"] != final["winner"]
     assert final["baseline"]["settings"] == {"per_channel": False, "reduce_range": False, "weight_type": "int8"}
-    assert final["winner_vs_baseline_p50"] == final["winner"]["latency_ms"]["p50"] / final["baseline"]["measured"]["latency_ms"]["p50"]
+    # like for like: against the baseline in the winner's session when the winner has one of its own
+    peer = final["baseline"]["measured_same_session"] if win["session"] else final["baseline"]["measured"]
+    assert final["winner_vs_baseline_p50"] == final["winner"]["latency_ms"]["p50"] / peer["latency_ms"]["p50"]
+    assert ("measured_same_session" in final["baseline"]) == bool(win["session"])
     assert final["float_parent"]["samples"] == final["winner"]["samples"] == final["baseline"]["measured"]["samples"]
     assert art.manifest.tune.final_round == final and "Figures of record" in (out / "tune.md").read_text()
 

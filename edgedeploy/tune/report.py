@@ -208,8 +208,9 @@ def _final_line(final: dict) -> str:
         f"{w['p50'] / fp['p50']:.2f}x the float parent's {fp['p50']:.2f} ms"
     )
     if base.get("measured"):
-        b = base["measured"]["latency_ms"]
-        text += f"; {final['winner_vs_baseline_p50']:.2f}x the p50 of quantize_dynamic's defaults ({base['label']}: {b['p50']:.2f} ms)"
+        same, own = base.get("measured_same_session"), base["measured"]["latency_ms"]["p50"]
+        peer = f"in the winner's session: {same['latency_ms']['p50']:.2f} ms; {own:.2f} ms in the profile's" if same else f"{own:.2f} ms"
+        text += f"; {final['winner_vs_baseline_p50']:.2f}x the p50 of quantize_dynamic's defaults ({base['label']} {peer})"
     else:
         text += f"; quantize_dynamic's defaults ({base['label']}) did not build: {base.get('error', 'unknown')}"
     return text + ". The table's latencies are the selection rounds'."
