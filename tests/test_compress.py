@@ -241,6 +241,7 @@ PRUNE_BAD = [
     (["--heads", "0.2", "--importance", "gradient"], "gradient importance needs labeled training text"),
     (["--heads", "0.2", "--train-data", "EMPTY"], "has a header but no rows"),
     (["--heads", "0.2", "--train-data", "NOLABEL"], "no column 'label'"),
+    (["--heads", "0.2", "--recover-alpha", "0.5"], "--recover-alpha 0.5 weighs the recovery loss: give --recover-epochs too"),
 ]
 
 
@@ -254,6 +255,38 @@ def test_prune_rejects_bad_input_up_front(teacher, tmp_path, args, expected):
     line = one_line_error(cli("prune", teacher, "-o", out, *args, check=2))
     assert expected in line
     assert not out.exists() and not list(tmp_path.glob(".edgedeploy-staging-*"))
+
+
+@needs_minilm
+def test_recovery_by_self_distillation_pulls_the_pruned_model_back_to_the_unpruned_one(teacher, tmp_path):
+    """--recover-alpha 0: recovery learns the unpruned model's softened logits only, so the pruned
+    model's outputs stay with the model before pruning; with hard labels (the default, alpha 1)
+    the same recovery (same rows, order, steps) learns the labels and moves away from it."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    texts = [r.split("\t")[0] for r in SST2_DEV.read_text().splitlines()[1:41]]
+
+    def kl_to_teacher(path):
+        from edgedeploy.exporters.encoder_parts import from_pretrained
+
+        m = from_pretrained(AutoModelForSequenceClassification, path, local_files_only=True).eval()
+        want, got = _logits(teacher_model, texts), _logits(m, texts)
+        p, q = torch.log_softmax(want / 2, -1), torch.log_softmax(got / 2, -1)
+        return float((p.exp() * (p - q)).sum(-1).mean())
+
+    teacher_model, _ = _params(teacher)
+    common = ["--heads", "0:0,1;1:0,1;2:0,1", "--train-data", SST2_DEV, "--train-subset", "256", "--recover-epochs", "2", "--lr", "1e-3"]
+    runs = {}
+    for alpha in ("1", "0"):
+        out = tmp_path / f"alpha{alpha}"
+        rec = json.loads(cli("prune", teacher, "-o", out, *common, "--recover-alpha", alpha, "--json", check=0).stdout)
+        assert rec["settings"]["recover_alpha"] == float(alpha)
+        runs[alpha] = kl_to_teacher(out)
+    cli("prune", teacher, "-o", tmp_path / "none", "--heads", "0:0,1;1:0,1;2:0,1", check=0)
+    after_prune = kl_to_teacher(tmp_path / "none")
+    assert runs["1"] > 100 * after_prune, (runs, after_prune)  # label recovery moved the model
+    assert runs["0"] < runs["1"] / 3, (runs, after_prune)
 
 
 @needs_minilm

@@ -51,6 +51,12 @@ class PruneOptions(TrainingOptions):
     importance_samples: int = Field(512, ge=1, description="Training rows used to rank heads and neurons.")
     steps: int = Field(1, ge=1, le=100, description="Gradual schedule: prune in this many rounds, recovering after each.")
     recover_epochs: float = Field(0.0, ge=0, description="Recovery fine-tuning after each round (epochs over the training data; fractions allowed).")
+    recover_alpha: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Recovery loss: weight of the hard labels; 1-alpha weighs the KL to the model before pruning (self-distillation, temperature 2).",
+    )
     allow_empty_layer: bool = Field(False, description="Allow removing every head of a layer.")
 
     _numbers_as_text = field_validator("heads", "keep_layers", mode="before")(_as_text)

@@ -1,6 +1,7 @@
 """``edgedeploy prune``: structured pruning that physically removes attention heads,
 feed-forward neurons and whole layers, so parameters, ONNX size and latency drop, with an
-optional gradual schedule and recovery fine-tuning on labeled data.
+optional gradual schedule and recovery fine-tuning on labeled data (hard labels, or with
+``--recover-alpha`` below 1 partly or wholly the softened logits of the model before pruning).
 
 The output is a Hugging Face checkpoint whose config records what was removed
 (``pruned_heads``, the feed-forward width, the layer count), so ``from_pretrained`` and
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedeploy.compress import data as textdata
-from edgedeploy.compress import model_io
+from edgedeploy.compress import losses, model_io
 from edgedeploy.compress.importance import gradient, magnitude
 from edgedeploy.compress.options import PruneOptions
 from edgedeploy.compress.train import Diverged, Schedule, train, trainable
@@ -27,6 +28,7 @@ from edgedeploy.core.errors import BadInput
 from edgedeploy.exporters.encoder_parts import Encoder, parameters
 
 log = logging.getLogger("edgedeploy")
+RECOVERY_TEMPERATURE = 2.0  # softened logits for recovery by self-distillation (as distill's default)
 
 
 @dataclass
@@ -143,6 +145,8 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
     params_before, layers_before = parameters(model), len(enc.layers)
     keep = _parse_layers(opts.keep_layers) if opts.keep_layers else None
     original = copy.deepcopy(model) if keep is not None and opts.eval_data else model  # accuracy "before" is the unpruned model's
+    # recovery by self-distillation learns from the model as it was before any pruning
+    teacher = copy.deepcopy(model).eval().requires_grad_(False) if opts.recover_epochs > 0 and opts.recover_alpha < 1 else None
     if keep is not None:
         enc.keep_layers(keep)  # validates the indices
     plan = parse_heads(opts.heads, enc, opts.allow_empty_layer) if opts.heads else None
@@ -155,7 +159,7 @@ def prune(source: str, out: Path, opts: PruneOptions, *, force: bool = False) ->
         record["accuracy"]["before"] = textdata.accuracy(original, tok, eval_set)
         log.info("prune: accuracy before %.4f on %d rows of %s", record["accuracy"]["before"], len(eval_set), Path(opts.eval_data).name)
     del original
-    rounds = _Rounds(model, tok, enc, opts, importance, plan, train_set, eval_set)
+    rounds = _Rounds(model, tok, enc, opts, importance, plan, train_set, eval_set, teacher)
     for r in range(1, opts.steps + 1):
         record["rounds"].append(rounds.run(r, out, record))
     params_after = parameters(model)
@@ -188,6 +192,8 @@ def _check_options(opts: PruneOptions) -> str:
         raise BadInput(
             ("gradient importance" if importance == "gradient" else "--recover-epochs") + " needs labeled training text: give --train-data FILE"
         )
+    if opts.recover_alpha < 1 and not opts.recover_epochs:
+        raise BadInput(f"--recover-alpha {opts.recover_alpha} weighs the recovery loss: give --recover-epochs too")
     return importance
 
 
@@ -209,8 +215,9 @@ class _Rounds:
     """Pruning in ``opts.steps`` rounds: each measures importance, removes its share of heads and
     feed-forward neurons, and (with --recover-epochs) fine-tunes to recover."""
 
-    def __init__(self, model, tok, enc: Encoder, opts: PruneOptions, importance: str, plan, train_set, eval_set):
+    def __init__(self, model, tok, enc: Encoder, opts: PruneOptions, importance: str, plan, train_set, eval_set, teacher=None):
         self.model, self.tok, self.enc, self.opts, self.importance, self.plan = model, tok, enc, opts, importance, plan
+        self.teacher = teacher  # the unpruned model, for recovery by self-distillation (--recover-alpha below 1)
         self.train_set, self.eval_set = train_set, eval_set
         self.recover_set = None
         if opts.recover_epochs > 0:
@@ -271,7 +278,7 @@ class _Rounds:
             rnd["recovery"] = train(
                 model,
                 trainable(model),
-                lambda x, y: model(**x, labels=y).loss,
+                self._recovery_loss,
                 len(recover_set),
                 lambda order: textdata.batches(tok, recover_set, order, opts.batch_size, opts.max_length),
                 sched,
@@ -287,6 +294,16 @@ class _Rounds:
         rnd["recovery"]["rows"] = len(recover_set)
         if self.eval_set is not None:
             rnd["accuracy_after_recovery"] = self._accuracy()
+
+    def _recovery_loss(self, x, y):
+        """The hard-label loss, mixed by --recover-alpha with the KL to the unpruned model's softened logits."""
+        import torch
+
+        if self.teacher is None:
+            return self.model(**x, labels=y).loss
+        with torch.no_grad():
+            want = self.teacher(**x).logits
+        return losses.logits(self.model(**x).logits, want, y, RECOVERY_TEMPERATURE, self.opts.recover_alpha)
 
     def removed_record(self) -> dict:
         return {
