@@ -127,7 +127,7 @@ release: setup
 	$(ED) run $(RECIPE) --gate $(if $(RUN_DIR),--run-dir $(RUN_DIR))
 
 # EdgeMIN-style compression of the SST-2 reference classifier: distill 6->3 layers, prune 20 %
-# of the heads with recovery, dynamic INT8; report per stage (6-8 min on 2 cores).
+# of the heads with recovery, dynamic INT8; report per stage (about 12 min on 2 cores).
 edgemin: setup
 	$(ED) run examples/sst2-edgemin.yaml --gate --run-dir $(or $(RUN_DIR),runs/sst2-edgemin)
 
