@@ -236,7 +236,7 @@ def main() -> None:
     print(
         f"\n{time.strftime('%Y-%m-%d')} | {env['cpu_model']} ({env['arch']}, {env['cores']} cores, {' '.join(env['isa_flags'])}) | "
         f"onnxruntime {env['onnxruntime']} | torch {torch.__version__} | profile {profile['name']} | {threads} threads | "
-        f"MiniLM-L6 batch 1 x 128 | {args.iterations} interleaved iterations each | fidelity on {args.samples} SST-2 dev sentences"
+        f"MiniLM-L6 batch 1 x 128 | {args.iterations} interleaved iterations each | fidelity on SST-2 dev rows {2 * SEARCH_ROWS}-{2 * SEARCH_ROWS + args.samples - 1}"
     )
     header = f"| {'variant':34} | {'p50 ms':>7} | {'cv':>5} | {'vs fastest INT8 peer':>20} | {'size MB':>7} | {'smaller':>7} | {'mean cos':>8} | {'min cos':>7} |"
     print(header)
