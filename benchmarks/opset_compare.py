@@ -22,18 +22,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 def main() -> None:
     import onnx
-    from quantize_compare import arguments, fidelity, stepper, time_models
+    from quantize_compare import arguments, fidelity, host_setup, stepper, time_models
 
     args = arguments(__doc__.splitlines()[0], "bench-opset")
 
-    from edgedeploy.device.doctor import diagnose
-    from edgedeploy.device.profiles import load, run_settings
     from edgedeploy.export import export
     from edgedeploy.runtimes import environment
 
-    args.work.mkdir(parents=True, exist_ok=True)
-    profile = load(diagnose()["closest_profile"])
-    run = dict(run_settings(profile), allow_spinning=False)
+    profile, run = host_setup(args)
     step = stepper(args.work, args.reuse)
     paths = {
         "ORT float": step("fp32", lambda p: export("minilm-l6", p, force=True)) / "model.onnx",

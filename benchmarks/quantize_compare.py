@@ -176,6 +176,16 @@ def time_models(items, run_cfg: dict, iterations: int, extra=()) -> dict:
     return {r["name"]: r for r in measure.interleaved(targets, iterations, 3600, warmup=20, warmup_s=5, block=10, pause_ms=10)}
 
 
+def host_setup(args) -> tuple[dict, dict]:
+    """(this host's device profile, its measuring session settings with spinning off); makes --work."""
+    from edgedeploy.device.doctor import diagnose
+    from edgedeploy.device.profiles import load, run_settings
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    profile = load(diagnose()["closest_profile"])
+    return profile, dict(run_settings(profile), allow_spinning=False)
+
+
 def arguments(description: str, work: str) -> argparse.Namespace:
     """The flags the comparison scripts share (tune_compare.py uses them too)."""
     ap = argparse.ArgumentParser(description=description)

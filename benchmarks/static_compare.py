@@ -26,18 +26,14 @@ NO_SKIP_LN = {"disabled_optimizers": ["SkipLayerNormFusion"]}
 
 
 def main() -> None:
-    from quantize_compare import SST2, arguments, fidelity, stepper, time_models
+    from quantize_compare import SST2, arguments, fidelity, host_setup, stepper, time_models
 
     args = arguments(__doc__.splitlines()[0], "bench-static")
 
-    from edgedeploy.device.doctor import diagnose
-    from edgedeploy.device.profiles import load, run_settings
     from edgedeploy.export import export
     from edgedeploy.quantize.api import quantize
 
-    args.work.mkdir(parents=True, exist_ok=True)
-    profile = load(diagnose()["closest_profile"])
-    run = dict(run_settings(profile), allow_spinning=False)
+    profile, run = host_setup(args)
     step = stepper(args.work, args.reuse)
     fp32 = step("fp32", lambda p: export("minilm-l6", p, force=True))
     common = dict(format="QDQ", calib_data=SST2 / "train.tsv", calib_samples=64, per_channel=True, force=True)
