@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -35,13 +36,21 @@ SEARCH_ROWS = 64  # the accuracy-aware search selects on dev rows [0, 64) and re
 
 
 def stepper(work: Path, reuse: bool):
-    """``step(name, fn)``: build ``work/name`` with ``fn(path)`` unless ``reuse`` finds it there; returns the path."""
+    """``step(name, fn)``: build ``work/name`` with ``fn(path)`` unless ``reuse`` finds it there; returns the path.
+    A build that raises leaves no ``work/name`` behind."""
 
     def step(name, fn):
         path = work / name
         if not (reuse and path.exists()):
             t0 = time.perf_counter()
-            fn(path)
+            try:
+                fn(path)
+            except BaseException:  # a failed build leaves nothing that --reuse would take for built
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+                raise
             print(f"built {name} in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         return path
 

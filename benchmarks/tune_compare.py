@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 BUDGET = {"min_mean_cosine": 0.995, "min_worst_cosine": 0.985}
 TUNE_ROWS = 128  # tune's --eval-samples: it reads dev rows [0, 2 x TUNE_ROWS)
 WINNER = "edgedeploy tune winner"
-START = "ORT quantize_dynamic defaults, plain export, profile session"
+PLAIN = "ORT quantize_dynamic defaults, plain export"  # the name quantize_compare.peers gives it
+START = PLAIN + ", profile session"
 
 
 def build(work: Path, reuse: bool, profile: str) -> tuple[dict[str, Path], dict]:
@@ -79,9 +80,9 @@ def main() -> None:
     paths, winner = build(args.work, args.reuse, profile["name"])
     own = Artifact.load(paths[WINNER].parent).manifest.run
     own = (own.for_job(None) or {}) if own is not None else {}
-    fid = fidelity({**paths, START: paths["ORT quantize_dynamic defaults, plain export"]}, {}, args.work / "fp32", args.samples, offset=2 * TUNE_ROWS)
+    fid = fidelity({**paths, START: paths[PLAIN]}, {}, args.work / "fp32", args.samples, offset=2 * TUNE_ROWS)
     # every row but START runs in the winner's session; START is the same graph in the profile's
-    items = [(n, p, own) for n, p in paths.items()] + [(START, paths["ORT quantize_dynamic defaults, plain export"], None)]
+    items = [(n, p, own) for n, p in paths.items()] + [(START, paths[PLAIN], None)]
     res = time_models(items, run, args.iterations)
     p50 = {n: r["latency_ms"]["p50"] for n, r in res.items()}
     int8_peers = [n for n in paths if n.startswith(("ORT quantize_dynamic", "optimum"))]
@@ -117,7 +118,7 @@ def factors(p50: dict) -> None:
     """From quantize_dynamic's defaults as a user starts to the winner, one change at a time."""
     steps = [
         ("quantize_dynamic defaults, plain export, profile session", START),
-        ("+ the winner's session options", "ORT quantize_dynamic defaults, plain export"),
+        ("+ the winner's session options", PLAIN),
         ("+ the fused export", "ORT quantize_dynamic defaults, fused export"),
         ("+ tune's quantization settings (the winner)", WINNER),
     ]

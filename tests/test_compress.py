@@ -258,7 +258,7 @@ def test_prune_rejects_bad_input_up_front(teacher, tmp_path, args, expected):
 
 
 @needs_minilm
-def test_recovery_by_self_distillation_pulls_the_pruned_model_back_to_the_unpruned_one(teacher, tmp_path):
+def test_recovery_by_self_distillation_keeps_the_pruned_model_close_to_the_unpruned_one(teacher, tmp_path):
     """--recover-alpha 0: recovery learns the unpruned model's softened logits only, so the pruned
     model's outputs stay with the model before pruning; with hard labels (the default, alpha 1)
     the same recovery (same rows, order, steps) learns the labels and moves away from it."""
